@@ -1,0 +1,84 @@
+"""gitml: the machine-learning lifecycle with Git as the database.
+
+``import gitml`` stays cheap (no dulwich, no pydantic) because scripts and the
+CLI import it on every start; each name below is loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .errors import (
+        Conflict,
+        Corrupt,
+        GitmlError,
+        InvalidInput,
+        InvalidRecord,
+        NotARepository,
+        NotFound,
+    )
+    from .records import Experiment, Run
+    from .tracking.client import Client
+    from .tracking.entities import Metric, Param, RunTag
+    from .tracking.fluent import (
+        ActiveRun,
+        active_run,
+        end_run,
+        get_run,
+        get_tracking_uri,
+        last_active_run_id,
+        log_artifact,
+        log_artifacts,
+        log_dict,
+        log_figure,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        set_experiment,
+        set_tag,
+        set_tags,
+        set_tracking_uri,
+        start_run,
+    )
+
+_FLUENT = (
+    "ActiveRun", "active_run", "end_run", "get_run", "get_tracking_uri", "last_active_run_id",
+    "log_artifact", "log_artifacts", "log_dict", "log_figure", "log_metric", "log_metrics",
+    "log_param", "log_params", "log_text", "set_experiment", "set_tag", "set_tags",
+    "set_tracking_uri", "start_run",
+)
+_ERRORS = (
+    "Conflict", "Corrupt", "GitmlError", "InvalidInput", "InvalidRecord", "NotARepository",
+    "NotFound",
+)
+_WHERE: dict[str, str] = {
+    **{name: "gitml.tracking.fluent" for name in _FLUENT},
+    **{name: "gitml.errors" for name in _ERRORS},
+    "Client": "gitml.tracking.client",
+    "Metric": "gitml.tracking.entities",
+    "Param": "gitml.tracking.entities",
+    "RunTag": "gitml.tracking.entities",
+    "Experiment": "gitml.records",
+    "Run": "gitml.records",
+}
+
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gitml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

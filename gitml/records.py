@@ -1,0 +1,147 @@
+"""Pydantic models of every record gitml stores.
+
+Each model has a hand-written JSON Schema in ``schemas/`` (the contract that
+pre-commit hooks and other tools read); ``tests/test_records.py`` keeps the two
+in agreement. Field order here is the canonical key order of the YAML files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import yamlio
+from .errors import InvalidRecord
+
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+RunStatus = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
+LifecycleStage = Literal["active", "deleted"]
+
+HEX40 = r"^[0-9a-f]{40}$"
+RUN_ID = r"^[0-9a-f]{32}$"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Maps whose keys come from users are written sorted, so two writers of
+    # the same content produce byte-identical files; fields keep model order.
+    sorted_maps: ClassVar[tuple[str, ...]] = ()
+
+    def to_yaml(self) -> bytes:
+        return yamlio.dump(self.to_plain())
+
+    def to_plain(self) -> dict[str, Any]:
+        data = self.model_dump(mode="python")
+        for name in self.sorted_maps:
+            data[name] = dict(sorted(data[name].items()))
+        return data
+
+
+class Source(Record):
+    """The code a run came from; ``snapshot`` is set when the work tree was dirty."""
+
+    commit: str | None = Field(default=None, pattern=HEX40)
+    snapshot: str | None = Field(default=None, pattern=HEX40)
+    branch: str | None = None
+    dirty: bool = False
+    entry_point: str | None = None
+
+
+class MetricValue(Record):
+    """The latest value of one metric (highest step, then latest timestamp)."""
+
+    value: float
+    step: int = Field(ge=0)
+    timestamp: int = Field(ge=0)
+
+
+class Run(Record):
+    sorted_maps = ("params", "tags", "metrics")
+
+    id: str = Field(pattern=RUN_ID)
+    experiment_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
+    name: str = Field(min_length=1, max_length=250)
+    status: RunStatus
+    lifecycle_stage: LifecycleStage = "active"
+    start_time: int = Field(ge=0)
+    end_time: int | None = Field(default=None, ge=0)
+    user: str
+    parent_run_id: str | None = Field(default=None, pattern=RUN_ID)
+    source: Source = Field(default_factory=Source)
+    params: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, MetricValue] = Field(default_factory=dict)
+
+
+class Artifact(Record):
+    """One entry of a run's artifact manifest."""
+
+    path: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    storage: Literal["git", "external"] = "git"
+
+
+class ArtifactManifest(Record):
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+
+class Experiment(Record):
+    sorted_maps = ("tags",)
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
+    name: str = Field(min_length=1, max_length=500)
+    lifecycle_stage: LifecycleStage = "active"
+    creation_time: int = Field(ge=0)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(Record):
+    """``.gitml.yaml``: per-project settings; every field has a working default."""
+
+    experiment: str = Field(default="Default", min_length=1, max_length=500)
+    artifact_store: str | None = None
+    artifact_threshold: int = Field(default=10 * 1024 * 1024, ge=0)
+    flush_interval: float = Field(default=5.0, gt=0)
+    flush_points: int = Field(default=50_000, ge=1)
+
+
+M = TypeVar("M", bound=Record)
+
+
+def parse(model: type[M], data: bytes, *, where: str, path: str) -> M:
+    """Parse and validate YAML bytes as ``model``; errors name where, file and field."""
+    try:
+        raw = yamlio.load(data)
+    except Exception as exc:  # yaml raises many types; all mean "not YAML"
+        raise InvalidRecord(where, path, "(document)", f"not valid YAML: {exc}") from None
+    return validate(model, raw, where=where, path=path)
+
+
+def validate(model: type[M], raw: Any, *, where: str, path: str) -> M:
+    if not isinstance(raw, dict):
+        raise InvalidRecord(where, path, "(document)", "expected a mapping at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(document)"
+        raise InvalidRecord(where, path, field, err["msg"]) from None
+
+
+def latest(a: MetricValue | None, b: MetricValue) -> MetricValue:
+    """MLflow's notion of a metric's latest value: max by (step, timestamp, value)."""
+    if a is None:
+        return b
+    ka = (a.step, a.timestamp, _sortable(a.value))
+    kb = (b.step, b.timestamp, _sortable(b.value))
+    return b if kb >= ka else a
+
+
+def _sortable(v: float) -> float:
+    return -math.inf if math.isnan(v) else v

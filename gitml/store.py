@@ -1,0 +1,525 @@
+"""The only module that talks to dulwich.
+
+A ``Store`` is one Git repository (bare or not). Records are written as
+commits on refs with an explicit identity and clock, through a
+compare-and-swap loop that retries on a lost race and on a held lock
+(``../shared/DULWICH-NOTES.md``: ``set_if_equals`` returns False on the
+first, raises ``FileLocked`` on the second). Nothing here reads or writes the
+user's index, work tree or branches: the snapshot of a dirty tree is built
+from the index and files into new objects, as ``git stash create`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.index import (
+    ConflictedIndexEntry,
+    Index,
+    blob_from_path_and_stat,
+    commit_tree,
+    get_unstaged_changes,
+)
+from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.refs import Ref
+from dulwich.repo import Repo, get_user_identity
+
+from .errors import Conflict, GitmlError, NotARepository, NotFound
+
+TREE_MODE = 0o040000
+FILE_MODE = 0o100644
+EXEC_MODE = 0o100755
+LINK_MODE = 0o120000
+GITLINK_MODE = 0o160000
+
+Clock = Callable[[], float]
+
+
+class _Repo(Repo):
+    """A Repo that parses its config once.
+
+    dulwich re-reads ``.git/config`` on every reflog line and object write
+    (measured: four parses per commit, half of a commit's cost).
+    """
+
+    _cached_config: Any = None
+
+    def get_config(self) -> Any:
+        if self._cached_config is None:
+            self._cached_config = super().get_config()
+        return self._cached_config
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    """Where the code of a run came from."""
+
+    commit: str | None
+    branch: str | None
+    dirty: bool
+    snapshot: str | None
+
+    @property
+    def tip(self) -> str | None:
+        """The commit the run's first commit descends from."""
+        return self.snapshot or self.commit
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    parents: tuple[str, ...]
+    message: str
+    time: int
+    author: str
+
+
+@dataclass
+class Change:
+    """What one commit does to a ref's tree.
+
+    ``files`` maps a path to new content (bytes), to an existing blob
+    (``BlobRef``) or to None (delete). ``root_parents`` are the parents of the
+    ref's first commit (the code commit, for a run); later commits have the
+    previous tip as their only parent.
+    """
+
+    files: dict[str, bytes | BlobRef | None] = field(default_factory=dict)
+    root_parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    sha: str
+    mode: int = FILE_MODE
+
+
+class Snapshot:
+    """Read access to one commit's tree."""
+
+    def __init__(self, store: Store, commit: str) -> None:
+        self._store = store
+        self.commit = commit
+        self.tree = store._repo[commit.encode()].tree.decode()  # type: ignore[attr-defined]
+
+    def read(self, path: str) -> bytes | None:
+        sha = self.lookup(path)
+        return None if sha is None else self._store.read_blob(sha)
+
+    def blob(self, sha: str) -> bytes:
+        return self._store.read_blob(sha)
+
+    def lookup(self, path: str) -> str | None:
+        """The blob or tree sha at ``path``, or None."""
+        return self._store._lookup(self.tree, path)
+
+    def listdir(self, path: str) -> list[tuple[str, bool, str]]:
+        """(name, is_dir, sha) of the entries under ``path`` (empty when missing)."""
+        sha = self.lookup(path) if path else self.tree
+        if sha is None:
+            return []
+        obj = self._store._repo[sha.encode()]
+        if not isinstance(obj, Tree):
+            return []
+        return [
+            (e.path.decode(), e.mode == TREE_MODE, e.sha.decode())
+            for e in obj.iteritems()
+        ]
+
+
+class Store:
+    """One Git repository used as gitml's database."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock = time.time,
+        identity: str | None = None,
+    ) -> None:
+        try:
+            self._repo = _Repo(os.fspath(path))
+        except NotGitRepository:
+            raise NotARepository(f"{path} is not a Git repository") from None
+        self.clock = clock
+        self._identity = identity.encode() if identity else None
+
+    @classmethod
+    def discover(
+        cls, start: str | os.PathLike[str] = ".", *, clock: Clock = time.time,
+        identity: str | None = None,
+    ) -> Store:
+        """The repository containing ``start`` (a work tree or a bare repository)."""
+        here = Path(start).resolve()
+        for candidate in (here, *here.parents):
+            if (candidate / ".git").exists() or _looks_bare(candidate):
+                return cls(candidate, clock=clock, identity=identity)
+        raise NotARepository(
+            f"{here} is not inside a Git repository: run 'git init' (or 'gitml init') "
+            "there first, or point GITML_TRACKING_URI at a repository"
+        )
+
+    # -- where things are -------------------------------------------------
+
+    @property
+    def bare(self) -> bool:
+        return bool(self._repo.bare)
+
+    @property
+    def root(self) -> Path:
+        """The work tree for a normal repository, the repository itself when bare."""
+        return Path(self._repo.path)
+
+    @property
+    def gitdir(self) -> Path:
+        return Path(self._repo.commondir())
+
+    @property
+    def data_dir(self) -> Path:
+        """``.git/gitml``: journals, the query index, the default external store."""
+        return self.gitdir / "gitml"
+
+    @property
+    def identity(self) -> bytes:
+        if self._identity is None:
+            self._identity = get_user_identity(self._repo.get_config_stack(), "COMMITTER")
+        return self._identity
+
+    def close(self) -> None:
+        self._repo.close()
+
+    # -- reading ---------------------------------------------------------
+
+    def tip(self, ref: str) -> str | None:
+        try:
+            return self._repo.refs[Ref(ref.encode())].decode()
+        except KeyError:
+            return None
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        """Full ref name to commit sha for every ref under ``prefix``."""
+        base = prefix.rstrip("/").encode()
+        out: dict[str, str] = {}
+        container = self._repo.refs
+        for name in container.keys(base=Ref(base)):
+            full = base + b"/" + name
+            try:
+                out[full.decode()] = container[Ref(full)].decode()
+            except KeyError:  # deleted between listing and reading
+                continue
+        return out
+
+    def snapshot(self, commit: str) -> Snapshot:
+        return Snapshot(self, commit)
+
+    def read_blob(self, sha: str) -> bytes:
+        obj = self._repo[sha.encode()]
+        if not isinstance(obj, Blob):
+            raise NotFound(f"object {sha} is not a file")
+        return obj.as_raw_string()
+
+    def has_object(self, sha: str) -> bool:
+        return sha.encode() in self._repo.object_store
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        c = self._repo[sha.encode()]
+        if not isinstance(c, Commit):
+            raise NotFound(f"object {sha} is not a commit")
+        return CommitInfo(
+            sha=sha,
+            parents=tuple(p.decode() for p in c.parents),
+            message=c.message.decode("utf-8", "replace"),
+            time=c.commit_time,
+            author=c.author.decode("utf-8", "replace"),
+        )
+
+    def history(self, commit: str, *, stop: Callable[[CommitInfo], bool]) -> Iterator[CommitInfo]:
+        """First-parent walk from ``commit`` while ``stop`` is false."""
+        sha: str | None = commit
+        while sha is not None:
+            info = self.commit_info(sha)
+            if stop(info):
+                return
+            yield info
+            sha = info.parents[0] if info.parents else None
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        seen: set[str] = set()
+        todo = [descendant]
+        while todo:
+            sha = todo.pop()
+            if sha == ancestor:
+                return True
+            if sha in seen or not self.has_object(sha):
+                continue
+            seen.add(sha)
+            todo.extend(self.commit_info(sha).parents)
+        return False
+
+    def _lookup(self, tree: str, path: str) -> str | None:
+        sha = tree.encode()
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            obj = self._repo[sha]
+            if not isinstance(obj, Tree):
+                return None
+            try:
+                _mode, sha = obj[part.encode()]
+            except KeyError:
+                return None
+        return sha.decode()
+
+    # -- writing ---------------------------------------------------------
+
+    def put_blob(self, data: bytes) -> str:
+        blob = Blob.from_string(data)
+        self._add(blob)
+        return blob.id.decode()
+
+    def update(
+        self,
+        ref: str,
+        edit: Callable[[Snapshot | None], Change | None],
+        message: str,
+        *,
+        attempts: int = 200,
+    ) -> str | None:
+        """Commit ``edit(current tip)`` on ``ref`` with compare-and-swap.
+
+        ``edit`` is called again with the new tip whenever another writer moved
+        the ref first, so it must derive its change from the snapshot it is
+        given (that is how concurrent writers merge instead of overwriting).
+        Returns the new tip, or the old one when ``edit`` returns None.
+        """
+        refname = Ref(ref.encode())
+        reflog = message.split("\n", 1)[0].encode()  # a reflog line holds one line
+        for attempt in range(attempts):
+            old = self.tip(ref)
+            snap = self.snapshot(old) if old else None
+            change = edit(snap)
+            if change is None:
+                return old
+            tree = self._edit_tree(snap.tree if snap else None, change.files)
+            parents = (old,) if old else change.root_parents
+            commit = self._commit(tree, parents, message)
+            now = int(self.clock())
+            try:
+                if old is None:
+                    ok = self._repo.refs.add_if_new(
+                        refname, commit.encode(), committer=self.identity,
+                        timestamp=now, timezone=0, message=reflog,
+                    )
+                else:
+                    ok = self._repo.refs.set_if_equals(
+                        refname, old.encode(), commit.encode(), committer=self.identity,
+                        timestamp=now, timezone=0, message=reflog,
+                    )
+            except FileLocked:
+                ok = False
+            if ok:
+                return commit
+            # Back off with jitter so that eight writers on one ref spread out.
+            time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
+        raise Conflict(f"{ref}: gave up after {attempts} attempts; another writer holds it")
+
+    def _commit(self, tree: str, parents: tuple[str, ...], message: str) -> str:
+        c = Commit()
+        c.tree = tree.encode()
+        c.parents = [p.encode() for p in parents]
+        c.author = c.committer = self.identity
+        c.author_time = c.commit_time = int(self.clock())
+        c.author_timezone = c.commit_timezone = 0
+        c.encoding = b"UTF-8"
+        c.message = message.encode() + b"\n"
+        self._add(c)
+        return c.id.decode()
+
+    def _add(self, obj: Blob | Tree | Commit) -> None:
+        if obj.id in self._repo.object_store:
+            return
+        try:
+            self._repo.object_store.add_object(obj)
+        except FileLocked:
+            # Another process is writing the very same object; it exists once
+            # its writer finishes, and identical content is all we need.
+            if not self._wait_for(obj.id):
+                raise
+
+    def _wait_for(self, sha: bytes) -> bool:
+        for _ in range(100):
+            if sha in self._repo.object_store:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def _edit_tree(self, base: str | None, files: Mapping[str, bytes | BlobRef | None]) -> str:
+        nested: dict[str, Any] = {}
+        for path, value in files.items():
+            parts = [p for p in path.split("/") if p]
+            node = nested
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise GitmlError(f"cannot write below file {path}")
+            node[parts[-1]] = value
+        return self._apply(base, nested)
+
+    def _apply(self, base: str | None, edits: dict[str, Any]) -> str:
+        tree = Tree()
+        if base is not None:
+            old = self._repo[base.encode()]
+            assert isinstance(old, Tree)
+            for entry in old.iteritems():
+                tree.add(entry.path, entry.mode, entry.sha)
+        for name, value in edits.items():
+            key = name.encode()
+            if value is None:
+                if key in tree:
+                    del tree[key]
+            elif isinstance(value, dict):
+                sub = None
+                if key in tree:
+                    mode, sha = tree[key]
+                    sub = sha.decode() if mode == TREE_MODE else None
+                new = self._apply(sub, value)
+                if self._empty_tree(new):
+                    if key in tree:
+                        del tree[key]
+                else:
+                    tree.add(key, TREE_MODE, new.encode())
+            elif isinstance(value, BlobRef):
+                tree.add(key, value.mode, value.sha.encode())
+            else:
+                tree.add(key, FILE_MODE, self.put_blob(value).encode())
+        self._add(tree)
+        return tree.id.decode()
+
+    def _empty_tree(self, sha: str) -> bool:
+        obj = self._repo[sha.encode()]
+        return isinstance(obj, Tree) and len(obj) == 0
+
+    # -- code versions ---------------------------------------------------
+
+    def code_version(self, *, snapshot_message: str) -> CodeVersion:
+        """HEAD, branch and dirtiness of the work tree, with a snapshot when dirty.
+
+        The snapshot commit holds every tracked file as it is on disk (staged
+        or not), with HEAD as its parent, like ``git stash create``; untracked
+        files are not part of it, as with git.
+        """
+        repo = self._repo
+        head = self.tip("HEAD")
+        branch = None
+        try:
+            names, _ = repo.refs.follow(Ref(b"HEAD"))
+            target = names[-1].decode()
+            if target.startswith("refs/heads/"):
+                branch = target[len("refs/heads/"):]
+        except (KeyError, IndexError):
+            branch = None
+        if self.bare:
+            return CodeVersion(head, branch, False, None)
+        try:
+            index: Index = repo.open_index()
+        except (FileNotFoundError, NotGitRepository):
+            return CodeVersion(head, branch, False, None)
+        head_tree = repo[head.encode()].tree if head else None  # type: ignore[attr-defined]
+        staged = any(True for _ in index.changes_from_tree(repo.object_store, head_tree))
+        unstaged = set(get_unstaged_changes(index, os.fsencode(self.root)))
+        if not staged and not unstaged:
+            return CodeVersion(head, branch, False, None)
+        entries: list[tuple[bytes, bytes, int]] = []
+        for path, entry in index.iteritems():
+            if isinstance(entry, ConflictedIndexEntry):
+                entry = entry.this or entry.ours or entry.ancestor
+                if entry is None:
+                    continue
+            if path in unstaged:
+                full = os.path.join(os.fsencode(self.root), path)
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:
+                    continue  # deleted in the work tree
+                blob = blob_from_path_and_stat(full, st)
+                self._add(blob)
+                entries.append((path, blob.id, _file_mode(st.st_mode)))
+            else:
+                entries.append((path, entry.sha, entry.mode))
+        tree = commit_tree(repo.object_store, entries).decode()
+        snap = self._commit(tree, (head,) if head else (), snapshot_message)
+        return CodeVersion(head, branch, True, snap)
+
+    def import_history(self, source: Store, commit: str) -> None:
+        """Copy ``commit`` and everything it reaches from ``source`` (what is missing).
+
+        Used when runs are tracked in another repository than the code, so the
+        run's first commit can keep the code commit as its parent.
+        """
+        if self.has_object(commit):
+            return
+        theirs = source._repo
+        mine = self._repo.object_store
+        missing: list[tuple[Any, None]] = []
+        seen: set[bytes] = set()
+        todo: list[bytes] = [commit.encode()]
+        while todo:
+            sha = todo.pop()
+            if sha in seen or sha in mine:
+                continue
+            seen.add(sha)
+            obj = theirs[sha]
+            missing.append((obj, None))
+            if isinstance(obj, Commit):
+                todo.append(obj.tree)
+                todo.extend(obj.parents)
+            elif isinstance(obj, Tree):
+                todo.extend(e.sha for e in obj.iteritems() if e.mode != GITLINK_MODE)
+        mine.add_objects(missing)
+
+    def export_tree(self, commit: str, into: Path) -> int:
+        """Write the files of ``commit`` below ``into``; returns how many were written."""
+        obj = self._repo[commit.encode()]
+        if not isinstance(obj, Commit):
+            raise NotFound(f"{commit} is not a commit")
+        count = 0
+        todo: list[tuple[bytes, Path]] = [(obj.tree, into)]
+        while todo:
+            tree_sha, where = todo.pop()
+            where.mkdir(parents=True, exist_ok=True)
+            tree = self._repo[tree_sha]
+            assert isinstance(tree, Tree)
+            for e in tree.iteritems():
+                target = where / e.path.decode()
+                if e.mode == TREE_MODE:
+                    todo.append((e.sha, target))
+                elif e.mode == GITLINK_MODE:
+                    target.mkdir(exist_ok=True)
+                elif e.mode == LINK_MODE:
+                    os.symlink(self.read_blob(e.sha.decode()), target)
+                    count += 1
+                else:
+                    target.write_bytes(self.read_blob(e.sha.decode()))
+                    if e.mode == EXEC_MODE:
+                        target.chmod(0o755)
+                    count += 1
+        return count
+
+
+def _file_mode(st_mode: int) -> int:
+    if stat.S_ISLNK(st_mode):
+        return LINK_MODE
+    return EXEC_MODE if st_mode & 0o111 else FILE_MODE
+
+
+def _looks_bare(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()

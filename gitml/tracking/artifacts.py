@@ -1,0 +1,119 @@
+"""Artifacts stored by content.
+
+Small files are Git blobs in the run's tree (``artifacts/<path>``), so they
+travel with ``git push`` and identical content is stored once. Files above the
+configured threshold go to an external folder keyed by sha256, so repositories
+stay pushable to Git hosts. The manifest (``artifacts.yaml``) records path,
+sha256, size and where the bytes are; every read checks the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import Corrupt, InvalidInput, NotFound
+
+CHUNK = 1024 * 1024
+
+
+def clean_path(path: str) -> str:
+    """A relative POSIX path inside the run's artifact root, or ``InvalidInput``."""
+    if not isinstance(path, str) or not path:
+        raise InvalidInput(f"artifact path must be a non-empty string, got {path!r}")
+    if "\\" in path or "\0" in path:
+        raise InvalidInput(f"artifact path {path!r} must use '/' and hold no NUL or backslash")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise InvalidInput(f"artifact path {path!r} is absolute; give a path relative to the run")
+    parts = path.split("/")
+    if ".." in parts:
+        raise InvalidInput(f"artifact path {path!r} escapes the run's artifact root ('..')")
+    normal = posixpath.normpath(path)
+    if normal in (".", "") or normal.startswith("../"):
+        raise InvalidInput(f"artifact path {path!r} does not name a file")
+    if any(p in (".git", ".gitml") for p in normal.split("/")):
+        raise InvalidInput(f"artifact path {path!r} uses a reserved name")
+    return normal
+
+
+def join(artifact_path: str | None, name: str) -> str:
+    return clean_path(f"{artifact_path.strip('/')}/{name}" if artifact_path else name)
+
+
+def digest_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def verify(data: bytes, sha256: str, what: str) -> bytes:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise Corrupt(f"{what}: content has sha256 {actual}, the manifest says {sha256}")
+    return data
+
+
+class ExternalStore:
+    """A folder of files named by their sha256 (``ab/cdef…``), shared or local."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:]
+
+    def put(self, source: Path, sha256: str) -> None:
+        target = self._path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                shutil.copyfileobj(src, out, CHUNK)
+            os.replace(tmp, target)  # atomic: readers never see a partial file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, data: bytes, sha256: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix="gitml-artifact-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            self.put(Path(tmp), sha256)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def copy_to(self, sha256: str, dest: Path, what: str) -> None:
+        """Copy the content to ``dest``, checking its digest on the way."""
+        source = self._path(sha256)
+        if not source.exists():
+            raise NotFound(f"{what}: content {sha256} is missing from the artifact store {self.root}")
+        h = hashlib.sha256()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        with open(source, "rb") as src, open(tmp, "wb") as out:
+            while block := src.read(CHUNK):
+                h.update(block)
+                out.write(block)
+        if h.hexdigest() != sha256:
+            tmp.unlink()
+            raise Corrupt(
+                f"{what}: stored content has sha256 {h.hexdigest()}, the manifest says {sha256}"
+            )
+        os.replace(tmp, dest)
+
+    def read(self, sha256: str, what: str) -> bytes:
+        source = self._path(sha256)
+        if not source.exists():
+            raise NotFound(f"{what}: content {sha256} is missing from the artifact store {self.root}")
+        return verify(source.read_bytes(), sha256, what)

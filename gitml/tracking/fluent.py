@@ -1,0 +1,264 @@
+"""The fluent API MLflow users know: ``start_run``, ``log_metric``, ``end_run``…
+
+Module state (tracking URI, experiment, the stack of active runs) lives here;
+every call goes through one lazily built ``Client``. Logging without an active
+run starts one, as MLflow does. A run left open at interpreter exit is ended
+as FINISHED (MLflow's behaviour); inside ``with start_run()`` an exception
+ends it as FAILED, and ``KeyboardInterrupt`` or SIGTERM as KILLED.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ..records import Experiment, Run
+    from .client import Client
+
+_lock = threading.RLock()
+_tracking_uri: str | None = None
+_experiment: str | None = None
+_client: Client | None = None
+_active: list[ActiveRun] = []
+
+
+class RunTerminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives during ``with start_run()``."""
+
+
+def _get_client() -> Client:
+    global _client
+    with _lock:
+        if _client is None:
+            from .client import Client
+
+            _client = Client(_tracking_uri)
+        return _client
+
+
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
+    """Where runs go: a path to a Git repository (None: the repository you stand in)."""
+    global _tracking_uri, _client
+    with _lock:
+        if _client is not None:
+            _client.close()
+        _tracking_uri = os.fspath(uri) if uri is not None else None
+        _client = None
+
+
+def get_tracking_uri() -> str | None:
+    return _tracking_uri or os.environ.get("GITML_TRACKING_URI")
+
+
+def set_experiment(experiment_name: str) -> Experiment:
+    """Make ``experiment_name`` the default for new runs, creating it if needed."""
+    global _experiment
+    client = _get_client()
+    exp_id = client.experiment_id(experiment_name)
+    _experiment = exp_id
+    return client.get_experiment(exp_id)
+
+
+class ActiveRun:
+    """The run ``start_run`` returned; a context manager that ends it."""
+
+    def __init__(self, run_id: str, previous_handler: Any = None) -> None:
+        self.run_id = run_id
+        self._previous_handler = previous_handler
+
+    @property
+    def info(self) -> Run:
+        """The run as committed so far (``info.run_id`` works as in MLflow)."""
+        return get_run(self.run_id)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt | RunTerminated):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        if any(r.run_id == self.run_id for r in _active):
+            end_run(status)
+        if exc_type is RunTerminated:
+            raise SystemExit(128 + signal.SIGTERM)
+
+
+def start_run(
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    experiment: str | None = None,
+) -> ActiveRun:
+    """Start a new run, or resume ``run_id`` (later logs append to it)."""
+    client = _get_client()
+    with _lock:
+        if _active and not nested:
+            raise InvalidInput(
+                f"run {_active[-1].run_id} is already active; end it with end_run() first, "
+                "or start a nested run with start_run(nested=True)"
+            )
+        parent = _active[-1].run_id if _active and nested else None
+        if run_id is not None:
+            run_id = client.resolve_run_id(run_id)
+            client.update_run(run_id, status="RUNNING")
+            if tags:
+                client.log_batch(run_id, tags=tags)
+        else:
+            exp = experiment_id or experiment or _experiment
+            if exp is None:
+                exp = os.environ.get("GITML_EXPERIMENT_NAME") or None
+            entry = _entry_point()
+            run = client.create_run(
+                exp, run_name=run_name, tags=tags, parent_run_id=parent, entry_point=entry
+            )
+            run_id = run.id
+        active = ActiveRun(run_id, _catch_sigterm() if not _active else None)
+        _active.append(active)
+        return active
+
+
+def end_run(status: str = "FINISHED") -> None:
+    """End the innermost active run (its buffered values are committed with it)."""
+    with _lock:
+        if not _active:
+            return
+        active = _active.pop()
+        try:
+            _get_client().set_terminated(active.run_id, status)
+        finally:
+            if active._previous_handler is not None:
+                signal.signal(signal.SIGTERM, active._previous_handler)
+
+
+def active_run() -> ActiveRun | None:
+    return _active[-1] if _active else None
+
+
+def last_active_run_id() -> str | None:
+    return _active[-1].run_id if _active else None
+
+
+def get_run(run_id: str) -> Run:
+    return _get_client().get_run(run_id)
+
+
+def _run_id() -> str:
+    if not _active:
+        start_run()
+    return _active[-1].run_id
+
+
+def log_param(key: str, value: Any) -> Any:
+    return _get_client().log_param(_run_id(), key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    _get_client().log_batch(_run_id(), params=params, synchronous=False)
+
+
+def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+    _get_client().log_metric(_run_id(), key, value, timestamp, step or 0)
+
+
+def log_metrics(
+    metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+) -> None:
+    client = _get_client()
+    run_id = _run_id()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value, timestamp, step or 0)
+
+
+def set_tag(key: str, value: Any) -> None:
+    _get_client().set_tag(_run_id(), key, value)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    _get_client().log_batch(_run_id(), tags=tags, synchronous=False)
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    _get_client().log_artifact(_run_id(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    _get_client().log_artifacts(_run_id(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    _get_client().log_text(_run_id(), text, artifact_file)
+
+
+def log_dict(dictionary: Mapping[str, Any], artifact_file: str) -> None:
+    _get_client().log_dict(_run_id(), dictionary, artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str, *, save_kwargs: Mapping[str, Any] | None = None) -> None:
+    """Save a matplotlib figure as an artifact (needs ``pip install gitml[figures]``)."""
+    if not hasattr(figure, "savefig"):
+        raise InvalidInput(
+            f"log_figure expects a matplotlib Figure, got {type(figure).__name__}"
+        )
+    suffix = Path(artifact_file).suffix.lstrip(".") or "png"
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=suffix, **dict(save_kwargs or {}))
+    _get_client().log_bytes(_run_id(), buffer.getvalue(), artifact_file)
+
+
+def _entry_point() -> str | None:
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(path).name
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into ``RunTerminated`` so the run ends KILLED, when we may."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        return None  # the program handles SIGTERM itself; leave it alone
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise RunTerminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+@atexit.register
+def _end_open_runs() -> None:
+    while _active:
+        try:
+            end_run("FINISHED")
+        except Exception:  # best effort at exit; the journal still holds the data
+            _active.clear()

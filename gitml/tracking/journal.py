@@ -1,0 +1,152 @@
+"""The append-only journal that makes buffered writes survive ``kill -9``.
+
+Each process writing to a run appends to its own segment file under
+``<gitdir>/gitml/journal/<run_id>/`` before the logging call returns (one
+``write(2)``: the data is in the kernel's page cache, which outlives the
+process). The writer holds an exclusive ``flock`` on its segment for as long as
+the segment's data is not committed; the kernel drops the lock when the
+process dies, however it dies, which is how recovery tells an orphan from a
+segment still in use. A flush commits a segment's records with a
+``Gitml-Journal: <segment>`` trailer, then unlinks it, so a recovery that
+finds a segment whose trailer is already in the run's history knows it was
+committed and only deletes it.
+
+Records, one per line, fields separated by tabs:
+``M key step timestamp value`` (metric), ``P key json`` (param),
+``T key json`` (tag). Keys cannot hold tabs or newlines (validation forbids
+them); param and tag values are JSON strings so they may.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Entries:
+    """What a segment (or a buffer) holds, in the order it was logged."""
+
+    metrics: dict[str, list[bytes]] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.metrics or self.params or self.tags)
+
+    def extend(self, other: Entries) -> None:
+        for key, lines in other.metrics.items():
+            self.metrics.setdefault(key, []).extend(lines)
+        self.params.update(other.params)
+        self.tags.update(other.tags)
+
+
+class Segment:
+    """One open, locked journal file."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.name = path.stem
+        self._fd = fd
+
+    @classmethod
+    def create(cls, directory: Path) -> Segment:
+        path = directory / f"{os.getpid()}-{secrets.token_hex(6)}.log"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        while True:
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, flags, 0o644)
+                break
+            except FileNotFoundError:
+                continue  # a recovery removed the empty run folder just now
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(path, fd)
+
+    def write(self, data: bytes) -> None:
+        os.write(self._fd, data)
+
+    def discard(self) -> None:
+        """Its records are committed: remove it, then let go of the lock."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+
+
+def metric_record(key: str, line: bytes) -> bytes:
+    return b"M\t" + key.encode() + b"\t" + line
+
+
+def param_record(key: str, value: str) -> bytes:
+    return f"P\t{key}\t{json.dumps(value)}\n".encode()
+
+
+def tag_record(key: str, value: str) -> bytes:
+    return f"T\t{key}\t{json.dumps(value)}\n".encode()
+
+
+def parse(data: bytes) -> Entries:
+    """Read a segment; a torn last line (the process died mid-write) is dropped."""
+    entries = Entries()
+    for raw in data.split(b"\n")[:-1]:
+        kind, key_b, rest = raw.split(b"\t", 2)
+        key = key_b.decode()
+        if kind == b"M":
+            entries.metrics.setdefault(key, []).append(rest + b"\n")
+        elif kind == b"P":
+            entries.params[key] = json.loads(rest)
+        elif kind == b"T":
+            entries.tags[key] = json.loads(rest)
+    return entries
+
+
+@dataclass
+class Orphan:
+    """A segment whose writer is gone, locked by us until ``release``."""
+
+    run_id: str
+    name: str
+    path: Path
+    fd: int
+
+    def read(self) -> Entries:
+        return parse(self.path.read_bytes())
+
+    def release(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+
+
+def orphans(root: Path) -> Iterator[Orphan]:
+    """Segments under ``root`` whose writing process has died."""
+    if not root.is_dir():
+        return
+    for run_dir in sorted(root.iterdir()):
+        for path in sorted(run_dir.glob("*.log")):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # its writer is alive
+                continue
+            if os.fstat(fd).st_nlink == 0:  # committed and unlinked while we waited
+                os.close(fd)
+                continue
+            yield Orphan(run_dir.name, path.stem, path, fd)
+        try:
+            run_dir.rmdir()
+        except OSError:
+            pass

@@ -1,0 +1,137 @@
+"""Input rules, as strict as MLflow's (``mlflow/utils/validation.py`` documents them).
+
+Every check raises ``InvalidInput`` naming the key and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import numbers
+import posixpath
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import InvalidInput
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_RUN_NAME_LENGTH = 250
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+
+_KEY = re.compile(r"^[/\w.\- :]+$")
+
+# Keys already checked in this process: the metric hot path checks a key once.
+_valid_keys: set[str] = set()
+
+
+def key(kind: str, name: Any) -> str:
+    """A param, metric or tag name: MLflow's alphabet, a clean relative path, 250 chars."""
+    if name in _valid_keys:
+        return str(name)
+    if not isinstance(name, str):
+        raise InvalidInput(f"{kind} key must be a string, got {type(name).__name__} {name!r}")
+    if not name:
+        raise InvalidInput(f"{kind} key must not be empty")
+    if len(name) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"{kind} key '{name[:40]}...' is {len(name)} characters; the limit is {MAX_KEY_LENGTH}"
+        )
+    if not _KEY.match(name):
+        raise InvalidInput(
+            f"invalid {kind} key {name!r}: names may only contain alphanumerics, "
+            "underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
+        )
+    if posixpath.normpath(name) != name or name.startswith("/") or set(name) <= {"."}:
+        raise InvalidInput(
+            f"invalid {kind} key {name!r}: it must be a plain relative path "
+            "(no leading '/', no '..', '.', or '//' components)"
+        )
+    _valid_keys.add(name)
+    return name
+
+
+def param_value(name: str, value: Any) -> str:
+    text = str(value)
+    if len(text) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidInput(
+            f"param '{name}' value is {len(text)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
+        )
+    return text
+
+
+def tag_value(name: str, value: Any) -> str:
+    text = str(value)
+    if len(text) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidInput(
+            f"tag '{name}' value is {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}"
+        )
+    return text
+
+
+def metric_value(name: str, value: Any) -> float:
+    """Any real number; NaN and +/-inf are kept as they are (MLflow stores them too)."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise InvalidInput(
+        f"metric '{name}' value must be a number, got {type(value).__name__} {value!r}"
+    )
+
+
+def step(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInput(f"metric '{name}' step must be an integer, got {value!r}")
+    if value < 0:
+        raise InvalidInput(f"metric '{name}' step must not be negative, got {value}")
+    return int(value)
+
+
+def timestamp(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInput(
+            f"metric '{name}' timestamp must be an integer (milliseconds since the epoch), "
+            f"got {value!r}"
+        )
+    if value < 0:
+        raise InvalidInput(f"metric '{name}' timestamp must not be negative, got {value}")
+    return int(value)
+
+
+def run_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"run name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_RUN_NAME_LENGTH:
+        raise InvalidInput(
+            f"run name is {len(name)} characters; the limit is {MAX_RUN_NAME_LENGTH}"
+        )
+    return name
+
+
+def unique(kind: str, keys: Iterable[str]) -> None:
+    """MLflow rejects a batch that names the same param or tag twice."""
+    seen: set[str] = set()
+    for k in keys:
+        if k in seen:
+            raise InvalidInput(f"duplicate {kind} key '{k}' in one batch")
+        seen.add(k)
+
+
+def batch_size(metrics: int, params: int, tags: int) -> None:
+    if metrics > MAX_METRICS_PER_BATCH:
+        raise InvalidInput(
+            f"a batch may hold at most {MAX_METRICS_PER_BATCH} metrics, got {metrics}"
+        )
+    if params > MAX_PARAMS_TAGS_PER_BATCH:
+        raise InvalidInput(
+            f"a batch may hold at most {MAX_PARAMS_TAGS_PER_BATCH} params, got {params}"
+        )
+    if tags > MAX_PARAMS_TAGS_PER_BATCH:
+        raise InvalidInput(f"a batch may hold at most {MAX_PARAMS_TAGS_PER_BATCH} tags, got {tags}")
+    if metrics + params + tags > MAX_ENTITIES_PER_BATCH:
+        raise InvalidInput(
+            f"a batch may hold at most {MAX_ENTITIES_PER_BATCH} metrics, params and tags in all"
+        )

@@ -1,0 +1,62 @@
+"""Temporary Git repositories driven by the real ``git`` binary.
+
+The identity and configuration are pinned in the environment, so tests never
+read the developer's ``$HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Committer",
+    "GIT_COMMITTER_EMAIL": "committer@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git_env(home: Path) -> dict[str, str]:
+    """An environment for ``git`` and for gitml child processes: pinned, no user config."""
+    env = dict(os.environ)
+    env.update(IDENTITY)
+    env["HOME"] = str(home)
+    env["GIT_CONFIG_GLOBAL"] = str(home / ".gitconfig")
+    return env
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run real git; returns stdout, raises with stderr on failure."""
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def init_repo(path: Path, *, bare: bool = False, commit: bool = True) -> Path:
+    """A new repository with branch ``main`` and, unless bare, one commit of ``train.py``."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main", *(["--bare"] if bare else []))
+    if not bare and commit:
+        (path / "train.py").write_text("print('training')\n")
+        git(path, "add", "train.py")
+        git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+class FixedClock:
+    """A clock that moves only when told, so commit times and timestamps are exact."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
