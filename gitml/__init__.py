@@ -48,13 +48,34 @@ if TYPE_CHECKING:
     )
 
 _FLUENT = (
-    "ActiveRun", "active_run", "end_run", "get_run", "get_tracking_uri", "last_active_run_id",
-    "log_artifact", "log_artifacts", "log_dict", "log_figure", "log_metric", "log_metrics",
-    "log_param", "log_params", "log_text", "set_experiment", "set_tag", "set_tags",
-    "set_tracking_uri", "start_run",
+    "ActiveRun",
+    "active_run",
+    "end_run",
+    "get_run",
+    "get_tracking_uri",
+    "last_active_run_id",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
 )
 _ERRORS = (
-    "Conflict", "Corrupt", "GitmlError", "InvalidInput", "InvalidRecord", "NotARepository",
+    "Conflict",
+    "Corrupt",
+    "GitmlError",
+    "InvalidInput",
+    "InvalidRecord",
+    "NotARepository",
     "NotFound",
 )
 _WHERE: dict[str, str] = {
@@ -68,7 +89,42 @@ _WHERE: dict[str, str] = {
     "Run": "gitml.records",
 }
 
-__all__ = ["__version__", *sorted(_WHERE)]
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "Conflict",
+    "Corrupt",
+    "Experiment",
+    "GitmlError",
+    "InvalidInput",
+    "InvalidRecord",
+    "Metric",
+    "NotARepository",
+    "NotFound",
+    "Param",
+    "Run",
+    "RunTag",
+    "__version__",
+    "active_run",
+    "end_run",
+    "get_run",
+    "get_tracking_uri",
+    "last_active_run_id",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+]
 
 
 def __getattr__(name: str) -> Any:

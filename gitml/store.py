@@ -130,10 +130,7 @@ class Snapshot:
         obj = self._store._repo[sha.encode()]
         if not isinstance(obj, Tree):
             return []
-        return [
-            (e.path.decode(), e.mode == TREE_MODE, e.sha.decode())
-            for e in obj.iteritems()
-        ]
+        return [(e.path.decode(), e.mode == TREE_MODE, e.sha.decode()) for e in obj.iteritems()]
 
 
 class Store:
@@ -154,8 +151,19 @@ class Store:
         self._identity = identity.encode() if identity else None
 
     @classmethod
+    def init(cls, path: str | os.PathLike[str], *, bare: bool = False) -> Store:
+        """A new, empty repository at ``path``."""
+        Path(path).mkdir(parents=True, exist_ok=True)
+        repo = _Repo.init_bare(os.fspath(path)) if bare else _Repo.init(os.fspath(path))
+        repo.close()
+        return cls(path)
+
+    @classmethod
     def discover(
-        cls, start: str | os.PathLike[str] = ".", *, clock: Clock = time.time,
+        cls,
+        start: str | os.PathLike[str] = ".",
+        *,
+        clock: Clock = time.time,
         identity: str | None = None,
     ) -> Store:
         """The repository containing ``start`` (a work tree or a bare repository)."""
@@ -228,7 +236,7 @@ class Store:
         return obj.as_raw_string()
 
     def has_object(self, sha: str) -> bool:
-        return sha.encode() in self._repo.object_store
+        return _oid(sha) in self._repo.object_store
 
     def commit_info(self, sha: str) -> CommitInfo:
         c = self._repo[sha.encode()]
@@ -316,13 +324,22 @@ class Store:
             try:
                 if old is None:
                     ok = self._repo.refs.add_if_new(
-                        refname, commit.encode(), committer=self.identity,
-                        timestamp=now, timezone=0, message=reflog,
+                        refname,
+                        _oid(commit),
+                        committer=self.identity,
+                        timestamp=now,
+                        timezone=0,
+                        message=reflog,
                     )
                 else:
                     ok = self._repo.refs.set_if_equals(
-                        refname, old.encode(), commit.encode(), committer=self.identity,
-                        timestamp=now, timezone=0, message=reflog,
+                        refname,
+                        _oid(old),
+                        _oid(commit),
+                        committer=self.identity,
+                        timestamp=now,
+                        timezone=0,
+                        message=reflog,
                     )
             except FileLocked:
                 ok = False
@@ -335,7 +352,7 @@ class Store:
     def _commit(self, tree: str, parents: tuple[str, ...], message: str) -> str:
         c = Commit()
         c.tree = tree.encode()
-        c.parents = [p.encode() for p in parents]
+        c.parents = [_oid(p) for p in parents]
         c.author = c.committer = self.identity
         c.author_time = c.commit_time = int(self.clock())
         c.author_timezone = c.commit_timezone = 0
@@ -355,7 +372,7 @@ class Store:
             if not self._wait_for(obj.id):
                 raise
 
-    def _wait_for(self, sha: bytes) -> bool:
+    def _wait_for(self, sha: ObjectID) -> bool:
         for _ in range(100):
             if sha in self._repo.object_store:
                 return True
@@ -396,11 +413,11 @@ class Store:
                     if key in tree:
                         del tree[key]
                 else:
-                    tree.add(key, TREE_MODE, new.encode())
+                    tree.add(key, TREE_MODE, _oid(new))
             elif isinstance(value, BlobRef):
-                tree.add(key, value.mode, value.sha.encode())
+                tree.add(key, value.mode, _oid(value.sha))
             else:
-                tree.add(key, FILE_MODE, self.put_blob(value).encode())
+                tree.add(key, FILE_MODE, _oid(self.put_blob(value)))
         self._add(tree)
         return tree.id.decode()
 
@@ -424,7 +441,7 @@ class Store:
             names, _ = repo.refs.follow(Ref(b"HEAD"))
             target = names[-1].decode()
             if target.startswith("refs/heads/"):
-                branch = target[len("refs/heads/"):]
+                branch = target[len("refs/heads/") :]
         except (KeyError, IndexError):
             branch = None
         if self.bare:
@@ -438,12 +455,11 @@ class Store:
         unstaged = set(get_unstaged_changes(index, os.fsencode(self.root)))
         if not staged and not unstaged:
             return CodeVersion(head, branch, False, None)
-        entries: list[tuple[bytes, bytes, int]] = []
-        for path, entry in index.iteritems():
-            if isinstance(entry, ConflictedIndexEntry):
-                entry = entry.this or entry.ours or entry.ancestor
-                if entry is None:
-                    continue
+        entries: list[tuple[bytes, ObjectID, int]] = []
+        for path, item in index.iteritems():
+            entry = (item.this or item.ancestor) if isinstance(item, ConflictedIndexEntry) else item
+            if entry is None:
+                continue
             if path in unstaged:
                 full = os.path.join(os.fsencode(self.root), path)
                 try:
@@ -474,7 +490,7 @@ class Store:
         todo: list[bytes] = [commit.encode()]
         while todo:
             sha = todo.pop()
-            if sha in seen or sha in mine:
+            if sha in seen or ObjectID(sha) in mine:
                 continue
             seen.add(sha)
             obj = theirs[sha]
@@ -513,6 +529,10 @@ class Store:
                         target.chmod(0o755)
                     count += 1
         return count
+
+
+def _oid(sha: str) -> ObjectID:
+    return ObjectID(sha.encode())
 
 
 def _file_mode(st_mode: int) -> int:

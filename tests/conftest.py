@@ -11,7 +11,9 @@ from testing.git import IDENTITY, init_repo
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Pin git's identity and config; no test reads the developer's HOME or tracking URI."""
     home = tmp_path_factory.mktemp("home")
     for key, value in IDENTITY.items():

@@ -97,7 +97,9 @@ class ExternalStore:
         """Copy the content to ``dest``, checking its digest on the way."""
         source = self._path(sha256)
         if not source.exists():
-            raise NotFound(f"{what}: content {sha256} is missing from the artifact store {self.root}")
+            raise NotFound(
+                f"{what}: content {sha256} is missing from the artifact store {self.root}"
+            )
         h = hashlib.sha256()
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".partial")
@@ -115,5 +117,7 @@ class ExternalStore:
     def read(self, sha256: str, what: str) -> bytes:
         source = self._path(sha256)
         if not source.exists():
-            raise NotFound(f"{what}: content {sha256} is missing from the artifact store {self.root}")
+            raise NotFound(
+                f"{what}: content {sha256} is missing from the artifact store {self.root}"
+            )
         return verify(source.read_bytes(), sha256, what)

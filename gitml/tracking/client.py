@@ -18,7 +18,7 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,9 @@ class Client:
             if name == DEFAULT_EXPERIMENT_NAME
             else hashlib.sha256(name.encode()).hexdigest()[:16]
         )
-        tag_values = {validation.key("tag", k): validation.tag_value(k, v) for k, v in
-                      (tags or {}).items()}
+        tag_values = {
+            validation.key("tag", k): validation.tag_value(k, v) for k, v in (tags or {}).items()
+        }
         record = Experiment(id=exp_id, name=name, creation_time=self._now(), tags=tag_values)
 
         def edit(snap: Snapshot | None) -> Change | None:
@@ -213,11 +214,16 @@ class Client:
             experiment_id=exp_id,
             name=validation.run_name(run_name) if run_name is not None else names.run_name(),
             status="RUNNING",
-            start_time=self._now() if start_time is None else validation.timestamp("start", start_time),
+            start_time=self._now()
+            if start_time is None
+            else validation.timestamp("start", start_time),
             user=_user(),
             parent_run_id=parent_run_id,
             source=Source(
-                commit=code.commit, snapshot=code.snapshot, branch=code.branch, dirty=code.dirty,
+                commit=code.commit,
+                snapshot=code.snapshot,
+                branch=code.branch,
+                dirty=code.dirty,
                 entry_point=entry_point,
             ),
             tags=tag_values,
@@ -279,11 +285,15 @@ class Client:
         """A full run id from a unique prefix, as git resolves short hashes."""
         if len(prefix) == 32 and self.store.tip(RUNS + prefix) is not None:
             return prefix
-        matches = [r[len(RUNS) :] for r in self.store.refs(RUNS) if r[len(RUNS) :].startswith(prefix)]
+        matches = [
+            r[len(RUNS) :] for r in self.store.refs(RUNS) if r[len(RUNS) :].startswith(prefix)
+        ]
         if not prefix or not matches:
             raise NotFound(f"no run with id '{prefix}'")
         if len(matches) > 1:
-            raise InvalidInput(f"run id prefix '{prefix}' is ambiguous: {', '.join(sorted(matches)[:5])}")
+            raise InvalidInput(
+                f"run id prefix '{prefix}' is ambiguous: {', '.join(sorted(matches)[:5])}"
+            )
         return matches[0]
 
     def _run_tip(self, run_id: str) -> str:
@@ -345,7 +355,9 @@ class Client:
             if not isinstance(m, Metric):
                 raise InvalidInput(f"log_batch metrics must be gitml.Metric values, got {m!r}")
             checked.append((m.key, checked_metric(m.key, m.value, m.step, m.timestamp)))
-        param_values = {validation.key("param", k): validation.param_value(k, v) for k, v in param_pairs}
+        param_values = {
+            validation.key("param", k): validation.param_value(k, v) for k, v in param_pairs
+        }
         tag_values = self._tags(dict(tag_pairs))
         writer = self._writer(run_id)
         if param_values:
@@ -365,7 +377,9 @@ class Client:
     ) -> None:
         """End a run: buffered data, status and end time in one commit."""
         if status not in TERMINAL_STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(TERMINAL_STATUSES)}, got {status!r}")
+            raise InvalidInput(
+                f"status must be one of {', '.join(TERMINAL_STATUSES)}, got {status!r}"
+            )
         when = self._now() if end_time is None else validation.timestamp("end", end_time)
 
         def apply(run: Run, _snap: Snapshot) -> Files:
@@ -422,15 +436,17 @@ class Client:
 
     # -- artifacts ------------------------------------------------------------
 
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str],
-                     artifact_path: str | None = None) -> None:
+    def log_artifact(
+        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
         source = Path(local_path)
         if not source.is_file():
             raise InvalidInput(f"log_artifact: {source} is not a file")
         self._log_files(run_id, [(artifact_paths.join(artifact_path, source.name), source)])
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str],
-                      artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidInput(f"log_artifacts: {root} is not a directory")
@@ -458,7 +474,7 @@ class Client:
     def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
         self._log_files(run_id, [(artifact_paths.clean_path(artifact_file), data)])
 
-    def _log_files(self, run_id: str, items: list[tuple[str, Path | bytes]]) -> None:
+    def _log_files(self, run_id: str, items: Sequence[tuple[str, Path | bytes]]) -> None:
         entries: list[tuple[Artifact, BlobRef | None]] = []
         for path, source in items:
             if isinstance(source, bytes):
@@ -470,7 +486,9 @@ class Client:
                     self._external.put_bytes(source, sha)
                 else:
                     self._external.put(source, sha)
-                entries.append((Artifact(path=path, sha256=sha, size=size, storage="external"), None))
+                entries.append(
+                    (Artifact(path=path, sha256=sha, size=size, storage="external"), None)
+                )
             else:
                 data = source if isinstance(source, bytes) else source.read_bytes()
                 with self._lock:
@@ -483,7 +501,8 @@ class Client:
             for artifact, blob in entries:
                 for other in manifest:
                     if other != artifact.path and (
-                        other.startswith(artifact.path + "/") or artifact.path.startswith(other + "/")
+                        other.startswith(artifact.path + "/")
+                        or artifact.path.startswith(other + "/")
                     ):
                         raise InvalidInput(
                             f"artifact path '{artifact.path}' clashes with '{other}' "
@@ -532,11 +551,17 @@ class Client:
         chosen = self.list_artifacts(run_id, path)
         if not chosen:
             raise NotFound(f"run {run_id} has no artifact '{path}'")
-        dest_root = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-"))
+        dest_root = (
+            Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-"))
+        )
         base = artifact_paths.clean_path(path)
         single = len(chosen) == 1 and chosen[0].path == base
         for artifact in chosen:
-            rel = Path(artifact.path).name if single else Path(artifact.path).relative_to(Path(base).parent)
+            rel = (
+                Path(artifact.path).name
+                if single
+                else Path(artifact.path).relative_to(Path(base).parent)
+            )
             target = dest_root / rel
             what = f"run {run_id} artifact '{artifact.path}'"
             if artifact.storage == "external":
@@ -560,12 +585,16 @@ class Client:
         run = self.get_run(run_id)
         commit = run.source.snapshot or run.source.commit
         if commit is None:
-            raise NotFound(f"run {run_id} recorded no code commit (it was not started in a repository)")
+            raise NotFound(
+                f"run {run_id} recorded no code commit (it was not started in a repository)"
+            )
         target = Path(into)
         if target.exists() and any(target.iterdir()):
             raise InvalidInput(f"{target} is not empty; restore into a new folder")
         if not self.store.has_object(commit):
-            raise NotFound(f"code commit {commit} of run {run_id} is missing from {self.store.root}")
+            raise NotFound(
+                f"code commit {commit} of run {run_id} is missing from {self.store.root}"
+            )
         return self.store.export_tree(commit, target)
 
     # -- buffering and commits -----------------------------------------------------
@@ -638,9 +667,9 @@ class Client:
                 else:
                     run.params[key] = value
             run.tags.update(batch.tags)
-            for key, (step, ts, value) in latest_points.items():
+            for key, (step, ts, number) in latest_points.items():
                 run.metrics[key] = latest(
-                    run.metrics.get(key), MetricValue(value=value, step=step, timestamp=ts)
+                    run.metrics.get(key), MetricValue(value=number, step=step, timestamp=ts)
                 )
             files: Files = {}
             for key, lines in batch.metrics.items():
@@ -691,15 +720,12 @@ class Client:
             ref = RUNS + orphan.run_id
             tip = self.store.tip(ref)
             if tip is None:
-                report.append(f"{orphan.name}: run {orphan.run_id} does not exist; kept the journal")
+                report.append(
+                    f"{orphan.name}: run {orphan.run_id} does not exist; kept the journal"
+                )
                 os.close(orphan.fd)
                 continue
-            marker = f"Gitml-Journal: {orphan.name}"
-            done = any(
-                marker in c.message
-                for c in self.store.history(tip, stop=lambda c: f"Gitml-Run: {orphan.run_id}" not in c.message)
-            )
-            if not done:
+            if not self._segment_committed(orphan.run_id, tip, orphan.name):
                 entries = orphan.read()
                 latest_points: dict[str, Latest] = {}
                 for key, lines in entries.metrics.items():
@@ -721,6 +747,15 @@ class Client:
             orphan.release()
         return report
 
+    def _segment_committed(self, run_id: str, tip: str, segment: str) -> bool:
+        """Whether a commit of the run (not of the code below it) names ``segment``."""
+        run_marker = f"Gitml-Run: {run_id}"
+        marker = f"Gitml-Journal: {segment}"
+        return any(
+            marker in c.message
+            for c in self.store.history(tip, stop=lambda c: run_marker not in c.message)
+        )
+
     def close(self) -> None:
         """Commit what is buffered and stop the background flusher."""
         try:
@@ -740,7 +775,9 @@ def _message(subject: str, run_id: str, trailers: Iterable[str] = ()) -> str:
     return f"gitml: {subject}\n\n{body}"
 
 
-def _pairs(values: Mapping[str, Any] | Iterable[Param] | Iterable[RunTag], kind: type) -> list[tuple[str, Any]]:
+def _pairs(
+    values: Mapping[str, Any] | Iterable[Param] | Iterable[RunTag], kind: type
+) -> list[tuple[str, Any]]:
     if isinstance(values, Mapping):
         return list(values.items())
     out = []
@@ -762,4 +799,3 @@ def _user() -> str:
         except (KeyError, OSError):
             _USER = "unknown"
     return _USER
-

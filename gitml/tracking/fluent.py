@@ -178,7 +178,9 @@ def log_params(params: Mapping[str, Any]) -> None:
     _get_client().log_batch(_run_id(), params=params, synchronous=False)
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: int | None = None
+) -> None:
     _get_client().log_metric(_run_id(), key, value, timestamp, step or 0)
 
 
@@ -215,12 +217,12 @@ def log_dict(dictionary: Mapping[str, Any], artifact_file: str) -> None:
     _get_client().log_dict(_run_id(), dictionary, artifact_file)
 
 
-def log_figure(figure: Any, artifact_file: str, *, save_kwargs: Mapping[str, Any] | None = None) -> None:
+def log_figure(
+    figure: Any, artifact_file: str, *, save_kwargs: Mapping[str, Any] | None = None
+) -> None:
     """Save a matplotlib figure as an artifact (needs ``pip install gitml[figures]``)."""
     if not hasattr(figure, "savefig"):
-        raise InvalidInput(
-            f"log_figure expects a matplotlib Figure, got {type(figure).__name__}"
-        )
+        raise InvalidInput(f"log_figure expects a matplotlib Figure, got {type(figure).__name__}")
     suffix = Path(artifact_file).suffix.lstrip(".") or "png"
     buffer = io.BytesIO()
     figure.savefig(buffer, format=suffix, **dict(save_kwargs or {}))

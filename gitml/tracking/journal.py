@@ -19,6 +19,7 @@ them); param and tag values are JSON strings so they may.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -73,10 +74,8 @@ class Segment:
 
     def discard(self) -> None:
         """Its records are committed: remove it, then let go of the lock."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        except FileNotFoundError:
-            pass
         os.close(self._fd)
 
 
@@ -120,10 +119,8 @@ class Orphan:
         return parse(self.path.read_bytes())
 
     def release(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        except FileNotFoundError:
-            pass
         os.close(self.fd)
 
 
@@ -146,7 +143,5 @@ def orphans(root: Path) -> Iterator[Orphan]:
                 os.close(fd)
                 continue
             yield Orphan(run_dir.name, path.stem, path, fd)
-        try:
+        with contextlib.suppress(OSError):
             run_dir.rmdir()
-        except OSError:
-            pass

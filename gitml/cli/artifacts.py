@@ -1,0 +1,59 @@
+"""``gitml artifacts``: list a run's artifacts and fetch one, digest checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .output import emit_json, table, tracking_option
+
+
+@click.group("artifacts")
+def group() -> None:
+    """List and fetch run artifacts."""
+
+
+@group.command("list")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@tracking_option
+def list_artifacts(run_id: str, as_json: bool, tracking_uri: str | None) -> None:
+    """Every artifact of a run: path, size, sha256, where it is stored."""
+    from ..tracking.client import Client
+
+    client = Client(tracking_uri)
+    listed = client.list_artifacts(client.resolve_run_id(run_id))
+    if as_json:
+        emit_json([a.to_plain() for a in listed])
+        return
+    table(
+        ["PATH", "SIZE", "SHA256", "STORAGE"],
+        [[a.path, str(a.size), a.sha256[:16], a.storage] for a in listed],
+    )
+
+
+@group.command("get")
+@click.argument("run_id")
+@click.argument("path")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File to write (default: the artifact's name); '-' for stdout.",
+)
+@tracking_option
+def get(run_id: str, path: str, out: Path | None, tracking_uri: str | None) -> None:
+    """Write one artifact to a file, after checking its sha256."""
+    from ..tracking.client import Client
+
+    client = Client(tracking_uri)
+    data = client.read_artifact(client.resolve_run_id(run_id), path)
+    if out is not None and str(out) == "-":
+        click.get_binary_stream("stdout").write(data)
+        return
+    target = out if out is not None else Path(Path(path).name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    click.echo(f"Wrote {len(data)} bytes to {target}", err=True)

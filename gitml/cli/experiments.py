@@ -1,0 +1,35 @@
+"""``gitml experiments``: list and create experiments."""
+
+from __future__ import annotations
+
+import click
+
+from .output import emit_json, table, tracking_option
+
+
+@click.group("experiments")
+def group() -> None:
+    """List and create experiments."""
+
+
+@group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@tracking_option
+def list_experiments(as_json: bool, tracking_uri: str | None) -> None:
+    from ..tracking.client import Client
+
+    listed = Client(tracking_uri).list_experiments()
+    if as_json:
+        emit_json([e.to_plain() for e in listed])
+        return
+    table(["ID", "NAME", "STAGE"], [[e.id, e.name, e.lifecycle_stage] for e in listed])
+
+
+@group.command("create")
+@click.argument("name")
+@tracking_option
+def create(name: str, tracking_uri: str | None) -> None:
+    from ..tracking.client import Client
+
+    exp_id = Client(tracking_uri).create_experiment(name)
+    click.echo(f"Created experiment '{name}' with id {exp_id}")
