@@ -29,7 +29,7 @@ from dulwich.index import (
     commit_tree,
     get_unstaged_changes,
 )
-from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo, get_user_identity
 
@@ -42,6 +42,9 @@ LINK_MODE = 0o120000
 GITLINK_MODE = 0o160000
 
 Clock = Callable[[], float]
+
+_CACHE_OBJECTS = 4096
+_CACHE_BLOB_BYTES = 256 * 1024
 
 
 class _Repo(Repo):
@@ -109,7 +112,7 @@ class Snapshot:
     def __init__(self, store: Store, commit: str) -> None:
         self._store = store
         self.commit = commit
-        self.tree = store._repo[commit.encode()].tree.decode()  # type: ignore[attr-defined]
+        self.tree = store._object(commit).tree.decode()  # type: ignore[attr-defined]
 
     def read(self, path: str) -> bytes | None:
         sha = self.lookup(path)
@@ -127,7 +130,7 @@ class Snapshot:
         sha = self.lookup(path) if path else self.tree
         if sha is None:
             return []
-        obj = self._store._repo[sha.encode()]
+        obj = self._store._object(sha)
         if not isinstance(obj, Tree):
             return []
         return [(e.path.decode(), e.mode == TREE_MODE, e.sha.decode()) for e in obj.iteritems()]
@@ -149,6 +152,9 @@ class Store:
             raise NotARepository(f"{path} is not a Git repository") from None
         self.clock = clock
         self._identity = identity.encode() if identity else None
+        # Objects are immutable by name, and a commit re-reads the trees and
+        # record the previous commit wrote; a loose read costs a file open.
+        self._cache: dict[str, ShaFile] = {}
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, bare: bool = False) -> Store:
@@ -205,6 +211,14 @@ class Store:
     def close(self) -> None:
         self._repo.close()
 
+    def __del__(self) -> None:
+        # A Store dropped without close() (a Client going out of scope) must
+        # not leave dulwich's pack files open: dulwich warns when it must
+        # close them itself, and pytest runs with filterwarnings = error.
+        repo = getattr(self, "_repo", None)
+        if repo is not None:
+            repo.close()
+
     # -- reading ---------------------------------------------------------
 
     def tip(self, ref: str) -> str | None:
@@ -229,8 +243,22 @@ class Store:
     def snapshot(self, commit: str) -> Snapshot:
         return Snapshot(self, commit)
 
+    def _object(self, sha: str) -> ShaFile:
+        obj = self._cache.get(sha)
+        if obj is None:
+            obj = self._repo[_oid(sha)]
+            self._remember(sha, obj)
+        return obj
+
+    def _remember(self, sha: str, obj: ShaFile) -> None:
+        if isinstance(obj, Blob) and obj.raw_length() > _CACHE_BLOB_BYTES:
+            return
+        if len(self._cache) >= _CACHE_OBJECTS:
+            self._cache.clear()
+        self._cache[sha] = obj
+
     def read_blob(self, sha: str) -> bytes:
-        obj = self._repo[sha.encode()]
+        obj = self._object(sha)
         if not isinstance(obj, Blob):
             raise NotFound(f"object {sha} is not a file")
         return obj.as_raw_string()
@@ -239,7 +267,7 @@ class Store:
         return _oid(sha) in self._repo.object_store
 
     def commit_info(self, sha: str) -> CommitInfo:
-        c = self._repo[sha.encode()]
+        c = self._object(sha)
         if not isinstance(c, Commit):
             raise NotFound(f"object {sha} is not a commit")
         return CommitInfo(
@@ -278,7 +306,7 @@ class Store:
         for part in path.strip("/").split("/"):
             if not part:
                 continue
-            obj = self._repo[sha]
+            obj = self._object(sha.decode())
             if not isinstance(obj, Tree):
                 return None
             try:
@@ -362,7 +390,8 @@ class Store:
         return c.id.decode()
 
     def _add(self, obj: Blob | Tree | Commit) -> None:
-        if obj.id in self._repo.object_store:
+        sha = obj.id.decode()
+        if sha in self._cache:
             return
         try:
             self._repo.object_store.add_object(obj)
@@ -371,6 +400,7 @@ class Store:
             # its writer finishes, and identical content is all we need.
             if not self._wait_for(obj.id):
                 raise
+        self._remember(sha, obj)
 
     def _wait_for(self, sha: ObjectID) -> bool:
         for _ in range(100):
@@ -389,12 +419,18 @@ class Store:
                 if not isinstance(node, dict):
                     raise GitmlError(f"cannot write below file {path}")
             node[parts[-1]] = value
-        return self._apply(base, nested)
+        tree = self._apply(base, nested)
+        if tree is None:  # an empty root tree is still a tree
+            empty = Tree()
+            self._add(empty)
+            return empty.id.decode()
+        return tree
 
-    def _apply(self, base: str | None, edits: dict[str, Any]) -> str:
+    def _apply(self, base: str | None, edits: dict[str, Any]) -> str | None:
+        """The tree ``base`` with ``edits`` applied; None when it ends up empty."""
         tree = Tree()
         if base is not None:
-            old = self._repo[base.encode()]
+            old = self._object(base)
             assert isinstance(old, Tree)
             for entry in old.iteritems():
                 tree.add(entry.path, entry.mode, entry.sha)
@@ -409,7 +445,7 @@ class Store:
                     mode, sha = tree[key]
                     sub = sha.decode() if mode == TREE_MODE else None
                 new = self._apply(sub, value)
-                if self._empty_tree(new):
+                if new is None:
                     if key in tree:
                         del tree[key]
                 else:
@@ -418,12 +454,10 @@ class Store:
                 tree.add(key, value.mode, _oid(value.sha))
             else:
                 tree.add(key, FILE_MODE, _oid(self.put_blob(value)))
+        if len(tree) == 0:
+            return None
         self._add(tree)
         return tree.id.decode()
-
-    def _empty_tree(self, sha: str) -> bool:
-        obj = self._repo[sha.encode()]
-        return isinstance(obj, Tree) and len(obj) == 0
 
     # -- code versions ---------------------------------------------------
 
@@ -504,7 +538,7 @@ class Store:
 
     def export_tree(self, commit: str, into: Path) -> int:
         """Write the files of ``commit`` below ``into``; returns how many were written."""
-        obj = self._repo[commit.encode()]
+        obj = self._object(commit)
         if not isinstance(obj, Commit):
             raise NotFound(f"{commit} is not a commit")
         count = 0
@@ -512,7 +546,7 @@ class Store:
         while todo:
             tree_sha, where = todo.pop()
             where.mkdir(parents=True, exist_ok=True)
-            tree = self._repo[tree_sha]
+            tree = self._object(tree_sha.decode())
             assert isinstance(tree, Tree)
             for e in tree.iteritems():
                 target = where / e.path.decode()

@@ -41,7 +41,8 @@ def clean_path(path: str) -> str:
 
 
 def join(artifact_path: str | None, name: str) -> str:
-    return clean_path(f"{artifact_path.strip('/')}/{name}" if artifact_path else name)
+    # Only a trailing "/" is dropped: "/etc" is absolute and must be refused, not re-rooted.
+    return clean_path(f"{artifact_path.rstrip('/')}/{name}" if artifact_path else name)
 
 
 def digest_file(path: Path) -> tuple[str, int]:

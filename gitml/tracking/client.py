@@ -105,6 +105,7 @@ class Client:
         self._lock = threading.RLock()
         self._writers: dict[str, RunWriter] = {}
         self._experiments: dict[str, Experiment] = {}
+        self._experiment_ids: dict[str, str] = {}  # name or id -> id, as resolved before
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
         self.recovered = self.recover()
@@ -182,12 +183,15 @@ class Client:
     def experiment_id(self, name_or_id: str | None) -> str:
         """The id of an experiment named by id or name, creating it by name if needed."""
         wanted = name_or_id or self.config.experiment
-        if self.store.tip(EXPERIMENTS + wanted) is not None or wanted == DEFAULT_EXPERIMENT_ID:
-            return wanted
-        existing = self.get_experiment_by_name(wanted)
-        if existing is not None:
-            return existing.id
-        return self.create_experiment(wanted)
+        found = self._experiment_ids.get(wanted)
+        if found is None:
+            if wanted == DEFAULT_EXPERIMENT_ID or self.store.tip(EXPERIMENTS + wanted):
+                found = wanted
+            else:
+                existing = self.get_experiment_by_name(wanted)
+                found = existing.id if existing is not None else self.create_experiment(wanted)
+            self._experiment_ids[wanted] = found
+        return found
 
     # -- runs ---------------------------------------------------------------
 
@@ -200,8 +204,14 @@ class Client:
         *,
         parent_run_id: str | None = None,
         entry_point: str | None = None,
+        commit: bool = True,
     ) -> Run:
-        """Start a run: one commit whose parent is the code (or its dirty snapshot)."""
+        """Start a run whose first commit has the code (or its dirty snapshot) as parent.
+
+        With ``commit=False`` the new run is only journaled, and its first
+        commit is made with the first flush (as the fluent API does, so that a
+        short run is one commit); other processes see it from then on.
+        """
         exp_id = self.experiment_id(experiment_id)
         self.get_experiment(exp_id)
         tag_values = self._tags(tags or {})
@@ -228,17 +238,14 @@ class Client:
             ),
             tags=tag_values,
         )
-        root = (code.tip,) if code.tip else ()
-
-        def edit(snap: Snapshot | None) -> Change:
-            if snap is not None:  # a uuid4 collision: impossible in practice, fatal if real
-                raise Conflict(f"run {run_id} already exists")
-            return Change({RUN_FILE: run.to_yaml()}, root_parents=root)
-
-        with self._lock:
-            self.store.update(
-                RUNS + run_id, edit, _message(f"start run {run_id[:12]} ({run.name})", run_id)
-            )
+        writer = self._new_writer(run_id, {})
+        parents = [code.tip] if code.tip else []
+        writer.create(
+            journal.create_record(run_id, run.to_plain(), parents),
+            {"run": run.to_plain(), "parents": parents},
+        )
+        if commit:
+            self._flush_writer(writer)
         return run
 
     def _code_version(self, run_id: str) -> CodeVersion:
@@ -283,6 +290,7 @@ class Client:
 
     def resolve_run_id(self, prefix: str) -> str:
         """A full run id from a unique prefix, as git resolves short hashes."""
+        self.flush()  # runs this process created are committed with their first flush
         if len(prefix) == 32 and self.store.tip(RUNS + prefix) is not None:
             return prefix
         matches = [
@@ -382,7 +390,7 @@ class Client:
             )
         when = self._now() if end_time is None else validation.timestamp("end", end_time)
 
-        def apply(run: Run, _snap: Snapshot) -> Files:
+        def apply(run: Run, _snap: Snapshot | None) -> Files:
             run.status = status  # type: ignore[assignment]  # checked above
             run.end_time = when
             return {}
@@ -399,7 +407,7 @@ class Client:
             raise InvalidInput(f"unknown run status {status!r}")
         new_name = validation.run_name(name) if name is not None else None
 
-        def apply(run: Run, _snap: Snapshot) -> Files:
+        def apply(run: Run, _snap: Snapshot | None) -> Files:
             if status is not None:
                 run.status = status  # type: ignore[assignment]  # checked above
                 if status == "RUNNING":
@@ -417,7 +425,7 @@ class Client:
         self._set_lifecycle(run_id, "active")
 
     def _set_lifecycle(self, run_id: str, stage: str) -> None:
-        def apply(run: Run, _snap: Snapshot) -> Files:
+        def apply(run: Run, _snap: Snapshot | None) -> Files:
             run.lifecycle_stage = stage  # type: ignore[assignment]  # two fixed callers
             return {}
 
@@ -495,7 +503,7 @@ class Client:
                     blob = self.store.put_blob(data)
                 entries.append((Artifact(path=path, sha256=sha, size=size), BlobRef(blob)))
 
-        def apply(run: Run, snap: Snapshot) -> Files:
+        def apply(run: Run, snap: Snapshot | None) -> Files:
             manifest = {a.path: a for a in self._manifest(snap)}
             files: Files = {}
             for artifact, blob in entries:
@@ -517,11 +525,12 @@ class Client:
         what = entries[0][0].path if len(entries) == 1 else f"{len(entries)} artifacts"
         self._edit(run_id, RunEdit(f"log {what} to run {run_id[:12]}", apply))
 
-    def _manifest(self, snap: Snapshot) -> list[Artifact]:
-        data = snap.read(MANIFEST_FILE)
+    def _manifest(self, snap: Snapshot | None) -> list[Artifact]:
+        data = snap.read(MANIFEST_FILE) if snap is not None else None
         if data is None:
             return []
-        return parse(ArtifactManifest, data, where=snap.commit, path=MANIFEST_FILE).artifacts
+        where = snap.commit if snap is not None else ""
+        return parse(ArtifactManifest, data, where=where, path=MANIFEST_FILE).artifacts
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Artifact]:
         """Manifest entries, all of them or those at or below ``path``."""
@@ -605,20 +614,23 @@ class Client:
             with self._lock:
                 writer = self._writers.get(run_id)
                 if writer is None:
-                    run = self.get_run(run_id)
-                    writer = RunWriter(
-                        run_id,
-                        self.journal_dir,
-                        run.params,
-                        lambda batch, latest_points, segments, edit: self._commit_run(
-                            run_id, batch, latest_points, segments, edit
-                        ),
-                        flush_points=self.config.flush_points,
-                        flush_interval=self.config.flush_interval,
-                    )
-                    self._writers[run_id] = writer
-                    self._start_flusher()
+                    writer = self._new_writer(run_id, self.get_run(run_id).params)
         writer.raise_deferred()
+        return writer
+
+    def _new_writer(self, run_id: str, params: dict[str, str]) -> RunWriter:
+        writer = RunWriter(
+            run_id,
+            self.journal_dir,
+            params,
+            lambda batch, latest_points, segments, edit: self._commit_run(
+                run_id, batch, latest_points, segments, edit
+            ),
+            flush_points=self.config.flush_points,
+            flush_interval=self.config.flush_interval,
+        )
+        self._writers[run_id] = writer
+        self._start_flusher()
         return writer
 
     def _edit(self, run_id: str, edit: RunEdit) -> None:
@@ -655,10 +667,16 @@ class Client:
         rejected: list[str] = []
         ref = RUNS + run_id
 
+        creating = batch.create
+        root = tuple(creating["parents"]) if creating is not None else ()
+
         def build(snap: Snapshot | None) -> Change:
-            if snap is None:
+            if snap is not None:
+                run = self._read_run(ref, snap)
+            elif creating is not None:
+                run = Run.model_validate(creating["run"])
+            else:
                 raise NotFound(f"no run with id '{run_id}'")
-            run = self._read_run(ref, snap)
             rejected.clear()
             for key, value in batch.params.items():
                 known = run.params.get(key)
@@ -677,10 +695,12 @@ class Client:
             if edit is not None:
                 files.update(edit.apply(run, snap))
             files[RUN_FILE] = run.to_yaml()
-            return Change(files)
+            return Change(files, root_parents=root)
 
         points = sum(len(v) for v in batch.metrics.values())
         parts = []
+        if creating is not None:
+            parts.append(f"start run {run_id[:12]} ({creating['run']['name']})")
         if edit is not None:
             parts.append(edit.describe)
         if points:
@@ -688,7 +708,7 @@ class Client:
         if batch.params or batch.tags:
             parts.append(f"log {len(batch.params)} params, {len(batch.tags)} tags")
         subject = "; ".join(parts) or "update"
-        if edit is None:
+        if edit is None and creating is None:
             subject += f" to run {run_id[:12]}"
         trailers = [f"Gitml-Journal: {name}" for name in segments]
         with self._lock:
@@ -717,16 +737,15 @@ class Client:
         """Commit journal segments left by processes that died; returns what was done."""
         report: list[str] = []
         for orphan in journal.orphans(self.journal_dir):
-            ref = RUNS + orphan.run_id
-            tip = self.store.tip(ref)
-            if tip is None:
+            tip = self.store.tip(RUNS + orphan.run_id)
+            entries = orphan.read()
+            if tip is None and entries.create is None:
                 report.append(
                     f"{orphan.name}: run {orphan.run_id} does not exist; kept the journal"
                 )
                 os.close(orphan.fd)
                 continue
-            if not self._segment_committed(orphan.run_id, tip, orphan.name):
-                entries = orphan.read()
+            if tip is None or not self._segment_committed(orphan.run_id, tip, orphan.name):
                 latest_points: dict[str, Latest] = {}
                 for key, lines in entries.metrics.items():
                     for ln in lines:

@@ -131,7 +131,12 @@ def start_run(
                 exp = os.environ.get("GITML_EXPERIMENT_NAME") or None
             entry = _entry_point()
             run = client.create_run(
-                exp, run_name=run_name, tags=tags, parent_run_id=parent, entry_point=entry
+                exp,
+                run_name=run_name,
+                tags=tags,
+                parent_run_id=parent,
+                entry_point=entry,
+                commit=False,
             )
             run_id = run.id
         active = ActiveRun(run_id, _catch_sigterm() if not _active else None)

@@ -13,8 +13,9 @@ committed and only deletes it.
 
 Records, one per line, fields separated by tabs:
 ``M key step timestamp value`` (metric), ``P key json`` (param),
-``T key json`` (tag). Keys cannot hold tabs or newlines (validation forbids
-them); param and tag values are JSON strings so they may.
+``T key json`` (tag), ``R run_id json`` (a run created by the fluent API and
+not committed yet: its record and the parents of its first commit). Keys
+cannot hold tabs or newlines (validation forbids them); values are JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -36,11 +38,15 @@ class Entries:
     metrics: dict[str, list[bytes]] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # {"run": <run record>, "parents": [<sha>...]} for a run not yet committed
+    create: dict[str, Any] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.metrics or self.params or self.tags)
+        return bool(self.metrics or self.params or self.tags or self.create)
 
     def extend(self, other: Entries) -> None:
+        if self.create is None:
+            self.create = other.create
         for key, lines in other.metrics.items():
             self.metrics.setdefault(key, []).extend(lines)
         self.params.update(other.params)
@@ -79,6 +85,10 @@ class Segment:
         os.close(self._fd)
 
 
+def create_record(run_id: str, run: dict[str, Any], parents: list[str]) -> bytes:
+    return f"R\t{run_id}\t{json.dumps({'run': run, 'parents': parents})}\n".encode()
+
+
 def metric_record(key: str, line: bytes) -> bytes:
     return b"M\t" + key.encode() + b"\t" + line
 
@@ -103,6 +113,8 @@ def parse(data: bytes) -> Entries:
             entries.params[key] = json.loads(rest)
         elif kind == b"T":
             entries.tags[key] = json.loads(rest)
+        elif kind == b"R":
+            entries.create = json.loads(rest)
     return entries
 
 

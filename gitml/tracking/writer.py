@@ -31,12 +31,13 @@ Files = dict[str, bytes | BlobRef | None]
 class RunEdit:
     """A change to a run besides buffered data: status, lifecycle, artifacts.
 
-    ``apply`` mutates the run record parsed from the current tip and returns
-    the other files to write; it runs again if another writer wins the race.
+    ``apply`` mutates the run record parsed from the current tip (None for a
+    run whose first commit this is) and returns the other files to write; it
+    runs again if another writer wins the race.
     """
 
     describe: str
-    apply: Callable[[Run, Snapshot], Files]
+    apply: Callable[[Run, Snapshot | None], Files]
 
 
 Commit = Callable[[journal.Entries, dict[str, Latest], list[str], RunEdit | None], None]
@@ -104,6 +105,12 @@ class RunWriter:
             due = self._due()
         if due:
             self.flush()
+
+    def create(self, record: bytes, payload: dict[str, object]) -> None:
+        """Journal a new run; its first commit comes with the first flush."""
+        with self._lock:
+            self._journal().write(record)
+            self._pending.create = payload
 
     def tags(self, values: dict[str, str]) -> None:
         with self._lock:

@@ -1,0 +1,272 @@
+"""Tracking benchmarks: gitml's figures beside MLflow's on the same work.
+
+    python benchmarks/tracking.py [--points 1000000] [--mlflow-python PY]
+
+Prints, for each target of issue 2: per-call ``log_metric`` in a 100,000-step
+loop (flushes included), creating and finishing a run with 10 params,
+5 metrics and 3 tags, 1,000,000 points in one run (repository growth after
+``git gc`` against the same points as plain text, first and last flush
+times), and the start-up time of ``import gitml`` and ``gitml --version``.
+MLflow's figures are measured when MLflow is importable by ``--mlflow-python``
+(default: this interpreter), on its default SQLite store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from testing.git import git_env, init_repo  # noqa: E402
+
+
+def _fresh_repo(base: Path, name: str) -> Path:
+    path = init_repo(base / name)
+    os.chdir(path)
+    return path
+
+
+def _client(config: str = "") -> object:
+    from gitml.tracking import fluent
+
+    if config:
+        Path(".gitml.yaml").write_text(config)
+    fluent.set_tracking_uri(None)
+    return fluent
+
+
+def bench_log_metric(base: Path, steps: int) -> float:
+    """Microseconds per ``log_metric`` call, amortized over the loop and final commit."""
+    _fresh_repo(base, "log-metric")
+    import gitml
+
+    _client()
+    with gitml.start_run():
+        start = time.perf_counter()
+        for step in range(steps):
+            gitml.log_metric("loss", 1.0 / (step + 1), step=step)
+        gitml.end_run()
+        elapsed = time.perf_counter() - start
+    return elapsed / steps * 1e6
+
+
+def bench_run_lifecycle(base: Path, runs: int) -> float:
+    """Median milliseconds to create and finish a run with 10 params, 5 metrics, 3 tags."""
+    _fresh_repo(base, "lifecycle")
+    import gitml
+
+    _client()
+    params = {f"param_{i}": i for i in range(10)}
+    metric_values = {f"metric_{i}": i * 0.5 for i in range(5)}
+    tags = {f"tag_{i}": f"value {i}" for i in range(3)}
+    gitml.start_run()  # the experiment and the first-use imports are not what we measure
+    gitml.end_run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        gitml.start_run()
+        gitml.log_params(params)
+        gitml.log_metrics(metric_values)
+        gitml.set_tags(tags)
+        gitml.end_run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def bench_million(base: Path, points: int) -> dict[str, float]:
+    """Storage and flush cost of ``points`` points in one run."""
+    path = _fresh_repo(base, "million")
+    # One commit per 50,000 points, the default; the interval is not what we measure.
+    _client("flush_points: 50000\nflush_interval: 3600\n")
+    import gitml
+    from gitml.tracking import writer
+
+    flush_times: list[float] = []
+    original = writer.RunWriter.flush
+
+    def timed(self: writer.RunWriter, edit: writer.RunEdit | None = None) -> None:
+        start = time.perf_counter()
+        original(self, edit)
+        flush_times.append(time.perf_counter() - start)
+
+    writer.RunWriter.flush = timed  # type: ignore[method-assign]
+    try:
+        before = _repo_size(path)
+        text_bytes = 0
+        with gitml.start_run():
+            stamp = 1_764_000_000_000
+            for step in range(points):
+                value = 1.0 / (step + 1)
+                gitml.log_metric("loss", value, step=step, timestamp=stamp + step)
+                text_bytes += len(f"{step}\t{stamp + step}\t{value!r}\n")
+    finally:
+        writer.RunWriter.flush = original  # type: ignore[method-assign]
+    subprocess.run(["git", "gc", "-q", "--prune=now"], cwd=path, check=True, env=git_env(base))
+    growth = _repo_size(path) - before
+    return {
+        "points": points,
+        "text_mb": text_bytes / 1e6,
+        "growth_mb": growth / 1e6,
+        "ratio": growth / text_bytes,
+        "first_flush_ms": flush_times[0] * 1e3,
+        "last_full_flush_ms": flush_times[-2] * 1e3 if len(flush_times) > 1 else float("nan"),
+        "flushes": len(flush_times),
+    }
+
+
+def _repo_size(path: Path) -> int:
+    git_dir = path / ".git" / "objects"
+    return sum(f.stat().st_size for f in git_dir.rglob("*") if f.is_file())
+
+
+def _wall(command: list[str], repeat: int, env: dict[str, str] | None = None) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def bench_startup(repeat: int) -> dict[str, float]:
+    exe = sys.executable
+    gitml_cli = shutil.which("gitml", path=str(Path(exe).parent)) or shutil.which("gitml")
+    assert gitml_cli, "gitml is not installed (pip install -e .)"
+    return {
+        "python_ms": _wall([exe, "-c", "pass"], repeat),
+        "import_ms": _wall([exe, "-c", "import gitml"], repeat),
+        "version_ms": _wall([gitml_cli, "--version"], repeat),
+    }
+
+
+_MLFLOW_SCRIPT = textwrap.dedent(
+    """
+    import json, statistics, sys, time, os
+    t0 = time.perf_counter()
+    import mlflow
+    import_s = time.perf_counter() - t0
+    os.chdir(sys.argv[1])
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    steps = int(sys.argv[2])
+    with mlflow.start_run():
+        start = time.perf_counter()
+        for step in range(steps):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        per_call = (time.perf_counter() - start) / steps
+    params = {f"param_{i}": i for i in range(10)}
+    metrics = {f"metric_{i}": i * 0.5 for i in range(5)}
+    tags = {f"tag_{i}": f"value {i}" for i in range(3)}
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        mlflow.start_run()
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags(tags)
+        mlflow.end_run()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"log_metric_us": per_call * 1e6, "lifecycle_ms":
+        statistics.median(times) * 1e3, "import_ms": import_s * 1e3}))
+    """
+)
+
+
+def bench_mlflow(python: str, base: Path, steps: int) -> dict[str, float] | None:
+    probe = subprocess.run([python, "-c", "import mlflow"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    work = base / "mlflow"
+    work.mkdir()
+    out = subprocess.run(
+        [python, "-c", _MLFLOW_SCRIPT, str(work), str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    import json
+
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--mlflow-python", default=sys.executable)
+    parser.add_argument(
+        "--mlflow-steps",
+        type=int,
+        default=2_000,
+        help="MLflow's per-call figure is taken over fewer calls (it is slow)",
+    )
+    args = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="gitml-bench-"))
+    for key, value in git_env(base).items():
+        os.environ[key] = value
+    try:
+        rows: list[tuple[str, str, str, str]] = []
+
+        def row(name: str, value: str, target: str, mlflow: str = "-") -> None:
+            rows.append((name, value, target, mlflow))
+            print(f"{name:<44} {value:>14}   target {target:<12} mlflow {mlflow}", flush=True)
+
+        mlflow = bench_mlflow(args.mlflow_python, base, args.mlflow_steps)
+        ml: Callable[[str, str], str] = (
+            (lambda key, fmt: format(mlflow[key], fmt)) if mlflow else (lambda key, fmt: "n/a")
+        )
+        row(
+            f"log_metric, {args.steps:,} steps (us/call)",
+            f"{bench_log_metric(base, args.steps):.2f}",
+            "<= 20",
+            ml("log_metric_us", ".1f"),
+        )
+        row(
+            "run with 10 params, 5 metrics, 3 tags (ms)",
+            f"{bench_run_lifecycle(base, args.runs):.2f}",
+            "<= 4",
+            ml("lifecycle_ms", ".1f"),
+        )
+        million = bench_million(base, args.points)
+        row(f"{args.points:,} points: as text (MB)", f"{million['text_mb']:.1f}", "-")
+        row(
+            f"{args.points:,} points: repo growth after gc (MB)",
+            f"{million['growth_mb']:.1f}",
+            "<= 2x text",
+        )
+        row("  growth / text", f"{million['ratio']:.2f}", "<= 2.0")
+        row(
+            f"  first flush of {million['flushes']:.0f} (ms)",
+            f"{million['first_flush_ms']:.1f}",
+            "-",
+        )
+        row("  last full flush (ms)", f"{million['last_full_flush_ms']:.1f}", "<= first")
+        startup = bench_startup(15)
+        row("python -c pass (ms, baseline)", f"{startup['python_ms']:.0f}", "-")
+        row(
+            "python -c 'import gitml' (ms)",
+            f"{startup['import_ms']:.0f}",
+            "<= 150",
+            ml("import_ms", ".0f") + (" (import only)" if mlflow else ""),
+        )
+        row("gitml --version (ms)", f"{startup['version_ms']:.0f}", "<= 200")
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
