@@ -8,9 +8,9 @@ in agreement. Field order here is the canonical key order of the YAML files.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import yamlio
 from .errors import InvalidRecord
@@ -25,8 +25,18 @@ HEX40 = r"^[0-9a-f]{40}$"
 RUN_ID = r"^[0-9a-f]{32}$"
 
 
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# JSON Schema's "integer" is any number without a fraction, 2.0 included.
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
 class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the JSON Schemas accept no "5" for 5, no true for 1, no 1 for true,
+    # and a record must mean the same to ``gitml validate`` and to the library.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     # Maps whose keys come from users are written sorted, so two writers of
     # the same content produce byte-identical files; fields keep model order.
@@ -56,8 +66,8 @@ class MetricValue(Record):
     """The latest value of one metric (highest step, then latest timestamp)."""
 
     value: float
-    step: int = Field(ge=0)
-    timestamp: int = Field(ge=0)
+    step: Integer = Field(ge=0)
+    timestamp: Integer = Field(ge=0)
 
 
 class Run(Record):
@@ -68,8 +78,8 @@ class Run(Record):
     name: str = Field(min_length=1, max_length=250)
     status: RunStatus
     lifecycle_stage: LifecycleStage = "active"
-    start_time: int = Field(ge=0)
-    end_time: int | None = Field(default=None, ge=0)
+    start_time: Integer = Field(ge=0)
+    end_time: Integer | None = Field(default=None, ge=0)
     user: str
     parent_run_id: str | None = Field(default=None, pattern=RUN_ID)
     source: Source = Field(default_factory=Source)
@@ -77,13 +87,18 @@ class Run(Record):
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, MetricValue] = Field(default_factory=dict)
 
+    @property
+    def run_id(self) -> str:
+        """MLflow's name for ``id``, so ``gitml.active_run().info.run_id`` works."""
+        return self.id
+
 
 class Artifact(Record):
     """One entry of a run's artifact manifest."""
 
     path: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0)
+    size: Integer = Field(ge=0)
     storage: Literal["git", "external"] = "git"
 
 
@@ -97,7 +112,7 @@ class Experiment(Record):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
     name: str = Field(min_length=1, max_length=500)
     lifecycle_stage: LifecycleStage = "active"
-    creation_time: int = Field(ge=0)
+    creation_time: Integer = Field(ge=0)
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -106,9 +121,9 @@ class Config(Record):
 
     experiment: str = Field(default="Default", min_length=1, max_length=500)
     artifact_store: str | None = None
-    artifact_threshold: int = Field(default=10 * 1024 * 1024, ge=0)
+    artifact_threshold: Integer = Field(default=10 * 1024 * 1024, ge=0)
     flush_interval: float = Field(default=5.0, gt=0)
-    flush_points: int = Field(default=50_000, ge=1)
+    flush_points: Integer = Field(default=50_000, ge=1)
 
 
 M = TypeVar("M", bound=Record)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ class Store:
             raise NotARepository(f"{path} is not a Git repository") from None
         self.clock = clock
         self._identity = identity.encode() if identity else None
+        self._objects = Path(self._repo.object_store.path)
+        self._index_cache: tuple[tuple[int, int, int], Index] | None = None
         # Objects are immutable by name, and a commit re-reads the trees and
         # record the previous commit wrote; a loose read costs a file open.
         self._cache: dict[str, ShaFile] = {}
@@ -390,24 +393,31 @@ class Store:
         return c.id.decode()
 
     def _add(self, obj: Blob | Tree | Commit) -> None:
+        """Write ``obj`` as a loose object (dulwich serialises and compresses it).
+
+        Written here rather than with ``add_object``: that goes through a
+        ``.lock`` file and two failing syscalls per object, and measured 151 us
+        against 91 us for this on the project's machines, where a finished run
+        writes about twenty objects. Each writer uses its own temporary name
+        and renames it into place, so two processes writing the same object
+        both succeed (identical content) and a reader never sees half of one.
+        """
         sha = obj.id.decode()
         if sha in self._cache:
             return
-        try:
-            self._repo.object_store.add_object(obj)
-        except FileLocked:
-            # Another process is writing the very same object; it exists once
-            # its writer finishes, and identical content is all we need.
-            if not self._wait_for(obj.id):
-                raise
+        path = self._objects / sha[:2] / sha[2:]
+        if not path.exists():
+            tmp = path.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            try:
+                fd = os.open(tmp, flags, 0o444)
+            except FileNotFoundError:
+                path.parent.mkdir(exist_ok=True)
+                fd = os.open(tmp, flags, 0o444)
+            with open(fd, "wb") as out:  # closes fd; writes every byte
+                out.write(obj.as_legacy_object())
+            os.replace(tmp, path)
         self._remember(sha, obj)
-
-    def _wait_for(self, sha: ObjectID) -> bool:
-        for _ in range(100):
-            if sha in self._repo.object_store:
-                return True
-            time.sleep(0.002)
-        return False
 
     def _edit_tree(self, base: str | None, files: Mapping[str, bytes | BlobRef | None]) -> str:
         nested: dict[str, Any] = {}
@@ -480,13 +490,13 @@ class Store:
             branch = None
         if self.bare:
             return CodeVersion(head, branch, False, None)
-        try:
-            index: Index = repo.open_index()
-        except (FileNotFoundError, NotGitRepository):
+        index = self._index()
+        if index is None:
             return CodeVersion(head, branch, False, None)
         head_tree = repo[head.encode()].tree if head else None  # type: ignore[attr-defined]
         staged = any(True for _ in index.changes_from_tree(repo.object_store, head_tree))
         unstaged = set(get_unstaged_changes(index, os.fsencode(self.root)))
+        unstaged.update(self._mode_changes(index, unstaged))
         if not staged and not unstaged:
             return CodeVersion(head, branch, False, None)
         entries: list[tuple[bytes, ObjectID, int]] = []
@@ -508,6 +518,39 @@ class Store:
         tree = commit_tree(repo.object_store, entries).decode()
         snap = self._commit(tree, (head,) if head else (), snapshot_message)
         return CodeVersion(head, branch, True, snap)
+
+    def _index(self) -> Index | None:
+        """The parsed index, re-read only when the file changed (parsing it is most
+        of what a clean ``code_version`` costs)."""
+        try:
+            st = os.stat(self._repo.index_path())
+        except FileNotFoundError:
+            return None
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._index_cache is None or self._index_cache[0] != key:
+            self._index_cache = (key, self._repo.open_index())
+        return self._index_cache[1]
+
+    def _mode_changes(self, index: Index, known: set[bytes]) -> Iterator[bytes]:
+        """Files whose exec bit differs from the index.
+
+        dulwich's ``get_unstaged_changes`` compares content only; git reports a
+        ``chmod +x`` as a change and ``git stash create`` records it.
+        """
+        if not self._repo.get_config().get_boolean(b"core", b"filemode", True):
+            return
+        root = os.fsencode(self.root)
+        for path, item in index.iteritems():
+            if path in known or isinstance(item, ConflictedIndexEntry):
+                continue
+            if item.mode not in (FILE_MODE, EXEC_MODE):
+                continue
+            try:
+                st = os.lstat(os.path.join(root, path))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode) and _file_mode(st.st_mode) != item.mode:
+                yield path
 
     def import_history(self, source: Store, commit: str) -> None:
         """Copy ``commit`` and everything it reaches from ``source`` (what is missing).

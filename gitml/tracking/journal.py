@@ -1,7 +1,7 @@
 """The append-only journal that makes buffered writes survive ``kill -9``.
 
-Each process writing to a run appends to its own segment file under
-``<gitdir>/gitml/journal/<run_id>/`` before the logging call returns (one
+Each process writing to a run appends to its own segment file
+``<gitdir>/gitml/journal/<run_id>.<pid>-<random>.log`` before the logging call returns (one
 ``write(2)``: the data is in the kernel's page cache, which outlives the
 process). The writer holds an exclusive ``flock`` on its segment for as long as
 the segment's data is not committed; the kernel drops the lock when the
@@ -62,16 +62,14 @@ class Segment:
         self._fd = fd
 
     @classmethod
-    def create(cls, directory: Path) -> Segment:
-        path = directory / f"{os.getpid()}-{secrets.token_hex(6)}.log"
+    def create(cls, directory: Path, run_id: str) -> Segment:
+        path = directory / f"{run_id}.{os.getpid()}-{secrets.token_hex(6)}.log"
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        while True:
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
             directory.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, flags, 0o644)
-                break
-            except FileNotFoundError:
-                continue  # a recovery removed the empty run folder just now
+            fd = os.open(path, flags, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(path, fd)
 
@@ -140,20 +138,17 @@ def orphans(root: Path) -> Iterator[Orphan]:
     """Segments under ``root`` whose writing process has died."""
     if not root.is_dir():
         return
-    for run_dir in sorted(root.iterdir()):
-        for path in sorted(run_dir.glob("*.log")):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # its writer is alive
-                continue
-            if os.fstat(fd).st_nlink == 0:  # committed and unlinked while we waited
-                os.close(fd)
-                continue
-            yield Orphan(run_dir.name, path.stem, path, fd)
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()
+    for path in sorted(root.glob("*.log")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # its writer is alive
+            continue
+        if os.fstat(fd).st_nlink == 0:  # committed and unlinked while we waited
+            os.close(fd)
+            continue
+        yield Orphan(path.name.split(".")[0], path.stem, path, fd)

@@ -122,7 +122,7 @@ class RunWriter:
 
     def _journal(self) -> journal.Segment:
         if self._segment is None:
-            self._segment = journal.Segment.create(self._journal_dir / self.run_id)
+            self._segment = journal.Segment.create(self._journal_dir, self.run_id)
             self._since = time.monotonic()
         return self._segment
 
