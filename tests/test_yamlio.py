@@ -1,0 +1,138 @@
+"""``yamlio.dump`` must mean to every YAML reader exactly what it was given."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+import yaml
+
+from gitml import yamlio
+
+TRICKY_STRINGS = [
+    "",
+    " ",
+    "plain",
+    "with space",
+    "yes",
+    "No",
+    "ON",
+    "off",
+    "true",
+    "False",
+    "null",
+    "Null",
+    "~",
+    "y",
+    "n",
+    "1",
+    "0x1f",
+    "1e5",
+    "1_000",
+    "-1",
+    "+1",
+    ".5",
+    "1.0",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "nan",
+    "inf",
+    "0o17",
+    "012",
+    "2024-01-01",
+    "12:30:45",
+    "a: b",
+    "a #b",
+    "#x",
+    "- x",
+    "[a]",
+    "{a}",
+    "'q'",
+    '"dq"',
+    "x\ny",
+    "tab\there",
+    "trailing ",
+    " leading",
+    "back\\slash",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "\ufeff",
+    "é",
+    "日本語",
+    "emoji 🚀",
+    "%2F",
+    "a/b.c-d_e",
+    "@at",
+    "`tick",
+    "!tag",
+    "&anchor",
+    "*alias",
+    "|",
+    ">",
+    "?",
+    ":",
+    ",",
+    "=",
+    "<<",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_STRINGS)
+def test_strings_round_trip_as_keys_and_values(text: str) -> None:
+    data = {"key": text, text or "empty": "value", "nested": {text or "e": [text]}}
+    assert yaml.safe_load(yamlio.dump(data)) == data
+    assert yamlio.load(yamlio.dump(data)) == data
+
+
+@pytest.mark.parametrize(
+    "number", [0.0, -0.0, 1.0, 0.1, 1e-05, 1e16, 1.5e300, -2.5e-300, 123456789.125, 3, -7, 2**70]
+)
+def test_numbers_keep_type_and_value(number: float) -> None:
+    loaded = yaml.safe_load(yamlio.dump({"n": number}))["n"]
+    assert type(loaded) is type(number)
+    assert loaded == number
+
+
+def test_special_floats() -> None:
+    loaded = yaml.safe_load(yamlio.dump({"a": math.nan, "b": math.inf, "c": -math.inf}))
+    assert math.isnan(loaded["a"]) and loaded["b"] == math.inf and loaded["c"] == -math.inf
+
+
+def test_shapes_match_pyyaml_block_style() -> None:
+    data: dict[str, Any] = {
+        "id": "abc",
+        "empty_map": {},
+        "empty_list": [],
+        "none": None,
+        "flags": {"t": True, "f": False},
+        "artifacts": [{"path": "a/b.txt", "size": 3}, {"path": "c", "size": 0}],
+        "scalars": [1, "two", None],
+    }
+    text = yamlio.dump(data).decode()
+    assert yaml.safe_load(text) == data
+    assert text == yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def test_random_records_round_trip() -> None:
+    rng = random.Random(7)
+    alphabet = "abcXYZ019 _-./:#'\"\\\n\t{}[]!&*?|>@`%é€\u2028\x85~,="
+    for _ in range(300):
+        data = {
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))): "".join(
+                rng.choice(alphabet) for _ in range(rng.randint(0, 12))
+            )
+            for _ in range(5)
+        }
+        assert yaml.safe_load(yamlio.dump(data)) == data
+
+
+def test_rejects_what_records_never_hold() -> None:
+    with pytest.raises(TypeError):
+        yamlio.dump({"x": object()})
+    with pytest.raises(TypeError):
+        yamlio.dump(["not", "a", "mapping"])
