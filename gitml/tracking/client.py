@@ -110,6 +110,7 @@ class Client:
         self._closed = threading.Event()
         self.recovered = self.recover()
         atexit.register(_close_at_exit, weakref.ref(self))
+        _clients.add(self)
 
     @property
     def journal_dir(self) -> Path:
@@ -781,6 +782,34 @@ class Client:
             self.flush()
         finally:
             self._closed.set()
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child starts with no buffers: what they held is the parent's to commit."""
+        for writer in self._writers.values():
+            writer.abandon()
+        self._writers = {}
+        self._lock = threading.RLock()
+        self._flusher = None
+        self._closed = threading.Event()
+
+
+# A forked child (multiprocessing, DataLoader workers) must neither commit the
+# parent's buffered values a second time nor log to a run whose first commit
+# is still only in the parent's buffer, so the parent commits before forking.
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _flush_before_fork() -> None:
+    for client in list(_clients):
+        client.flush()
+
+
+def _reset_after_fork() -> None:
+    for client in list(_clients):
+        client._after_fork_in_child()
+
+
+os.register_at_fork(before=_flush_before_fork, after_in_child=_reset_after_fork)
 
 
 def _close_at_exit(ref: weakref.ref[Client]) -> None:

@@ -76,6 +76,10 @@ class Segment:
     def write(self, data: bytes) -> None:
         os.write(self._fd, data)
 
+    def close(self) -> None:
+        """Close this descriptor only (a forked child's copy); the file stays."""
+        os.close(self._fd)
+
     def discard(self) -> None:
         """Its records are committed: remove it, then let go of the lock."""
         with contextlib.suppress(FileNotFoundError):

@@ -177,6 +177,13 @@ class RunWriter:
             for key, value in batch.params.items():
                 self.known_params.setdefault(key, value)
 
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's journal descriptors, keep its files."""
+        for segment in [*self._in_flight, *([self._segment] if self._segment else [])]:
+            segment.close()
+        self._segment, self._in_flight = None, []
+        self._pending, self._latest = journal.Entries(), {}
+
     def raise_deferred(self) -> None:
         """Raise an error a background flush met, on the caller's next call."""
         error, self.deferred = self.deferred, None
