@@ -66,7 +66,7 @@ def _validator(kind: str) -> Any:
         return nan_fails
 
     keywords = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
-    cls = validators.extend(
+    cls = validators.extend(  # type: ignore[no-untyped-call]
         Draft202012Validator, {"pattern": pattern, **{k: bound(k) for k in keywords}}
     )
     return cls(load(kind))

@@ -11,8 +11,10 @@ from the index and files into new objects, as ``git stash create`` does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
 import stat
 import threading
 import time
@@ -353,25 +355,26 @@ class Store:
             commit = self._commit(tree, parents, message)
             now = int(self.clock())
             try:
-                if old is None:
-                    ok = self._repo.refs.add_if_new(
-                        refname,
-                        _oid(commit),
-                        committer=self.identity,
-                        timestamp=now,
-                        timezone=0,
-                        message=reflog,
-                    )
-                else:
-                    ok = self._repo.refs.set_if_equals(
-                        refname,
-                        _oid(old),
-                        _oid(commit),
-                        committer=self.identity,
-                        timestamp=now,
-                        timezone=0,
-                        message=reflog,
-                    )
+                with deferred_signals():  # no stale ref lock on Ctrl-C or SIGTERM
+                    if old is None:
+                        ok = self._repo.refs.add_if_new(
+                            refname,
+                            _oid(commit),
+                            committer=self.identity,
+                            timestamp=now,
+                            timezone=0,
+                            message=reflog,
+                        )
+                    else:
+                        ok = self._repo.refs.set_if_equals(
+                            refname,
+                            _oid(old),
+                            _oid(commit),
+                            committer=self.identity,
+                            timestamp=now,
+                            timezone=0,
+                            message=reflog,
+                        )
             except FileLocked:
                 ok = False
             if ok:
@@ -606,6 +609,42 @@ class Store:
                         target.chmod(0o755)
                     count += 1
         return count
+
+
+_held: list[int] | None = None  # signals that arrived inside deferred_signals()
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then handle them as usual.
+
+    Python raises ``KeyboardInterrupt`` (and the fluent API ``RunTerminated``
+    on SIGTERM) between any two bytecodes. Between creating a ref's ``.lock``
+    file and renaming it, that leaves the lock behind and the ref unwritable
+    by anyone; between a commit and the writer's bookkeeping, it makes the
+    writer commit the same points again. Python runs signal handlers in the
+    main thread only, so other threads need nothing.
+    """
+    global _held
+    if _held is not None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: installed from C, cannot be put back
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, _frame: held.append(signum))
+    _held = held
+    try:
+        yield
+    finally:
+        _held = None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 def _oid(sha: str) -> ObjectID:

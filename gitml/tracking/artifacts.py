@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -72,14 +71,27 @@ class ExternalStore:
         return self.root / sha256[:2] / sha256[2:]
 
     def put(self, source: Path, sha256: str) -> None:
+        """Store ``source`` as ``sha256``, checking the digest of what was copied.
+
+        The file may have changed since it was hashed (a checkpoint still being
+        written); stored under the wrong name it would poison every later read.
+        """
         target = self._path(sha256)
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
+            h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                shutil.copyfileobj(src, out, CHUNK)
+                while block := src.read(CHUNK):
+                    h.update(block)
+                    out.write(block)
+            if h.hexdigest() != sha256:
+                raise Corrupt(
+                    f"{source}: content has sha256 {h.hexdigest()} now, not {sha256}; "
+                    "did it change while it was being logged?"
+                )
             os.replace(tmp, target)  # atomic: readers never see a partial file
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -720,19 +720,20 @@ class Client:
     def _start_flusher(self) -> None:
         if self._flusher is None:
             self._flusher = threading.Thread(
-                target=self._flush_loop, name="gitml-flush", daemon=True
+                target=_flush_loop,
+                args=(weakref.ref(self), self._closed, min(1.0, self.config.flush_interval / 2)),
+                name="gitml-flush",
+                daemon=True,
             )
             self._flusher.start()
 
-    def _flush_loop(self) -> None:
-        tick = min(1.0, self.config.flush_interval / 2)
-        while not self._closed.wait(tick):
-            for writer in list(self._writers.values()):
-                if writer.overdue():
-                    try:
-                        writer.flush()
-                    except Exception as exc:  # handed to the next call on that run
-                        writer.deferred = exc
+    def _flush_overdue(self) -> None:
+        for writer in list(self._writers.values()):
+            if writer.overdue():
+                try:
+                    writer.flush()
+                except Exception as exc:  # handed to the next call on that run
+                    writer.deferred = exc
 
     def recover(self) -> list[str]:
         """Commit journal segments left by processes that died; returns what was done."""
@@ -740,6 +741,9 @@ class Client:
         for orphan in journal.orphans(self.journal_dir):
             tip = self.store.tip(RUNS + orphan.run_id)
             entries = orphan.read()
+            if not entries:  # its process died as it opened it: nothing to commit
+                orphan.release()
+                continue
             if tip is None and entries.create is None:
                 report.append(
                     f"{orphan.name}: run {orphan.run_id} does not exist; kept the journal"
@@ -810,6 +814,16 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(before=_flush_before_fork, after_in_child=_reset_after_fork)
+
+
+def _flush_loop(ref: weakref.ref[Client], closed: threading.Event, tick: float) -> None:
+    """The background flusher; it holds the client weakly so a dropped client is freed."""
+    while not closed.wait(tick):
+        client = ref()
+        if client is None:
+            return
+        client._flush_overdue()
+        del client
 
 
 def _close_at_exit(ref: weakref.ref[Client]) -> None:

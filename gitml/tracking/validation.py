@@ -21,7 +21,8 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
 
-_KEY = re.compile(r"^[/\w.\- :]+$")
+# \Z, not $: "$" also matches before a final newline, which would break the journal.
+_KEY = re.compile(r"^[/\w.\- :]+\Z")
 
 # Keys already checked in this process: the metric hot path checks a key once.
 _valid_keys: set[str] = set()
@@ -29,10 +30,10 @@ _valid_keys: set[str] = set()
 
 def key(kind: str, name: Any) -> str:
     """A param, metric or tag name: MLflow's alphabet, a clean relative path, 250 chars."""
-    if name in _valid_keys:
-        return str(name)
-    if not isinstance(name, str):
+    if not isinstance(name, str):  # before the cache lookup: a list or dict is unhashable
         raise InvalidInput(f"{kind} key must be a string, got {type(name).__name__} {name!r}")
+    if name in _valid_keys:
+        return name
     if not name:
         raise InvalidInput(f"{kind} key must not be empty")
     if len(name) > MAX_KEY_LENGTH:
@@ -44,7 +45,12 @@ def key(kind: str, name: Any) -> str:
             f"invalid {kind} key {name!r}: names may only contain alphanumerics, "
             "underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
         )
-    if posixpath.normpath(name) != name or name.startswith("/") or set(name) <= {"."}:
+    if (
+        posixpath.normpath(name) != name
+        or name.startswith("/")
+        or set(name) <= {"."}
+        or ".." in name.split("/")  # normpath keeps a leading "../"
+    ):
         raise InvalidInput(
             f"invalid {kind} key {name!r}: it must be a plain relative path "
             "(no leading '/', no '..', '.', or '//' components)"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import Conflict
 from ..records import Run
-from ..store import BlobRef, Snapshot
+from ..store import BlobRef, Snapshot, deferred_signals
 from . import journal, metrics, validation
 
 # (step, timestamp, value): the latest point of a key, compared as MLflow does.
@@ -142,7 +142,8 @@ class RunWriter:
 
         A no-op when nothing is buffered and there is no edit.
         """
-        with self._flush_lock:
+        # Signals wait until the buffer, the journal and the ref agree again.
+        with deferred_signals(), self._flush_lock:
             with self._lock:
                 if self._segment is None and not self._in_flight and edit is None:
                     return

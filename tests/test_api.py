@@ -1,0 +1,93 @@
+"""The public surface: exactly the intended names, each resolvable, cheap to import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import gitml
+
+PUBLIC = {
+    # tracking, the fluent API
+    "ActiveRun",
+    "active_run",
+    "end_run",
+    "get_run",
+    "get_tracking_uri",
+    "last_active_run_id",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+    # explicit control and its values
+    "Client",
+    "Metric",
+    "Param",
+    "RunTag",
+    "Run",
+    "Experiment",
+    # errors
+    "GitmlError",
+    "Conflict",
+    "Corrupt",
+    "InvalidInput",
+    "InvalidRecord",
+    "NotARepository",
+    "NotFound",
+    "__version__",
+}
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert len(gitml.__all__) == len(set(gitml.__all__))
+    assert set(gitml.__all__) == PUBLIC
+    assert sorted(dir(gitml)) == sorted(PUBLIC)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_name_resolves(name: str) -> None:
+    value = getattr(gitml, name)
+    assert value is not None
+    if name != "__version__":
+        assert value.__module__.startswith("gitml.")
+
+
+def test_errors_form_one_tree() -> None:
+    for name in ("Conflict", "Corrupt", "InvalidInput", "InvalidRecord", "NotARepository"):
+        assert issubclass(getattr(gitml, name), gitml.GitmlError)
+    assert issubclass(gitml.NotFound, gitml.GitmlError)
+    assert issubclass(gitml.GitmlError, Exception)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = gitml.no_such_thing
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(gitml.__version__, str) and gitml.__version__[0].isdigit()
+
+
+def test_import_is_cheap() -> None:
+    code = (
+        "import json, sys, gitml; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('dulwich', 'pydantic', 'yaml', 'jsonschema', 'click'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == []

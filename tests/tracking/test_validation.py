@@ -1,0 +1,238 @@
+"""Input rules of gitml.tracking.validation: every rejection names the key it is about."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gitml.errors import InvalidInput
+from gitml.tracking import validation
+from gitml.tracking.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_KEY_LENGTH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VALUE_LENGTH,
+)
+
+
+def test_the_limits_are_mlflows() -> None:
+    assert (MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH, MAX_TAG_VALUE_LENGTH) == (250, 6000, 8000)
+    assert (MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, MAX_ENTITIES_PER_BATCH) == (
+        1000,
+        100,
+        1000,
+    )
+
+
+# -- keys ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "loss",
+        "train/loss",
+        "a/b/c",
+        "learning_rate",
+        "val-acc",
+        "epoch 1",
+        "ns:metric",
+        "v1.2",
+        "a..b",
+        "a/b..",
+        "réseau",
+        "x" * MAX_KEY_LENGTH,
+    ],
+)
+def test_valid_keys(name: str) -> None:
+    assert validation.key("metric", name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("tab\tkey", "may only contain"),
+        ("new\nline", "may only contain"),
+        ("trailing\n", "may only contain"),
+        ("trailing\r", "may only contain"),
+        ("dollar$", "may only contain"),
+        ("pct%2F", "may only contain"),
+        ("back\\slash", "may only contain"),
+        ("star*", "may only contain"),
+        ("..", "plain relative path"),
+        ("a/..", "plain relative path"),
+        ("../a", "plain relative path"),
+        ("a/../b", "plain relative path"),
+        ("/abs", "plain relative path"),
+        ("//abs", "plain relative path"),
+        ("a//b", "plain relative path"),
+        ("a/", "plain relative path"),
+        (".", "plain relative path"),
+        ("./a", "plain relative path"),
+        ("a/.", "plain relative path"),
+        ("a/./b", "plain relative path"),
+        ("x" * (MAX_KEY_LENGTH + 1), "the limit is 250"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["metric", "param", "tag"])
+def test_invalid_keys_name_the_key_and_the_rule(kind: str, name: str, rule: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        validation.key(kind, name)
+    message = str(info.value)
+    assert rule in message
+    assert kind in message
+    shown = name[:40] if len(name) > MAX_KEY_LENGTH else repr(name)
+    assert shown in message
+
+
+def test_an_empty_key_is_rejected() -> None:
+    with pytest.raises(InvalidInput, match="param key must not be empty"):
+        validation.key("param", "")
+
+
+@pytest.mark.parametrize("name", [None, 5, 1.5, b"loss", ["loss"], {"k": "v"}, ("a",)])
+def test_a_key_that_is_not_a_string_is_invalid_input(name: Any) -> None:
+    with pytest.raises(InvalidInput, match="metric key must be a string") as info:
+        validation.key("metric", name)
+    assert type(name).__name__ in str(info.value)
+
+
+def test_a_rejected_key_stays_rejected_after_a_valid_one_was_cached() -> None:
+    assert validation.key("metric", "cached/key") == "cached/key"
+    assert validation.key("metric", "cached/key") == "cached/key"
+    with pytest.raises(InvalidInput):
+        validation.key("metric", "cached//key")
+
+
+# -- values ----------------------------------------------------------------------
+
+
+def test_param_values_up_to_6000_characters() -> None:
+    assert validation.param_value("lr", "v" * MAX_PARAM_VALUE_LENGTH) == "v" * 6000
+    assert validation.param_value("lr", 0.01) == "0.01"
+    assert validation.param_value("flag", None) == "None"
+    with pytest.raises(InvalidInput, match="param 'lr' value is 6001 characters"):
+        validation.param_value("lr", "v" * (MAX_PARAM_VALUE_LENGTH + 1))
+
+
+def test_tag_values_up_to_8000_characters() -> None:
+    assert validation.tag_value("note", "t" * MAX_TAG_VALUE_LENGTH) == "t" * 8000
+    assert validation.tag_value("n", 3) == "3"
+    with pytest.raises(InvalidInput, match="tag 'note' value is 8001 characters"):
+        validation.tag_value("note", "t" * (MAX_TAG_VALUE_LENGTH + 1))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1, 1.0),
+        (0.25, 0.25),
+        (-3, -3.0),
+        (math.inf, math.inf),
+        (-math.inf, -math.inf),
+        (np.float32(0.5), 0.5),
+        (np.int64(7), 7.0),
+        (Fraction(1, 4), 0.25),
+    ],
+)
+def test_metric_values_are_real_numbers(value: Any, expected: float) -> None:
+    got = validation.metric_value("loss", value)
+    assert isinstance(got, float)
+    assert got == expected
+
+
+def test_nan_is_kept() -> None:
+    assert math.isnan(validation.metric_value("loss", math.nan))
+    assert math.isnan(validation.metric_value("loss", np.nan))
+
+
+@pytest.mark.parametrize("value", ["0.5", None, b"1", [1.0], 1j, Decimal("0.5")])
+def test_non_numbers_are_not_metric_values(value: Any) -> None:
+    with pytest.raises(InvalidInput, match="metric 'loss' value must be a number"):
+        validation.metric_value("loss", value)
+
+
+@pytest.mark.parametrize("value", [0, 1, 10**12, np.int64(5)])
+def test_valid_steps(value: Any) -> None:
+    got = validation.step("loss", value)
+    assert got == int(value) and type(got) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (-1, "must not be negative"),
+        (True, "must be an integer"),
+        (False, "must be an integer"),
+        (1.0, "must be an integer"),
+        (1.5, "must be an integer"),
+        ("1", "must be an integer"),
+        (None, "must be an integer"),
+    ],
+)
+def test_invalid_steps(value: Any, rule: str) -> None:
+    with pytest.raises(InvalidInput, match=f"metric 'loss' step {rule}"):
+        validation.step("loss", value)
+
+
+def test_timestamps_are_non_negative_integer_milliseconds() -> None:
+    assert validation.timestamp("loss", 1_700_000_000_000) == 1_700_000_000_000
+    assert validation.timestamp("loss", 0) == 0
+    for bad, rule in [
+        (-1, "must not be negative"),
+        (True, "must be an integer"),
+        (1.7e12, "must be an integer"),
+        ("1700000000000", "must be an integer"),
+    ]:
+        with pytest.raises(InvalidInput, match=f"metric 'loss' timestamp {rule}"):
+            validation.timestamp("loss", bad)
+
+
+def test_run_names() -> None:
+    assert validation.run_name("baseline") == "baseline"
+    assert validation.run_name("n" * 250) == "n" * 250
+    for bad in ["", "   ", None, 5]:
+        with pytest.raises(InvalidInput, match="run name must be a non-empty string"):
+            validation.run_name(bad)
+    with pytest.raises(InvalidInput, match="run name is 251 characters"):
+        validation.run_name("n" * 251)
+
+
+# -- batches -----------------------------------------------------------------------
+
+
+def test_duplicate_keys_in_one_batch_are_named() -> None:
+    validation.unique("param", ["a", "b", "c"])
+    validation.unique("param", [])
+    with pytest.raises(InvalidInput, match="duplicate tag key 'b' in one batch"):
+        validation.unique("tag", ["a", "b", "c", "b"])
+
+
+@pytest.mark.parametrize(
+    ("metrics", "params", "tags"),
+    [(1000, 0, 0), (0, 100, 0), (0, 0, 100), (800, 100, 100), (0, 0, 0)],
+)
+def test_batches_within_the_limits(metrics: int, params: int, tags: int) -> None:
+    validation.batch_size(metrics, params, tags)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "params", "tags", "message"),
+    [
+        (1001, 0, 0, "at most 1000 metrics, got 1001"),
+        (0, 101, 0, "at most 100 params, got 101"),
+        (0, 0, 101, "at most 100 tags, got 101"),
+        (801, 100, 100, "at most 1000 metrics, params and tags in all"),
+        (901, 100, 0, "at most 1000 metrics, params and tags in all"),
+    ],
+)
+def test_batches_over_a_limit(metrics: int, params: int, tags: int, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        validation.batch_size(metrics, params, tags)
