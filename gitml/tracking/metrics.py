@@ -1,14 +1,16 @@
 """Metric history in fixed-size chunks.
 
-A metric's points live under ``metrics/<key>/<i>.tsv``: chunk ``i`` holds
+A metric's points live in ``metrics/<key>.<i>.tsv``: chunk ``i`` holds
 points ``i*CHUNK_POINTS`` to ``(i+1)*CHUNK_POINTS - 1``. A flush writes the
 chunks it fills and rewrites only the last, partial one (at most
 ``CHUNK_POINTS`` lines), so old data is never rewritten, and after ``git gc``
-the partial versions of a chunk delta against each other. The key's folder is
-rewritten too: one 38-byte entry per 1,000 points (38 KB at a million points,
-under a millisecond to write). A deeper fan-out would bound that but costs a
-tree object per key on every flush, and object creation is what a short run's
-commit spends its time on (issue 2's 4 ms target). Each line is
+the partial versions of a chunk delta against each other. The ``metrics``
+folder is rewritten too: one 45-byte entry per 1,000 points (45 KB at a
+million points, about a millisecond to write). One folder for all keys, not
+one per key or a deeper fan-out, because each tree is one more file to create
+on every flush, and creating files is what a short run's commit spends its
+time on (issue 2's 4 ms target). The key is everything before the last two
+dots. Each line is
 ``step<TAB>timestamp<TAB>value`` with the value in Python's round-trip repr
 (``nan``, ``inf`` and ``-inf`` included).
 """
@@ -37,7 +39,7 @@ def line(step: int, timestamp: int, value: float) -> bytes:
 
 
 def chunk_path(key: str, index: int) -> str:
-    return f"metrics/{encode_key(key)}/{index:06d}.tsv"
+    return f"metrics/{encode_key(key)}.{index:06d}.tsv"
 
 
 def append(snap: Snapshot | None, key: str, lines: list[bytes]) -> dict[str, bytes]:
@@ -68,11 +70,13 @@ def _last_chunk(snap: Snapshot | None, key: str) -> tuple[int, bytes]:
 
 def _chunks(snap: Snapshot, key: str) -> list[tuple[int, str]]:
     """(index, blob sha) of every chunk of ``key``, in order."""
-    return sorted(
-        (int(name.split(".")[0]), sha)
-        for name, is_dir, sha in snap.listdir(f"metrics/{encode_key(key)}")
-        if not is_dir
-    )
+    wanted = encode_key(key)
+    found = []
+    for name, is_dir, sha in snap.listdir("metrics"):
+        parts = name.rsplit(".", 2)
+        if not is_dir and len(parts) == 3 and parts[0] == wanted and parts[1].isdigit():
+            found.append((int(parts[1]), sha))
+    return sorted(found)
 
 
 def history(snap: Snapshot, key: str) -> Iterator[Metric]:
@@ -81,7 +85,3 @@ def history(snap: Snapshot, key: str) -> Iterator[Metric]:
         for raw in snap.blob(sha).splitlines():
             step, ts, value = raw.split(b"\t")
             yield Metric(key, float(value), int(ts), int(step))
-
-
-def keys(snap: Snapshot) -> list[str]:
-    return sorted(decode_key(name) for name, is_dir, _ in snap.listdir("metrics") if is_dir)

@@ -266,8 +266,9 @@ def test_special_float_values_round_trip(repo: Path) -> None:
 
 
 def metric_blobs(repo: Path, ref: str, key: str) -> dict[str, str]:
-    out = git(repo, "ls-tree", "-r", ref, f"metrics/{key}")
-    return {ln.split("\t")[1]: ln.split()[2] for ln in out.splitlines()}
+    out = git(repo, "ls-tree", "-r", ref, "metrics/")
+    entries = {ln.split("\t")[1]: ln.split()[2] for ln in out.splitlines()}
+    return {path: sha for path, sha in entries.items() if path.startswith(f"metrics/{key}.")}
 
 
 def test_long_history_is_appended_not_rewritten(repo: Path) -> None:

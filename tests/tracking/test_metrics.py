@@ -66,22 +66,22 @@ def test_line_format() -> None:
 
 
 def test_chunk_paths_are_zero_padded() -> None:
-    assert metrics.chunk_path("loss", 0) == "metrics/loss/000000.tsv"
-    assert metrics.chunk_path("loss", 999) == "metrics/loss/000999.tsv"
-    assert metrics.chunk_path("a/b", 1234) == "metrics/a%2Fb/001234.tsv"
-    assert metrics.chunk_path("loss", 1_000_000) == "metrics/loss/1000000.tsv"
+    assert metrics.chunk_path("loss", 0) == "metrics/loss.000000.tsv"
+    assert metrics.chunk_path("loss", 999) == "metrics/loss.000999.tsv"
+    assert metrics.chunk_path("a/b", 1234) == "metrics/a%2Fb.001234.tsv"
+    assert metrics.chunk_path("loss", 1_000_000) == "metrics/loss.1000000.tsv"
 
 
 @pytest.mark.usefixtures("small_chunks")
 def test_appending_across_chunk_boundaries(repo: Path, store: Store) -> None:
     tip, written = log(store, "loss", points(0, 10))
     assert sorted(written) == [
-        "metrics/loss/000000.tsv",
-        "metrics/loss/000001.tsv",
-        "metrics/loss/000002.tsv",
+        "metrics/loss.000000.tsv",
+        "metrics/loss.000001.tsv",
+        "metrics/loss.000002.tsv",
     ]
     assert [line_count(repo, tip, p) for p in sorted(written)] == [4, 4, 2]
-    assert git(repo, "show", f"{tip}:metrics/loss/000001.tsv").splitlines()[0] == "4\t1004\t0.4"
+    assert git(repo, "show", f"{tip}:metrics/loss.000001.tsv").splitlines()[0] == "4\t1004\t0.4"
     steps = [m.step for m in metrics.history(store.snapshot(tip), "loss")]
     assert steps == list(range(10))
 
@@ -94,15 +94,15 @@ def test_a_second_append_rewrites_only_the_last_partial_chunk(repo: Path, store:
     second, written = log(store, "loss", points(10, 3))
 
     # Chunk 2 fills up, chunk 3 starts.
-    assert sorted(written) == ["metrics/loss/000002.tsv", "metrics/loss/000003.tsv"]
+    assert sorted(written) == ["metrics/loss.000002.tsv", "metrics/loss.000003.tsv"]
     after = tree(repo, second)
-    assert after["metrics/loss/000000.tsv"] == before["metrics/loss/000000.tsv"]
-    assert after["metrics/loss/000001.tsv"] == before["metrics/loss/000001.tsv"]
-    assert after["metrics/loss/000002.tsv"] != before["metrics/loss/000002.tsv"]
+    assert after["metrics/loss.000000.tsv"] == before["metrics/loss.000000.tsv"]
+    assert after["metrics/loss.000001.tsv"] == before["metrics/loss.000001.tsv"]
+    assert after["metrics/loss.000002.tsv"] != before["metrics/loss.000002.tsv"]
     changed = git(repo, "diff-tree", "-r", "--name-only", first, second).split()
-    assert changed == ["metrics/loss/000002.tsv", "metrics/loss/000003.tsv"]
-    assert line_count(repo, second, "metrics/loss/000002.tsv") == 4
-    assert line_count(repo, second, "metrics/loss/000003.tsv") == 1
+    assert changed == ["metrics/loss.000002.tsv", "metrics/loss.000003.tsv"]
+    assert line_count(repo, second, "metrics/loss.000002.tsv") == 4
+    assert line_count(repo, second, "metrics/loss.000003.tsv") == 1
     snap = store.snapshot(second)
     assert [m.step for m in metrics.history(snap, "loss")] == list(range(13))
 
@@ -111,22 +111,22 @@ def test_a_second_append_rewrites_only_the_last_partial_chunk(repo: Path, store:
 def test_a_full_last_chunk_is_left_alone(repo: Path, store: Store) -> None:
     first, _ = log(store, "loss", points(0, 4))
     second, written = log(store, "loss", points(4, 1))
-    assert list(written) == ["metrics/loss/000001.tsv"]
+    assert list(written) == ["metrics/loss.000001.tsv"]
     assert git(repo, "diff-tree", "-r", "--name-only", first, second).split() == list(written)
 
 
 def test_default_chunks_hold_a_thousand_points(repo: Path, store: Store) -> None:
     first, written = log(store, "loss", points(0, 1500))
     assert {p: v.count(b"\n") for p, v in written.items()} == {
-        "metrics/loss/000000.tsv": 1000,
-        "metrics/loss/000001.tsv": 500,
+        "metrics/loss.000000.tsv": 1000,
+        "metrics/loss.000001.tsv": 500,
     }
     second, written = log(store, "loss", points(1500, 10))
-    assert list(written) == ["metrics/loss/000001.tsv"]
-    assert written["metrics/loss/000001.tsv"].count(b"\n") == 510
+    assert list(written) == ["metrics/loss.000001.tsv"]
+    assert written["metrics/loss.000001.tsv"].count(b"\n") == 510
     assert (
-        tree(repo, second)["metrics/loss/000000.tsv"]
-        == tree(repo, first)["metrics/loss/000000.tsv"]
+        tree(repo, second)["metrics/loss.000000.tsv"]
+        == tree(repo, first)["metrics/loss.000000.tsv"]
     )
     history = list(metrics.history(store.snapshot(second), "loss"))
     assert [m.step for m in history] == list(range(1510))
@@ -160,8 +160,8 @@ def test_chunks_are_ordered_by_number_past_the_padding(repo: Path, store: Store)
         "seed",
     )
     tip, written = log(store, "m", [metrics.line(8, 8, 8.0)])
-    assert list(written) == ["metrics/m/1000000.tsv"]
-    assert written["metrics/m/1000000.tsv"] == b"7\t7\t7.0\n8\t8\t8.0\n"
+    assert list(written) == ["metrics/m.1000000.tsv"]
+    assert written["metrics/m.1000000.tsv"] == b"7\t7\t7.0\n8\t8\t8.0\n"
     steps = [m.step for m in metrics.history(store.snapshot(tip), "m")]
     assert steps == [*range(metrics.CHUNK_POINTS), 7, 8]
 
@@ -171,12 +171,11 @@ def test_keys_with_slashes_are_encoded_and_kept_apart(repo: Path, store: Store) 
     log(store, "train/loss", points(0, 3))
     tip, _ = log(store, "train/loss/ema", points(0, 1))
     assert sorted(tree(repo, tip)) == [
-        "metrics/train%2Floss%2Fema/000000.tsv",
-        "metrics/train%2Floss/000000.tsv",
-        "metrics/train/000000.tsv",
+        "metrics/train%2Floss%2Fema.000000.tsv",
+        "metrics/train%2Floss.000000.tsv",
+        "metrics/train.000000.tsv",
     ]
     snap = store.snapshot(tip)
-    assert metrics.keys(snap) == ["train", "train/loss", "train/loss/ema"]
     assert len(list(metrics.history(snap, "train"))) == 2
     assert len(list(metrics.history(snap, "train/loss"))) == 3
     assert [m.key for m in metrics.history(snap, "train/loss/ema")] == ["train/loss/ema"]
@@ -203,12 +202,21 @@ def test_history_round_trips_special_values_exactly_in_commit_order(store: Store
     assert math.isnan(got[1].value)
 
 
-def test_history_and_keys_of_a_run_without_metrics(store: Store) -> None:
+def test_keys_with_dots_never_mix_with_chunk_numbers(store: Store) -> None:
+    # "acc" chunk 1 is "acc.000001.tsv"; key "acc.000001" chunk 0 is "acc.000001.000000.tsv"
+    log(store, "acc", points(0, metrics.CHUNK_POINTS + 1))
+    tip, _ = log(store, "acc.000001", points(0, 2))
+    snap = store.snapshot(tip)
+    assert len(list(metrics.history(snap, "acc"))) == metrics.CHUNK_POINTS + 1
+    assert len(list(metrics.history(snap, "acc.000001"))) == 2
+    assert list(metrics.history(snap, "acc.0")) == []
+
+
+def test_history_of_a_run_without_metrics(store: Store) -> None:
     tip = store.update(REF, lambda snap: Change({"run.yaml": b"x: 1\n"}), "start")
     assert tip is not None
     snap = store.snapshot(tip)
-    assert metrics.keys(snap) == []
     assert list(metrics.history(snap, "loss")) == []
     assert metrics.append(None, "loss", points(0, 1)) == {
-        "metrics/loss/000000.tsv": b"0\t1000\t0.0\n"
+        "metrics/loss.000000.tsv": b"0\t1000\t0.0\n"
     }
