@@ -155,8 +155,9 @@ class Store:
             raise NotARepository(f"{path} is not a Git repository") from None
         self.clock = clock
         self._identity = identity.encode() if identity else None
-        self._objects = Path(self._repo.object_store.path)
+        self._objects = os.fspath(self._repo.object_store.path)
         self._index_cache: tuple[tuple[int, int, int], Index] | None = None
+        self._staged_cache: tuple[tuple[int, int, int], str | None, bool] | None = None
         # Objects are immutable by name, and a commit re-reads the trees and
         # record the previous commit wrote; a loose read costs a file open.
         self._cache: dict[str, ShaFile] = {}
@@ -408,14 +409,16 @@ class Store:
         sha = obj.id.decode()
         if sha in self._cache:
             return
-        path = self._objects / sha[:2] / sha[2:]
-        if not path.exists():
-            tmp = path.parent / f"tmp_obj_{os.getpid()}_{threading.get_ident()}"
+        folder = f"{self._objects}/{sha[:2]}"  # plain strings: pathlib costs 10% here
+        path = f"{folder}/{sha[2:]}"
+        if not os.path.exists(path):
+            tmp = f"{folder}/tmp_obj_{os.getpid()}_{threading.get_ident()}"
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
             try:
                 fd = os.open(tmp, flags, 0o444)
             except FileNotFoundError:
-                path.parent.mkdir(exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(folder)
                 fd = os.open(tmp, flags, 0o444)
             with open(fd, "wb") as out:  # closes fd; writes every byte
                 out.write(obj.as_legacy_object())
@@ -482,22 +485,22 @@ class Store:
         files are not part of it, as with git.
         """
         repo = self._repo
-        head = self.tip("HEAD")
+        head: str | None = None
         branch = None
         try:
-            names, _ = repo.refs.follow(Ref(b"HEAD"))
+            names, sha = repo.refs.follow(Ref(b"HEAD"))
+            head = sha.decode() if sha else None
             target = names[-1].decode()
             if target.startswith("refs/heads/"):
                 branch = target[len("refs/heads/") :]
         except (KeyError, IndexError):
-            branch = None
+            pass
         if self.bare:
             return CodeVersion(head, branch, False, None)
         index = self._index()
         if index is None:
             return CodeVersion(head, branch, False, None)
-        head_tree = repo[head.encode()].tree if head else None  # type: ignore[attr-defined]
-        staged = any(True for _ in index.changes_from_tree(repo.object_store, head_tree))
+        staged = self._staged(index, head)
         unstaged = set(get_unstaged_changes(index, os.fsencode(self.root)))
         unstaged.update(self._mode_changes(index, unstaged))
         if not staged and not unstaged:
@@ -554,6 +557,19 @@ class Store:
                 continue
             if stat.S_ISREG(st.st_mode) and _file_mode(st.st_mode) != item.mode:
                 yield path
+
+    def _staged(self, index: Index, head: str | None) -> bool:
+        """Whether the index differs from HEAD's tree; remembered per (index, HEAD)."""
+        assert self._index_cache is not None  # _index() has just filled it
+        if self._staged_cache is not None and self._staged_cache[:2] == (
+            self._index_cache[0],
+            head,
+        ):
+            return self._staged_cache[2]
+        head_tree = self._object(head).tree if head else None  # type: ignore[attr-defined]
+        staged = any(True for _ in index.changes_from_tree(self._repo.object_store, head_tree))
+        self._staged_cache = (self._index_cache[0], head, staged)
+        return staged
 
     def import_history(self, source: Store, commit: str) -> None:
         """Copy ``commit`` and everything it reaches from ``source`` (what is missing).
