@@ -28,10 +28,10 @@ def git_env(home: Path) -> dict[str, str]:
     return env
 
 
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
     """Run real git; returns stdout, raises with stderr on failure."""
     result = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        ["git", *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
@@ -60,3 +60,29 @@ class FixedClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def commit_file_on_ref(repo: Path, ref: str, name: str, content: str) -> str:
+    """Replace ``name`` in the tip tree of ``ref`` using plumbing, as a foreign writer would."""
+    blob = git(repo, "hash-object", "-w", "--stdin", stdin=content).strip()
+    entries = [ln for ln in git(repo, "ls-tree", ref).splitlines() if not ln.endswith("\t" + name)]
+    entries.append(f"100644 blob {blob}\t{name}")
+    tree = git(repo, "mktree", stdin="\n".join(entries) + "\n").strip()
+    tip = git(repo, "rev-parse", ref).strip()
+    commit = git(repo, "commit-tree", tree, "-p", tip, "-m", "hand-edited").strip()
+    git(repo, "update-ref", ref, commit, tip)
+    return commit
+
+
+def fsck(repo: Path) -> None:
+    """``git fsck --full --strict`` finds nothing but dangling objects."""
+    done = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    problems = [
+        ln
+        for ln in (done.stdout + done.stderr).splitlines()
+        if ln and not ln.startswith(("dangling", "Checking", "notice"))
+    ]
+    assert problems == [], problems

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .output import emit_json, table, tracking_option
+from .common import emit_json, open_run, table, tracking_option
 
 
 @click.group("artifacts")
@@ -20,10 +20,8 @@ def group() -> None:
 @tracking_option
 def list_artifacts(run_id: str, as_json: bool, tracking_uri: str | None) -> None:
     """Every artifact of a run: path, size, sha256, where it is stored."""
-    from ..tracking.client import Client
-
-    client = Client(tracking_uri)
-    listed = client.list_artifacts(client.resolve_run_id(run_id))
+    client, full = open_run(tracking_uri, run_id)
+    listed = client.list_artifacts(full)
     if as_json:
         emit_json([a.to_plain() for a in listed])
         return
@@ -46,10 +44,8 @@ def list_artifacts(run_id: str, as_json: bool, tracking_uri: str | None) -> None
 @tracking_option
 def get(run_id: str, path: str, out: Path | None, tracking_uri: str | None) -> None:
     """Write one artifact to a file, after checking its sha256."""
-    from ..tracking.client import Client
-
-    client = Client(tracking_uri)
-    data = client.read_artifact(client.resolve_run_id(run_id), path)
+    client, full = open_run(tracking_uri, run_id)
+    data = client.read_artifact(full, path)
     if out is not None and str(out) == "-":
         click.get_binary_stream("stdout").write(data)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .output import emit_json, table, tracking_option
+from .common import emit_json, table, tracking_option
 
 
 @click.group("experiments")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .output import emit_json, table, tracking_option
+from .common import emit_json, open_run, table, tracking_option
 
 if TYPE_CHECKING:
     from ..tracking.client import Client
@@ -67,8 +67,8 @@ def list_runs(
 @tracking_option
 def show(run_id: str, as_json: bool, tracking_uri: str | None) -> None:
     """Show one run (a unique prefix of its id is enough)."""
-    client = _client(tracking_uri)
-    run = client.get_run(client.resolve_run_id(run_id))
+    client, full = open_run(tracking_uri, run_id)
+    run = client.get_run(full)
     if as_json:
         emit_json(run.to_plain())
     else:
@@ -82,8 +82,8 @@ def show(run_id: str, as_json: bool, tracking_uri: str | None) -> None:
 @tracking_option
 def metric(run_id: str, key: str, as_json: bool, tracking_uri: str | None) -> None:
     """Print every point of one metric: step, timestamp, value."""
-    client = _client(tracking_uri)
-    points = client.get_metric_history(client.resolve_run_id(run_id), key)
+    client, full = open_run(tracking_uri, run_id)
+    points = client.get_metric_history(full, key)
     if as_json:
         emit_json([{"step": p.step, "timestamp": p.timestamp, "value": p.value} for p in points])
         return
@@ -103,8 +103,8 @@ def metric(run_id: str, key: str, as_json: bool, tracking_uri: str | None) -> No
 @tracking_option
 def code(run_id: str, into: Path, tracking_uri: str | None) -> None:
     """Restore the exact code a run used (its dirty snapshot when there was one)."""
-    client = _client(tracking_uri)
-    count = client.restore_code(client.resolve_run_id(run_id), into)
+    client, full = open_run(tracking_uri, run_id)
+    count = client.restore_code(full, into)
     click.echo(f"Wrote {count} files to {into}")
 
 
@@ -124,8 +124,7 @@ def recover(tracking_uri: str | None) -> None:
 @tracking_option
 def delete(run_id: str, tracking_uri: str | None) -> None:
     """Mark a run deleted (hidden from listings; its history stays in Git)."""
-    client = _client(tracking_uri)
-    full = client.resolve_run_id(run_id)
+    client, full = open_run(tracking_uri, run_id)
     client.delete_run(full)
     click.echo(f"Deleted run {full}")
 
@@ -135,8 +134,7 @@ def delete(run_id: str, tracking_uri: str | None) -> None:
 @tracking_option
 def restore(run_id: str, tracking_uri: str | None) -> None:
     """Undo ``gitml runs delete``."""
-    client = _client(tracking_uri)
-    full = client.resolve_run_id(run_id)
+    client, full = open_run(tracking_uri, run_id)
     client.restore_run(full)
     click.echo(f"Restored run {full}")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .output import tracking_option
+from .common import tracking_option
 
 
 @click.command("validate")

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 import gitml
 from gitml._version import __version__
 from gitml.cli import main
-from testing.git import git, init_repo
+from testing.git import commit_file_on_ref, git, init_repo
 from testing.procs import child_env
 
 RUNS = "refs/gitml/runs/"
@@ -348,26 +348,7 @@ def test_validate_refs(repo: Path, two_runs: tuple[str, str]) -> None:
     ref = RUNS + first
     record = yaml.safe_load(git(repo, "show", f"{ref}:run.yaml"))
     del record["user"]
-    blob = subprocess.run(
-        ["git", "hash-object", "-w", "--stdin"],
-        cwd=repo,
-        input=yaml.safe_dump(record),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    entries = [ln for ln in git(repo, "ls-tree", ref).splitlines() if not ln.endswith("\trun.yaml")]
-    entries.append(f"100644 blob {blob}\trun.yaml")
-    tree = subprocess.run(
-        ["git", "mktree"],
-        cwd=repo,
-        input="\n".join(entries) + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    commit = git(repo, "commit-tree", tree, "-p", ref, "-m", "drop user").strip()
-    git(repo, "update-ref", ref, commit)
+    commit_file_on_ref(repo, ref, "run.yaml", yaml.safe_dump(record))
     result = cli("validate", "--refs", ok=False)
     assert result.exit_code == 1
     assert f"{ref}:run.yaml" in result.stderr and "user" in result.stderr

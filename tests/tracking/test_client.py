@@ -15,7 +15,7 @@ import yaml
 
 import gitml
 from testing import procs
-from testing.git import FixedClock, init_repo
+from testing.git import FixedClock, commit_file_on_ref, fsck, init_repo
 from testing.git import git as _git
 from testing.procs import child_env, write_config
 
@@ -50,19 +50,6 @@ def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
 
 def show(repo: Path, ref: str, path: str) -> str:
     return _git(repo, "show", f"{ref}:{path}")
-
-
-def fsck(repo: Path) -> None:
-    done = subprocess.run(
-        ["git", "fsck", "--full", "--strict"], cwd=repo, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    problems = [
-        ln
-        for ln in (done.stdout + done.stderr).splitlines()
-        if ln and not ln.startswith(("dangling", "Checking", "notice"))
-    ]
-    assert problems == []
 
 
 def all_refs(repo: Path) -> str:
@@ -445,32 +432,6 @@ def test_resolve_run_id_by_prefix(repo: Path) -> None:
     assert client.resolve_run_id(run.id) == run.id
     with pytest.raises(gitml.NotFound):
         client.resolve_run_id("zz")
-
-
-def commit_file_on_ref(repo: Path, ref: str, name: str, content: str) -> str:
-    """Replace ``name`` in the tip tree of ``ref`` with the plumbing commands."""
-    blob = subprocess.run(
-        ["git", "hash-object", "-w", "--stdin"],
-        cwd=repo,
-        input=content,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    entries = [ln for ln in _git(repo, "ls-tree", ref).splitlines() if not ln.endswith("\t" + name)]
-    entries.append(f"100644 blob {blob}\t{name}")
-    tree = subprocess.run(
-        ["git", "mktree"],
-        cwd=repo,
-        input="\n".join(entries) + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    tip = git(repo, "rev-parse", ref)
-    commit = git(repo, "commit-tree", tree, "-p", tip, "-m", "hand-edited")
-    git(repo, "update-ref", ref, commit, tip)
-    return commit
 
 
 def test_malformed_run_record_is_reported_not_fatal(repo: Path) -> None:

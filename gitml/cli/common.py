@@ -1,12 +1,16 @@
-"""Shared output helpers: JSON for ``--json``, aligned tables for terminals."""
+"""What the command modules share: output for ``--json`` and terminals, the
+tracking option, and opening a run named by a unique prefix of its id."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from ..tracking.client import Client
 
 
 def emit_json(data: Any) -> None:
@@ -29,3 +33,11 @@ def tracking_option(func: Any) -> Any:
         default=None,
         help="Repository holding the runs (default: the one you stand in).",
     )(func)
+
+
+def open_run(tracking_uri: str | None, run_id: str) -> tuple[Client, str]:
+    """A client on the tracking repository and the full id a prefix names."""
+    from ..tracking.client import Client
+
+    client = Client(tracking_uri)
+    return client, client.resolve_run_id(run_id)
