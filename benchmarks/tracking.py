@@ -104,12 +104,14 @@ def bench_million(base: Path, points: int) -> dict[str, float]:
     from gitml.tracking import writer
 
     flush_times: list[float] = []
+    flush_cpu: list[float] = []
     original = writer.RunWriter.flush
 
     def timed(self: writer.RunWriter, edit: writer.RunEdit | None = None) -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         original(self, edit)
         flush_times.append(time.perf_counter() - start)
+        flush_cpu.append(time.process_time() - cpu)
 
     writer.RunWriter.flush = timed  # type: ignore[method-assign]
     try:
@@ -132,6 +134,12 @@ def bench_million(base: Path, points: int) -> dict[str, float]:
         "ratio": growth / text_bytes,
         "first_flush_ms": flush_times[0] * 1e3,
         "last_full_flush_ms": flush_times[-2] * 1e3 if len(flush_times) > 1 else float("nan"),
+        # first and second half of the full flushes: a trend, not one noisy pair
+        "early_median_ms": statistics.median(flush_times[1 : len(flush_times) // 2]) * 1e3,
+        "late_median_ms": statistics.median(flush_times[len(flush_times) // 2 : -1]) * 1e3,
+        # CPU time (ours and the kernel's) apart from waiting on the disk
+        "early_cpu_ms": statistics.median(flush_cpu[1 : len(flush_cpu) // 2]) * 1e3,
+        "late_cpu_ms": statistics.median(flush_cpu[len(flush_cpu) // 2 : -1]) * 1e3,
         "flushes": len(flush_times),
     }
 
@@ -276,6 +284,10 @@ def main() -> None:
             "-",
         )
         row("  last full flush (ms)", f"{million['last_full_flush_ms']:.1f}", "<= first")
+        row("  median flush, first half (ms)", f"{million['early_median_ms']:.1f}", "-")
+        row("  median flush, second half (ms)", f"{million['late_median_ms']:.1f}", "<= first half")
+        row("  CPU per flush, first half (ms)", f"{million['early_cpu_ms']:.1f}", "-")
+        row("  CPU per flush, second half (ms)", f"{million['late_cpu_ms']:.1f}", "<= first half")
         startup = bench_startup(15)
         row("python -c pass (ms, baseline)", f"{startup['python_ms']:.0f}", "-")
         row(

@@ -148,8 +148,8 @@ def test_one_point_at_a_time_writes_one_small_file_per_commit(
 
 
 def test_chunks_are_ordered_by_number_past_the_padding(repo: Path, store: Store) -> None:
-    # "1000000.tsv" sorts before "999999.tsv" by name; history and append go by number.
-    store.update(
+    # "1000000.tsv" sorts before "999999.tsv" by name; history goes by number.
+    tip = store.update(
         REF,
         lambda snap: Change(
             {
@@ -159,11 +159,21 @@ def test_chunks_are_ordered_by_number_past_the_padding(repo: Path, store: Store)
         ),
         "seed",
     )
-    tip, written = log(store, "m", [metrics.line(8, 8, 8.0)])
-    assert list(written) == ["metrics/m.1000000.tsv"]
-    assert written["metrics/m.1000000.tsv"] == b"7\t7\t7.0\n8\t8\t8.0\n"
+    assert tip is not None
     steps = [m.step for m in metrics.history(store.snapshot(tip), "m")]
-    assert steps == [*range(metrics.CHUNK_POINTS), 7, 8]
+    assert steps == [*range(metrics.CHUNK_POINTS), 7]
+
+
+def test_append_finds_the_last_of_many_chunks(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "CHUNK_POINTS", 2)
+    for count in (1, 2, 3, 5, 8, 13, 21):  # land on and off powers of two
+        log(store, "m", points(0, count))
+    tip, written = log(store, "m", points(100, 1))
+    total = 1 + 2 + 3 + 5 + 8 + 13 + 21  # 53 points: chunks 0..26, the last half full
+    assert list(written) == [metrics.chunk_path("m", 26)]
+    assert len(list(metrics.history(store.snapshot(tip), "m"))) == total + 1
 
 
 def test_keys_with_slashes_are_encoded_and_kept_apart(repo: Path, store: Store) -> None:
