@@ -144,6 +144,17 @@ def bench_million(base: Path, points: int) -> dict[str, float]:
     }
 
 
+def settle() -> None:
+    """Let the disk write back what the previous section wrote.
+
+    On the reference machines a section that follows a write-heavy one (a
+    million points, MLflow's SQLite fsyncs) measured up to five times slower
+    while the kernel flushed; each section starts from a quiet disk instead.
+    """
+    os.sync()
+    time.sleep(3)
+
+
 def _repo_size(path: Path) -> int:
     git_dir = path / ".git" / "objects"
     return sum(f.stat().st_size for f in git_dir.rglob("*") if f.is_file())
@@ -246,13 +257,12 @@ def main() -> None:
     for key, value in git_env(base).items():
         os.environ[key] = value
     try:
-        rows: list[tuple[str, str, str, str]] = []
 
         def row(name: str, value: str, target: str, mlflow: str = "-") -> None:
-            rows.append((name, value, target, mlflow))
-            print(f"{name:<44} {value:>14}   target {target:<12} mlflow {mlflow}", flush=True)
+            print(f"{name:<46} {value:>10}   target {target:<14} mlflow {mlflow}", flush=True)
 
         mlflow = bench_mlflow(args.mlflow_python, base, args.mlflow_steps)
+        settle()
         ml: Callable[[str, str], str] = (
             (lambda key, fmt: format(mlflow[key], fmt)) if mlflow else (lambda key, fmt: "n/a")
         )
@@ -262,6 +272,7 @@ def main() -> None:
             "<= 20",
             ml("log_metric_us", ".1f"),
         )
+        settle()
         fresh, settled = bench_run_lifecycle(base, args.runs)
         row(
             "run, 10 params/5 metrics/3 tags: new repo (ms)",
@@ -270,6 +281,7 @@ def main() -> None:
             ml("lifecycle_ms", ".1f"),
         )
         row("  the same after 300 runs (ms)", f"{settled:.2f}", "<= 4")
+        settle()
         million = bench_million(base, args.points)
         row(f"{args.points:,} points: as text (MB)", f"{million['text_mb']:.1f}", "-")
         row(
@@ -288,6 +300,7 @@ def main() -> None:
         row("  median flush, second half (ms)", f"{million['late_median_ms']:.1f}", "<= first half")
         row("  CPU per flush, first half (ms)", f"{million['early_cpu_ms']:.1f}", "-")
         row("  CPU per flush, second half (ms)", f"{million['late_cpu_ms']:.1f}", "<= first half")
+        settle()
         startup = bench_startup(15)
         row("python -c pass (ms, baseline)", f"{startup['python_ms']:.0f}", "-")
         row(

@@ -1,16 +1,18 @@
 """Metric history in fixed-size chunks.
 
-A metric's points live in ``metrics/<key>.<i>.tsv``: chunk ``i`` holds
-points ``i*CHUNK_POINTS`` to ``(i+1)*CHUNK_POINTS - 1``. A flush writes the
-chunks it fills and rewrites only the last, partial one (at most
-``CHUNK_POINTS`` lines), so old data is never rewritten, and after ``git gc``
-the partial versions of a chunk delta against each other. The ``metrics``
-folder is rewritten too: one 45-byte entry per 1,000 points (45 KB at a
-million points, about a millisecond to write). One folder for all keys, not
-one per key or a deeper fan-out, because each tree is one more file to create
-on every flush, and creating files is what a short run's commit spends its
-time on (issue 2's 4 ms target). The key is everything before the last two
-dots. Each line is
+A metric's points live in ``metrics/<g>/<key>.<i>.tsv``: chunk ``i`` holds
+points ``i*CHUNK_POINTS`` to ``(i+1)*CHUNK_POINTS - 1`` and sits in group
+``g = i // CHUNKS_PER_GROUP``. A flush writes the chunks it fills and rewrites
+only the last, partial one (at most ``CHUNK_POINTS`` lines), so old data is
+never rewritten, and after ``git gc`` the partial versions of a chunk delta
+against each other. The folders it rewrites hold at most ``CHUNKS_PER_GROUP``
+chunks per key and one entry per 100,000 points, so a flush costs the same at
+the millionth point as at the first (a single flat folder grew by 45 bytes per
+1,000 points and made late flushes measurably slower). Groups are shared by
+all keys rather than one folder per key, because every folder is one more
+object to create on each flush, and creating files is what a short run's
+commit spends its time on (issue 2's 4 ms target). The key is everything
+before the last two dots. Each line is
 ``step<TAB>timestamp<TAB>value`` with the value in Python's round-trip repr
 (``nan``, ``inf`` and ``-inf`` included).
 """
@@ -23,6 +25,7 @@ from ..store import Snapshot
 from .entities import Metric
 
 CHUNK_POINTS = 1000
+CHUNKS_PER_GROUP = 100
 
 
 def encode_key(key: str) -> str:
@@ -39,7 +42,7 @@ def line(step: int, timestamp: int, value: float) -> bytes:
 
 
 def chunk_path(key: str, index: int) -> str:
-    return f"metrics/{encode_key(key)}.{index:06d}.tsv"
+    return f"metrics/{index // CHUNKS_PER_GROUP:04d}/{encode_key(key)}.{index:06d}.tsv"
 
 
 def append(snap: Snapshot | None, key: str, lines: list[bytes]) -> dict[str, bytes]:
@@ -84,10 +87,13 @@ def _chunks(snap: Snapshot, key: str) -> list[tuple[int, str]]:
     """(index, blob sha) of every chunk of ``key``, in order."""
     wanted = encode_key(key)
     found = []
-    for name, is_dir, sha in snap.listdir("metrics"):
-        parts = name.rsplit(".", 2)
-        if not is_dir and len(parts) == 3 and parts[0] == wanted and parts[1].isdigit():
-            found.append((int(parts[1]), sha))
+    for group, is_group, _ in snap.listdir("metrics"):
+        if not is_group:
+            continue
+        for name, is_dir, sha in snap.listdir(f"metrics/{group}"):
+            parts = name.rsplit(".", 2)
+            if not is_dir and len(parts) == 3 and parts[0] == wanted and parts[1].isdigit():
+                found.append((int(parts[1]), sha))
     return sorted(found)
 
 

@@ -255,7 +255,7 @@ def test_special_float_values_round_trip(repo: Path) -> None:
 def metric_blobs(repo: Path, ref: str, key: str) -> dict[str, str]:
     out = git(repo, "ls-tree", "-r", ref, "metrics/")
     entries = {ln.split("\t")[1]: ln.split()[2] for ln in out.splitlines()}
-    return {path: sha for path, sha in entries.items() if path.startswith(f"metrics/{key}.")}
+    return {p: sha for p, sha in entries.items() if p.split("/")[-1].startswith(f"{key}.")}
 
 
 def test_long_history_is_appended_not_rewritten(repo: Path) -> None:

@@ -66,22 +66,24 @@ def test_line_format() -> None:
 
 
 def test_chunk_paths_are_zero_padded() -> None:
-    assert metrics.chunk_path("loss", 0) == "metrics/loss.000000.tsv"
-    assert metrics.chunk_path("loss", 999) == "metrics/loss.000999.tsv"
-    assert metrics.chunk_path("a/b", 1234) == "metrics/a%2Fb.001234.tsv"
-    assert metrics.chunk_path("loss", 1_000_000) == "metrics/loss.1000000.tsv"
+    assert metrics.chunk_path("loss", 0) == "metrics/0000/loss.000000.tsv"
+    assert metrics.chunk_path("loss", 999) == "metrics/0009/loss.000999.tsv"
+    assert metrics.chunk_path("a/b", 1234) == "metrics/0012/a%2Fb.001234.tsv"
+    assert metrics.chunk_path("loss", 1_000_000) == "metrics/10000/loss.1000000.tsv"
 
 
 @pytest.mark.usefixtures("small_chunks")
 def test_appending_across_chunk_boundaries(repo: Path, store: Store) -> None:
     tip, written = log(store, "loss", points(0, 10))
     assert sorted(written) == [
-        "metrics/loss.000000.tsv",
-        "metrics/loss.000001.tsv",
-        "metrics/loss.000002.tsv",
+        "metrics/0000/loss.000000.tsv",
+        "metrics/0000/loss.000001.tsv",
+        "metrics/0000/loss.000002.tsv",
     ]
     assert [line_count(repo, tip, p) for p in sorted(written)] == [4, 4, 2]
-    assert git(repo, "show", f"{tip}:metrics/loss.000001.tsv").splitlines()[0] == "4\t1004\t0.4"
+    assert (
+        git(repo, "show", f"{tip}:metrics/0000/loss.000001.tsv").splitlines()[0] == "4\t1004\t0.4"
+    )
     steps = [m.step for m in metrics.history(store.snapshot(tip), "loss")]
     assert steps == list(range(10))
 
@@ -94,15 +96,15 @@ def test_a_second_append_rewrites_only_the_last_partial_chunk(repo: Path, store:
     second, written = log(store, "loss", points(10, 3))
 
     # Chunk 2 fills up, chunk 3 starts.
-    assert sorted(written) == ["metrics/loss.000002.tsv", "metrics/loss.000003.tsv"]
+    assert sorted(written) == ["metrics/0000/loss.000002.tsv", "metrics/0000/loss.000003.tsv"]
     after = tree(repo, second)
-    assert after["metrics/loss.000000.tsv"] == before["metrics/loss.000000.tsv"]
-    assert after["metrics/loss.000001.tsv"] == before["metrics/loss.000001.tsv"]
-    assert after["metrics/loss.000002.tsv"] != before["metrics/loss.000002.tsv"]
+    assert after["metrics/0000/loss.000000.tsv"] == before["metrics/0000/loss.000000.tsv"]
+    assert after["metrics/0000/loss.000001.tsv"] == before["metrics/0000/loss.000001.tsv"]
+    assert after["metrics/0000/loss.000002.tsv"] != before["metrics/0000/loss.000002.tsv"]
     changed = git(repo, "diff-tree", "-r", "--name-only", first, second).split()
-    assert changed == ["metrics/loss.000002.tsv", "metrics/loss.000003.tsv"]
-    assert line_count(repo, second, "metrics/loss.000002.tsv") == 4
-    assert line_count(repo, second, "metrics/loss.000003.tsv") == 1
+    assert changed == ["metrics/0000/loss.000002.tsv", "metrics/0000/loss.000003.tsv"]
+    assert line_count(repo, second, "metrics/0000/loss.000002.tsv") == 4
+    assert line_count(repo, second, "metrics/0000/loss.000003.tsv") == 1
     snap = store.snapshot(second)
     assert [m.step for m in metrics.history(snap, "loss")] == list(range(13))
 
@@ -111,22 +113,22 @@ def test_a_second_append_rewrites_only_the_last_partial_chunk(repo: Path, store:
 def test_a_full_last_chunk_is_left_alone(repo: Path, store: Store) -> None:
     first, _ = log(store, "loss", points(0, 4))
     second, written = log(store, "loss", points(4, 1))
-    assert list(written) == ["metrics/loss.000001.tsv"]
+    assert list(written) == ["metrics/0000/loss.000001.tsv"]
     assert git(repo, "diff-tree", "-r", "--name-only", first, second).split() == list(written)
 
 
 def test_default_chunks_hold_a_thousand_points(repo: Path, store: Store) -> None:
     first, written = log(store, "loss", points(0, 1500))
     assert {p: v.count(b"\n") for p, v in written.items()} == {
-        "metrics/loss.000000.tsv": 1000,
-        "metrics/loss.000001.tsv": 500,
+        "metrics/0000/loss.000000.tsv": 1000,
+        "metrics/0000/loss.000001.tsv": 500,
     }
     second, written = log(store, "loss", points(1500, 10))
-    assert list(written) == ["metrics/loss.000001.tsv"]
-    assert written["metrics/loss.000001.tsv"].count(b"\n") == 510
+    assert list(written) == ["metrics/0000/loss.000001.tsv"]
+    assert written["metrics/0000/loss.000001.tsv"].count(b"\n") == 510
     assert (
-        tree(repo, second)["metrics/loss.000000.tsv"]
-        == tree(repo, first)["metrics/loss.000000.tsv"]
+        tree(repo, second)["metrics/0000/loss.000000.tsv"]
+        == tree(repo, first)["metrics/0000/loss.000000.tsv"]
     )
     history = list(metrics.history(store.snapshot(second), "loss"))
     assert [m.step for m in history] == list(range(1510))
@@ -181,9 +183,9 @@ def test_keys_with_slashes_are_encoded_and_kept_apart(repo: Path, store: Store) 
     log(store, "train/loss", points(0, 3))
     tip, _ = log(store, "train/loss/ema", points(0, 1))
     assert sorted(tree(repo, tip)) == [
-        "metrics/train%2Floss%2Fema.000000.tsv",
-        "metrics/train%2Floss.000000.tsv",
-        "metrics/train.000000.tsv",
+        "metrics/0000/train%2Floss%2Fema.000000.tsv",
+        "metrics/0000/train%2Floss.000000.tsv",
+        "metrics/0000/train.000000.tsv",
     ]
     snap = store.snapshot(tip)
     assert len(list(metrics.history(snap, "train"))) == 2
@@ -228,5 +230,20 @@ def test_history_of_a_run_without_metrics(store: Store) -> None:
     snap = store.snapshot(tip)
     assert list(metrics.history(snap, "loss")) == []
     assert metrics.append(None, "loss", points(0, 1)) == {
-        "metrics/loss.000000.tsv": b"0\t1000\t0.0\n"
+        "metrics/0000/loss.000000.tsv": b"0\t1000\t0.0\n"
     }
+
+
+def test_a_flush_leaves_full_groups_untouched(
+    repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "CHUNK_POINTS", 2)
+    monkeypatch.setattr(metrics, "CHUNKS_PER_GROUP", 3)
+    first, _ = log(store, "m", points(0, 13))  # chunks 0..6: groups 0000, 0001, 0002
+    second, written = log(store, "m", points(13, 1))
+    assert list(written) == ["metrics/0002/m.000006.tsv"]
+    for group in ("0000", "0001"):
+        assert git(repo, "rev-parse", f"{first}:metrics/{group}") == git(
+            repo, "rev-parse", f"{second}:metrics/{group}"
+        )
+    assert [m.step for m in metrics.history(store.snapshot(second), "m")] == list(range(14))
