@@ -27,6 +27,7 @@ PUBLIC = {
     "log_param",
     "log_params",
     "log_text",
+    "search_runs",
     "set_experiment",
     "set_tag",
     "set_tags",

@@ -136,3 +136,48 @@ def test_rejects_what_records_never_hold() -> None:
         yamlio.dump({"x": object()})
     with pytest.raises(TypeError):
         yamlio.dump(["not", "a", "mapping"])
+
+
+def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    data: dict[str, Any] = {
+        "id": "abc",
+        "n": 3,
+        "x": 0.25,
+        "nan": math.nan,
+        "empty": {},
+        "none": None,
+        "text": "two words: and a colon",
+        "nested": {"deeper": {"k": "v"}, "flag": True},
+        "artifacts": [{"path": "a b/c.txt", "size": 1}, {"path": "d", "size": 2}],
+    }
+    text = yamlio.dump(data)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PyYAML was used for a canonical record")
+
+    monkeypatch.setattr(yaml, "load", fail)
+    loaded = yamlio.load(text)
+    assert math.isnan(loaded.pop("nan"))
+    data.pop("nan")
+    assert loaded == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\n# a comment\nb: 2\n",
+        "a:   spaced\n",
+        "a: 'single quoted'\n",
+        "a: 1e5\n",
+        "a: 2024-01-01\n",
+        "a: 0x1f\n",
+        "list:\n  - 1\n  - 2\n",
+        "a: {b: 1}\n",
+        'key "with": quote\n',
+        "a: 1",
+        "a:\nb: 1\n",
+        "a: &x 1\nb: *x\n",
+    ],
+)
+def test_other_yaml_means_what_pyyaml_says(text: str) -> None:
+    assert yamlio.load(text) == yaml.safe_load(text)

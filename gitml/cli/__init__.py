@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from . import artifacts, experiments, init, runs, validate
+from . import artifacts, experiments, index, init, runs, validate
 
 
 class _Group(click.Group):
@@ -59,4 +59,5 @@ main.add_command(init.command)
 main.add_command(runs.group)
 main.add_command(artifacts.group)
 main.add_command(experiments.group)
+main.add_command(index.group)
 main.add_command(validate.command)

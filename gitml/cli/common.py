@@ -3,6 +3,9 @@ tracking option, and opening a run named by a unique prefix of its id."""
 
 from __future__ import annotations
 
+import csv
+import datetime
+import io
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +18,25 @@ if TYPE_CHECKING:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def emit_csv(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    click.echo(out.getvalue(), nl=False)
+
+
+def one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv cannot be combined")
+
+
+def utc_time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

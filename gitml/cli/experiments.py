@@ -16,19 +16,37 @@ def group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @tracking_option
 def list_experiments(as_json: bool, tracking_uri: str | None) -> None:
+    """Every experiment with its number of runs (active, and deleted)."""
+    from ..query.lookups import run_counts
     from ..tracking.client import Client
 
-    listed = Client(tracking_uri).list_experiments()
+    client = Client(tracking_uri)
+    listed = client.list_experiments()
+    counts = run_counts(client.index)
+    none = {"active": 0, "deleted": 0}
     if as_json:
-        emit_json([e.to_plain() for e in listed])
+        emit_json([{**e.to_plain(), "runs": counts.get(e.id, none)} for e in listed])
         return
-    table(["ID", "NAME", "STAGE"], [[e.id, e.name, e.lifecycle_stage] for e in listed])
+    table(
+        ["ID", "NAME", "STAGE", "RUNS", "DELETED"],
+        [
+            [
+                e.id,
+                e.name,
+                e.lifecycle_stage,
+                str(counts.get(e.id, none)["active"]),
+                str(counts.get(e.id, none)["deleted"]),
+            ]
+            for e in listed
+        ],
+    )
 
 
 @group.command("create")
 @click.argument("name")
 @tracking_option
 def create(name: str, tracking_uri: str | None) -> None:
+    """Create an experiment; runs name it with --experiment or set_experiment()."""
     from ..tracking.client import Client
 
     exp_id = Client(tracking_uri).create_experiment(name)

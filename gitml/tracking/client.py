@@ -20,7 +20,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import config as config_file
 from ..errors import Conflict, InvalidInput, InvalidRecord, NotARepository, NotFound
@@ -40,6 +40,10 @@ from . import artifacts as artifact_paths
 from . import journal, metrics, names, validation
 from .entities import Metric, Param, RunTag
 from .writer import Files, Latest, RunEdit, RunWriter, checked_metric
+
+if TYPE_CHECKING:
+    from ..query.index import QueryIndex
+    from ..query.search import RunPage
 
 RUNS = "refs/gitml/runs/"
 EXPERIMENTS = "refs/gitml/experiments/"
@@ -106,6 +110,7 @@ class Client:
         self._writers: dict[str, RunWriter] = {}
         self._experiments: dict[str, Experiment] = {}
         self._experiment_ids: dict[str, str] = {}  # name or id -> id, as resolved before
+        self._index: QueryIndex | None = None
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
         self.recovered = self.recover()
@@ -264,6 +269,46 @@ class Client:
         tip = self._run_tip(run_id)
         return self._read_run(RUNS + run_id, self.store.snapshot(tip))
 
+    @property
+    def index(self) -> QueryIndex:
+        """The query index of this store (``.git/gitml/index.sqlite``)."""
+        if self._index is None:
+            from ..query.index import QueryIndex
+
+            self._index = QueryIndex(self.store)
+        return self._index
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter_string: str | None = "",
+        run_view_type: str = "ACTIVE_ONLY",
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """Runs matching an MLflow filter string (with OR and parentheses too).
+
+        ``experiment_ids`` None searches every experiment; names are accepted
+        too. The result is a list with ``.token`` for the next page.
+        """
+        from ..query.search import search_runs
+
+        self.flush()  # what this process logged is part of the answer
+        ids = None if experiment_ids is None else [self._experiment_ref(e) for e in experiment_ids]
+        return search_runs(
+            self.index, ids, filter_string, run_view_type, max_results, order_by, page_token
+        )
+
+    def _experiment_ref(self, name_or_id: str) -> str:
+        """An existing experiment's id, from its id or its name (never creates one)."""
+        if self.store.tip(EXPERIMENTS + name_or_id) is not None:
+            return name_or_id
+        found = self.get_experiment_by_name(name_or_id)
+        if found is None:
+            raise NotFound(f"no experiment with id or name '{name_or_id}'")
+        return found.id
+
     def list_runs(
         self, experiment_ids: Iterable[str] | None = None, *, include_deleted: bool = False
     ) -> tuple[list[Run], list[InvalidRecord]]:
@@ -300,10 +345,23 @@ class Client:
         if not prefix or not matches:
             raise NotFound(f"no run with id '{prefix}'")
         if len(matches) > 1:
-            raise InvalidInput(
-                f"run id prefix '{prefix}' is ambiguous: {', '.join(sorted(matches)[:5])}"
-            )
+            raise InvalidInput(self._ambiguous(prefix, sorted(matches)))
         return matches[0]
+
+    def _ambiguous(self, prefix: str, matches: list[str], shown: int = 10) -> str:
+        """Which runs a prefix matches, as git lists the candidates of a short hash."""
+        lines = [f"run id prefix '{prefix}' is ambiguous; {len(matches)} runs match:"]
+        for run_id in matches[:shown]:
+            tip = self.store.tip(RUNS + run_id)
+            try:
+                name = self._read_run(RUNS + run_id, self.store.snapshot(tip)).name if tip else ""
+            except InvalidRecord:
+                name = "(malformed record)"
+            lines.append(f"  {run_id}  {name}".rstrip())
+        if len(matches) > shown:
+            lines.append(f"  ... and {len(matches) - shown} more")
+        lines.append("Give more characters of the id.")
+        return "\n".join(lines)
 
     def _run_tip(self, run_id: str) -> str:
         if not isinstance(run_id, str):
@@ -418,6 +476,24 @@ class Client:
             return {}
 
         self._edit(run_id, RunEdit(f"update run {run_id[:12]}", apply))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove a tag from a run in one commit; as in MLflow, a missing tag is an error."""
+        if key not in self.get_run(run_id).tags:
+            raise NotFound(f"run {run_id} has no tag '{key}'")
+
+        def apply(run: Run, _snap: Snapshot | None) -> Files:
+            run.tags.pop(key, None)
+            return {}
+
+        self._edit(run_id, RunEdit(f"delete tag {key} of run {run_id[:12]}", apply))
+
+    def get_child_runs(self, run_id: str, run_view_type: str = "ACTIVE_ONLY") -> list[Run]:
+        """The runs started as children (nested runs) of ``run_id``, newest first."""
+        from ..query.lookups import child_runs
+
+        self.flush()
+        return child_runs(self.index, run_id, run_view_type)
 
     def delete_run(self, run_id: str) -> None:
         self._set_lifecycle(run_id, "deleted")

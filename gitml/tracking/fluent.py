@@ -14,7 +14,7 @@ import io
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -167,6 +167,46 @@ def last_active_run_id() -> str | None:
 
 def get_run(run_id: str) -> Run:
     return _get_client().get_run(run_id)
+
+
+def search_runs(
+    experiment_ids: Sequence[str] | None = None,
+    filter_string: str = "",
+    run_view_type: str = "ACTIVE_ONLY",
+    max_results: int = 1000,
+    order_by: Sequence[str] | None = None,
+    output_format: str = "list",
+    experiment_names: Sequence[str] | None = None,
+) -> Any:
+    """Search runs with MLflow's filter grammar; a list of runs, or a DataFrame.
+
+    Without experiments named, the experiment chosen with ``set_experiment``
+    is searched, or every experiment when none was chosen.
+    ``output_format="pandas"`` needs ``pip install gitml[pandas]``.
+    """
+    if output_format not in ("list", "pandas"):
+        raise InvalidInput(f"output_format must be 'list' or 'pandas', got {output_format!r}")
+    wanted: list[str] | None = None
+    if experiment_ids is not None or experiment_names is not None:
+        wanted = [*(experiment_ids or ()), *(experiment_names or ())]
+    elif _experiment is not None:
+        wanted = [_experiment]
+    client = _get_client()
+    runs: list[Run] = []
+    token: str | None = None
+    while True:  # every page up to max_results, as MLflow's fluent search does
+        page = client.search_runs(
+            wanted, filter_string, run_view_type, max_results - len(runs), order_by, token
+        )
+        runs.extend(page)
+        token = page.token
+        if token is None or len(runs) >= max_results:
+            break
+    if output_format == "pandas":
+        from ..query.frame import runs_to_frame
+
+        return runs_to_frame(runs)
+    return runs
 
 
 def _run_id() -> str:

@@ -8,44 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
 import gitml
 from gitml._version import __version__
-from gitml.cli import main
+from testing.cli import cli, gitml_exe, one_error_line
 from testing.git import commit_file_on_ref, git, init_repo
 from testing.procs import child_env
 
 RUNS = "refs/gitml/runs/"
-
-
-def cli(*args: str, ok: bool = True) -> Result:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=True)
-    if ok:
-        assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def one_error_line(result: Result, code: int = 1) -> str:
-    """The single ``error: …`` line a user error prints (and nothing on stdout)."""
-    assert result.exit_code == code, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert result.stdout == ""
-    return lines[0]
-
-
-def gitml_exe(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["gitml", *args],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def ids_sharing_a_prefix(client: gitml.Client) -> tuple[str, str]:
@@ -136,9 +106,9 @@ def two_runs(repo: Path) -> tuple[str, str]:
 def test_runs_list(two_runs: tuple[str, str]) -> None:
     first, second = two_runs
     out = cli("runs", "list").stdout.splitlines()
-    assert out[0].split() == ["RUN", "ID", "NAME", "STATUS", "EXPERIMENT", "START", "METRICS"]
+    assert out[0].split() == ["RUN", "ID", "NAME", "STATUS", "EXPERIMENT", "START", "metrics.loss"]
     assert out[1].startswith(second[:12]) and "second" in out[1] and "RUNNING" in out[1]
-    assert out[2].startswith(first[:12]) and "churn" in out[2] and "loss=0.2" in out[2]
+    assert out[2].startswith(first[:12]) and "churn" in out[2] and out[2].endswith("  0.2")
     assert "2023-11-14 22:13:20" in out[2]
 
     listed = json.loads(cli("runs", "list", "--json").stdout)
@@ -155,17 +125,21 @@ def test_runs_list(two_runs: tuple[str, str]) -> None:
 
 def test_runs_show_by_prefix(two_runs: tuple[str, str]) -> None:
     first, _ = two_runs
-    shown = yaml.safe_load(cli("runs", "show", first[:7]).stdout)
-    assert shown["id"] == first
-    assert shown["params"] == {"lr": "0.1"}
+    shown = cli("runs", "show", first[:7]).stdout.splitlines()
+    assert shown[0].split() == ["run", first]
+    assert shown[shown.index("Params") + 1].split() == ["lr", "0.1"]
     as_json = json.loads(cli("runs", "show", first[:7], "--json").stdout)
     assert as_json["metrics"]["loss"] == {"value": 0.2, "step": 4, "timestamp": 1_700_000_000_004}
 
 
 def test_unknown_and_ambiguous_prefixes(repo: Path) -> None:
     a, b = ids_sharing_a_prefix(gitml.Client())
-    line = one_error_line(cli("runs", "show", a[0], ok=False))
-    assert "ambiguous" in line and a in line and b in line
+    result = cli("runs", "show", a[0], ok=False)
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: run id prefix '{a[0]}' is ambiguous; 2 runs match:"
+    assert [ln.split()[0] for ln in lines[1:3]] == sorted([a, b])
+    assert lines[3] == "Give more characters of the id."
     line = one_error_line(cli("runs", "show", "zzzz", ok=False))
     assert "no run" in line and "zzzz" in line
     one_error_line(cli("runs", "delete", "zzzz", ok=False))
@@ -300,10 +274,11 @@ def test_experiments_create_and_list(repo: Path) -> None:
     line = one_error_line(cli("experiments", "create", "churn", ok=False))
     assert "churn" in line and "exists" in line
     rows = cli("experiments", "list").stdout.splitlines()
-    assert rows[0].split() == ["ID", "NAME", "STAGE"]
-    assert rows[1].split() == [exp_id, "churn", "active"]
+    assert rows[0].split() == ["ID", "NAME", "STAGE", "RUNS", "DELETED"]
+    assert rows[1].split() == [exp_id, "churn", "active", "0", "0"]
     listed = json.loads(cli("experiments", "list", "--json").stdout)
     assert [(e["id"], e["name"]) for e in listed] == [(exp_id, "churn")]
+    assert listed[0]["runs"] == {"active": 0, "deleted": 0}
 
 
 # -- validate ----------------------------------------------------------------------------
@@ -416,7 +391,7 @@ def test_executable_end_to_end(repo: Path, tmp_path: Path) -> None:
     client.log_text(run.id, "bytes", "a.txt")
     listed = json.loads(_exe_ok(repo, "runs", "list", "--json"))
     assert [r["id"] for r in listed] == [run.id]
-    assert yaml.safe_load(_exe_ok(repo, "runs", "show", run.id[:6]))["name"] == "exe"
+    assert _exe_ok(repo, "runs", "show", run.id[:6]).splitlines()[1].split() == ["name", "exe"]
     assert _exe_ok(repo, "artifacts", "get", run.id[:6], "a.txt", "--out", "-") == "bytes"
 
     done = gitml_exe(repo, "runs", "show", "zzzz")

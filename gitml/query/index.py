@@ -1,0 +1,455 @@
+"""The query index: a SQLite copy of every run record, derived from the refs.
+
+Git stays the only source of truth. The index lives at
+``.git/gitml/index.sqlite``, can be deleted at any time, and is brought up to
+date before every query by comparing what the refs say with what it holds:
+
+- every ref update gitml makes is one line in ``.git/gitml/refs.log``
+  (``Store._log_ref_change``); a refresh reads the lines it has not seen and
+  re-indexes those runs only;
+- anything else that moves refs (``git fetch``, ``git update-ref``, a second
+  tool) shows as a change of the runs folder's mtime that the logged updates
+  do not explain, or of ``packed-refs``; then, and every ``FULL_SCAN_EVERY``
+  seconds while the folder keeps changing, a full scan lists the loose refs
+  with their inode and mtime (a rewritten ref is a new file) and reads only
+  the refs that moved. On kernels with fine-grained timestamps (Linux 6.13
+  and later) every change of the folder shows as a new mtime; on older ones
+  two changes within one clock tick can share one, which the periodic scan
+  catches.
+
+So a refresh costs a few ``stat`` calls when nothing moved and work
+proportional to what moved otherwise; a scan of every ref at every query
+(about 1 s per 10,000 refs) is never needed. Each refresh is one SQLite
+transaction in WAL mode: readers see the index before or after it, never
+half-way, and never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidRecord
+from ..records import Run, parse
+from ..store import Store
+
+RUNS_PREFIX = "refs/gitml/runs"
+SCHEMA_VERSION = "2"
+FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
+COMPACT_LOG_BYTES = 4 * 1024 * 1024
+
+Progress = Callable[[int, int], None]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    commit_sha TEXT NOT NULL,
+    experiment_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    start_time INTEGER NOT NULL,
+    end_time INTEGER,
+    user TEXT NOT NULL,
+    parent_run_id TEXT,
+    source_commit TEXT,
+    source_branch TEXT,
+    source_dirty INTEGER NOT NULL,
+    entry_point TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time DESC, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment_id, start_time DESC, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run_id);
+CREATE TABLE IF NOT EXISTS params (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS params_by_value ON params (key, value);
+CREATE TABLE IF NOT EXISTS tags (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_value ON tags (key, value);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL, is_nan INTEGER NOT NULL,
+    step INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (key, value);
+CREATE TABLE IF NOT EXISTS loose (
+    name TEXT PRIMARY KEY, inode INTEGER NOT NULL, mtime INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS broken (
+    run_id TEXT PRIMARY KEY, commit_sha TEXT NOT NULL, error TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class QueryIndex:
+    """The index of one store's runs."""
+
+    def __init__(self, store: Store, path: Path | None = None) -> None:
+        self.store = store
+        self.path = path or store.data_dir / "index.sqlite"
+        self._conn: sqlite3.Connection | None = None
+
+    # -- connection ------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+            from .compile import register_functions
+
+            register_functions(conn)
+            version = _meta(conn, "schema")
+            if version != SCHEMA_VERSION:
+                with _write(conn):
+                    if version is not None:  # an older layout: start again from the refs
+                        for table in (
+                            "runs",
+                            "params",
+                            "tags",
+                            "metrics",
+                            "loose",
+                            "broken",
+                            "meta",
+                        ):
+                            conn.execute(f"DROP TABLE IF EXISTS {table}")
+                    _create(conn)
+                    _set_meta(conn, "schema", SCHEMA_VERSION)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- keeping up with the refs ----------------------------------------------
+
+    def refresh(self, *, full: bool = False, progress: Progress | None = None) -> int:
+        """Bring the index up to date with the refs; returns how many runs changed."""
+        conn = self.conn
+        folder = self.store.ref_dir(RUNS_PREFIX)
+        mtime = _mtime(folder)
+        packed = self.store.packed_refs_stat()
+        log_size = _size(self.store.ref_log)
+        if not full and self._unchanged(mtime, packed, log_size):
+            return 0
+        with _write(conn):
+            state = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            offset = int(state.get("log_offset", "0"))
+            if log_size < offset:  # the log was compacted by another refresher
+                offset = 0
+            moved, chain_end, log_end = self._read_log(offset, int(state.get("dir_mtime", "0")))
+            since_scan = time.time() - float(state.get("scanned_at", "0"))
+            need_scan = (
+                full
+                or chain_end != mtime
+                or state.get("packed") != _packed_text(packed)
+                or (since_scan > FULL_SCAN_EVERY and mtime != int(state.get("scan_mtime", "-1")))
+            )
+            if need_scan:
+                changed = self._scan(progress)
+                _set_meta(conn, "scanned_at", repr(time.time()))
+                _set_meta(conn, "scan_mtime", str(mtime))
+            else:
+                changed = self._apply(moved)
+            _set_meta(conn, "log_offset", str(log_end))
+            _set_meta(conn, "dir_mtime", str(mtime))
+            _set_meta(conn, "packed", _packed_text(packed))
+            _set_meta(conn, "refreshed_at", repr(time.time()))
+        if log_end > COMPACT_LOG_BYTES:
+            self._compact_log()
+        return changed
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Forget everything and index every run again; returns the number indexed."""
+        conn = self.conn
+        with _write(conn):
+            for table in ("runs", "params", "tags", "metrics", "loose", "broken"):
+                conn.execute(f"DELETE FROM {table}")
+            _set_meta(conn, "dir_mtime", "0")
+        self.refresh(full=True, progress=progress)
+        return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    def _unchanged(self, mtime: int, packed: tuple[int, int, int], log_size: int) -> bool:
+        state = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        return (
+            str(mtime) == state.get("dir_mtime")
+            and _packed_text(packed) == state.get("packed")
+            and str(log_size) == state.get("log_offset")
+        )
+
+    def _read_log(self, offset: int, start: int) -> tuple[dict[str, str], int, int]:
+        """Runs moved by logged updates since ``offset``, where their mtime chain ends, and
+        the new offset. The chain ends at -1 when an unlogged change broke it."""
+        try:
+            with open(self.store.ref_log, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return {}, start, 0
+        end = offset + data.rfind(b"\n") + 1 if data else offset
+        moved: dict[str, str] = {}
+        chain = start
+        prefix = RUNS_PREFIX + "/"
+        for raw in data[: end - offset].splitlines():
+            sha, ref, before, after = raw.decode().split(" ")
+            if not ref.startswith(prefix):
+                continue
+            moved[ref[len(prefix) :]] = sha
+            if int(before) == chain:
+                chain = int(after)
+            elif int(after) != chain:
+                # It did not start where the last update left the folder, and
+                # is not one the index already saw: something unlogged touched
+                # the folder in between (or writers overlapped). Scan.
+                chain = -1
+        return moved, chain, end
+
+    def _apply(self, moved: dict[str, str]) -> int:
+        current = dict(
+            self.conn.execute(
+                f"SELECT run_id, commit_sha FROM runs WHERE run_id IN ({_marks(len(moved))})",
+                list(moved),
+            ).fetchall()
+        )
+        changed = [name for name, sha in moved.items() if current.get(name) != sha]
+        # The log says what moved; the ref says where it is now (a later update
+        # may already be past the logged one).
+        batch = _Rows()
+        for name in changed:
+            batch.drop(name)
+            self._index_run(batch, name, self.store.tip(f"{RUNS_PREFIX}/{name}"))
+        batch.write(self.conn)
+        return len(changed)
+
+    def _scan(self, progress: Progress | None) -> int:
+        conn = self.conn
+        loose = self.store.loose_refs(RUNS_PREFIX)
+        known = {name: (inode, mtime) for name, inode, mtime in conn.execute("SELECT * FROM loose")}
+        packed = self.store.packed_refs(RUNS_PREFIX)
+        indexed = dict(conn.execute("SELECT run_id, commit_sha FROM runs").fetchall())
+        indexed.update(conn.execute("SELECT run_id, commit_sha FROM broken").fetchall())
+        wanted: dict[str, str | None] = dict(packed)
+        for name, stamp in loose.items():
+            if known.get(name) == stamp and name in indexed:
+                wanted[name] = indexed[name]
+            else:
+                wanted[name] = self.store.read_loose_ref(RUNS_PREFIX, name)
+        todo = [(n, s) for n, s in wanted.items() if s is not None and indexed.get(n) != s]
+        gone = [n for n in indexed if wanted.get(n) is None]
+        total = len(todo) + len(gone)
+        batch = _Rows()
+        for name in gone:
+            batch.drop(name)
+        for done, (name, sha) in enumerate(todo, 1):
+            if name in indexed:
+                batch.drop(name)
+            self._index_run(batch, name, sha)
+            if done % 1000 == 0:
+                batch.write(conn)
+                if progress is not None:
+                    progress(done, total)
+        batch.write(conn)
+        conn.execute("DELETE FROM loose")
+        conn.executemany(
+            "INSERT INTO loose VALUES (?, ?, ?)", [(n, i, m) for n, (i, m) in loose.items()]
+        )
+        if progress is not None:
+            progress(total, total)
+        return total
+
+    def _index_run(self, batch: _Rows, run_id: str, sha: str | None) -> None:
+        if sha is None:
+            return
+        ref = f"{RUNS_PREFIX}/{run_id}"
+        try:
+            run = self._read(ref, sha)
+        except InvalidRecord as exc:
+            batch.broken.append((run_id, sha, str(exc)))
+            return
+        batch.add(run, sha)
+
+    def _read(self, ref: str, sha: str) -> Run:
+        snap = self.store.snapshot(sha)
+        data = snap.read("run.yaml")
+        if data is None:
+            raise InvalidRecord(ref, "run.yaml", "(document)", "file is missing")
+        run = parse(Run, data, where=ref, path="run.yaml")
+        if run.id != ref.rsplit("/", 1)[1]:
+            raise InvalidRecord(ref, "run.yaml", "id", f"'{run.id}' does not match the ref name")
+        return run
+
+    def _compact_log(self) -> None:
+        """Start a new ref log; the full scan that follows covers what the old one said.
+
+        A writer appends to the log only after its ref moved, so any line still
+        landing in the old file describes a ref the scan (which starts after the
+        rename) already sees.
+        """
+        log = self.store.ref_log
+        try:
+            os.replace(log, log.with_suffix(".old"))
+        except FileNotFoundError:
+            return
+        self.refresh(full=True)
+
+    # -- reading -----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        conn = self.conn
+        state = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        return {
+            "path": str(self.path),
+            "runs": conn.execute("SELECT count(*) FROM runs").fetchone()[0],
+            "broken": [row[0] for row in conn.execute("SELECT error FROM broken ORDER BY run_id")],
+            "size_bytes": sum(_size(Path(f"{self.path}{s}")) for s in ("", "-wal", "-shm")),
+            "refreshed_at": float(state["refreshed_at"]) if "refreshed_at" in state else None,
+            "scanned_at": float(state["scanned_at"]) if "scanned_at" in state else None,
+        }
+
+    def broken(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT error FROM broken ORDER BY run_id")]
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A consistent view for the queries of one search."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def runs(self, records: Iterable[str]) -> list[Run]:
+        return [Run.model_validate_json(record) for record in records]
+
+
+class _Rows:
+    """Rows to write in a few ``executemany`` calls rather than five statements a run."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.dropped: list[tuple[str]] = []
+        self.runs: list[tuple[Any, ...]] = []
+        self.params: list[tuple[str, str, str]] = []
+        self.tags: list[tuple[str, str, str]] = []
+        self.metrics: list[tuple[Any, ...]] = []
+        self.broken: list[tuple[str, str, str]] = []
+
+    def drop(self, run_id: str) -> None:
+        self.dropped.append((run_id,))
+
+    def add(self, run: Run, sha: str) -> None:
+        source = run.source
+        self.runs.append(
+            (
+                run.id,
+                sha,
+                run.experiment_id,
+                run.name,
+                run.status,
+                run.lifecycle_stage,
+                run.start_time,
+                run.end_time,
+                run.user,
+                run.parent_run_id,
+                source.commit,
+                source.branch,
+                int(source.dirty),
+                source.entry_point,
+                json.dumps(run.to_plain()),
+            )
+        )
+        self.params.extend((run.id, k, v) for k, v in run.params.items())
+        self.tags.extend((run.id, k, v) for k, v in run.tags.items())
+        self.metrics.extend(
+            # SQLite has no NaN (it would store NULL anyway): NULL plus a flag.
+            (
+                run.id,
+                k,
+                None if math.isnan(m.value) else m.value,
+                int(math.isnan(m.value)),
+                m.step,
+                m.timestamp,
+            )
+            for k, m in run.metrics.items()
+        )
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        for table in ("runs", "params", "tags", "metrics", "broken"):
+            conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", self.dropped)
+        conn.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", self.runs)
+        conn.executemany("INSERT INTO params VALUES (?, ?, ?)", self.params)
+        conn.executemany("INSERT INTO tags VALUES (?, ?, ?)", self.tags)
+        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", self.metrics)
+        conn.executemany("INSERT INTO broken VALUES (?, ?, ?)", self.broken)
+        self.clear()
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")  # one writer at a time; readers go on (WAL)
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:  # no meta table: a new file
+        return None
+    return None if row is None else str(row[0])
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n) or "NULL"
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _packed_text(packed: tuple[int, int, int]) -> str:
+    return " ".join(map(str, packed))

@@ -1,0 +1,195 @@
+"""The query index follows the refs: gitml's own updates, foreign ones, packing, damage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import gitml
+from gitml.query.index import QueryIndex
+from testing.git import commit_file_on_ref, git, init_repo
+
+RUNS = "refs/gitml/runs/"
+
+
+def indexed(index: QueryIndex) -> dict[str, str]:
+    return dict(index.conn.execute("SELECT run_id, commit_sha FROM runs").fetchall())
+
+
+def tips(repo: Path) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", RUNS)
+    return {ref[len(RUNS) :]: sha for ref, sha in (ln.split() for ln in out.splitlines())}
+
+
+def test_first_refresh_indexes_everything_then_only_what_moved(repo: Path) -> None:
+    client = gitml.Client()
+    runs = [client.create_run(run_name=f"r{i}").id for i in range(5)]
+    index = client.index
+    assert index.refresh() == 5
+    assert indexed(index) == tips(repo)
+    assert index.refresh() == 0  # nothing moved: a few stat calls
+    client.log_batch(runs[2], params={"alpha": "0.1"})
+    assert index.refresh() == 1
+    assert indexed(index) == tips(repo)
+    row = index.conn.execute("SELECT value FROM params WHERE run_id = ?", (runs[2],)).fetchone()
+    assert row == ("0.1",)
+
+
+def test_runs_arriving_by_git_fetch_are_found(repo: Path, tmp_path: Path) -> None:
+    client = gitml.Client()
+    client.create_run(run_name="local")
+    assert client.index.refresh() == 1
+    other = init_repo(tmp_path / "other")
+    remote = init_repo(tmp_path / "remote.git", bare=True)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import gitml; c = gitml.Client(); "
+            "[c.set_terminated(c.create_run(run_name=f'far{i}').id) for i in range(3)]",
+        ],
+        cwd=other,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    git(other, "push", "-q", str(remote), "refs/gitml/*:refs/gitml/*")
+    git(repo, "fetch", "-q", str(remote), "+refs/gitml/runs/*:refs/gitml/runs/*")
+    assert client.index.refresh() == 3
+    assert indexed(client.index) == tips(repo)
+    names = {
+        r.name
+        for r in client.index.runs(
+            row[0] for row in client.index.conn.execute("SELECT record FROM runs")
+        )
+    }
+    assert names == {"local", "far0", "far1", "far2"}
+
+
+def test_deleted_and_packed_refs(repo: Path) -> None:
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(4)]
+    client.index.refresh()
+    git(repo, "pack-refs", "--all")
+    assert client.index.refresh() == 0  # same tips, now packed
+    assert indexed(client.index) == tips(repo)
+    git(repo, "update-ref", "-d", RUNS + ids[0])
+    client.log_batch(ids[1], tags={"after": "pack"})  # a loose ref over a packed one
+    client.index.refresh()
+    assert indexed(client.index) == tips(repo)
+    assert ids[0] not in indexed(client.index)
+
+
+def test_foreign_update_between_logged_updates_is_seen(repo: Path) -> None:
+    client = gitml.Client()
+    a, b = client.create_run(run_name="a").id, client.create_run(run_name="b").id
+    client.index.refresh()
+    commit_file_on_ref(repo, RUNS + a, "note.txt", "written by another tool\n")
+    client.log_batch(b, params={"x": "1"})  # logged, but the folder moved before it too
+    client.index.refresh()
+    assert indexed(client.index) == tips(repo)
+
+
+def test_malformed_record_is_reported_and_healed(repo: Path) -> None:
+    client = gitml.Client()
+    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    client.index.refresh()
+    commit_file_on_ref(repo, RUNS + bad, "run.yaml", "id: nope\n")
+    client.index.refresh()
+    assert set(indexed(client.index)) == {good}
+    (problem,) = client.index.broken()
+    assert RUNS + bad in problem and "run.yaml" in problem
+    fixed = git(repo, "show", f"{RUNS}{bad}~1:run.yaml")
+    commit_file_on_ref(repo, RUNS + bad, "run.yaml", fixed)
+    client.index.refresh()
+    assert set(indexed(client.index)) == {good, bad}
+    assert client.index.broken() == []
+
+
+def test_index_can_be_deleted_and_is_rebuilt(repo: Path) -> None:
+    client = gitml.Client()
+    for i in range(3):
+        client.create_run(run_name=f"r{i}")
+    client.index.refresh()
+    path = client.index.path
+    client.index.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    fresh = gitml.Client().index
+    assert fresh.refresh() == 3
+    assert indexed(fresh) == tips(repo)
+    progress: list[tuple[int, int]] = []
+    assert fresh.rebuild(lambda done, total: progress.append((done, total))) == 3
+    assert progress[-1] == (3, 3)
+
+
+def test_old_schema_is_replaced(repo: Path) -> None:
+    client = gitml.Client()
+    client.create_run()
+    index = client.index
+    index.refresh()
+    index.conn.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
+    index.close()
+    again = gitml.Client().index
+    assert again.refresh() == 1
+    assert len(indexed(again)) == 1
+
+
+WRITER = """
+import sys, gitml
+c = gitml.Client()
+for i in range(int(sys.argv[1])):
+    r = c.create_run(run_name=f"w{i}")
+    c.log_batch(r.id, params={"i": str(i)})
+    c.set_terminated(r.id)
+"""
+
+
+@pytest.mark.slow
+def test_readers_never_see_a_half_updated_index(repo: Path) -> None:
+    client = gitml.Client()
+    client.index.refresh()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, "15"], cwd=repo, env=dict(os.environ))
+        for _ in range(3)
+    ]
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def read() -> None:
+        reader = QueryIndex(client.store)
+        try:
+            while any(w.poll() is None for w in writers):
+                reader.refresh()
+                with reader.reading() as conn:
+                    runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+                    params = conn.execute("SELECT count(*) FROM params").fetchone()[0]
+                    finished = conn.execute(
+                        "SELECT count(*) FROM runs WHERE status = 'FINISHED'"
+                    ).fetchone()[0]
+                # A run is indexed with all its rows or not at all: every
+                # finished run logged its param first.
+                assert params >= finished
+                seen.append(runs)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            reader.close()
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for w in writers:
+        assert w.wait(timeout=120) == 0
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    client.index.refresh()
+    assert len(indexed(client.index)) == 45
+    assert indexed(client.index) == tips(repo)
