@@ -36,7 +36,10 @@ Integer = Annotated[int, BeforeValidator(_integral)]
 class Record(BaseModel):
     # Strict: the JSON Schemas accept no "5" for 5, no true for 1, no 1 for true,
     # and a record must mean the same to ``gitml validate`` and to the library.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # defer_build: a model's validator is built on its first use, so a command
+    # that reads runs does not pay for building the other records' (issue 3's
+    # 400 ms budget for a whole `gitml runs search`).
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     # Maps whose keys come from users are written sorted, so two writers of
     # the same content produce byte-identical files; fields keep model order.

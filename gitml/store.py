@@ -22,20 +22,16 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.index import (
-    ConflictedIndexEntry,
-    Index,
-    blob_from_path_and_stat,
-    commit_tree,
-    get_unstaged_changes,
-)
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
 from dulwich.refs import Ref
 from dulwich.repo import Repo, get_user_identity
+
+if TYPE_CHECKING:
+    from dulwich.index import Index
 
 from .errors import Conflict, GitmlError, NotARepository, NotFound
 
@@ -643,6 +639,14 @@ class Store:
             pass
         if self.bare:
             return CodeVersion(head, branch, False, None)
+        # dulwich.index costs 25 ms to import; only runs started in a work tree need it.
+        from dulwich.index import (
+            ConflictedIndexEntry,
+            blob_from_path_and_stat,
+            commit_tree,
+            get_unstaged_changes,
+        )
+
         index = self._index()
         if index is None:
             return CodeVersion(head, branch, False, None)
@@ -689,6 +693,8 @@ class Store:
         dulwich's ``get_unstaged_changes`` compares content only; git reports a
         ``chmod +x`` as a change and ``git stash create`` records it.
         """
+        from dulwich.index import ConflictedIndexEntry
+
         if not self._repo.get_config().get_boolean(b"core", b"filemode", True):
             return
         root = os.fsencode(self.root)

@@ -22,10 +22,6 @@ import math
 import re
 from typing import Any
 
-import yaml
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 # Plain scalars: a letter or underscore first, then a conservative alphabet,
 # and never one of YAML 1.1's boolean or null words.
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*\Z")
@@ -62,7 +58,10 @@ def load(data: bytes | str) -> Any:
         fast = None
     if fast is not None and dump(fast) == raw:
         return fast
-    return yaml.load(data, Loader=_Loader)
+    import yaml  # only here: importing PyYAML costs 20 ms at every start
+
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(data, Loader=loader)
 
 
 # One line of what ``dump`` writes: indent, an optional "- ", a key (plain, or

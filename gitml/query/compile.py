@@ -45,7 +45,6 @@ column of every matching run.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 
 from ..errors import InvalidInput
@@ -56,7 +55,6 @@ __all__ = [
     "compile_where",
     "like_to_glob",
     "like_to_sqlite_like",
-    "register_functions",
 ]
 
 ARTIFACT_URI_SQL = "('runs:/' || r.run_id || '/')"
@@ -269,12 +267,3 @@ def compile_order(keys: Sequence[OrderKey]) -> tuple[str, list[object]]:
     if Identifier("attribute", "run_id") not in ordered:
         terms.append("r.run_id ASC")
     return ", ".join(terms), params
-
-
-def register_functions(conn: sqlite3.Connection) -> None:
-    """Prepare a connection for the compiled SQL: nothing to do today.
-
-    The SQL uses built-ins only (LIKE compiles to GLOB); the index calls this
-    on every connection so that a future function needs no change there.
-    """
-    del conn

@@ -26,7 +26,6 @@ from gitml.query.compile import (
     compile_where,
     like_to_glob,
     like_to_sqlite_like,
-    register_functions,
 )
 from gitml.query.grammar import (
     And,
@@ -190,7 +189,6 @@ def make_index(runs: Sequence[FakeRun] = RUNS) -> sqlite3.Connection:
     """An in-memory index with the query schema holding ``runs``."""
     conn = sqlite3.connect(":memory:")
     conn.executescript(SCHEMA)
-    register_functions(conn)
     for run in runs:
         conn.execute(
             "INSERT INTO runs VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, '{}')",

@@ -193,3 +193,32 @@ def test_readers_never_see_a_half_updated_index(repo: Path) -> None:
     client.index.refresh()
     assert len(indexed(client.index)) == 45
     assert indexed(client.index) == tips(repo)
+
+
+def test_parallel_rebuild_gives_the_same_index(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitml.query import index as index_module
+
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(12)]
+    client.log_batch(ids[3], params={"alpha": "0.5"})
+    commit_file_on_ref(repo, RUNS + ids[5], "run.yaml", "not: a run\n")
+    monkeypatch.setattr(index_module, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(index_module, "CHUNK", 5)
+    steps: list[tuple[int, int]] = []
+    assert client.index.rebuild(lambda done, total: steps.append((done, total))) == 11
+    assert indexed(client.index) == {k: v for k, v in tips(repo).items() if k != ids[5]}
+    assert [e for e in client.index.broken() if ids[5] in e]
+    assert steps[-1] == (12, 12)
+    row = client.index.conn.execute("SELECT value FROM params WHERE run_id = ?", (ids[3],))
+    assert row.fetchone() == ("0.5",)
+
+
+def test_indexes_dropped_by_an_interrupted_rebuild_come_back(repo: Path) -> None:
+    client = gitml.Client()
+    client.create_run()
+    client.index.refresh()
+    client.index.conn.execute("DROP INDEX metrics_by_value")
+    client.index.close()
+    again = gitml.Client().index
+    names = {row[0] for row in again.conn.execute("SELECT name FROM sqlite_master")}
+    assert "metrics_by_value" in names
