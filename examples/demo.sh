@@ -18,8 +18,12 @@ echo "== train and log a run"
 python train.py --C 0.5
 run_id="$(gitml runs list --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
 
+python train.py --C 2.0
 echo "== gitml runs list"
 gitml runs list
+echo "== gitml runs search (MLflow's filter syntax, plus OR)"
+gitml runs search "metrics.accuracy > 0.9 and params.C = '0.5' OR params.C = '2.0'" \
+  --order-by "metrics.accuracy DESC" --columns params.C,metrics.accuracy
 echo "== gitml runs show ${run_id:0:12}"
 gitml runs show "${run_id:0:12}"
 echo "== gitml runs metric ${run_id:0:12} train_loss (first lines)"

@@ -86,7 +86,7 @@ def search(filter_string: str, **options: Any) -> None:
     Examples:
       gitml runs search "metrics.rmse < 0.8 and params.model = 'tree'"
       gitml runs search "tags.team = 'growth' OR status = 'FAILED'" --order-by metrics.rmse
-      gitml runs search "params.alpha IN ('0.1', '0.5')" --columns params.alpha,metrics.rmse --csv
+      gitml runs search "params.alpha = '0.1' OR params.alpha = '0.5'" --columns params.alpha --csv
     """
     _search(filter_string, **options)
 
