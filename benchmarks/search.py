@@ -14,25 +14,22 @@ import MLflow.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testing.git import git_env, init_repo  # noqa: E402
+from benchmarks.common import ROOT, mlflow_figures, parser, row, work_folder
+from testing.git import init_repo
 
 FILTER = "metrics.m0 < 0.5 and params.p0 = 'v3'"
 ORDER_BY = ["metrics.m1 DESC"]
@@ -164,39 +161,17 @@ _MLFLOW = textwrap.dedent(
 
 
 def bench_mlflow(python: str, base: Path, count: int) -> dict[str, float] | None:
-    if subprocess.run([python, "-c", "import mlflow"], capture_output=True).returncode != 0:
-        return None
     work = base / "mlflow"
     work.mkdir()
-    out = subprocess.run(
-        [python, "-c", _MLFLOW, str(work), str(count), FILTER, ORDER_BY[0]],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return mlflow_figures(python, _MLFLOW, str(work), str(count), FILTER, ORDER_BY[0])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--cli-runs", type=int, default=10_000)
-    parser.add_argument("--mlflow-python", default=sys.executable)
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path.home() / ".cache" / "gitml-bench",
-        help="where the benchmark repositories are made",
-    )
-    args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="search-", dir=args.workdir))
-    os.environ.update(git_env(base))
-    print(f"working in {base}", flush=True)
-
-    def row(name: str, value: str, target: str, mlflow: str = "-") -> None:
-        print(f"{name:<48} {value:>10}   target {target:<10} mlflow {mlflow}", flush=True)
+    parse = parser(__doc__ or "")
+    parse.add_argument("--runs", type=int, default=100_000)
+    parse.add_argument("--cli-runs", type=int, default=10_000)
+    args = parse.parse_args()
+    base = work_folder(args, "search-")
 
     try:
         mlflow = bench_mlflow(args.mlflow_python, base, 1000)

@@ -13,22 +13,20 @@ MLflow's figures are measured when MLflow is importable by ``--mlflow-python``
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testing.git import git_env, init_repo  # noqa: E402
+from benchmarks.common import ROOT, mlflow_figures, parser, row, settle, work_folder
+from testing.git import git_env, init_repo
 
 
 def _fresh_repo(base: Path, name: str) -> Path:
@@ -135,24 +133,21 @@ def bench_million(base: Path, points: int) -> dict[str, float]:
         "first_flush_ms": flush_times[0] * 1e3,
         "last_full_flush_ms": flush_times[-2] * 1e3 if len(flush_times) > 1 else float("nan"),
         # first and second half of the full flushes: a trend, not one noisy pair
-        "early_median_ms": statistics.median(flush_times[1 : len(flush_times) // 2]) * 1e3,
-        "late_median_ms": statistics.median(flush_times[len(flush_times) // 2 : -1]) * 1e3,
+        "early_median_ms": _half_median(flush_times, first=True),
+        "late_median_ms": _half_median(flush_times, first=False),
         # CPU time (ours and the kernel's) apart from waiting on the disk
-        "early_cpu_ms": statistics.median(flush_cpu[1 : len(flush_cpu) // 2]) * 1e3,
-        "late_cpu_ms": statistics.median(flush_cpu[len(flush_cpu) // 2 : -1]) * 1e3,
+        "early_cpu_ms": _half_median(flush_cpu, first=True),
+        "late_cpu_ms": _half_median(flush_cpu, first=False),
         "flushes": len(flush_times),
     }
 
 
-def settle() -> None:
-    """Let the disk write back what the previous section wrote.
-
-    On the reference machines a section that follows a write-heavy one (a
-    million points, MLflow's SQLite fsyncs) measured up to five times slower
-    while the kernel flushed; each section starts from a quiet disk instead.
-    """
-    os.sync()
-    time.sleep(3)
+def _half_median(seconds: list[float], *, first: bool) -> float:
+    """Median milliseconds of the first or second half of the full flushes (the
+    first, on a new repository, and the last, partial one left out)."""
+    full = seconds[1:-1]
+    half = full[: len(full) // 2] if first else full[len(full) // 2 :]
+    return statistics.median(half) * 1e3 if half else float("nan")
 
 
 def _repo_size(path: Path) -> int:
@@ -216,54 +211,25 @@ _MLFLOW_SCRIPT = textwrap.dedent(
 
 
 def bench_mlflow(python: str, base: Path, steps: int) -> dict[str, float] | None:
-    probe = subprocess.run([python, "-c", "import mlflow"], capture_output=True)
-    if probe.returncode != 0:
-        return None
     work = base / "mlflow"
     work.mkdir()
-    out = subprocess.run(
-        [python, "-c", _MLFLOW_SCRIPT, str(work), str(steps)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    import json
-
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return mlflow_figures(python, _MLFLOW_SCRIPT, str(work), str(steps))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--mlflow-python", default=sys.executable)
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path.home() / ".cache" / "gitml-bench",
-        help="where the benchmark repositories are made (a project-like place: on the "
-        "reference machines /tmp creates files six times slower than the home disk)",
-    )
-    parser.add_argument(
+    parse = parser(__doc__ or "")
+    parse.add_argument("--steps", type=int, default=100_000)
+    parse.add_argument("--points", type=int, default=1_000_000)
+    parse.add_argument("--runs", type=int, default=50)
+    parse.add_argument(
         "--mlflow-steps",
         type=int,
         default=2_000,
         help="MLflow's per-call figure is taken over fewer calls (it is slow)",
     )
-    args = parser.parse_args()
-
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="run-", dir=args.workdir))
-    print(f"working in {base}", flush=True)
-    for key, value in git_env(base).items():
-        os.environ[key] = value
+    args = parse.parse_args()
+    base = work_folder(args, "run-")
     try:
-
-        def row(name: str, value: str, target: str, mlflow: str = "-") -> None:
-            print(f"{name:<46} {value:>10}   target {target:<14} mlflow {mlflow}", flush=True)
-
         mlflow = bench_mlflow(args.mlflow_python, base, args.mlflow_steps)
         settle()
         ml: Callable[[str, str], str] = (
