@@ -18,7 +18,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click
 
 from .._version import __version__
-from . import artifacts, experiments, index, init, runs, validate
+from . import artifacts, experiments, index, init, models, runs, validate
 
 
 class _Group(click.Group):
@@ -65,4 +65,5 @@ main.add_command(runs.group)
 main.add_command(artifacts.group)
 main.add_command(experiments.group)
 main.add_command(index.group)
+main.add_command(models.group)
 main.add_command(validate.command)

@@ -1,0 +1,403 @@
+"""The ``MLmodel`` file, saving a model directory, and logging one to a run.
+
+A model is a directory holding ``MLmodel`` (YAML, keys sorted as MLflow's
+writer sorts them), the flavor's files, the environment files and, when given,
+``input_example.json``. ``gitml.sha256`` lists every other file's sha256 (in
+``sha256sum`` format) so a local directory is verified before anything in it
+is unpickled; MLflow ignores the extra file.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from ..errors import Corrupt, InvalidInput, NotFound
+from ..records import Integer, Record, parse
+from . import environment
+from .signature import ModelSignature, Schema, infer_schema
+
+MLMODEL = "MLmodel"
+MANIFEST = "gitml.sha256"
+INPUT_EXAMPLE = "input_example.json"
+HISTORY_TAG = "mlflow.log-model.history"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what MLflow writes in utc_time_created
+_HISTORY_LIMIT = 8000  # the longest tag value a run takes
+
+
+class SignatureRecord(Record):
+    """``signature`` in ``MLmodel``: each part a JSON string (or null), as MLflow writes it."""
+
+    inputs: str | None = None
+    outputs: str | None = None
+    params: str | None = None
+
+
+class MLmodel(Record):
+    """The ``MLmodel`` file. Fields are in MLflow's (alphabetical) key order.
+
+    Unknown top-level keys are kept, as MLflow's ``Model`` keeps them, so a file
+    written by a newer MLflow still loads.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
+
+    artifact_path: str | None = None
+    databricks_runtime: str | None = None
+    flavors: dict[str, dict[str, Any]] = Field(min_length=1)
+    metadata: dict[str, Any] | None = None
+    mlflow_version: str | None = None
+    model_size_bytes: Integer | None = Field(default=None, ge=0)
+    model_uuid: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    run_id: str | None = None
+    saved_input_example_info: dict[str, Any] | None = None
+    signature: SignatureRecord | None = None
+    utc_time_created: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+    )
+
+    def to_plain(self) -> dict[str, Any]:
+        # MLflow's writer (yaml.safe_dump) sorts keys at every level.
+        data = {k: v for k, v in self.model_dump(mode="python").items() if v is not None}
+        return _sorted(data)  # type: ignore[no-any-return]
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+class Model:
+    """A saved model's metadata: the ``MLmodel`` record and its parsed signature."""
+
+    def __init__(self, record: MLmodel, path: Path | None = None) -> None:
+        self.record = record
+        self.path = path
+        sig = record.signature
+        self.signature: ModelSignature | None = (
+            ModelSignature.from_dict(sig.model_dump()) if sig is not None else None
+        )
+
+    flavors = property(lambda self: self.record.flavors)
+    run_id = property(lambda self: self.record.run_id)
+    artifact_path = property(lambda self: self.record.artifact_path)
+    model_uuid = property(lambda self: self.record.model_uuid)
+    utc_time_created = property(lambda self: self.record.utc_time_created)
+    saved_input_example_info = property(lambda self: self.record.saved_input_example_info)
+
+    def get_input_schema(self) -> Schema | None:
+        return self.signature.inputs if self.signature else None
+
+    def get_output_schema(self) -> Schema | None:
+        return self.signature.outputs if self.signature else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        directory = Path(path)
+        file = directory / MLMODEL if directory.is_dir() else directory
+        if not file.is_file():
+            raise NotFound(f"{directory} is not a model: it has no {MLMODEL} file")
+        record = parse(MLmodel, file.read_bytes(), where=str(file.parent), path=MLMODEL)
+        return cls(record, file.parent)
+
+    def load_input_example(self) -> Any:
+        info = self.saved_input_example_info
+        if not info or self.path is None:
+            return None
+        data = json.loads((self.path / info.get("artifact_path", INPUT_EXAMPLE)).read_text())
+        if info.get("type") == "dataframe":
+            import pandas as pd
+
+            return pd.DataFrame(data["data"], columns=data["columns"])
+        if info.get("type") == "ndarray":
+            import numpy as np
+
+            inputs = data["inputs"]
+            if isinstance(inputs, dict):
+                return {k: np.asarray(v) for k, v in inputs.items()}
+            return np.asarray(inputs)
+        return data
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``log_model`` returns, as MLflow's ``ModelInfo`` does."""
+
+    artifact_path: str
+    flavors: dict[str, dict[str, Any]]
+    model_uri: str
+    model_uuid: str
+    run_id: str
+    saved_input_example_info: dict[str, Any] | None
+    signature: ModelSignature | None
+    utc_time_created: str
+
+
+# -- saving -----------------------------------------------------------------------
+
+
+def save(
+    flavor: ModuleType,
+    model: Any,
+    path: str | Path,
+    *,
+    signature: ModelSignature | None = None,
+    input_example: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    artifact_path: str | None = None,
+    **options: Any,
+) -> Model:
+    """Write ``model`` as a directory in MLflow's format; ``path`` must not exist yet.
+
+    ``flavor`` is a flavor module: ``FLAVOR_NAME``, ``REQUIREMENTS`` (the
+    distributions to pin), ``save(model, path, **options) -> flavor_conf``,
+    ``pyfunc_conf(flavor_conf)`` (the python_function keys it adds, such as
+    ``loader_module``), ``load(path, flavor_conf)`` (the native model) and
+    ``load_pyfunc(path, model)`` (an object with ``predict(data, params)``).
+    """
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidInput(f"{target} already exists; save the model to a new directory")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        flavor_conf: dict[str, Any] = flavor.save(model, target, **options)
+        env = environment.write(target, flavor.REQUIREMENTS)
+        pyfunc: dict[str, Any] = {
+            **flavor.pyfunc_conf(flavor_conf),
+            "env": env,
+            "python_version": platform.python_version(),
+        }
+        flavors = {"python_function": dict(sorted(pyfunc.items()))}
+        if flavor.FLAVOR_NAME != "python_function":
+            flavors[flavor.FLAVOR_NAME] = flavor_conf
+        example_info = _save_example(target, input_example) if input_example is not None else None
+        record = MLmodel(
+            artifact_path=artifact_path,
+            flavors=flavors,
+            metadata=dict(metadata) if metadata else None,
+            model_size_bytes=sum(f.stat().st_size for f in target.rglob("*") if f.is_file()),
+            model_uuid=uuid.uuid4().hex,
+            run_id=run_id,
+            saved_input_example_info=example_info,
+            utc_time_created=datetime.datetime.now(datetime.timezone.utc).strftime(TIME_FORMAT),
+        )
+        if signature is None and input_example is not None:
+            signature = _infer_from_example(flavor, target, Model(record, target), input_example)
+        if signature is not None:
+            record.signature = SignatureRecord(**signature.to_dict())
+        (target / MLMODEL).write_bytes(record.to_yaml())
+        write_manifest(target)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return Model(record, target)
+
+
+def _infer_from_example(
+    flavor: ModuleType, path: Path, model: Model, example: Any
+) -> ModelSignature:
+    inputs = infer_schema(example)
+    outputs = None
+    try:
+        outputs = infer_schema(flavor.load_pyfunc(path, model).predict(example, None))
+    except Exception:  # a model that cannot score its own example still saves (MLflow too)
+        outputs = None
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _save_example(path: Path, example: Any) -> dict[str, Any]:
+    """``input_example.json`` in MLflow's layout; returns ``saved_input_example_info``."""
+    import numpy as np
+
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    info: dict[str, Any] = {"artifact_path": INPUT_EXAMPLE}
+    if isinstance(example, np.ndarray) or (
+        isinstance(example, Mapping) and all(isinstance(v, np.ndarray) for v in example.values())
+    ):
+        body: Any = {"inputs": _plain(example)}
+        info.update(type="ndarray", format="tf-serving")
+    else:
+        if pd is None:
+            raise InvalidInput("saving this input example needs pandas")
+        if isinstance(example, Mapping):
+            example = pd.DataFrame([example]) if _all_scalars(example) else pd.DataFrame(example)
+        elif not isinstance(example, pd.DataFrame):
+            example = pd.DataFrame(example)
+        body = {
+            "columns": [str(c) for c in example.columns],
+            "data": _plain(example.to_numpy(dtype=object).tolist()),
+        }
+        info.update(type="dataframe", pandas_orient="split")
+    (path / INPUT_EXAMPLE).write_text(json.dumps(body, default=_json_default))
+    return info
+
+
+def _all_scalars(data: Mapping[str, Any]) -> bool:
+    return all(isinstance(v, (str, bytes, bool, int, float)) for v in data.values())
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# -- the local manifest ---------------------------------------------------------------
+
+
+def _digest(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        while block := f.read(1024 * 1024):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(path: Path) -> None:
+    files = sorted(
+        f.relative_to(path).as_posix()
+        for f in path.rglob("*")
+        if f.is_file() and f.name != MANIFEST
+    )
+    lines = [f"{_digest(path / rel)}  {rel}" for rel in files]
+    (path / MANIFEST).write_text("\n".join(lines) + "\n")
+
+
+def verify(path: Path) -> None:
+    """Check every file ``gitml.sha256`` lists; ``Corrupt`` names the first that differs.
+
+    A directory without the manifest (saved by MLflow) is loaded as it is.
+    """
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return
+    for line in manifest.read_text().splitlines():
+        if not line.strip():
+            continue
+        sha, _, rel = line.partition("  ")
+        file = path / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise Corrupt(f"{manifest}: entry {rel!r} points outside the model")
+        if not file.is_file():
+            raise Corrupt(f"model {path}: {rel} is listed in {MANIFEST} but missing")
+        actual = _digest(file)
+        if actual != sha:
+            raise Corrupt(
+                f"model {path}: {rel} has sha256 {actual}, {MANIFEST} says {sha}; "
+                "refusing to load a model that changed after it was saved"
+            )
+
+
+# -- logging to a run ------------------------------------------------------------------
+
+
+def log(
+    flavor: ModuleType,
+    model: Any,
+    name: str,
+    *,
+    signature: ModelSignature | None = None,
+    input_example: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    **options: Any,
+) -> ModelInfo:
+    """Save to a temporary directory, then store it as the run's artifacts under ``name``.
+
+    Artifacts are content-addressed, so the pickled model of an unchanged
+    model is stored once however often it is logged.
+    """
+    from ..tracking import artifacts as artifact_paths
+    from ..tracking import fluent
+
+    artifact_path = artifact_paths.clean_path(name)
+    client = fluent._get_client()
+    run_id = run_id or fluent._run_id()
+    with tempfile.TemporaryDirectory(prefix="gitml-model-") as tmp:
+        saved = save(
+            flavor,
+            model,
+            Path(tmp) / "model",
+            signature=signature,
+            input_example=input_example,
+            metadata=metadata,
+            run_id=run_id,
+            artifact_path=artifact_path,
+            **options,
+        )
+        client.log_artifacts(run_id, Path(tmp) / "model", artifact_path=artifact_path)
+    record = saved.record
+    _record_history(client, run_id, record)
+    return ModelInfo(
+        artifact_path=artifact_path,
+        flavors=record.flavors,
+        model_uri=f"runs:/{run_id}/{artifact_path}",
+        model_uuid=record.model_uuid or "",
+        run_id=run_id,
+        saved_input_example_info=record.saved_input_example_info,
+        signature=saved.signature,
+        utc_time_created=record.utc_time_created or "",
+    )
+
+
+def _record_history(client: Any, run_id: str, record: MLmodel) -> None:
+    """Append to the run's ``mlflow.log-model.history`` tag, as MLflow does."""
+    previous = client.get_run(run_id).tags.get(HISTORY_TAG)
+    try:
+        history = json.loads(previous) if previous else []
+    except json.JSONDecodeError:
+        history = []
+    if not isinstance(history, list):
+        history = []
+    entry = {
+        "run_id": run_id,
+        "artifact_path": record.artifact_path,
+        "utc_time_created": record.utc_time_created,
+        "model_uuid": record.model_uuid,
+        "flavors": record.flavors,
+    }
+    history.append(entry)
+    text = json.dumps(history)
+    while len(text) > _HISTORY_LIMIT and len(history) > 1:
+        history.pop(0)  # keep the newest entries within the tag limit
+        text = json.dumps(history)
+    if len(text) <= _HISTORY_LIMIT:
+        client.set_tag(run_id, HISTORY_TAG, text)

@@ -1,0 +1,1 @@
+"""ASGI apps run by uvicorn over the library: the scoring server (``scoring_app``)."""
