@@ -35,12 +35,14 @@ def main() -> None:
     loaded = gitml_pyfunc.load_model("by_mlflow")
     print("gitml pyfunc reads MLflow's model:", same(loaded.predict(x), expected))
     print("  with its signature:", loaded.metadata.signature is not None)
-    print("gitml sklearn reads it:", same(gitml_sklearn.load_model("by_mlflow").predict(x), expected))
+    ours = gitml_sklearn.load_model("by_mlflow")
+    print("gitml sklearn reads it:", same(ours.predict(x), expected))
 
     gitml_sklearn.save_model(model, "by_gitml", input_example=x.head(3))
     theirs = mlflow.pyfunc.load_model("by_gitml")
     print("MLflow pyfunc reads gitml's model:", same(theirs.predict(x), expected))
-    print("MLflow sklearn reads it:", same(mlflow.sklearn.load_model("by_gitml").predict(x), expected))
+    estimator = mlflow.sklearn.load_model("by_gitml")
+    print("MLflow sklearn reads it:", same(estimator.predict(x), expected))
     print("MLflow sees its signature:", theirs.metadata.signature is not None)
 
 
