@@ -32,6 +32,26 @@ echo "== gitml artifacts list / get"
 gitml artifacts list "$run_id"
 gitml artifacts get "$run_id" labels.json --out -
 echo
+echo "== serve the run's model (MLflow's scoring protocol) and call it"
+port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+gitml models serve -m "runs:/$run_id/model" --port "$port" > serve.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+python - "$port" <<'PY'
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(base + "/ping", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+body = json.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode()
+request = urllib.request.Request(base + "/invocations", body, {"Content-Type": "application/json"})
+print(urllib.request.urlopen(request, timeout=10).read().decode())
+PY
+kill $server
+echo
 echo "== the run is a Git ref whose history reaches the code commit"
 git log --oneline "refs/gitml/runs/$run_id"
 echo "Demo project left in $work"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import gitml
+import gitml.sklearn
 
 
 def main() -> None:
@@ -39,6 +40,8 @@ def main() -> None:
         accuracy = accuracy_score(y_test, model.predict(x_test))
         gitml.log_metric("accuracy", accuracy)
         gitml.log_dict({"classes": [int(c) for c in model.classes_]}, "labels.json")
+        # MLflow's model format; the signature is inferred from the example.
+        gitml.sklearn.log_model(model, "model", input_example=x_test[:3])
         print(f"run {run.run_id}: accuracy {accuracy:.3f}")
 
 
