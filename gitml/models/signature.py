@@ -362,9 +362,60 @@ def enforce(schema: Schema, data: Any) -> Any:
     """
     if not schema.inputs:
         return data
+    fast = _fast_path(schema, data)
+    if fast is not None:
+        return fast
     if schema.is_tensor_spec():
         return _enforce_tensors(schema, data)
     return _enforce_columns(schema, data)
+
+
+def _fast_path(schema: Schema, data: Any) -> Any:
+    """``data`` itself when it already is what ``schema`` describes, else None.
+
+    The common serving case: a DataFrame whose columns are exactly the schema's,
+    in order, with the schema's numeric dtypes, or a numpy array with a single
+    unnamed tensor spec's dtype and shape. Vectorised checks only, no copy.
+    """
+    np = _numpy()
+    if np is None:
+        return None
+    inputs = schema.inputs
+    if isinstance(data, np.ndarray):
+        if len(inputs) != 1 or not isinstance(inputs[0], TensorSpec):
+            return None
+        tensor = inputs[0]
+        if tensor.name is not None or data.dtype != np.dtype(tensor.dtype) or not tensor.shape:
+            return None
+        shape = tensor.shape
+        if data.ndim != len(shape) or any(
+            w != -1 and w != h for w, h in zip(shape, data.shape, strict=True)
+        ):
+            return None
+        return data
+    pd = _pandas()
+    if pd is None or type(data) is not pd.DataFrame:
+        return None
+    columns = list(data.columns)
+    if len(columns) != len(inputs):
+        return None
+    dtypes = data.dtypes.tolist()
+    for spec, column, dtype in zip(inputs, columns, dtypes, strict=True):
+        if not isinstance(spec, ColSpec) or spec.name is None or spec.name != column:
+            return None
+        if isinstance(dtype, np.dtype) and dtype.name == _FAST_NUMERIC.get(spec.type):
+            continue
+        return None
+    return data
+
+
+_FAST_NUMERIC = {
+    "integer": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "boolean": "bool",
+}
 
 
 def _enforce_columns(schema: Schema, data: Any) -> Any:
