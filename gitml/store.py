@@ -331,19 +331,6 @@ class Store:
             yield info
             sha = info.parents[0] if info.parents else None
 
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        seen: set[str] = set()
-        todo = [descendant]
-        while todo:
-            sha = todo.pop()
-            if sha == ancestor:
-                return True
-            if sha in seen or not self.has_object(sha):
-                continue
-            seen.add(sha)
-            todo.extend(self.commit_info(sha).parents)
-        return False
-
     def _lookup(self, tree: str, path: str) -> str | None:
         sha = tree.encode()
         for part in path.strip("/").split("/"):

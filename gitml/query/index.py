@@ -301,7 +301,7 @@ class QueryIndex:
         return {
             "path": str(self.path),
             "runs": conn.execute("SELECT count(*) FROM runs").fetchone()[0],
-            "broken": [row[0] for row in conn.execute("SELECT error FROM broken ORDER BY run_id")],
+            "broken": self.broken(),
             "size_bytes": sum(_size(Path(f"{self.path}{s}")) for s in ("", "-wal", "-shm")),
             "refreshed_at": float(state["refreshed_at"]) if "refreshed_at" in state else None,
             "scanned_at": float(state["scanned_at"]) if "scanned_at" in state else None,
