@@ -21,7 +21,8 @@ if TYPE_CHECKING:
         NotARepository,
         NotFound,
     )
-    from .records import Experiment, Run
+    from .records import Experiment, ModelVersion, RegisteredModel, Run
+    from .registry import Registry, register_model
     from .tracking.client import Client
     from .tracking.entities import Metric, Param, RunTag
     from .tracking.fluent import (
@@ -89,6 +90,10 @@ _WHERE: dict[str, str] = {
     "RunTag": "gitml.tracking.entities",
     "Experiment": "gitml.records",
     "Run": "gitml.records",
+    "ModelVersion": "gitml.records",
+    "RegisteredModel": "gitml.records",
+    "Registry": "gitml.registry",
+    "register_model": "gitml.registry",
 }
 
 __all__ = [
@@ -101,9 +106,12 @@ __all__ = [
     "InvalidInput",
     "InvalidRecord",
     "Metric",
+    "ModelVersion",
     "NotARepository",
     "NotFound",
     "Param",
+    "RegisteredModel",
+    "Registry",
     "Run",
     "RunTag",
     "__version__",
@@ -121,6 +129,7 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "register_model",
     "search_runs",
     "set_experiment",
     "set_tag",

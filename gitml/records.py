@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import yamlio
 from .errors import InvalidRecord
@@ -31,6 +31,13 @@ def _integral(value: Any) -> Any:
 
 # JSON Schema's "integer" is any number without a fraction, 2.0 included.
 Integer = Annotated[int, BeforeValidator(_integral)]
+
+
+def _unique(items: list[str]) -> list[str]:
+    """JSON Schema's ``uniqueItems``."""
+    if len(set(items)) != len(items):
+        raise ValueError("items must be unique")
+    return items
 
 
 class Record(BaseModel):
@@ -119,6 +126,88 @@ class Experiment(Record):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+# A model name is one Git ref component: it names refs/gitml/models/<name>
+# and stage files models/<name>.yaml, so it holds no "/" and no "..". (Git also
+# refuses a trailing ".lock"; ``registry.check_name`` says so, as neither
+# pydantic's regex engine nor a plain pattern can.)
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+StageName = Annotated[str, Field(pattern=STAGE_NAME)]
+VersionStatus = Literal["READY", "DELETED"]
+
+
+class RegisteredModel(Record):
+    """``model.yaml`` on ``refs/gitml/models/<name>``."""
+
+    sorted_maps = ("tags",)
+
+    name: str = Field(max_length=200, pattern=MODEL_NAME)
+    description: str | None = None
+    creation_time: Integer = Field(ge=0)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelVersion(Record):
+    """``versions/<n>.yaml`` on ``refs/gitml/models/<name>``: one registered version.
+
+    ``digest`` is over the model's files as the run's manifest lists them (see
+    ``registry.model_digest``), so a changed file is caught without reading it.
+    A deleted version keeps its file with status DELETED: numbers are never reused.
+    """
+
+    sorted_maps = ("tags",)
+
+    name: str = Field(max_length=200, pattern=MODEL_NAME)
+    version: Integer = Field(ge=1)
+    source: str = Field(min_length=1)
+    run_id: str = Field(pattern=RUN_ID)
+    run_commit: str = Field(pattern=HEX40)
+    model_path: str = Field(min_length=1)
+    digest: str = Field(pattern=DIGEST)
+    flavors: list[str] = Field(default_factory=list)
+    signature: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    status: VersionStatus = "READY"
+    user: str
+    creation_time: Integer = Field(ge=0)
+
+
+class ServedVersion(Record):
+    version: Integer = Field(ge=1)
+    weight: Integer = Field(default=100, ge=0, le=100)
+
+
+class StageDeclaration(Record):
+    """``models/<name>.yaml`` on branch ``gitml/<stage>``: what the stage serves.
+
+    Weights must sum to 100 (checked by ``stages.check_declaration``, which
+    can say which stage the rule applies to); one version at 100 is the
+    common case, two make a canary.
+    """
+
+    model: str = Field(max_length=200, pattern=MODEL_NAME)
+    versions: list[ServedVersion] = Field(min_length=1)
+    note: str | None = None
+
+
+class StagePolicy(Record):
+    """What a version needs before a stage may declare it."""
+
+    after: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    authors: list[str] = Field(default_factory=list)
+
+
+class Policy(Record):
+    """``policy`` in ``.gitml.yaml``; ``ordered`` makes every stage need the one before it."""
+
+    ordered: bool = False
+    stages: dict[StageName, StagePolicy] = Field(default_factory=dict)
+
+
 class Config(Record):
     """``.gitml.yaml``: per-project settings; every field has a working default."""
 
@@ -127,6 +216,11 @@ class Config(Record):
     artifact_threshold: Integer = Field(default=10 * 1024 * 1024, ge=0)
     flush_interval: float = Field(default=5.0, gt=0)
     flush_points: Integer = Field(default=50_000, ge=1)
+    stages: Annotated[list[StageName], AfterValidator(_unique)] = Field(
+        default_factory=lambda: ["staging", "production", "archived"], min_length=1
+    )
+    archive_stage: StageName | None = "archived"
+    policy: Policy = Field(default_factory=Policy)
 
 
 M = TypeVar("M", bound=Record)

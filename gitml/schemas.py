@@ -18,13 +18,29 @@ from typing import Any
 from . import yamlio
 from .errors import InvalidRecord
 
-# Which schema a file is checked against, by its name.
+# Which schema a file is checked against, by its name ...
 KINDS = {
     "run.yaml": "run",
     "artifacts.yaml": "artifacts",
     "experiment.yaml": "experiment",
     ".gitml.yaml": "config",
+    "model.yaml": "registered-model",
+    "MLmodel": "MLmodel",
 }
+# ... or by where it lies: a model's versions and a stage branch's declarations.
+_PLACES = (
+    (re.compile(r"(^|/)versions/[1-9][0-9]*\.yaml\Z"), "model-version"),
+    (re.compile(r"(^|/)models/[^/]+\.yaml\Z"), "stage"),
+)
+ALL_KINDS = frozenset([*KINDS.values(), *(kind for _, kind in _PLACES)])
+
+
+def kind_of(path: str) -> str | None:
+    """The schema a file at ``path`` (relative, '/'-separated) follows, or None."""
+    for pattern, kind in _PLACES:
+        if pattern.search(path):
+            return kind
+    return KINDS.get(path.rsplit("/", 1)[-1])
 
 
 def schema_dir() -> Path:

@@ -113,11 +113,16 @@ class Change:
     ``files`` maps a path to new content (bytes), to an existing blob
     (``BlobRef``) or to None (delete). ``root_parents`` are the parents of the
     ref's first commit (the code commit, for a run); later commits have the
-    previous tip as their only parent.
+    previous tip as their first parent. ``merge_parents`` follow it: the
+    commit of a run whose model a registration records, for example.
+    ``message``, when given, replaces the update's message: for a change
+    whose description depends on the tip (the version number it allocates).
     """
 
     files: dict[str, bytes | BlobRef | None] = field(default_factory=dict)
     root_parents: tuple[str, ...] = ()
+    merge_parents: tuple[str, ...] = ()
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -368,15 +373,16 @@ class Store:
         Returns the new tip, or the old one when ``edit`` returns None.
         """
         refname = Ref(ref.encode())
-        reflog = message.split("\n", 1)[0].encode()  # a reflog line holds one line
         for attempt in range(attempts):
             old = self.tip(ref)
             snap = self.snapshot(old) if old else None
             change = edit(snap)
             if change is None:
                 return old
-            parents = (old,) if old else change.root_parents
-            commit = self.write_commit(snap.tree if snap else None, change.files, parents, message)
+            parents = ((old,) if old else change.root_parents) + change.merge_parents
+            text = change.message or message
+            reflog = text.split("\n", 1)[0].encode()  # a reflog line holds one line
+            commit = self.write_commit(snap.tree if snap else None, change.files, parents, text)
             now = int(self.clock())
             before = self._ref_dir_mtime(ref)
             try:

@@ -40,6 +40,11 @@ PUBLIC = {
     "RunTag",
     "Run",
     "Experiment",
+    # the registry
+    "register_model",
+    "Registry",
+    "RegisteredModel",
+    "ModelVersion",
     # errors
     "GitmlError",
     "Conflict",

@@ -14,15 +14,22 @@ import pytest
 
 from gitml import records, schemas, yamlio
 from gitml.errors import InvalidRecord
+from gitml.models.mlmodel import MLmodel
 from gitml.records import (
     Artifact,
     ArtifactManifest,
     Config,
     Experiment,
     MetricValue,
+    ModelVersion,
+    Policy,
     Record,
+    RegisteredModel,
     Run,
+    ServedVersion,
     Source,
+    StageDeclaration,
+    StagePolicy,
 )
 
 MODELS: dict[str, type[Record]] = {
@@ -30,6 +37,10 @@ MODELS: dict[str, type[Record]] = {
     "artifacts": ArtifactManifest,
     "experiment": Experiment,
     "config": Config,
+    "registered-model": RegisteredModel,
+    "model-version": ModelVersion,
+    "stage": StageDeclaration,
+    "MLmodel": MLmodel,
 }
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -75,6 +86,32 @@ def artifact_without(key: str) -> dict[str, Any]:
 
 def experiment(**changes: Any) -> dict[str, Any]:
     return {**EXPERIMENT, **changes}
+
+
+VERSION: dict[str, Any] = {
+    "name": "churn",
+    "version": 1,
+    "source": f"runs:/{RUN_ID}/model",
+    "run_id": RUN_ID,
+    "run_commit": SHA1,
+    "model_path": "model",
+    "digest": "sha256:" + SHA256,
+    "user": "alice",
+    "creation_time": 1_700_000_000_000,
+}
+DECLARATION: dict[str, Any] = {"model": "churn", "versions": [{"version": 4, "weight": 100}]}
+
+
+def version(**changes: Any) -> dict[str, Any]:
+    return {**VERSION, **changes}
+
+
+def version_without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in VERSION.items() if k != key}
+
+
+def declaration(**changes: Any) -> dict[str, Any]:
+    return {**DECLARATION, **changes}
 
 
 VALID = True
@@ -263,6 +300,94 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
     ("config", "int store", {"artifact_store": 5}, INVALID),
     ("config", "unknown key", {"flush": 5}, INVALID),
     ("config", "top level null", None, INVALID),
+    ("config", "stages", {"stages": ["dev", "prod"], "archive_stage": None}, VALID),
+    (
+        "config",
+        "policy",
+        {
+            "policy": {
+                "ordered": True,
+                "stages": {
+                    "production": {
+                        "after": ["staging"],
+                        "metrics": ["metrics.accuracy >= 0.9"],
+                        "tags": ["validated"],
+                        "authors": ["*@example.com"],
+                    }
+                },
+            }
+        },
+        VALID,
+    ),
+    ("config", "no stages", {"stages": []}, INVALID),
+    ("config", "repeated stage", {"stages": ["a", "a"]}, INVALID),
+    ("config", "stage with slash", {"stages": ["gitml/prod"]}, INVALID),
+    ("config", "uppercase stage", {"stages": ["Prod"]}, INVALID),
+    ("config", "policy unknown key", {"policy": {"order": True}}, INVALID),
+    ("config", "policy stage unknown key", {"policy": {"stages": {"p": {"min": 1}}}}, INVALID),
+    ("config", "policy metrics a string", {"policy": {"stages": {"p": {"metrics": "x"}}}}, INVALID),
+    ("config", "policy bad stage name", {"policy": {"stages": {"P R": {}}}}, INVALID),
+    # -- registered model
+    ("registered-model", "minimal", {"name": "churn", "creation_time": 0}, VALID),
+    (
+        "registered-model",
+        "complete",
+        {"name": "churn.v2_x-y", "description": "d", "creation_time": 5, "tags": {"a": "b"}},
+        VALID,
+    ),
+    ("registered-model", "slash in name", {"name": "a/b", "creation_time": 0}, INVALID),
+    ("registered-model", "dot dot in name", {"name": "a..b", "creation_time": 0}, INVALID),
+    ("registered-model", "leading dot", {"name": ".a", "creation_time": 0}, INVALID),
+    ("registered-model", "trailing dot", {"name": "a.", "creation_time": 0}, INVALID),
+    ("registered-model", "space in name", {"name": "a b", "creation_time": 0}, INVALID),
+    ("registered-model", "name of 201", {"name": "n" * 201, "creation_time": 0}, INVALID),
+    ("registered-model", "missing time", {"name": "a"}, INVALID),
+    ("registered-model", "int tag", {"name": "a", "creation_time": 0, "tags": {"a": 1}}, INVALID),
+    # -- model version
+    ("model-version", "minimal", VERSION, VALID),
+    (
+        "model-version",
+        "complete",
+        version(
+            flavors=["python_function", "sklearn"],
+            signature={"inputs": "a: double", "outputs": "tensor float64 (-1,)"},
+            description="first",
+            tags={"validated": "true"},
+            status="DELETED",
+        ),
+        VALID,
+    ),
+    *[("model-version", f"missing {key}", version_without(key), INVALID) for key in VERSION],
+    ("model-version", "version 0", version(version=0), INVALID),
+    ("model-version", "string version", version(version="1"), INVALID),
+    ("model-version", "bad digest", version(digest=SHA256), INVALID),
+    ("model-version", "short commit", version(run_commit="abc"), INVALID),
+    ("model-version", "bad run id", version(run_id="x"), INVALID),
+    ("model-version", "bad status", version(status="Production"), INVALID),
+    ("model-version", "empty source", version(source=""), INVALID),
+    ("model-version", "flavors a string", version(flavors="sklearn"), INVALID),
+    ("model-version", "unknown field", version(stage="production"), INVALID),
+    # -- stage declaration
+    ("stage", "one version", DECLARATION, VALID),
+    (
+        "stage",
+        "canary with note",
+        declaration(versions=[{"version": 4, "weight": 90}, {"version": 5, "weight": 10}], note="n"),
+        VALID,
+    ),
+    ("stage", "default weight", declaration(versions=[{"version": 4}]), VALID),
+    ("stage", "no versions", declaration(versions=[]), INVALID),
+    ("stage", "weight over 100", declaration(versions=[{"version": 4, "weight": 101}]), INVALID),
+    ("stage", "negative weight", declaration(versions=[{"version": 4, "weight": -1}]), INVALID),
+    ("stage", "fractional weight", declaration(versions=[{"version": 4, "weight": 0.5}]), INVALID),
+    ("stage", "version 0", declaration(versions=[{"version": 0}]), INVALID),
+    ("stage", "missing model", {"versions": [{"version": 1}]}, INVALID),
+    ("stage", "unknown field", declaration(stage="production"), INVALID),
+    ("stage", "unknown served field", declaration(versions=[{"version": 1, "pct": 5}]), INVALID),
+    # -- MLmodel
+    ("MLmodel", "one flavor", {"flavors": {"python_function": {"loader_module": "m"}}}, VALID),
+    ("MLmodel", "no flavors", {"flavors": {}}, INVALID),
+    ("MLmodel", "missing flavors", {"run_id": RUN_ID}, INVALID),
 ]
 
 
@@ -301,7 +426,7 @@ def test_what_the_model_writes_the_schema_accepts(kind: str, document: Any) -> N
 def test_every_kind_has_samples_both_ways() -> None:
     for kind in MODELS:
         assert {v for k, _, _, v in SAMPLES if k == kind} == {VALID, INVALID}
-    assert set(MODELS) == set(schemas.KINDS.values())
+    assert set(MODELS) == schemas.ALL_KINDS
 
 
 # -- the same fields, defaults and required lists ----------------------------
@@ -317,6 +442,12 @@ def _shapes() -> list[tuple[str, dict[str, Any], type[Record]]]:
         ("artifact", schemas.load("artifacts")["properties"]["artifacts"]["items"], Artifact),
         ("experiment", schemas.load("experiment"), Experiment),
         ("config", schemas.load("config"), Config),
+        ("policy", schemas.load("config")["$defs"]["policy"], Policy),
+        ("stage policy", schemas.load("config")["$defs"]["stage_policy"], StagePolicy),
+        ("registered model", schemas.load("registered-model"), RegisteredModel),
+        ("model version", schemas.load("model-version"), ModelVersion),
+        ("stage", schemas.load("stage"), StageDeclaration),
+        ("served version", schemas.load("stage")["$defs"]["served"], ServedVersion),
     ]
 
 
@@ -330,7 +461,9 @@ def test_schema_properties_are_the_model_fields(
     assert schema["additionalProperties"] is False
     for name, prop in schema["properties"].items():
         if "default" in prop:
-            assert model.model_fields[name].default == prop["default"], name
+            info = model.model_fields[name]
+            default = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+            assert default == prop["default"], name
 
 
 # -- canonical YAML ------------------------------------------------------------

@@ -171,6 +171,7 @@ def log_model(
     input_example: Any = None,
     metadata: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    registered_model_name: str | None = None,
 ) -> ModelInfo:
     """Store ``sk_model`` as artifacts of the active run (or ``run_id``) under ``name``."""
     return mlmodel.log(
@@ -181,6 +182,7 @@ def log_model(
         input_example=input_example,
         metadata=metadata,
         run_id=run_id,
+        registered_model_name=registered_model_name,
         serialization_format=serialization_format,
     )
 

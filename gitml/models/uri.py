@@ -107,4 +107,13 @@ def _check(directory: Path, base: Path, entries: list[tuple[str, str]]) -> None:
             raise Corrupt(f"{file} does not match the run's manifest")
 
 
+def resolve_models_uri(uri: str) -> Path:
+    """``models:/<name>/<version>``, ``/latest`` or ``@<stage>``: the version's run files."""
+    from ..registry import Registry
+    from ..tracking import fluent
+
+    return Registry(fluent._get_client()).local_path(uri)
+
+
 register_resolver("runs", resolve_runs_uri)
+register_resolver("models", resolve_models_uri)

@@ -1,0 +1,366 @@
+"""Stages as branches: ``gitml/<stage>`` declares which versions each model serves.
+
+A stage branch's tree has one ``models/<name>.yaml`` per model (a
+``StageDeclaration``). Branches, not custom refs, because only branches can
+be the target of a pull request: a proposal is a branch
+``gitml/proposals/<stage>/<model>-v<n>`` on top of the stage, merged by
+review; a direct assignment is a commit on the stage itself. Every change is
+a commit with ``Gitml-Stage``/``Gitml-Model``/``Gitml-Version`` trailers, so
+history, audit and rollback are walks over the branch's first parents.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import Conflict, InvalidInput, InvalidRecord, NotFound
+from .records import STAGE_NAME, Config, ServedVersion, StageDeclaration, parse
+from .store import Change, CommitInfo, Snapshot, Store
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+BRANCHES = "refs/heads/gitml/"
+PROPOSALS = BRANCHES + "proposals/"
+MODELS_DIR = "models"
+_STAGE = re.compile(STAGE_NAME)
+
+
+def check_stage(stage: str, config: Config | None = None) -> str:
+    """``stage`` if it can name a stage (and, given ``config``, is one of its stages)."""
+    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == "proposals":
+        raise InvalidInput(
+            f"stage {stage!r}: use lowercase letters, digits, '_' and '-', starting with a letter"
+        )
+    if config is not None and stage not in config.stages:
+        raise InvalidInput(
+            f"stage '{stage}' is not one of this project's stages "
+            f"({', '.join(config.stages)}); list it under 'stages' in .gitml.yaml"
+        )
+    return stage
+
+
+def branch(stage: str) -> str:
+    return BRANCHES + stage
+
+
+def declaration_path(model: str) -> str:
+    return f"{MODELS_DIR}/{model}.yaml"
+
+
+def read_declaration(store: Store, stage: str, model: str) -> StageDeclaration | None:
+    """What ``stage`` declares for ``model`` now (None: it serves no version of it)."""
+    tip = store.tip(branch(stage))
+    return None if tip is None else declaration_at(store.snapshot(tip), stage, model)
+
+
+def declaration_at(snap: Snapshot, stage: str, model: str) -> StageDeclaration | None:
+    path = declaration_path(model)
+    data = snap.read(path)
+    if data is None:
+        return None
+    declared = parse(StageDeclaration, data, where=branch(stage), path=path)
+    if declared.model != model:
+        raise InvalidRecord(branch(stage), path, "model", f"'{declared.model}' does not match")
+    return declared
+
+
+def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, StageDeclaration]:
+    """Every model's declaration on ``stage`` (at commit ``at``, default the tip)."""
+    commit = at or store.tip(branch(stage))
+    if commit is None:
+        return {}
+    snap = store.snapshot(commit)
+    found = {}
+    for name, is_dir, _ in snap.listdir(MODELS_DIR):
+        if not is_dir and name.endswith(".yaml"):
+            model = name[: -len(".yaml")]
+            declared = declaration_at(snap, stage, model)
+            if declared is not None:
+                found[model] = declared
+    return found
+
+
+def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:
+    """Why the weights of ``declared`` are wrong for ``stage``, or None."""
+    numbers = [v.version for v in declared.versions]
+    if len(set(numbers)) != len(numbers):
+        return "a version is listed twice"
+    if stage == config.archive_stage:
+        return None  # the archive serves nothing; it only lists
+    total = sum(v.weight for v in declared.versions)
+    if total != 100:
+        return f"weights sum to {total}, not 100"
+    return None
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One commit of a stage branch, as far as one model is concerned."""
+
+    commit: str
+    time: int
+    author: str
+    subject: str
+    model: str
+    before: StageDeclaration | None
+    after: StageDeclaration | None
+    merge: str | None = None  # the merged proposal's commit, for a merge
+
+    @property
+    def summary(self) -> str:
+        return f"{_describe(self.before)} -> {_describe(self.after)}"
+
+
+@dataclass
+class Assignment:
+    """What ``Stages.assign`` did: the commit and, when archiving, the archive's."""
+
+    stage: str
+    model: str
+    declaration: StageDeclaration
+    commit: str
+    ref: str
+    archived: list[int] = field(default_factory=list)
+
+
+class Stages:
+    """Stage branches of the repository a registry writes to."""
+
+    def __init__(self, registry: Registry, config: Config) -> None:
+        self.registry = registry
+        self.store = registry.store
+        self.config = config
+
+    def assign(
+        self,
+        model: str,
+        version: int | str,
+        stage: str,
+        *,
+        weight: int = 100,
+        archive_existing: bool = False,
+        message: str | None = None,
+        propose: bool = False,
+    ) -> Assignment:
+        """Declare ``version`` of ``model`` on ``stage`` (or propose it as a branch).
+
+        ``weight`` below 100 makes a canary: the version already declared
+        keeps the rest of the traffic.
+        """
+        check_stage(stage, self.config)
+        target = self.registry.get_version(model, version)
+        if target.status == "DELETED":
+            raise InvalidInput(f"model '{model}' version {target.version} was deleted")
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
+            raise InvalidInput(f"weight must be an integer from 1 to 100, got {weight!r}")
+        number = target.version
+        replaced: list[int] = []
+
+        def declare(current: StageDeclaration | None) -> StageDeclaration:
+            if weight == 100:
+                replaced[:] = [v.version for v in current.versions] if current else []
+                served = [ServedVersion(version=number, weight=100)]
+            else:
+                others = [v for v in (current.versions if current else []) if v.version != number]
+                if len(others) != 1:
+                    raise InvalidInput(
+                        f"a canary of {weight}% needs exactly one other version of '{model}' "
+                        f"on '{stage}' to keep the rest; it declares "
+                        f"{_describe(current)}"
+                    )
+                served = [
+                    ServedVersion(version=others[0].version, weight=100 - weight),
+                    ServedVersion(version=number, weight=weight),
+                ]
+            replaced[:] = [v for v in replaced if v != number]
+            return StageDeclaration(model=model, versions=served, note=message)
+
+        share = "" if weight == 100 else f" ({weight}%)"
+        text = _message(f"{stage}: {model} v{number}{share}", stage, model, number, message)
+        made: list[StageDeclaration] = []
+        if propose:
+            ref = f"{PROPOSALS}{stage}/{model}-v{number}"
+            base = self._stage_tip(stage)
+
+            def edit(snap: Snapshot | None) -> Change | None:
+                if snap is not None:
+                    raise Conflict(
+                        f"proposal branch {ref[len('refs/heads/') :]} already exists; "
+                        "merge or delete it first"
+                    )
+                made[:] = [declare(declaration_at(self.store.snapshot(base), stage, model))]
+                return Change({declaration_path(model): made[0].to_yaml()}, root_parents=(base,))
+
+        else:
+            ref = branch(stage)
+
+            def edit(snap: Snapshot | None) -> Change | None:
+                current = declaration_at(snap, stage, model) if snap is not None else None
+                made[:] = [declare(current)]
+                return (
+                    None
+                    if current == made[0]
+                    else Change({declaration_path(model): made[0].to_yaml()})
+                )
+
+        commit = self.store.update(ref, edit, text) or ""
+        result = Assignment(stage, model, made[0], commit, ref)
+        if archive_existing and not propose and replaced and self.config.archive_stage:
+            self._archive(model, replaced)
+            result.archived = replaced
+        return result
+
+    def _stage_tip(self, stage: str) -> str:
+        """The stage branch's tip, creating the branch (one empty commit) if needed."""
+        tip = self.store.update(
+            branch(stage),
+            lambda snap: None if snap is not None else Change({}),
+            f"gitml: create stage {stage}\n\nGitml-Stage: {stage}",
+        )
+        assert tip is not None
+        return tip
+
+    def _archive(self, model: str, versions: list[int]) -> None:
+        stage = self.config.archive_stage
+        assert stage is not None
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            current = declaration_at(snap, stage, model) if snap is not None else None
+            listed = [v.version for v in current.versions] if current else []
+            added = [n for n in versions if n not in listed]
+            if not added:
+                return None
+            served = [*(current.versions if current else [])]
+            served += [ServedVersion(version=n, weight=0) for n in added]
+            new = StageDeclaration(model=model, versions=served, note=None)
+            return Change({declaration_path(model): new.to_yaml()})
+
+        names = ", ".join(f"v{n}" for n in versions)
+        text = f"gitml: {stage}: {model} {names}\n\nGitml-Stage: {stage}\nGitml-Model: {model}"
+        self.store.update(branch(stage), edit, text)
+
+    def remove(self, model: str, stage: str, *, message: str | None = None) -> str:
+        """Stop declaring ``model`` on ``stage`` (the reconciler stops serving it)."""
+        check_stage(stage, self.config)
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            if snap is None or declaration_at(snap, stage, model) is None:
+                raise NotFound(f"stage '{stage}' declares no version of '{model}'")
+            return Change({declaration_path(model): None})
+
+        text = _message(f"{stage}: remove {model}", stage, model, None, message)
+        return self.store.update(branch(stage), edit, text) or ""
+
+    def rollback(self, stage: str, model: str, *, message: str | None = None) -> StageChange:
+        """A new commit restoring what ``stage`` declared for ``model`` before its last change."""
+        check_stage(stage, self.config)
+        last = next(self.history(stage, model=model), None)
+        if last is None:
+            raise NotFound(f"stage '{stage}' has never declared '{model}'")
+        if last.before is None:
+            raise InvalidInput(
+                f"stage '{stage}' declared '{model}' for the first time in {last.commit[:12]}; "
+                f"there is nothing to roll back to (use 'gitml stage remove' to stop serving it)"
+            )
+        previous = last.before.model_copy(update={"note": message})
+        tip = last.commit
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            if snap is None or snap.commit != tip:
+                raise Conflict(f"stage '{stage}' moved while rolling back; try again")
+            return Change({declaration_path(model): previous.to_yaml()})
+
+        text = _message(
+            f"{stage}: roll back {model} to {_describe(previous)}",
+            stage,
+            model,
+            None,
+            message,
+            extra=[f"Gitml-Rollback-Of: {last.commit}"],
+        )
+        commit = self.store.update(branch(stage), edit, text) or ""
+        info = self.store.commit_info(commit)
+        return StageChange(
+            commit, info.time, info.author, _subject(info), model, last.after, previous
+        )
+
+    def show(self, stage: str, *, at: int | None = None) -> dict[str, StageDeclaration]:
+        """Every declaration on ``stage``: now, or at unix time ``at``."""
+        check_stage(stage, self.config)
+        if at is None:
+            return declarations(self.store, stage)
+        commit = self.commit_at(stage, at)
+        return {} if commit is None else declarations(self.store, stage, commit)
+
+    def commit_at(self, stage: str, at: int) -> str | None:
+        """The stage branch's commit in effect at unix time ``at`` (None: none yet)."""
+        tip = self.store.tip(branch(stage))
+        if tip is None:
+            return None
+        for info in self.store.history(tip, stop=lambda _: False):
+            if info.time <= at:
+                return info.sha
+        return None
+
+    def history(self, stage: str, *, model: str | None = None) -> Iterator[StageChange]:
+        """Changes to ``stage``, newest first, one per model a commit changed."""
+        check_stage(stage)
+        tip = self.store.tip(branch(stage))
+        if tip is None:
+            return
+        for info in self.store.history(tip, stop=lambda _: False):
+            after = self.store.snapshot(info.sha)
+            before = self.store.snapshot(info.parents[0]) if info.parents else None
+            merge = info.parents[1] if len(info.parents) > 1 else None
+            for name in _changed_models(after, before):
+                if model is not None and name != model:
+                    continue
+                yield StageChange(
+                    commit=info.sha,
+                    time=info.time,
+                    author=info.author,
+                    subject=_subject(info),
+                    model=name,
+                    before=declaration_at(before, stage, name) if before else None,
+                    after=declaration_at(after, stage, name),
+                    merge=merge,
+                )
+
+
+def _changed_models(after: Snapshot, before: Snapshot | None) -> list[str]:
+    new = {n: sha for n, is_dir, sha in after.listdir(MODELS_DIR) if not is_dir}
+    old = {n: sha for n, is_dir, sha in before.listdir(MODELS_DIR) if not is_dir} if before else {}
+    names = {n for n in new.keys() | old.keys() if new.get(n) != old.get(n)}
+    return sorted(n[: -len(".yaml")] for n in names if n.endswith(".yaml"))
+
+
+def _describe(declared: StageDeclaration | None) -> str:
+    if declared is None:
+        return "nothing"
+    if len(declared.versions) == 1:
+        return f"v{declared.versions[0].version}"
+    return " + ".join(f"v{v.version} ({v.weight}%)" for v in declared.versions)
+
+
+def _subject(info: CommitInfo) -> str:
+    return info.message.split("\n", 1)[0]
+
+
+def _message(
+    subject: str,
+    stage: str,
+    model: str,
+    version: int | None,
+    note: str | None,
+    *,
+    extra: list[str] | None = None,
+) -> str:
+    trailers = [f"Gitml-Stage: {stage}", f"Gitml-Model: {model}"]
+    if version is not None:
+        trailers.append(f"Gitml-Version: {version}")
+    body = f"{note.strip()}\n\n" if note and note.strip() else ""
+    return f"gitml: {subject}\n\n{body}" + "\n".join([*trailers, *(extra or [])])
