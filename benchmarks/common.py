@@ -57,6 +57,17 @@ def mlflow_figures(python: str, script: str, *argv: str) -> dict[str, float] | N
     return figures
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment for a measured child process, bytecode caching on.
+
+    Some sandboxes set PYTHONDONTWRITEBYTECODE, which makes every start compile
+    what it imports anew; installed code runs with its bytecode cached.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
 def row(name: str, value: str, target: str, mlflow: str = "-") -> None:
     print(f"{name:<48} {value:>10}   target {target:<14} mlflow {mlflow}", flush=True)
 

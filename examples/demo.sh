@@ -52,6 +52,13 @@ print(urllib.request.urlopen(request, timeout=10).read().decode())
 PY
 kill $server
 echo
+echo "== gitml run: an MLproject (examples/project) as a run, then reproduced"
+cp -r "$here/project" project && git add project && git commit -q -m "Add the wine project"
+gitml run project -P C=0.5 --env-manager local --dry-run
+gitml run project -P C=0.5 --env-manager local --run-name project-run
+project_run="$(gitml runs list --json | python -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin) if r["name"] == "project-run"][0])')"
+gitml runs reproduce "$project_run" -P C=2.0
+echo
 echo "== the run is a Git ref whose history reaches the code commit"
 git log --oneline "refs/gitml/runs/$run_id"
 echo "Demo project left in $work"

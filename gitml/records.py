@@ -212,7 +212,8 @@ class Config(Record):
     """``.gitml.yaml``: per-project settings; every field has a working default."""
 
     experiment: str = Field(default="Default", min_length=1, max_length=500)
-    artifact_store: str | None = None
+    artifact_store: str | None = None  # a folder, or s3://bucket/prefix (issue 8)
+    artifact_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     artifact_threshold: Integer = Field(default=10 * 1024 * 1024, ge=0)
     flush_interval: float = Field(default=5.0, gt=0)
     flush_points: Integer = Field(default=50_000, ge=1)

@@ -26,6 +26,7 @@ KINDS = {
     ".gitml.yaml": "config",
     "model.yaml": "registered-model",
     "MLmodel": "MLmodel",
+    "MLproject": "MLproject",
 }
 # ... or by where it lies: a model's versions and a stage branch's declarations.
 _PLACES = (

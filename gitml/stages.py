@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import Conflict, InvalidInput, InvalidRecord, NotFound
+from .policy import PolicyCheck
 from .records import STAGE_NAME, Config, ServedVersion, StageDeclaration, parse
 from .store import Change, CommitInfo, Snapshot, Store
 
@@ -184,6 +185,9 @@ class Stages:
         made: list[StageDeclaration] = []
         if propose:
             ref = f"{PROPOSALS}{stage}/{model}-v{number}"
+            # Refuse a bad proposal before creating the stage branch it would be based on.
+            if self.store.tip(ref) is None:
+                declare(read_declaration(self.store, stage, model))
             base = self._stage_tip(stage)
 
             def edit(snap: Snapshot | None) -> Change | None:
@@ -201,11 +205,18 @@ class Stages:
             def edit(snap: Snapshot | None) -> Change | None:
                 current = declaration_at(snap, stage, model) if snap is not None else None
                 made[:] = [declare(current)]
-                return (
-                    None
-                    if current == made[0]
-                    else Change({declaration_path(model): made[0].to_yaml()})
+                if current == made[0]:
+                    return None
+                # A direct change must pass the policy; a proposal is made as asked,
+                # and `gitml validate` and the pre-receive hook report what it breaks.
+                author = self.store.identity.decode("utf-8", "replace")
+                broken = PolicyCheck(self.store, self.config).change(
+                    stage, model, current, made[0], author
                 )
+                if broken:
+                    reasons = "; ".join(p.reason for p in broken)
+                    raise InvalidInput(f"stage '{stage}' refuses {model} v{number}: {reasons}")
+                return Change({declaration_path(model): made[0].to_yaml()})
 
         commit = self.store.update(ref, edit, text) or ""
         result = Assignment(stage, model, made[0], commit, ref)

@@ -1,4 +1,5 @@
-"""Sample models for tests and benchmarks: a real iris classifier, a custom PythonModel.
+"""Sample models for tests and benchmarks: a real iris classifier, a small torch
+regressor, a custom PythonModel.
 
 The custom model lives here, not in a test file, because a pickled class must
 be importable by the same module path wherever the model is loaded.
@@ -28,6 +29,38 @@ def iris_classifier() -> tuple[Any, Any]:
     return linear.LogisticRegression(max_iter=1000).fit(features, labels), features
 
 
+def torch_regressor(dtype: str = "float32") -> tuple[Any, Any]:
+    """(a small ``torch.nn.Sequential`` trained on CPU, the features it was trained on).
+
+    y = 2*x0 - x1 + 0.5*x2 + 0.1, 64 rows of 3 features, fixed seeds, 100 full-batch
+    gradient steps: well under a second. Built from ``torch.nn`` classes only, so the
+    pickled model loads wherever torch is installed. ``dtype`` is the weights' and
+    the features' numpy dtype.
+    """
+    np = importlib.import_module("numpy")
+    torch = importlib.import_module("torch")
+    torch.manual_seed(0)
+    features = np.random.default_rng(0).normal(size=(64, 3)).astype(dtype)
+    target = features @ np.array([2.0, -1.0, 0.5], dtype=dtype) + 0.1
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    net = net.to(getattr(torch, dtype))
+    x, y = torch.from_numpy(features), torch.from_numpy(target).unsqueeze(1)
+    for _ in range(100):  # plain gradient descent: torch.optim costs seconds to import
+        net.zero_grad()
+        torch.nn.functional.mse_loss(net(x), y).backward()
+        with torch.no_grad():
+            for param in net.parameters():
+                param -= 0.1 * param.grad
+    return net.eval(), features
+
+
+def torch_predict(net: Any, features: Any) -> Any:
+    """What ``net`` predicts for a numpy array, as a numpy array: the in-process answer."""
+    torch = importlib.import_module("torch")
+    with torch.no_grad():
+        return net(torch.from_numpy(features)).numpy()
+
+
 class AddOffset(PythonModel):
     """Adds the number stored in the ``offset`` artifact to every input value."""
 
@@ -43,3 +76,12 @@ class AddOffset(PythonModel):
         assert self.offset is not None
         scale = float((params or {}).get("scale", 1.0))
         return (model_input + self.offset) * scale
+
+
+class FailsOnPredict(PythonModel):
+    """A custom model that loads but raises on every prediction: a broken version."""
+
+    def predict(
+        self, context: PythonModelContext, model_input: Any, params: dict[str, Any] | None = None
+    ) -> Any:
+        raise RuntimeError("this model is broken on purpose")

@@ -40,3 +40,61 @@ def test_demo_script(tmp_path: Path) -> None:
         ["git", "fsck", "--full"], cwd=project, env=env, capture_output=True, text=True
     )
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_ci_workflow_runs_commands_gitml_has() -> None:
+    """examples/ci/stage-pr.yml cannot run here; its gitml commands and options must exist."""
+    import shlex
+
+    import yaml
+    from click.testing import CliRunner
+
+    from gitml.cli import main
+
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "stage-pr.yml").read_text())
+    trigger = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert trigger["pull_request"]["branches"] == ["gitml/**"]
+    steps = workflow["jobs"]["validate"]["steps"]
+    lines = [ln for s in steps for ln in s.get("run", "").splitlines() if ln.startswith("gitml ")]
+    assert [ln.split()[:3] for ln in lines] == [
+        ["gitml", "validate", "--ref"],
+        ["gitml", "stage", "describe"],
+    ]
+    for line in lines:
+        words = shlex.split(line.split(">", 1)[0])[1:]
+        command = [w for w in words if not w.startswith(("-", "$"))]
+        options = [w for w in words if w.startswith("--")]
+        shown = CliRunner().invoke(main, [*command, "--help"])
+        assert shown.exit_code == 0, (line, shown.output)
+        assert all(option in shown.output for option in options), (line, shown.output)
+
+
+def test_deploy_example_runs_the_reconciler_with_options_it_has() -> None:
+    """examples/deploy/: the manifest's and the Containerfile's command lines must parse."""
+    import json
+    import shlex
+
+    import yaml
+    from click.testing import CliRunner
+
+    from gitml.cli import main
+
+    documents = list(yaml.safe_load_all((ROOT / "examples/deploy/kubernetes.yaml").read_text()))
+    kinds = {d["kind"]: d for d in documents}
+    assert sorted(kinds) == ["Deployment", "Secret", "Service"]
+    deployment = kinds["Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/ping"
+    cmd = next(
+        ln for ln in (ROOT / "examples/deploy/Containerfile").read_text().splitlines()
+        if ln.startswith("CMD ")
+    )  # fmt: skip
+    shell = json.loads(cmd[len("CMD ") :])[-1]
+    help_text = CliRunner().invoke(main, ["reconcile", "--help"]).output
+    for words in (container["command"], shlex.split(shell.removeprefix("exec "))):
+        assert words[:2] == ["gitml", "reconcile"]
+        options = [w for w in words if w.startswith("--")]
+        assert "--token-file" in options and "--remote" in options
+        assert all(option in help_text for option in options), (options, help_text)

@@ -15,6 +15,7 @@ import pytest
 from gitml import records, schemas, yamlio
 from gitml.errors import InvalidRecord
 from gitml.models.mlmodel import MLmodel
+from gitml.projects.spec import MLproject
 from gitml.records import (
     Artifact,
     ArtifactManifest,
@@ -41,6 +42,7 @@ MODELS: dict[str, type[Record]] = {
     "model-version": ModelVersion,
     "stage": StageDeclaration,
     "MLmodel": MLmodel,
+    "MLproject": MLproject,
 }
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -277,6 +279,7 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
         {
             "experiment": "churn",
             "artifact_store": "/shared/artifacts",
+            "artifact_endpoint_url": "http://127.0.0.1:9000",
             "artifact_threshold": 0,
             "flush_interval": 0.5,
             "flush_points": 1,
@@ -284,6 +287,11 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
         VALID,
     ),
     ("config", "null store", {"artifact_store": None}, VALID),
+    ("config", "s3 store", {"artifact_store": "s3://bucket/runs/artifacts"}, VALID),
+    ("config", "https endpoint", {"artifact_endpoint_url": "https://s3.example.com"}, VALID),
+    ("config", "endpoint without scheme", {"artifact_endpoint_url": "minio:9000"}, INVALID),
+    ("config", "endpoint without host", {"artifact_endpoint_url": "http://"}, INVALID),
+    ("config", "int endpoint", {"artifact_endpoint_url": 9000}, INVALID),
     ("config", "int interval", {"flush_interval": 2}, VALID),
     ("config", "zero interval", {"flush_interval": 0}, INVALID),
     ("config", "negative interval", {"flush_interval": -1.0}, INVALID),
@@ -372,7 +380,7 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
     (
         "stage",
         "canary with note",
-        declaration(versions=[{"version": 4, "weight": 90}, {"version": 5, "weight": 10}], note="n"),
+        declaration(versions=[{"version": 4, "weight": 90}, {"version": 5, "weight": 10}], note=""),
         VALID,
     ),
     ("stage", "default weight", declaration(versions=[{"version": 4}]), VALID),
@@ -388,6 +396,41 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
     ("MLmodel", "one flavor", {"flavors": {"python_function": {"loader_module": "m"}}}, VALID),
     ("MLmodel", "no flavors", {"flavors": {}}, INVALID),
     ("MLmodel", "missing flavors", {"run_id": RUN_ID}, INVALID),
+    # -- MLproject
+    ("MLproject", "empty", {}, VALID),
+    ("MLproject", "one entry point", {"entry_points": {"main": {"command": "python t.py"}}}, VALID),
+    (
+        "MLproject",
+        "both parameter forms",
+        {
+            "name": "p",
+            "python_env": "python_env.yaml",
+            "entry_points": {
+                "main": {
+                    "parameters": {"a": "float", "b": {"type": "int", "default": 3}},
+                    "command": "python t.py {a} {b}",
+                }
+            },
+        },
+        VALID,
+    ),
+    (
+        "MLproject",
+        "docker with volumes and environment",
+        {"docker_env": {"image": "i", "volumes": ["/a:/b"], "environment": ["X", ["Y", "1"]]}},
+        VALID,
+    ),
+    ("MLproject", "unknown keys are MLflow's to ignore", {"kubernetes_env": {"a": 1}}, VALID),
+    ("MLproject", "two environments", {"python_env": "p.yaml", "conda_env": "c.yaml"}, INVALID),
+    ("MLproject", "docker without image", {"docker_env": {"volumes": []}}, INVALID),
+    ("MLproject", "entry point without command", {"entry_points": {"main": {}}}, INVALID),
+    ("MLproject", "numeric command", {"entry_points": {"main": {"command": 3}}}, INVALID),
+    (
+        "MLproject",
+        "parameter of no type",
+        {"entry_points": {"main": {"command": "x", "parameters": {"a": None}}}},
+        INVALID,
+    ),
 ]
 
 

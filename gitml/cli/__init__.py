@@ -18,7 +18,23 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click
 
 from .._version import __version__
-from . import artifacts, experiments, index, init, models, runs, validate
+from . import (
+    artifacts,
+    experiments,
+    hook,
+    index,
+    init,
+    lineage,
+    models,
+    projects,
+    reconcile,
+    registry,
+    remote,
+    runs,
+    server,
+    stage,
+    validate,
+)
 
 
 class _Group(click.Group):
@@ -67,3 +83,14 @@ main.add_command(experiments.group)
 main.add_command(index.group)
 main.add_command(models.group)
 main.add_command(validate.command)
+main.add_command(lineage.command)
+main.add_command(hook.group)
+main.add_command(remote.group)
+main.add_command(remote.push_command)
+main.add_command(remote.pull_command)
+registry.attach(models.group)
+main.add_command(stage.group)
+main.add_command(reconcile.command)
+main.add_command(server.command)
+main.add_command(projects.run_command)
+projects.attach(runs.group)

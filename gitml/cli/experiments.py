@@ -17,12 +17,11 @@ def group() -> None:
 @tracking_option
 def list_experiments(as_json: bool, tracking_uri: str | None) -> None:
     """Every experiment with its number of runs (active, and deleted)."""
-    from ..query.lookups import run_counts
     from ..tracking.client import Client
 
     client = Client(tracking_uri)
     listed = client.list_experiments()
-    counts = run_counts(client.index)
+    counts = client.run_counts()
     none = {"active": 0, "deleted": 0}
     if as_json:
         emit_json([{**e.to_plain(), "runs": counts.get(e.id, none)} for e in listed])

@@ -125,7 +125,7 @@ def _search(
     runs, more = _collect(
         client, list(experiments) or None, filter_string, view, max_results, list(order_by)
     )
-    for error in client.index.broken():
+    for error in client.broken_records():
         click.echo(f"warning: skipped malformed record {error}", err=True)
     if more:
         click.echo(

@@ -1,4 +1,5 @@
-"""``gitml validate``: check record files (pre-commit) and refs against the schemas."""
+"""``gitml validate``: check record files (pre-commit), refs and commits against the
+schemas, each other and the promotion policy."""
 
 from __future__ import annotations
 
@@ -12,21 +13,42 @@ from .common import tracking_option
 
 @click.command("validate")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--refs", "check_refs", is_flag=True, help="Also check every record on refs/gitml/*.")
+@click.option(
+    "--ref",
+    "refs",
+    multiple=True,
+    metavar="REF",
+    help="Check one ref or commit: gitml/<stage>, a proposal branch, "
+    "refs/gitml/models/<name>, a run ref, a sha. Repeatable.",
+)
+@click.option(
+    "--all", "--refs", "check_all", is_flag=True, help="Check every gitml ref and stage branch."
+)
 @tracking_option
-def command(files: tuple[Path, ...], check_refs: bool, tracking_uri: str | None) -> None:
-    """Validate FILES (run.yaml, experiment.yaml, artifacts.yaml, .gitml.yaml) and refs.
+def command(
+    files: tuple[Path, ...], refs: tuple[str, ...], check_all: bool, tracking_uri: str | None
+) -> None:
+    """Validate FILES (records by name or place: run.yaml, model.yaml, versions/<n>.yaml,
+    models/<name>.yaml, MLmodel, .gitml.yaml, ...) and refs.
 
-    Prints one line per problem (file, field, reason) and exits 1 if any.
+    A stage file is also checked against the repository it lies in: weights,
+    the versions it declares (they exist, and their digests match) and the
+    promotion policy in .gitml.yaml. Prints one line per problem (ref or file,
+    field, reason) and exits 1 if any. Nothing is written.
     """
-    from ..validate import validate_files, validate_refs
+    from ..validate import load_config, validate_files, validate_ref, validate_refs
 
     problems = validate_files(files)
-    if check_refs:
+    if refs or check_all:
         from ..tracking.client import resolve_store
 
-        store, _ = resolve_store(tracking_uri)
-        problems.extend(validate_refs(store))
+        store, work = resolve_store(tracking_uri)
+        # The settings of the project you stand in, as the tracking client reads them.
+        config = load_config(work if work is not None else store)
+        for ref in refs:
+            problems.extend(validate_ref(store, ref, config))
+        if check_all:
+            problems.extend(validate_refs(store, config))
     for problem in problems:
         click.echo(str(problem), err=True)
     if problems:

@@ -21,8 +21,13 @@ CONDA_ENV = "conda.yaml"
 
 
 def installed(distribution: str) -> str | None:
+    """The installed version without its local label (``2.13.0+cpu`` is ``2.13.0``).
+
+    A local label names a build (CPU, CUDA) that PyPI does not serve, so a
+    requirement pinned with it cannot be installed elsewhere; MLflow drops it too.
+    """
     try:
-        return metadata.version(distribution)
+        return metadata.version(distribution).split("+", 1)[0]
     except metadata.PackageNotFoundError:
         return None
 

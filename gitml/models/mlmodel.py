@@ -21,21 +21,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from ..errors import Corrupt, InvalidInput, NotFound
 from ..records import Integer, Record, parse
-from . import environment
 from .signature import ModelSignature, Schema, infer_schema
 
 MLMODEL = "MLmodel"
 MANIFEST = "gitml.sha256"
 INPUT_EXAMPLE = "input_example.json"
+# The example as a scoring request body, as MLflow 2.x/3.x writes it beside the example.
+SERVING_INPUT_EXAMPLE = "serving_input_example.json"
 HISTORY_TAG = "mlflow.log-model.history"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what MLflow writes in utc_time_created
 _HISTORY_LIMIT = 8000  # the longest tag value a run takes
+
+
+def _example_paths(info: dict[str, Any]) -> dict[str, Any]:
+    """``saved_input_example_info``: the files it names are strings; other keys are kept."""
+    for key in ("artifact_path", "serving_input_path"):
+        if key in info and not isinstance(info[key], str):
+            raise ValueError(f"'{key}' must be a string")
+    return info
+
+
+ExampleInfo = Annotated[dict[str, Any], AfterValidator(_example_paths)]
 
 
 class SignatureRecord(Record):
@@ -61,9 +73,10 @@ class MLmodel(Record):
     metadata: dict[str, Any] | None = None
     mlflow_version: str | None = None
     model_size_bytes: Integer | None = Field(default=None, ge=0)
-    model_uuid: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    # MLflow 3 writes "m-<hex>" (its model id); MLflow 2 and gitml a plain uuid hex.
+    model_uuid: str | None = Field(default=None, pattern=r"^(m-)?[0-9a-f]{32}$")
     run_id: str | None = None
-    saved_input_example_info: dict[str, Any] | None = None
+    saved_input_example_info: ExampleInfo | None = None
     signature: SignatureRecord | None = None
     utc_time_created: str | None = Field(
         default=None, pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
@@ -147,6 +160,7 @@ class ModelInfo:
     saved_input_example_info: dict[str, Any] | None
     signature: ModelSignature | None
     utc_time_created: str
+    registered_model_version: int | None = None
 
 
 # -- saving -----------------------------------------------------------------------
@@ -172,6 +186,8 @@ def save(
     ``loader_module``), ``load(path, flavor_conf)`` (the native model) and
     ``load_pyfunc(path, model)`` (an object with ``predict(data, params)``).
     """
+    from . import environment  # importlib.metadata: only saving needs it, not loading
+
     target = Path(path)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidInput(f"{target} already exists; save the model to a new directory")
@@ -223,7 +239,13 @@ def _infer_from_example(
 
 
 def _save_example(path: Path, example: Any) -> dict[str, Any]:
-    """``input_example.json`` in MLflow's layout; returns ``saved_input_example_info``."""
+    """``input_example.json`` and ``serving_input_example.json`` in MLflow's layout.
+
+    The second is the example as a request body for ``/invocations`` (and
+    ``gitml models predict -i``), as MLflow writes it: ``{"dataframe_split":
+    {"columns", "data"}}`` for a DataFrame, ``{"inputs": ...}`` for arrays,
+    indented by two. Returns ``saved_input_example_info``, which names both.
+    """
     import numpy as np
 
     try:
@@ -235,6 +257,7 @@ def _save_example(path: Path, example: Any) -> dict[str, Any]:
         isinstance(example, Mapping) and all(isinstance(v, np.ndarray) for v in example.values())
     ):
         body: Any = {"inputs": _plain(example)}
+        serving: dict[str, Any] = body
         info.update(type="ndarray", format="tf-serving")
     else:
         if pd is None:
@@ -247,8 +270,11 @@ def _save_example(path: Path, example: Any) -> dict[str, Any]:
             "columns": [str(c) for c in example.columns],
             "data": _plain(example.to_numpy(dtype=object).tolist()),
         }
+        serving = {"dataframe_split": body}
         info.update(type="dataframe", pandas_orient="split")
     (path / INPUT_EXAMPLE).write_text(json.dumps(body, default=_json_default))
+    (path / SERVING_INPUT_EXAMPLE).write_text(json.dumps(serving, default=_json_default, indent=2))
+    info["serving_input_path"] = SERVING_INPUT_EXAMPLE
     return info
 
 
@@ -338,12 +364,15 @@ def log(
     input_example: Any = None,
     metadata: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    registered_model_name: str | None = None,
     **options: Any,
 ) -> ModelInfo:
     """Save to a temporary directory, then store it as the run's artifacts under ``name``.
 
     Artifacts are content-addressed, so the pickled model of an unchanged
-    model is stored once however often it is logged.
+    model is stored once however often it is logged. With
+    ``registered_model_name`` the logged model is also registered as the
+    next version of that model (created if needed).
     """
     from ..tracking import artifacts as artifact_paths
     from ..tracking import fluent
@@ -366,15 +395,22 @@ def log(
         client.log_artifacts(run_id, Path(tmp) / "model", artifact_path=artifact_path)
     record = saved.record
     _record_history(client, run_id, record)
+    model_uri = f"runs:/{run_id}/{artifact_path}"
+    registered = None
+    if registered_model_name is not None:
+        from ..registry import Registry
+
+        registered = Registry(client).register(model_uri, registered_model_name).version
     return ModelInfo(
         artifact_path=artifact_path,
         flavors=record.flavors,
-        model_uri=f"runs:/{run_id}/{artifact_path}",
+        model_uri=model_uri,
         model_uuid=record.model_uuid or "",
         run_id=run_id,
         saved_input_example_info=record.saved_input_example_info,
         signature=saved.signature,
         utc_time_created=record.utc_time_created or "",
+        registered_model_version=registered,
     )
 
 

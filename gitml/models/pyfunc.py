@@ -43,9 +43,11 @@ LOADERS: dict[str, str] = {
     "gitml.models.pyfunc": "gitml.models.pyfunc",
     "gitml.models.sklearn": "gitml.models.sklearn",
     "mlflow.sklearn": "gitml.models.sklearn",
+    "gitml.models.pytorch": "gitml.models.pytorch",
+    "mlflow.pytorch": "gitml.models.pytorch",
 }
 # flavor name -> gitml module, for a python_function whose loader_module is unknown.
-FLAVORS: dict[str, str] = {"sklearn": "gitml.models.sklearn"}
+FLAVORS: dict[str, str] = {"sklearn": "gitml.models.sklearn", "pytorch": "gitml.models.pytorch"}
 
 
 def register_flavor(flavor_name: str, module: str, loader_modules: tuple[str, ...] = ()) -> None:
@@ -254,6 +256,7 @@ def log_model(
     metadata: Mapping[str, Any] | None = None,
     model_config: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    registered_model_name: str | None = None,
 ) -> ModelInfo:
     """Store a custom model as artifacts of the active run (or ``run_id``) under ``name``."""
     return mlmodel.log(
@@ -264,6 +267,7 @@ def log_model(
         input_example=input_example,
         metadata=metadata,
         run_id=run_id,
+        registered_model_name=registered_model_name,
         artifacts=artifacts,
         model_config=model_config,
     )

@@ -19,8 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import Corrupt, InvalidInput
+
+if TYPE_CHECKING:
+    from ..tracking.client import Client
 
 Resolver = Callable[[str], Path]
 
@@ -60,14 +64,15 @@ def _local(path: str) -> Path:
     return directory
 
 
-def resolve_runs_uri(uri: str) -> Path:
+def resolve_runs_uri(uri: str, client: Client | None = None) -> Path:
+    """The run's model files, from ``client``'s repository (default: the fluent client's)."""
     from ..tracking import artifacts as artifact_paths
     from ..tracking import fluent
 
     match = _RUNS.match(uri)
     if match is None:
         raise InvalidInput(f"model URI {uri!r}: expected runs:/<run_id>/<path>")
-    client = fluent._get_client()
+    client = client or fluent._get_client()
     run_id = client.resolve_run_id(match.group(1))
     path = artifact_paths.clean_path(match.group(2).rstrip("/"))
     listed = client.list_artifacts(run_id, path)

@@ -2,9 +2,11 @@
 
 Small files are Git blobs in the run's tree (``artifacts/<path>``), so they
 travel with ``git push`` and identical content is stored once. Files above the
-configured threshold go to an external folder keyed by sha256, so repositories
-stay pushable to Git hosts. The manifest (``artifacts.yaml``) records path,
-sha256, size and where the bytes are; every read checks the digest.
+configured threshold go to an external store keyed by sha256, so repositories
+stay pushable to Git hosts: a folder (``ExternalStore``, here) or an
+S3-compatible bucket (``gitml.artifact_stores``). The manifest
+(``artifacts.yaml``) records path, sha256, size and where the bytes are; every
+read checks the digest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import os
 import posixpath
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import Corrupt, InvalidInput, NotFound
@@ -62,13 +65,35 @@ def verify(data: bytes, sha256: str, what: str) -> bytes:
 
 
 class ExternalStore:
-    """A folder of files named by their sha256 (``ab/cdef…``), shared or local."""
+    """A folder of files named by their sha256 (``ab/cdef…``), shared or local.
+
+    One of the artifact store backends (``gitml.artifact_stores.ArtifactStore``).
+    """
+
+    local = True  # reads need no download, so nothing is cached in front of it
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, sha256: str) -> Path:
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def path(self, sha256: str) -> Path:
+        """Where the content ``sha256`` is (or would be) stored."""
         return self.root / sha256[:2] / sha256[2:]
+
+    _path = path
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def missing(self, shas: Iterable[str]) -> set[str]:
+        """The digests among ``shas`` that the folder does not hold."""
+        return {sha for sha in set(shas) if not self.has(sha)}
+
+    def close(self) -> None:
+        """Nothing to release; here for the backend interface."""
 
     def put(self, source: Path, sha256: str) -> None:
         """Store ``source`` as ``sha256``, checking the digest of what was copied.

@@ -20,9 +20,12 @@ import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from typing_extensions import Self
 
 from .. import config as config_file
+from ..artifact_stores import open_store
 from ..errors import Conflict, InvalidInput, InvalidRecord, NotARepository, NotFound
 from ..records import (
     TERMINAL_STATUSES,
@@ -73,10 +76,10 @@ def resolve_store(
                 "run 'git init' (or 'gitml init') here, or set GITML_TRACKING_URI to a repository"
             )
         return work, work
-    if uri.startswith(("http://", "https://")):
+    if is_remote(uri):
         raise InvalidInput(
-            f"tracking URI {uri!r}: a remote gitml server is not supported by this version; "
-            "use a path to a Git repository"
+            f"tracking URI {uri!r} names a gitml server, which has no local repository: "
+            "use gitml.Client(uri), which talks to it over HTTP"
         )
     path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
     if not path.exists():
@@ -89,8 +92,34 @@ def resolve_store(
     return tracking, work
 
 
+def is_remote(uri: str | None) -> bool:
+    """Whether a tracking URI names a gitml server (``gitml server``) rather than a repository."""
+    return uri is not None and uri.startswith(("http://", "https://"))
+
+
 class Client:
-    """Read and write runs and experiments in one Git repository."""
+    """Read and write runs and experiments in one Git repository.
+
+    ``Client(uri)`` with an ``http(s)://`` URI (given, or from
+    ``GITML_TRACKING_URI``) builds a ``gitml.tracking.rest.RestClient``: a
+    subclass with the same methods that logs to a ``gitml server``, so code
+    written against ``gitml.Client`` (and ``isinstance`` checks) works with both.
+    """
+
+    remote = False  # True for RestClient: there is no local store or index
+
+    def __new__(
+        cls,
+        tracking_uri: str | None = None,
+        *,
+        clock: Clock | None = None,
+        identity: str | None = None,
+    ) -> Self:
+        if cls is Client and is_remote(tracking_uri or os.environ.get("GITML_TRACKING_URI")):
+            from .rest import RestClient
+
+            return cast(Self, object.__new__(RestClient))
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -102,10 +131,8 @@ class Client:
         self.store, self._work = resolve_store(tracking_uri, clock=clock, identity=identity)
         settings_root = self._work.root if self._work is not None else self.store.root
         self.config = config_file.load(settings_root)
-        store_dir = self.config.artifact_store
-        self._external = artifact_paths.ExternalStore(
-            (settings_root / store_dir) if store_dir else self.store.data_dir / "artifacts"
-        )
+        # A folder, or a bucket behind .git/gitml/artifacts (gitml.artifact_stores).
+        self._external = open_store(self.config, settings_root, self.store.data_dir)
         self._lock = threading.RLock()
         self._writers: dict[str, RunWriter] = {}
         self._experiments: dict[str, Experiment] = {}
@@ -299,6 +326,16 @@ class Client:
         return search_runs(
             self.index, ids, filter_string, run_view_type, max_results, order_by, page_token
         )
+
+    def run_counts(self) -> dict[str, dict[str, int]]:
+        """Experiment id to its number of ``active`` and ``deleted`` runs."""
+        from ..query.lookups import run_counts
+
+        return run_counts(self.index)
+
+    def broken_records(self) -> list[str]:
+        """Why the index skipped run records that failed validation, one line each."""
+        return self.index.broken()
 
     def _experiment_ref(self, name_or_id: str) -> str:
         """An existing experiment's id, from its id or its name (never creates one)."""
@@ -862,6 +899,7 @@ class Client:
             self.flush()
         finally:
             self._closed.set()
+            self._external.close()  # a bucket's connections; made again if used again
 
     def _after_fork_in_child(self) -> None:
         """A forked child starts with no buffers: what they held is the parent's to commit."""

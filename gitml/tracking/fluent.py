@@ -120,6 +120,10 @@ def start_run(
                 "or start a nested run with start_run(nested=True)"
             )
         parent = _active[-1].run_id if _active and nested else None
+        if run_id is None and not _active:
+            # `gitml run` names the run it created for the command (MLflow's
+            # MLFLOW_RUN_ID); used once, so a later start_run makes a new run.
+            run_id = os.environ.pop("GITML_RUN_ID", None) or None
         if run_id is not None:
             run_id = client.resolve_run_id(run_id)
             client.update_run(run_id, status="RUNNING")

@@ -47,6 +47,13 @@ COMPLETE: dict[str, Any] = {
 }
 
 
+# MLflow 2.x/3.x name the example as a scoring request too (serving_input_example.json).
+SERVING_INFO: dict[str, Any] = {
+    **COMPLETE["saved_input_example_info"],
+    "serving_input_path": "serving_input_example.json",
+}
+
+
 def mlmodel(**changes: Any) -> dict[str, Any]:
     return {**COMPLETE, **changes}
 
@@ -66,10 +73,24 @@ SAMPLES: list[tuple[str, Any, bool]] = [
     ("ISO time", mlmodel(utc_time_created="2024-05-01T12:00:00Z"), False),
     ("time newline", mlmodel(utc_time_created="2024-05-01 12:00:00\n"), False),
     ("uuid with dashes", mlmodel(model_uuid="01234567-89ab-cdef-0123-456789abcdef"), False),
+    ("MLflow 3 model id", mlmodel(model_uuid="m-0123456789abcdef0123456789abcdef"), True),
+    ("other prefix", mlmodel(model_uuid="x-0123456789abcdef0123456789abcdef"), False),
     ("negative size", mlmodel(model_size_bytes=-1), False),
     ("string size", mlmodel(model_size_bytes="10"), False),
     ("int run id", mlmodel(run_id=5), False),
     ("example info a string", mlmodel(saved_input_example_info="input_example.json"), False),
+    ("serving input path", mlmodel(saved_input_example_info=SERVING_INFO), True),
+    ("example info of a newer MLflow", mlmodel(saved_input_example_info={"x": [1]}), True),
+    (
+        "serving input path not a string",
+        mlmodel(saved_input_example_info={**SERVING_INFO, "serving_input_path": 1}),
+        False,
+    ),
+    (
+        "example path null",
+        mlmodel(saved_input_example_info={"artifact_path": None}),
+        False,
+    ),
     ("top level list", [COMPLETE], False),
 ]
 

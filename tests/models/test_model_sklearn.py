@@ -46,6 +46,7 @@ def test_mlmodel_is_in_mlflow_format(tmp_path: Path) -> None:
     assert data["saved_input_example_info"] == {
         "artifact_path": "input_example.json",
         "pandas_orient": "split",
+        "serving_input_path": "serving_input_example.json",
         "type": "dataframe",
     }
     example = json.loads((tmp_path / "m" / "input_example.json").read_text())

@@ -30,7 +30,8 @@ def test_local_paths(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("s3://bucket/model", "unknown scheme 's3:'"),
-        ("models:/churn/1", "unknown scheme 'models:'"),
+        ("gs://bucket/model", "known: file, models, runs"),
+        ("models:/churn", "expected models:/<name>/<version>"),
         ("runs:/abc", "expected runs:/<run_id>/<path>"),
         ("", "empty"),
     ],
@@ -41,8 +42,8 @@ def test_bad_uris_name_the_problem(text: str, message: str) -> None:
 
 
 def test_a_registered_resolver_handles_its_scheme(tmp_path: Path, restore_resolvers: None) -> None:
-    uri.register_resolver("models", lambda text: tmp_path / text.split("/")[-1])
-    assert uri.resolve("models:/churn/3") == tmp_path / "3"
+    uri.register_resolver("hub", lambda text: tmp_path / text.split("/")[-1])
+    assert uri.resolve("hub:/churn/3") == tmp_path / "3"
 
 
 def test_runs_uri_of_a_missing_path(repo: Path) -> None:

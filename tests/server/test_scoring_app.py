@@ -129,6 +129,30 @@ def test_ping_health_version(client: TestClient) -> None:
     assert client.get("/invocations").status_code == 405
 
 
+def test_routing_answers_as_a_starlette_app_did(client: TestClient) -> None:
+    missing = client.get("/nowhere")
+    assert (missing.status_code, missing.text) == (404, "Not Found")
+    assert missing.headers["content-type"] == "text/plain; charset=utf-8"
+    wrong = client.get("/invocations")
+    assert (wrong.status_code, wrong.text, wrong.headers["allow"]) == (
+        405,
+        "Method Not Allowed",
+        "POST",
+    )
+    assert client.post("/ping").headers["allow"] == "GET, HEAD"
+    assert client.head("/ping").status_code == 200
+    assert client.get("/version").headers["content-type"] == "text/plain; charset=utf-8"
+    slash = client.get("/ping/?x=1", follow_redirects=False)
+    assert slash.status_code == 307
+    assert slash.headers["location"] == "http://testserver/ping?x=1"
+    assert client.get("/ping/").status_code == 200  # followed
+
+
+def test_lifespan_starts_and_stops() -> None:
+    with TestClient(create_app(StandInModel(total))) as client:  # runs the lifespan
+        assert client.get("/ping").status_code == 200
+
+
 def test_no_model_is_503() -> None:
     client = TestClient(create_app(None))
     assert client.get("/ping").status_code == 503
@@ -193,6 +217,12 @@ def test_real_uvicorn_serves_a_saved_sklearn_model_as_in_process(tmp_path: Path)
         assert wrong.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         assert "sepal length (cm)" in wrong.json()["message"]
         assert http.post("/invocations", json=split).json() == {"predictions": expected}
+        # The request MLflow's layout saves beside the example is taken as it is.
+        example = (tmp_path / "model" / "serving_input_example.json").read_bytes()
+        response = http.post(
+            "/invocations", content=example, headers={"Content-Type": "application/json"}
+        )
+        assert response.json() == {"predictions": expected[:3]}
 
 
 def test_each_worker_builds_its_app_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

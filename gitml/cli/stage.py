@@ -1,0 +1,385 @@
+"""``gitml stage``: assign versions to stages, propose them for review, audit and roll back.
+
+A stage is the branch ``gitml/<stage>``; ``assign`` commits on it directly,
+``assign --propose`` makes a branch ``gitml/proposals/<stage>/<model>-v<n>``
+for a pull request instead. ``show --at`` answers "what was in production
+then" from the branch's first-parent history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .common import emit_json, table, tracking_option, utc_time
+from .registry import declaration_json, served_summary
+
+if TYPE_CHECKING:
+    from ..records import StageDeclaration
+    from ..stages import StageChange, Stages
+
+# A forge's merge subject names the branch: "Merge pull request #7 from o/gitml/proposals/...".
+_PROPOSAL_IN_TEXT = re.compile(r"gitml/proposals/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
+# What --at accepts: ISO 8601 to the minute, optional seconds, optional Z or offset.
+_AT = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?"
+    r"(?:(Z)|([+-])(\d{2}):?(\d{2}))?\Z"
+)
+
+
+def parse_at(text: str) -> int:
+    """Unix seconds of ``2026-11-01T12:00[:SS][Z|+HH:MM]``; without a zone it is UTC."""
+    from ..errors import InvalidInput
+
+    match = _AT.match(text.strip())
+    problem = None
+    if match is not None:
+        year, month, day, hour, minute, second, _z, sign, off_h, off_m = match.groups()
+        zone = datetime.timezone.utc
+        try:
+            if sign:
+                offset = datetime.timedelta(hours=int(off_h), minutes=int(off_m))
+                zone = datetime.timezone(-offset if sign == "-" else offset)
+            moment = datetime.datetime(
+                int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
+                tzinfo=zone,
+            )  # fmt: skip
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            return int(moment.timestamp())
+    raise InvalidInput(
+        f"--at {text!r}: expected a time like 2026-11-01T12:00, with optional seconds "
+        "and Z or an offset such as +02:00 (without one it is UTC)"
+        + (f"; {problem}" if problem else "")
+    )
+
+
+def _stages(tracking_uri: str | None) -> Stages:
+    from ..registry import Registry
+    from ..stages import Stages
+    from ..tracking.client import Client
+
+    client = Client(tracking_uri)
+    return Stages(Registry(client), client.config)
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def _served(declared: StageDeclaration | None) -> str:
+    return "nothing" if declared is None else served_summary(declared)
+
+
+def _seconds(unix: int) -> str:
+    return utc_time(unix * 1000)
+
+
+@click.group("stage")
+def group() -> None:
+    """Declare which model versions each stage serves; propose, audit, roll back."""
+
+
+@group.command("assign")
+@click.argument("model")
+@click.argument("version")
+@click.argument("stage")
+@click.option(
+    "--archive-existing",
+    is_flag=True,
+    help="List the versions this replaces on the archive stage (from .gitml.yaml).",
+)
+@click.option("--message", "-m", default=None, help="Why: kept in the commit and declaration.")
+@click.option(
+    "--weight",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Share of traffic (1-100); below 100 is a canary beside the version declared now.",
+)
+@click.option(
+    "--propose",
+    is_flag=True,
+    help="Commit on a branch gitml/proposals/STAGE/MODEL-vVERSION for a pull request instead.",
+)
+@click.option(
+    "--push",
+    "remote",
+    default=None,
+    metavar="REMOTE",
+    help="With --propose: push the proposal branch to REMOTE.",
+)
+@tracking_option
+def assign(
+    model: str,
+    version: str,
+    stage: str,
+    archive_existing: bool,
+    message: str | None,
+    weight: int,
+    propose: bool,
+    remote: str | None,
+    tracking_uri: str | None,
+) -> None:
+    """Declare VERSION of MODEL on STAGE: a commit on branch gitml/STAGE.
+
+    \b
+    Examples:
+      gitml stage assign churn 4 staging
+      gitml stage assign churn 4 production --archive-existing -m "beats v3 on AUC"
+      gitml stage assign churn 5 production --weight 10          # a 10% canary
+      gitml stage assign churn 5 production --propose --push origin
+    """
+    if remote is not None and not propose:
+        raise click.UsageError("--push REMOTE needs --propose (a direct assignment is not pushed)")
+    if archive_existing and propose:
+        raise click.UsageError(
+            "--archive-existing cannot be combined with --propose: "
+            "archive when the proposal is merged, with a direct assignment"
+        )
+    from ..stages import branch, check_stage
+
+    stages = _stages(tracking_uri)
+    before = stages.store.tip(branch(check_stage(stage, stages.config)))
+    done = stages.assign(
+        model,
+        version,
+        stage,
+        weight=weight,
+        archive_existing=archive_existing,
+        message=message,
+        propose=propose,
+    )
+    served = _served(done.declaration)
+    if propose:
+        name = done.ref[len("refs/heads/") :]
+        click.echo(
+            f"proposed {model} {served} for {stage} on branch {name} ({_short(done.commit)})"
+        )
+        if remote is None:
+            click.echo(f"push it for review: git push <remote> {name}", err=True)
+            return
+        _push(stages, remote, done.ref)
+        click.echo(f"pushed {name} to {remote}; open a pull request into gitml/{stage}")
+        return
+    if done.commit == before:
+        click.echo(f"{stage} already declares {model} {served}; nothing to commit")
+        return
+    click.echo(f"{stage}: {model} {served} ({_short(done.commit)})")
+    if done.archived:
+        archive = stages.config.archive_stage
+        listed = ", ".join(f"v{n}" for n in done.archived)
+        click.echo(f"{archive}: {model} {listed}")
+
+
+def _push(stages: Stages, remote: str, ref: str) -> None:
+    """``git push REMOTE ref:ref`` in the store's repository; git's complaint becomes an error."""
+    from ..errors import GitmlError
+
+    try:
+        done = subprocess.run(
+            ["git", "push", remote, f"{ref}:{ref}"],
+            cwd=stages.store.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise GitmlError(f"cannot run git to push {ref}: {exc}") from None
+    if done.returncode != 0:
+        said = "; ".join(line.strip() for line in done.stderr.splitlines() if line.strip())
+        raise GitmlError(
+            f"git push {remote} {ref} failed: {said or f'exit {done.returncode}'} "
+            f"(the proposal branch exists locally; push it again with "
+            f"'git push {remote} {ref[len('refs/heads/') :]}')"
+        )
+
+
+@group.command("show")
+@click.argument("stage", required=False)
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="TIME",
+    help="What was declared at TIME, e.g. 2026-11-01T12:00 (UTC unless Z/+HH:MM says otherwise).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@tracking_option
+def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | None) -> None:
+    """What STAGE declares (every stage of .gitml.yaml when STAGE is omitted)."""
+    from ..stages import branch, check_stage, declarations
+
+    when = parse_at(at) if at is not None else None
+    stages = _stages(tracking_uri)
+    names = [check_stage(stage, stages.config)] if stage else list(stages.config.stages)
+    found = []
+    for name in names:
+        commit = stages.store.tip(branch(name)) if when is None else stages.commit_at(name, when)
+        declared = declarations(stages.store, name, commit) if commit else {}
+        found.append((name, commit, declared))
+    if as_json:
+        emit_json(
+            [
+                {
+                    "stage": name,
+                    "commit": commit,
+                    "models": [
+                        {"model": model, **declaration_json(d)}
+                        for model, d in sorted(declared.items())
+                    ],
+                }
+                for name, commit, declared in found
+            ]
+        )
+        return
+    rows = [
+        [name, model, _served(d), _short(commit), d.note or ""]
+        for name, commit, declared in found
+        for model, d in sorted(declared.items())
+    ]
+    if not rows:
+        who = f"stage '{stage}'" if stage else "no stage"
+        what = "no model" if stage else "a model"
+        tense = "declares" if when is None else "declared"
+        then = "" if when is None else f" at {_seconds(when)} UTC"
+        click.echo(f"{who} {tense} {what}{then}", err=True)
+        return
+    table(["STAGE", "MODEL", "VERSIONS", "COMMIT", "NOTE"], rows)
+
+
+def _iso(unix: int) -> str:
+    """UTC as ISO 8601 with a Z, as ``gitml lineage --json`` writes times."""
+    moment = datetime.datetime.fromtimestamp(unix, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _change_json(stages: Stages, change: StageChange) -> dict[str, Any]:
+    merge = None
+    if change.merge is not None:
+        proposal = stages.store.commit_info(change.merge)
+        found = _PROPOSAL_IN_TEXT.search(change.subject)
+        merge = {
+            "commit": proposal.sha,
+            "branch": found.group(0) if found else None,
+            "proposed_by": proposal.author,
+            "proposed_at": _iso(proposal.time),
+        }
+    return {
+        "commit": change.commit,
+        "time": _iso(change.time),
+        "author": change.author,
+        "model": change.model,
+        "before": declaration_json(change.before),
+        "after": declaration_json(change.after),
+        "change": f"{_served(change.before)} -> {_served(change.after)}",
+        "subject": change.subject,
+        "merge": merge,
+    }
+
+
+@group.command("history")
+@click.argument("stage")
+@click.option("--model", default=None, help="Only changes to this model.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N changes.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@tracking_option
+def history(
+    stage: str, model: str | None, limit: int | None, as_json: bool, tracking_uri: str | None
+) -> None:
+    """Who changed what on STAGE, when, and through which merge; newest first.
+
+    A merge commit (a pull request merged into gitml/STAGE) shows its subject
+    and, under MERGED, the proposal commit it merged.
+    """
+    from itertools import islice
+
+    from ..registry import check_name
+    from ..stages import check_stage
+
+    stages = _stages(tracking_uri)
+    check_stage(stage, stages.config)
+    if model is not None:
+        check_name(model)
+    changes = list(islice(stages.history(stage, model=model), limit))
+    if as_json:
+        emit_json([_change_json(stages, c) for c in changes])
+        return
+    if not changes:
+        about = f" to '{model}'" if model else ""
+        click.echo(f"no changes{about} on stage '{stage}'", err=True)
+        return
+    table(
+        ["TIME (UTC)", "COMMIT", "AUTHOR", "MODEL", "CHANGE", "SUBJECT", "MERGED"],
+        [
+            [
+                _seconds(c.time),
+                _short(c.commit),
+                c.author.split(" <", 1)[0],
+                c.model,
+                f"{_served(c.before)} -> {_served(c.after)}",
+                c.subject,
+                _short(c.merge) if c.merge else "",
+            ]
+            for c in changes
+        ],
+    )
+
+
+@group.command("rollback")
+@click.argument("stage")
+@click.argument("model")
+@click.option("--message", "-m", default=None, help="Why: kept in the commit and declaration.")
+@tracking_option
+def rollback(stage: str, model: str, message: str | None, tracking_uri: str | None) -> None:
+    """A new commit on STAGE restoring what it declared for MODEL before its last change."""
+    from ..registry import check_name
+
+    check_name(model)
+    stages = _stages(tracking_uri)
+    change = stages.rollback(stage, model, message=message)
+    click.echo(
+        f"{stage}: {model} {_served(change.before)} -> {_served(change.after)} "
+        f"({_short(change.commit)})"
+    )
+
+
+@group.command("remove")
+@click.argument("stage")
+@click.argument("model")
+@click.option("--message", "-m", default=None, help="Why: kept in the commit message.")
+@tracking_option
+def remove(stage: str, model: str, message: str | None, tracking_uri: str | None) -> None:
+    """Stop declaring MODEL on STAGE (the reconciler stops serving it)."""
+    from ..registry import check_name
+
+    check_name(model)
+    stages = _stages(tracking_uri)
+    commit = stages.remove(model, stage, message=message)
+    click.echo(f"{stage}: removed {model} ({_short(commit)})")
+
+
+@group.command("describe")
+@click.argument("rev")
+@click.option("--json", "as_json", is_flag=True, help='{"rev": REV, "markdown": ...}')
+@tracking_option
+def describe(rev: str, as_json: bool, tracking_uri: str | None) -> None:
+    """Markdown describing the stage change at REV, for a pull request's description.
+
+    REV is a commit-ish on a stage or proposal branch, e.g.
+    gitml/proposals/production/churn-v5 or a commit sha.
+    """
+    from ..lineage import describe_stage_change
+    from ..tracking.client import Client
+
+    client = Client(tracking_uri)
+    markdown = describe_stage_change(client.store, rev, client.config)
+    if as_json:
+        emit_json({"rev": rev, "markdown": markdown})
+    else:
+        click.echo(markdown.rstrip("\n"))

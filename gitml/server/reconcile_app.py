@@ -1,0 +1,197 @@
+"""The reconciler's HTTP face: declared models behind MLflow's protocol, status and metrics.
+
+- ``POST /models/<name>/invocations``: the model's declared versions, split by
+  weight; ``X-Gitml-Version: <n>`` pins one (for debugging a canary). The
+  answer carries ``X-Gitml-Model-Version: <name>/<n>`` and
+  ``X-Gitml-Revision`` so a client can tell who answered.
+- ``POST /invocations``: the same, when exactly one model is declared.
+- ``GET /health``: readiness, 200 once something is served and the branch's
+  tip has been tried (``Reconciler.synced``), else 503 with the reason.
+- ``GET /ping``: liveness, 200 while the reconcile loop runs. It does not wait
+  for a model: a liveness probe that did would restart a replica that is
+  still loading its first revision, or that waits for a fix of a bad one.
+- ``GET /status`` (JSON) and ``GET /metrics`` (Prometheus text).
+- ``POST /hooks/git``: reconcile now (a push webhook); needs the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import scoring
+from .._version import __version__
+from ..errors import NotFound
+from ..reconcile import Reconciler
+from .scoring_app import JSON, OFFLOAD_ABOVE_BYTES, ClientDisconnect, read_body
+
+VERSION_HEADER = "x-gitml-version"
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error_code": code, "message": message}, status, headers)
+
+
+def _unauthenticated() -> Response:
+    return _error(
+        401,
+        "UNAUTHENTICATED",
+        "send 'Authorization: Bearer <token>'",
+        {"WWW-Authenticate": "Bearer"},
+    )
+
+
+def create_app(
+    reconciler: Reconciler,
+    *,
+    interval: float,
+    token: str | None = None,
+    max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
+    run_loop: bool = True,
+) -> Starlette:
+    """The ASGI app; with ``run_loop`` its lifespan runs the reconcile loop in a thread."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    def authorised(request: Request) -> bool:
+        if expected is None:
+            return True
+        return hmac.compare_digest(request.headers.get("authorization", "").encode(), expected)
+
+    async def score(request: Request, name: str | None) -> Response:
+        if not authorised(request):
+            return _unauthenticated()
+        revision = reconciler.current  # held for the whole request: swaps do not touch it
+        if revision is None:
+            return _error(503, "TEMPORARILY_UNAVAILABLE", "no revision is served yet")
+        if name is None:
+            if len(revision.models) != 1:
+                names = ", ".join(sorted(revision.models)) or "none"
+                return _error(
+                    404,
+                    "RESOURCE_DOES_NOT_EXIST",
+                    f"/invocations needs exactly one declared model (declared: {names}); "
+                    "use /models/<name>/invocations",
+                )
+            name = next(iter(revision.models))
+        route = revision.models.get(name)
+        if route is None:
+            return _error(
+                404,
+                "RESOURCE_DOES_NOT_EXIST",
+                f"model '{name}' is not declared on gitml/{reconciler.stage}",
+            )
+        pinned_text = request.headers.get(VERSION_HEADER)
+        try:
+            pinned = int(pinned_text) if pinned_text is not None else None
+        except ValueError:
+            return _error(400, "BAD_REQUEST", f"{VERSION_HEADER} must be a version number")
+        try:
+            chosen = route.pick(pinned)
+        except NotFound as exc:
+            return _error(404, "RESOURCE_DOES_NOT_EXIST", f"model '{name}': {exc}")
+        started = time.perf_counter()
+        headers = {
+            "X-Gitml-Model-Version": f"{name}/{chosen.version}",
+            "X-Gitml-Revision": revision.commit,
+        }
+        try:
+            body = await read_body(request.scope, request.receive, max_body_bytes)
+            content_type = request.headers.get("content-type")
+            predictor = chosen.predictor
+            if len(body) > OFFLOAD_ABOVE_BYTES:
+                result = await run_in_threadpool(scoring.score, predictor, body, content_type)
+            else:
+                result = scoring.score(predictor, body, content_type)
+            status = 200
+            response = Response(result, media_type=JSON, headers=headers)
+        except scoring.ScoringError as exc:
+            status = exc.status
+            response = Response(exc.body(), status_code=status, media_type=JSON, headers=headers)
+        except ClientDisconnect:
+            return Response(b"", status_code=499)  # nobody is left to read it
+        reconciler.metrics.observe(name, chosen.version, status, time.perf_counter() - started)
+        return response
+
+    async def model_invocations(request: Request) -> Response:
+        return await score(request, request.path_params["name"])
+
+    async def invocations(request: Request) -> Response:
+        return await score(request, None)
+
+    loops: list[threading.Thread] = []
+
+    async def ping(request: Request) -> Response:
+        alive = all(loop.is_alive() for loop in loops)
+        return Response(b"\n", status_code=200 if alive else 503)
+
+    async def health(request: Request) -> Response:
+        current = reconciler.current
+        if current is not None and reconciler.synced:
+            return _json({"ready": True, "revision": current.commit})
+        return _json(
+            {"ready": False, "reason": reconciler.last_error or "not synced yet"}, status=503
+        )
+
+    async def status(request: Request) -> Response:
+        return _json(reconciler.status())
+
+    async def metrics(request: Request) -> Response:
+        return Response(reconciler.prometheus(), media_type="text/plain; version=0.0.4")
+
+    async def hook(request: Request) -> Response:
+        if expected is None:
+            return _error(
+                403, "PERMISSION_DENIED", "start the reconciler with --token-file to use webhooks"
+            )
+        if not authorised(request):
+            return _unauthenticated()
+        reconciler.wake()
+        return _json({"reconcile": "triggered"}, status=202)
+
+    async def version(request: Request) -> Response:
+        return Response(__version__, media_type="text/plain")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not run_loop:
+            yield
+            return
+        loop = threading.Thread(
+            target=reconciler.run, args=(interval,), name="gitml-reconcile", daemon=True
+        )
+        loop.start()
+        loops.append(loop)
+        try:
+            yield
+        finally:
+            reconciler.stop()
+            loop.join(timeout=30)
+
+    return Starlette(
+        routes=[
+            Route("/models/{name}/invocations", model_invocations, methods=["POST"]),
+            Route("/invocations", invocations, methods=["POST"]),
+            Route("/ping", ping, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/status", status, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/hooks/git", hook, methods=["POST"]),
+            Route("/version", version, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,722 @@
+"""The tracking server's REST API, version 1, over one Git repository.
+
+Every route calls the same library the CLI and the Python API use: the
+tracking ``Client``, the query index, the ``Registry`` and ``Stages``. The
+server commits on the clients' behalf, through the same compare-and-swap
+store, so the repository stays an ordinary one anyone can fetch.
+
+Requests and answers are pydantic models, so FastAPI serves an OpenAPI
+document (``/api/v1/openapi.json``) that matches what the routes accept.
+Errors are ``{"error_code", "message"}`` with the status of the
+``GitmlError`` behind them; a malformed body is a 400 naming the field.
+Logging is durable when the call returns: ``log-batch`` is one commit before
+it answers, and its ``batch_id`` is a trailer of that same commit
+(``Gitml-Journal: <batch_id>``), so a batch sent again after a timeout or a
+server restart is recognised from the run's history and counts once; there
+is no window in which the data is stored and its id is not (issue 8).
+Request bodies are capped (``max_body_bytes``; artifacts ``max_artifact_bytes``,
+counted as they stream, with or without a Content-Length).
+"""
+
+from __future__ import annotations
+
+import hmac
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as ASGIScope
+
+from .._version import __version__
+from ..errors import Conflict, Corrupt, GitmlError, InvalidInput, InvalidRecord, NotFound
+from ..records import Experiment, ModelVersion, RegisteredModel, Run, StageDeclaration
+from ..registry import Registry
+from ..stages import Stages
+from ..tracking import artifacts as artifact_paths
+from ..tracking import journal, metrics, validation
+from ..tracking.client import EXPERIMENTS, RUNS, Client
+from ..tracking.writer import Latest, checked_metric
+
+PREFIX = "/api/v1"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024 * 1024
+_CHUNK = 1024 * 1024
+Scope = Literal["read", "write"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateExperiment(_Body):
+    name: str = Field(min_length=1, max_length=500)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class CreateRun(_Body):
+    experiment_id: str | None = None
+    run_name: str | None = None
+    start_time: int | None = Field(default=None, ge=0)
+    tags: dict[str, str] = Field(default_factory=dict)
+    parent_run_id: str | None = None
+    entry_point: str | None = None
+
+
+class UpdateRun(_Body):
+    status: Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"] | None = None
+    end_time: int | None = Field(default=None, ge=0)
+    run_name: str | None = None
+
+
+class MetricPoint(_Body):
+    key: str = Field(min_length=1, max_length=validation.MAX_KEY_LENGTH)
+    value: float
+    step: int = Field(default=0, ge=0)
+    timestamp: int | None = Field(default=None, ge=0)
+
+
+class LogBatch(_Body):
+    metrics: list[MetricPoint] = Field(
+        default_factory=list, max_length=validation.MAX_METRICS_PER_BATCH
+    )
+    params: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    batch_id: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="A client-chosen id: a batch sent again with the same id is applied once.",
+    )
+
+
+class LogBatchResult(BaseModel):
+    applied: bool
+    reason: str | None = None
+
+
+class SearchRuns(_Body):
+    experiment_ids: list[str] | None = None
+    filter: str = ""
+    order_by: list[str] = Field(default_factory=list)
+    max_results: int = Field(default=1000, ge=1, le=50_000)
+    page_token: str | None = None
+    run_view_type: Literal["ACTIVE_ONLY", "DELETED_ONLY", "ALL"] = "ACTIVE_ONLY"
+
+
+class RunsPage(BaseModel):
+    runs: list[dict[str, Any]]
+    next_page_token: str | None = None
+
+
+class MetricHistory(BaseModel):
+    key: str
+    points: list[dict[str, Any]]
+
+
+class ArtifactEntry(BaseModel):
+    path: str
+    sha256: str
+    size: int
+    storage: str
+
+
+class CreateModel(_Body):
+    name: str
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class RegisterVersion(_Body):
+    source: str = Field(description="runs:/<run_id>/<path> or models:/<name>/<version>")
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class UpdateVersion(_Body):
+    description: str | None = None
+    set_tags: dict[str, str] = Field(default_factory=dict)
+    delete_tags: list[str] = Field(default_factory=list)
+
+
+class Assign(_Body):
+    model: str
+    version: int = Field(ge=1)
+    weight: int = Field(default=100, ge=1, le=100)
+    message: str | None = None
+    propose: bool = False
+    archive_existing: bool = False
+
+
+class AssignResult(BaseModel):
+    stage: str
+    model: str
+    ref: str
+    commit: str
+    declaration: dict[str, Any]
+    archived: list[int]
+
+
+class StageChangeOut(BaseModel):
+    commit: str
+    time: int
+    author: str
+    subject: str
+    model: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    merge: str | None
+
+
+_STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 400, InvalidRecord: 422, Corrupt: 409}
+
+
+@dataclass
+class ServerSettings:
+    repo: Path
+    tokens: dict[str, Scope] | None = None  # None: no authentication (loopback only)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+
+
+def read_tokens(path: Path) -> dict[str, Scope]:
+    """``--token-file``: one ``TOKEN read|write`` per line; ``#`` starts a comment."""
+    tokens: dict[str, Scope] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split()
+        if len(parts) != 2 or parts[1] not in ("read", "write"):
+            raise InvalidInput(f"{path}:{number}: expected 'TOKEN read' or 'TOKEN write'")
+        tokens[parts[0]] = parts[1]  # type: ignore[assignment]
+    if not tokens:
+        raise InvalidInput(f"{path} holds no token")
+    return tokens
+
+
+class _AppliedBatches:
+    """Which batch ids a run's commits carry, learnt from its history and kept up to date.
+
+    The id of an applied batch is a ``Gitml-Journal`` trailer of the commit
+    that applied it, so the answer survives restarts and is right whichever
+    process (another worker, a local client) committed since: each check reads
+    only the commits added since the tip seen last.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._seen: dict[str, set[str]] = {}
+        self._tips: dict[str, str] = {}
+
+    def contains(self, run_id: str, batch_id: str) -> bool:
+        tip = self.client.store.tip(RUNS + run_id)
+        if tip is None:
+            raise NotFound(f"no run with id '{run_id}'")
+        known = self._tips.get(run_id)
+        if tip != known:
+            marker = f"Gitml-Run: {run_id}"
+            seen = self._seen.setdefault(run_id, set())
+            for commit in self.client.store.history(
+                tip, stop=lambda c: c.sha == known or marker not in c.message
+            ):
+                for line in commit.message.splitlines():
+                    if line.startswith("Gitml-Journal: "):
+                        seen.add(line[len("Gitml-Journal: ") :])
+            self._tips[run_id] = tip
+        return batch_id in self._seen.get(run_id, ())
+
+    def add(self, run_id: str, batch_id: str) -> None:
+        self._seen.setdefault(run_id, set()).add(batch_id)
+        tip = self.client.store.tip(RUNS + run_id)
+        if tip is not None:
+            self._tips[run_id] = tip
+
+
+class _BodyCap:
+    """Refuse request bodies over the limit: by Content-Length, or as they stream in."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "PUT" and "/artifacts/" in scope["path"]
+        limit = self.settings.max_artifact_bytes if upload else self.settings.max_body_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            text = declared.decode("latin-1")
+            if not text.isdigit():
+                await _error(400, "BAD_REQUEST", f"Content-Length '{text}' is not a number")(
+                    scope, receive, send
+                )
+                return
+            if int(text) > limit:
+                message = f"request body of {text} bytes is over the limit of {limit} bytes"
+                await _error(413, "REQUEST_LIMIT_EXCEEDED", message)(scope, receive, send)
+                return
+        received = 0
+        over = False
+        started = False
+        refusal = _error(
+            413, "REQUEST_LIMIT_EXCEEDED", f"request body over the limit of {limit} bytes"
+        )
+
+        async def counted() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise _TooLarge(f"request body over the limit of {limit} bytes")
+            return message
+
+        async def answer(message: Message) -> None:
+            # Whatever the app makes of the aborted read (FastAPI turns it into a
+            # 400 about parsing), the client is told the body was too large.
+            nonlocal started
+            if over:
+                if not started:
+                    started = True
+                    await refusal(scope, receive, send)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, answer)
+        except _TooLarge:
+            if not started:
+                await refusal(scope, receive, send)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The REST API over ``settings.repo``."""
+    client = Client(str(settings.repo))
+    # Runs created here belong to remote clients: the code the server process
+    # happens to stand in is not theirs, so no code commit is recorded.
+    client._work = None
+    registry = Registry(client)
+    applied = _AppliedBatches(client)
+    batch_lock = threading.Lock()
+
+    app = FastAPI(
+        title="gitml tracking server",
+        version=__version__,
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    def scope_of(request: Request) -> Scope | None:
+        if settings.tokens is None:
+            return "write"
+        given = request.headers.get("authorization", "")
+        for token, scope in settings.tokens.items():
+            if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return scope
+        return None
+
+    def reader(request: Request) -> None:
+        if scope_of(request) is None:
+            raise _Unauthorized("send 'Authorization: Bearer <token>' with a read or write token")
+
+    def writer(request: Request) -> None:
+        scope = scope_of(request)
+        if scope is None:
+            raise _Unauthorized("send 'Authorization: Bearer <token>' with a write token")
+        if scope != "write":
+            raise _Forbidden("this token may only read")
+
+    Read = Depends(reader)
+    Write = Depends(writer)
+
+    app.add_middleware(_BodyCap, settings=settings)
+
+    @app.exception_handler(GitmlError)
+    async def gitml_error(request: Request, exc: GitmlError) -> JSONResponse:
+        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 500)
+        if isinstance(exc, _Unauthorized):
+            status = 401
+        elif isinstance(exc, _Forbidden):
+            status = 403
+        code = {
+            400: "INVALID_PARAMETER_VALUE",
+            401: "UNAUTHENTICATED",
+            403: "PERMISSION_DENIED",
+            404: "RESOURCE_DOES_NOT_EXIST",
+            409: "RESOURCE_CONFLICT",
+            413: "REQUEST_LIMIT_EXCEEDED",
+            422: "INVALID_STATE",
+        }.get(status, "INTERNAL_ERROR")
+        return _error(status, code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
+            exc.status_code, "BAD_REQUEST"
+        )
+        return _error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, "INVALID_PARAMETER_VALUE", f"{where}: {first.get('msg', 'invalid')}")
+
+    # -- server ---------------------------------------------------------------
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> Response:
+        return Response("OK", media_type="text/plain")
+
+    @app.get(f"{PREFIX}/version")
+    def version() -> dict[str, str]:
+        return {"version": __version__}
+
+    # -- experiments ----------------------------------------------------------
+
+    @app.get(f"{PREFIX}/experiments", dependencies=[Read])
+    def list_experiments() -> list[Experiment]:
+        return client.list_experiments()
+
+    @app.post(f"{PREFIX}/experiments", dependencies=[Write], status_code=201)
+    def create_experiment(body: CreateExperiment) -> Experiment:
+        return client.get_experiment(client.create_experiment(body.name, body.tags))
+
+    @app.get(f"{PREFIX}/experiments/{{id_or_name}}", dependencies=[Read])
+    def get_experiment(id_or_name: str) -> Experiment:
+        """An experiment by id, or else by name (a 404 when neither exists)."""
+        if client.store.tip(EXPERIMENTS + id_or_name) is not None:
+            return client.get_experiment(id_or_name)
+        found = client.get_experiment_by_name(id_or_name)
+        if found is None:
+            raise NotFound(f"no experiment with id or name '{id_or_name}'")
+        return found
+
+    @app.get(f"{PREFIX}/default-experiment", dependencies=[Write])
+    def default_experiment() -> Experiment:
+        """The experiment runs go to when none is named (created on first use)."""
+        return client.get_experiment(client.experiment_id(None))
+
+    @app.get(f"{PREFIX}/run-counts", dependencies=[Read])
+    def run_counts() -> dict[str, dict[str, int]]:
+        """Experiment id to its number of active and deleted runs."""
+        return client.run_counts()
+
+    @app.get(f"{PREFIX}/broken-records", dependencies=[Read])
+    def broken_records() -> list[str]:
+        """Run records the query index skipped because they fail validation."""
+        client.index.refresh()
+        return client.broken_records()
+
+    # -- runs -------------------------------------------------------------------
+
+    @app.post(f"{PREFIX}/runs", dependencies=[Write], status_code=201)
+    def create_run(body: CreateRun) -> Run:
+        return client.create_run(
+            body.experiment_id,
+            body.run_name,
+            body.start_time,
+            body.tags,
+            parent_run_id=body.parent_run_id,
+            entry_point=body.entry_point,
+        )
+
+    @app.get(f"{PREFIX}/runs/{{run_id}}", dependencies=[Read])
+    def get_run(run_id: str) -> Run:
+        return client.get_run(client.resolve_run_id(run_id))
+
+    @app.patch(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write])
+    def update_run(run_id: str, body: UpdateRun) -> Run:
+        if body.status in ("FINISHED", "FAILED", "KILLED"):
+            client.set_terminated(run_id, body.status, body.end_time)
+            if body.run_name is not None:
+                client.update_run(run_id, name=body.run_name)
+        elif body.status is not None or body.run_name is not None:
+            client.update_run(run_id, status=body.status, name=body.run_name)
+        return client.get_run(run_id)
+
+    @app.delete(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write], status_code=204)
+    def delete_run(run_id: str) -> Response:
+        client.delete_run(run_id)
+        return Response(status_code=204)
+
+    @app.post(f"{PREFIX}/runs/{{run_id}}/restore", dependencies=[Write])
+    def restore_run(run_id: str) -> Run:
+        client.restore_run(run_id)
+        return client.get_run(run_id)
+
+    @app.delete(f"{PREFIX}/runs/{{run_id}}/tags/{{key:path}}", dependencies=[Write])
+    def delete_tag(run_id: str, key: str) -> Run:
+        client.delete_tag(run_id, key)
+        return client.get_run(run_id)
+
+    @app.post(f"{PREFIX}/runs/{{run_id}}/log-batch", dependencies=[Write])
+    def log_batch(run_id: str, body: LogBatch) -> LogBatchResult:
+        """Metrics, params and tags in one commit, made before this answers.
+
+        A ``batch_id`` already among the run's commits is not applied again.
+        """
+        entries, latest = _batch_entries(body, client._now())
+        with batch_lock:
+            if body.batch_id is not None and applied.contains(run_id, body.batch_id):
+                return LogBatchResult(applied=False, reason="batch_id was applied before")
+            if client.store.tip(RUNS + run_id) is None:
+                raise NotFound(f"no run with id '{run_id}'")
+            trailers = [body.batch_id] if body.batch_id is not None else []
+            try:
+                # The run's own commit path, with the batch id as the commit's
+                # Gitml-Journal trailer: the data and its id land together.
+                client._commit_run(run_id, entries, latest, trailers, None)
+            finally:
+                if body.batch_id is not None:
+                    applied.add(run_id, body.batch_id)
+        return LogBatchResult(applied=True)
+
+    @app.get(f"{PREFIX}/runs/{{run_id}}/metrics/{{key:path}}", dependencies=[Read])
+    def metric_history(run_id: str, key: str) -> MetricHistory:
+        points = client.get_metric_history(run_id, key)
+        return MetricHistory(
+            key=key,
+            points=[{"value": p.value, "step": p.step, "timestamp": p.timestamp} for p in points],
+        )
+
+    @app.post(
+        f"{PREFIX}/runs/search",
+        dependencies=[Read],
+        response_model=RunsPage,
+        responses={200: {"model": RunsPage}},
+    )
+    def search(body: SearchRuns) -> Response:
+        """Runs matching an MLflow filter string (the CLI's grammar and query engine)."""
+        page = client.search_runs(
+            body.experiment_ids,
+            body.filter,
+            body.run_view_type,
+            body.max_results,
+            body.order_by,
+            body.page_token,
+        )
+        # Encoded directly: a page of 1,000 runs through FastAPI's generic
+        # encoder costs more than the query itself (issue 8's 100 ms target).
+        data = {
+            "runs": [run.model_dump(mode="json") for run in page],
+            "next_page_token": page.token,
+        }
+        return Response(orjson.dumps(data), media_type="application/json")
+
+    # -- artifacts ------------------------------------------------------------------
+
+    @app.get(f"{PREFIX}/runs/{{run_id}}/artifacts", dependencies=[Read])
+    def list_artifacts(
+        run_id: str, path: Annotated[str | None, Query()] = None
+    ) -> list[ArtifactEntry]:
+        return [
+            ArtifactEntry(path=a.path, sha256=a.sha256, size=a.size, storage=a.storage)
+            for a in client.list_artifacts(run_id, path)
+        ]
+
+    @app.put(f"{PREFIX}/runs/{{run_id}}/artifacts/{{path:path}}", dependencies=[Write])
+    async def upload_artifact(run_id: str, path: str, request: Request) -> ArtifactEntry:
+        """Store the body as the artifact ``path`` (streamed to disk, then one commit)."""
+        clean = artifact_paths.clean_path(path)
+        # A missing run is a 404 before anything is read.
+        await run_in_threadpool(client.get_run, run_id)
+        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_incoming(client)))
+        try:
+            target = folder / Path(clean).name
+            size = 0
+            with open(target, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_artifact_bytes:
+                        raise _TooLarge(
+                            f"artifact over the limit of {settings.max_artifact_bytes} bytes"
+                        )
+                    f.write(chunk)
+            parent = str(Path(clean).parent)
+            await run_in_threadpool(
+                client.log_artifact, run_id, target, None if parent == "." else parent
+            )
+        finally:
+            for file in folder.iterdir():
+                file.unlink()
+            folder.rmdir()
+        listed = await run_in_threadpool(client.list_artifacts, run_id, clean)
+        entry = next(a for a in listed if a.path == clean)
+        return ArtifactEntry(
+            path=entry.path, sha256=entry.sha256, size=entry.size, storage=entry.storage
+        )
+
+    @app.get(f"{PREFIX}/runs/{{run_id}}/artifacts/{{path:path}}", dependencies=[Read])
+    def download_artifact(run_id: str, path: str) -> StreamingResponse:
+        data = client.read_artifact(run_id, path)  # checked against its sha256
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(data), _CHUNK):
+                yield data[start : start + _CHUNK]
+
+        return StreamingResponse(
+            chunks(),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(len(data))},
+        )
+
+    # -- registry -------------------------------------------------------------------
+
+    @app.get(f"{PREFIX}/models", dependencies=[Read])
+    def list_models() -> list[RegisteredModel]:
+        return registry.list_models()
+
+    @app.post(f"{PREFIX}/models", dependencies=[Write], status_code=201)
+    def create_model(body: CreateModel) -> RegisteredModel:
+        return registry.create_model(body.name, body.description, body.tags)
+
+    @app.get(f"{PREFIX}/models/{{name}}", dependencies=[Read])
+    def get_model(name: str) -> RegisteredModel:
+        return registry.get_model(name)
+
+    @app.get(f"{PREFIX}/models/{{name}}/versions", dependencies=[Read])
+    def list_versions(name: str, include_deleted: bool = False) -> list[ModelVersion]:
+        return registry.versions(name, include_deleted=include_deleted)
+
+    @app.post(f"{PREFIX}/models/{{name}}/versions", dependencies=[Write], status_code=201)
+    def register(name: str, body: RegisterVersion) -> ModelVersion:
+        return registry.register(body.source, name, description=body.description, tags=body.tags)
+
+    @app.get(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=[Read])
+    def get_version(name: str, version: int) -> ModelVersion:
+        return registry.get_version(name, version)
+
+    @app.patch(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=[Write])
+    def update_version(name: str, version: int, body: UpdateVersion) -> ModelVersion:
+        return registry.update_version(
+            name,
+            version,
+            description=body.description,
+            set_tags=body.set_tags,
+            delete_tags=body.delete_tags,
+        )
+
+    @app.delete(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=[Write])
+    def delete_version(name: str, version: int) -> ModelVersion:
+        return registry.delete_version(name, version)
+
+    # -- stages -----------------------------------------------------------------------
+
+    @app.get(f"{PREFIX}/stages", dependencies=[Read])
+    def list_stages() -> dict[str, dict[str, StageDeclaration]]:
+        stages = Stages(registry, client.config)
+        return {stage: stages.show(stage) for stage in client.config.stages}
+
+    @app.get(f"{PREFIX}/stages/{{stage}}", dependencies=[Read])
+    def show_stage(stage: str, at: int | None = None) -> dict[str, StageDeclaration]:
+        return Stages(registry, client.config).show(stage, at=at)
+
+    @app.get(f"{PREFIX}/stages/{{stage}}/history", dependencies=[Read])
+    def stage_history(
+        stage: str, model: str | None = None, limit: int = Query(default=100, ge=1, le=10_000)
+    ) -> list[StageChangeOut]:
+        changes = []
+        for change in Stages(registry, client.config).history(stage, model=model):
+            changes.append(
+                StageChangeOut(
+                    commit=change.commit,
+                    time=change.time,
+                    author=change.author,
+                    subject=change.subject,
+                    model=change.model,
+                    before=change.before.to_plain() if change.before else None,
+                    after=change.after.to_plain() if change.after else None,
+                    merge=change.merge,
+                )
+            )
+            if len(changes) >= limit:
+                break
+        return changes
+
+    @app.post(f"{PREFIX}/stages/{{stage}}/assignments", dependencies=[Write], status_code=201)
+    def assign(stage: str, body: Assign) -> AssignResult:
+        done = Stages(registry, client.config).assign(
+            body.model,
+            body.version,
+            stage,
+            weight=body.weight,
+            archive_existing=body.archive_existing,
+            message=body.message,
+            propose=body.propose,
+        )
+        return AssignResult(
+            stage=done.stage,
+            model=done.model,
+            ref=done.ref,
+            commit=done.commit,
+            declaration=done.declaration.to_plain(),
+            archived=done.archived,
+        )
+
+    @app.exception_handler(_TooLarge)
+    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+        return _error(413, "REQUEST_LIMIT_EXCEEDED", str(exc))
+
+    app.state.client = client
+    return app
+
+
+class _Unauthorized(GitmlError):
+    pass
+
+
+class _Forbidden(GitmlError):
+    pass
+
+
+class _TooLarge(GitmlError):
+    pass
+
+
+def _batch_entries(body: LogBatch, now: int) -> tuple[journal.Entries, dict[str, Latest]]:
+    """A log-batch body validated as ``Client.log_batch`` validates, as one commit's data."""
+    validation.batch_size(len(body.metrics), len(body.params), len(body.tags))
+    entries = journal.Entries()
+    latest: dict[str, Latest] = {}
+    for m in body.metrics:
+        point = checked_metric(m.key, m.value, m.step, now if m.timestamp is None else m.timestamp)
+        entries.metrics.setdefault(m.key, []).append(metrics.line(*point))
+        current = latest.get(m.key)
+        if current is None or point >= current:
+            latest[m.key] = point
+    entries.params = {
+        validation.key("param", k): validation.param_value(k, v) for k, v in body.params.items()
+    }
+    entries.tags = {
+        validation.key("tag", k): validation.tag_value(k, v) for k, v in body.tags.items()
+    }
+    return entries, latest
+
+
+def _incoming(client: Client) -> Path:
+    folder = client.store.data_dir / "server" / "incoming"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    """The error answer every route gives: ``{"error_code", "message"}``."""
+    return JSONResponse({"error_code": code, "message": message}, status_code=status)

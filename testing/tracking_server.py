@@ -1,0 +1,82 @@
+"""A real ``gitml server`` process on 127.0.0.1, which tests stop, kill and restart."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+from .procs import child_env, spawn
+from .serving import free_socket
+
+SERVE = "import sys; from gitml.cli import main; sys.argv[0] = 'gitml'; main()"
+
+
+class TrackingServer:
+    """``gitml server --repo REPO --port PORT`` that can be started again on the same port."""
+
+    def __init__(self, repo: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        sock = free_socket()
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.repo = repo
+        self.args = args
+        self.env = env if env is not None else child_env()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        self.proc = spawn(
+            SERVE,
+            self.repo,
+            "server",
+            "--repo",
+            str(self.repo),
+            "--port",
+            str(self.port),
+            *self.args,
+            env=self.env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                _, err = self.proc.communicate()
+                raise AssertionError(f"gitml server exited ({self.proc.returncode}): {err}")
+            try:
+                if httpx2.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop(signal.SIGKILL)
+        raise AssertionError(f"gitml server did not answer on {self.url} in {timeout}s")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        self.proc = None
+
+
+@contextmanager
+def tracking_server(
+    repo: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[TrackingServer]:
+    """A started server; stopped (SIGTERM) at the end whatever happened."""
+    server = TrackingServer(repo, *args, env=env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,292 @@
+"""Models cross between gitml and the real MLflow, both ways.
+
+MLflow (``mlflow-skinny``, pinned in the ``dev`` extra) runs only in child
+processes: its import-time warnings, telemetry and global state stay out of
+pytest, which turns warnings into errors. Each child gets its own ``HOME`` and
+a ``file:`` tracking store in a temporary directory, and prints one JSON line
+that the tests compare with what gitml reads and predicts.
+
+- MLflow -> gitml: ``mlflow.sklearn.save_model`` (MLflow's default skops
+  format, and cloudpickle) and ``mlflow.sklearn.log_model`` write models that
+  ``gitml.pyfunc`` / ``gitml.sklearn`` load and score identically; their
+  ``MLmodel`` parses as gitml's record and JSON schema; gitml reads the
+  signature, the input example and ``serving_input_example.json``.
+- gitml -> MLflow: ``gitml.sklearn.save_model`` / ``log_model`` and a custom
+  ``gitml.pyfunc`` model load with ``mlflow.pyfunc.load_model`` and
+  ``mlflow.sklearn.load_model`` and predict the same values; MLflow reads
+  gitml's signature, run id and input example, and accepts the example as a
+  serving input (``validate_serving_input``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gitml
+import gitml.pyfunc
+import gitml.sklearn
+from gitml import records, schemas, scoring
+from gitml.models import uri
+from gitml.models.mlmodel import MLMODEL, MLmodel, Model
+from gitml.models.signature import infer_signature
+from testing.models import AddOffset, iris, iris_classifier
+from testing.procs import child_env, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("mlflow") is None,
+        reason="mlflow is not installed (it is in the dev extra: pip install -e '.[dev]')",
+    ),
+    pytest.mark.slow,  # each child imports MLflow, scikit-learn and skops: ~5-10 s
+]
+
+# MLflow infers a model's pip requirements by loading it in yet another child
+# process (~10 s); naming them skips that and changes nothing else in the files.
+MLFLOW_SAVES = """
+import json, sys
+from pathlib import Path
+
+import mlflow
+import mlflow.artifacts
+import mlflow.sklearn
+from mlflow.models import infer_signature
+
+from testing.models import iris_classifier
+
+out = Path(sys.argv[1])
+model, x = iris_classifier()
+expected = model.predict(x)
+signature = infer_signature(x, expected)
+example = x.head(3)
+quick = {"pip_requirements": ["scikit-learn"]}
+mlflow.sklearn.save_model(
+    model, out / "skops", signature=signature, input_example=example, **quick
+)
+mlflow.sklearn.save_model(
+    model, out / "cloudpickle", serialization_format="cloudpickle", signature=signature, **quick
+)
+with mlflow.start_run() as run:
+    info = mlflow.sklearn.log_model(
+        model, name="model", signature=signature, input_example=example, **quick
+    )
+logged = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(out / "logged"))
+print(json.dumps({
+    "mlflow_version": mlflow.__version__,
+    "expected": expected.tolist(),
+    "signature": signature.to_dict(),
+    "models": {
+        "skops": str(out / "skops"),
+        "cloudpickle": str(out / "cloudpickle"),
+        "logged": logged,
+    },
+    "run_id": run.info.run_id,
+}))
+"""
+
+MLFLOW_LOADS = """
+import json, sys
+
+import mlflow
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+from mlflow.models import Model, infer_signature, validate_serving_input
+from mlflow.models.utils import convert_input_example_to_serving_input
+
+from testing.models import iris
+
+x, _ = iris()
+
+
+def plain(value):
+    return np.asarray(value).tolist()
+
+
+report = {"mlflow_version": mlflow.__version__, "models": {}}
+for name, spec in json.loads(sys.argv[1]).items():
+    path, params = spec["path"], spec["params"]
+    meta = Model.load(path)
+    pyfunc = mlflow.pyfunc.load_model(path)
+    seen = {
+        "flavors": sorted(meta.flavors),
+        "run_id": meta.run_id,
+        "artifact_path": meta.artifact_path,
+        "model_uuid": meta.model_uuid,
+        "signature": meta.signature.to_dict() if meta.signature else None,
+        "pyfunc": plain(pyfunc.predict(x, params=params)),
+    }
+    if "sklearn" in meta.flavors:
+        estimator = mlflow.sklearn.load_model(path)
+        seen["sklearn"] = plain(estimator.predict(x))
+        seen["inferred"] = infer_signature(x, estimator.predict(x)).to_dict()
+    example = meta.load_input_example(path)
+    if example is not None:
+        seen["example"] = example.to_dict(orient="split")
+        # serving_input_example.json when gitml writes one, else MLflow's own conversion.
+        serving = meta.get_serving_input(path) or convert_input_example_to_serving_input(example)
+        seen["serving"] = plain(validate_serving_input(path, serving))
+    report["models"][name] = seen
+print(json.dumps(report))
+"""
+
+
+def _mlflow(script: str, work: Path, *args: str) -> dict[str, Any]:
+    """Run ``script`` with MLflow in a child process; its last stdout line, as JSON."""
+    home = work / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = child_env(
+        home,
+        MLFLOW_TRACKING_URI=(work / "mlruns").as_uri(),
+        # MLflow 3.17 keeps the file store in "maintenance mode" behind this switch; its
+        # sqlite store needs SQLAlchemy, which mlflow-skinny leaves out.
+        MLFLOW_ALLOW_FILE_STORE="true",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    done = run(script, work, *args, env=env, timeout=240)
+    assert done.returncode == 0, f"MLflow child failed:\n{done.stdout}\n{done.stderr}"
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _same_signature(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> None:
+    """Both signatures (MLmodel's three JSON strings) describe the same specs."""
+    assert ours is not None and theirs is not None
+    for part in ("inputs", "outputs", "params"):
+        mine, other = ours.get(part), theirs.get(part)
+        assert (json.loads(mine) if mine else None) == (json.loads(other) if other else None), part
+
+
+# -- MLflow -> gitml ---------------------------------------------------------------------
+
+# "logged": MLflow 3's log_model, whose model_uuid is its model id, "m-<32 hex>".
+SAVED_BY_MLFLOW = ["skops", "cloudpickle", "logged"]
+
+
+@pytest.fixture(scope="module")
+def saved_by_mlflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("saved-by-mlflow")
+    return _mlflow(MLFLOW_SAVES, work, str(work / "models"))
+
+
+@pytest.mark.parametrize("name", SAVED_BY_MLFLOW)
+def test_gitml_loads_and_scores_a_model_mlflow_saved(
+    saved_by_mlflow: dict[str, Any], name: str
+) -> None:
+    path = Path(saved_by_mlflow["models"][name])
+    x, _ = iris()
+    expected = saved_by_mlflow["expected"]
+    loaded = gitml.pyfunc.load_model(path)
+    assert np.asarray(loaded.predict(x)).tolist() == expected
+    assert gitml.sklearn.load_model(path).predict(x).tolist() == expected
+    # gitml reads MLflow's signature as the one MLflow inferred.
+    assert loaded.metadata.signature is not None
+    _same_signature(loaded.metadata.signature.to_dict(), saved_by_mlflow["signature"])
+    inputs = loaded.metadata.get_input_schema()
+    assert inputs is not None and inputs.input_names() == list(x.columns)
+    assert {s.type for s in inputs.inputs} == {"double"}
+    if name == "logged":
+        assert loaded.metadata.run_id == saved_by_mlflow["run_id"]
+
+
+@pytest.mark.parametrize("name", SAVED_BY_MLFLOW)
+def test_mlflows_mlmodel_parses_as_gitmls_record_and_schema(
+    saved_by_mlflow: dict[str, Any], name: str
+) -> None:
+    path = Path(saved_by_mlflow["models"][name])
+    data = (path / MLMODEL).read_bytes()
+    assert schemas.check_bytes("MLmodel", data, where=str(path), path=MLMODEL) == []
+    record = records.parse(MLmodel, data, where=str(path), path=MLMODEL)
+    assert record.mlflow_version == saved_by_mlflow["mlflow_version"]
+    assert set(record.flavors) == {"python_function", "sklearn"}
+    assert record.flavors["python_function"]["loader_module"] == "mlflow.sklearn"
+    assert record.model_uuid is not None and record.utc_time_created is not None
+
+
+def test_gitml_reads_mlflows_input_example_and_serving_input(
+    saved_by_mlflow: dict[str, Any],
+) -> None:
+    path = Path(saved_by_mlflow["models"]["skops"])
+    x, _ = iris()
+    model = Model.load(path)
+    assert model.load_input_example().equals(x.head(3))
+    # MLflow writes the example as a scoring request too: gitml's scoring accepts it.
+    info = model.saved_input_example_info
+    assert info is not None
+    body = (path / info["serving_input_path"]).read_bytes()
+    request = scoring.parse_request(body, "application/json")
+    predictions = scoring.predict(gitml.pyfunc.load_model(path), request)
+    assert np.asarray(predictions).tolist() == saved_by_mlflow["expected"][:3]
+
+
+# -- gitml -> MLflow ---------------------------------------------------------------------
+
+
+def test_mlflow_loads_and_scores_models_gitml_saved(repo: Path) -> None:
+    clf, x = iris_classifier()
+    expected = clf.predict(x).tolist()
+    models = repo.parent / "models"
+    gitml.sklearn.save_model(clf, models / "pickle", input_example=x.head(3))
+    gitml.sklearn.save_model(
+        clf,
+        models / "skops",
+        serialization_format="skops",
+        signature=infer_signature(x, clf.predict(x)),
+    )
+    with gitml.start_run() as active:
+        info = gitml.sklearn.log_model(clf, "model", input_example=x.head(3))
+    logged = uri.resolve(info.model_uri)  # the run's artifacts, fetched
+    offset = repo.parent / "offset.txt"
+    offset.write_text("0.5")
+    gitml.pyfunc.save_model(
+        models / "custom",
+        AddOffset(),
+        artifacts={"offset": offset},
+        signature=infer_signature(x, x, params={"scale": 1.0}),
+        input_example=x.head(3),
+    )
+    paths = {"pickle": models / "pickle", "skops": models / "skops", "logged": logged}
+    spec = {name: {"path": str(p), "params": None} for name, p in paths.items()}
+    spec["custom"] = {"path": str(models / "custom"), "params": {"scale": 2.0}}
+
+    seen = _mlflow(MLFLOW_LOADS, repo.parent / "mlflow", json.dumps(spec))["models"]
+
+    for name, path in paths.items():
+        theirs = seen[name]
+        assert theirs["flavors"] == ["python_function", "sklearn"], name
+        assert theirs["pyfunc"] == expected, name
+        assert theirs["sklearn"] == expected, name
+        ours = Model.load(path)
+        assert ours.signature is not None
+        _same_signature(theirs["signature"], ours.signature.to_dict())
+        # gitml's signature is the one MLflow infers from the same data.
+        _same_signature(theirs["signature"], theirs["inferred"])
+        assert theirs["model_uuid"] == ours.model_uuid, name
+    for name in ("pickle", "logged"):
+        assert seen[name]["example"] == x.head(3).to_dict(orient="split"), name
+        assert seen[name]["serving"] == expected[:3], name
+    assert "example" not in seen["skops"]
+    assert seen["logged"]["run_id"] == active.run_id
+    assert seen["logged"]["artifact_path"] == "model"
+    assert seen["pickle"]["run_id"] is None
+
+    custom = seen["custom"]
+    assert custom["flavors"] == ["python_function"]
+    assert custom["pyfunc"] == ((x + 0.5) * 2.0).to_numpy().tolist()  # MLflow passed params
+    signature = Model.load(models / "custom").signature
+    assert signature is not None
+    _same_signature(custom["signature"], signature.to_dict())
+    assert custom["example"] == x.head(3).to_dict(orient="split")
+    assert custom["serving"] == (x.head(3) + 0.5).to_numpy().tolist()

@@ -1,0 +1,329 @@
+"""Environments: a real cached venv, and conda/docker command lines and failures."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gitml import projects
+from gitml.cli import main
+from gitml.errors import InvalidInput
+from gitml.projects import environments
+from gitml.projects.environments import EnvironmentUnavailable, docker_argv, prepare
+from gitml.projects.spec import DockerEnv, load_project
+from gitml.tracking.client import Client
+from testing.projects import write_project
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+SHOW_PREFIX = "entry_points: {main: {command: \"python -c 'import sys; print(sys.prefix)'\"}}\n"
+
+
+def fake_tool(bindir: Path, name: str, script: str) -> Path:
+    """An executable ``name`` in ``bindir`` running the bash ``script``."""
+    bindir.mkdir(parents=True, exist_ok=True)
+    path = bindir / name
+    path.write_text("#!/usr/bin/env bash\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.mark.slow
+def test_virtualenv_builds_once_and_the_second_run_reuses_it(repo: Path) -> None:
+    project = write_project(
+        repo / "venv-proj",
+        "python_env: python_env.yaml\n"
+        "entry_points: {main: {command: \"python -c 'import sys, six; print(sys.prefix)'\"}}\n",
+        **{"python_env.yaml": f"python: '{PYTHON}'\ndependencies: [six]\n"},
+    )
+    first = projects.run(str(project))  # virtualenv: MLflow's default for python_env
+    assert first.status == "FINISHED"
+    client = Client()
+    run = client.get_run(first.run_id)
+    assert run.tags["mlflow.project.env"] == "virtualenv"
+    prefix = client.read_artifact(first.run_id, "project.log").decode().strip()
+    assert prefix.startswith(str(environments.cache_root() / "envs"))
+    assert prefix != sys.prefix
+
+    started = time.monotonic()
+    again = prepare("virtualenv", load_project(project), "true", run_env={}, tracking_root=None)
+    assert again.reused and time.monotonic() - started < 1.0
+    assert str(again.location) == prefix
+    second = projects.run(str(project))
+    assert client.read_artifact(second.run_id, "project.log").decode().strip() == prefix
+
+
+def test_a_venv_without_requirements_builds_in_a_moment(repo: Path) -> None:
+    project = write_project(repo / "bare-venv", SHOW_PREFIX)
+    done = projects.run(str(project), env_manager="virtualenv")
+    prefix = Client().read_artifact(done.run_id, "project.log").decode().strip()
+    assert Path(prefix).parent == environments.cache_root() / "envs"
+    assert (Path(prefix) / "pyvenv.cfg").is_file()
+    link = Path(prefix).parent / Path(prefix).name.split(".")[0]
+    assert link.is_symlink() and os.path.realpath(link) == prefix
+
+
+def test_the_env_hash_follows_the_specification(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path / "p",
+        None,
+        **{"python_env.yaml": "dependencies: ['-r requirements.txt']\n", "requirements.txt": "a\n"},
+    )
+    python = Path(sys.executable)
+
+    def digest() -> str:
+        spec = environments.python_env_spec(load_project(project))
+        return environments.env_hash("virtualenv", spec, python)
+
+    first = digest()
+    assert digest() == first
+    (project / "requirements.txt").write_text("b\n")  # a file -r names is part of the env
+    second = digest()
+    assert second != first
+    (project / "python_env.yaml").write_text("dependencies: ['-r requirements.txt', c]\n")
+    assert digest() not in (first, second)
+    spec = environments.python_env_spec(load_project(project))
+    assert environments.env_hash("uv", spec, python) != digest()
+
+
+def test_requirements_txt_and_conda_yaml_make_venv_specs(tmp_path: Path) -> None:
+    req = write_project(tmp_path / "req", None, **{"requirements.txt": "six\n"})
+    assert environments.python_env_spec(load_project(req)).dependencies == ("-r requirements.txt",)
+    conda = write_project(
+        tmp_path / "conda",
+        None,
+        **{"conda.yaml": "dependencies:\n- python=3.10.4\n- numpy\n- pip:\n  - six==1.16\n"},
+    )
+    spec = environments.python_env_spec(load_project(conda))
+    assert (spec.python, spec.dependencies) == ("3.10.4", ("six==1.16",))
+
+
+def test_concurrent_builds_build_once_and_a_crashed_build_leaves_nothing(tmp_path: Path) -> None:
+    link = tmp_path / "envs" / "abc"
+    calls: list[Path] = []
+
+    def slow_builder(target: Path) -> None:
+        calls.append(target)
+        target.mkdir()
+        time.sleep(0.3)
+        (target / "done").write_text("")
+
+    threads = [threading.Thread(target=environments._build_once, args=(link, slow_builder))]
+    threads.append(threading.Thread(target=environments._build_once, args=(link, slow_builder)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and (link / "done").is_file()
+
+    def crash(target: Path) -> None:
+        target.mkdir()
+        raise RuntimeError("pip failed")
+
+    other = tmp_path / "envs" / "def"
+    with pytest.raises(RuntimeError):
+        environments._build_once(other, crash)
+    assert not other.exists()
+    names = sorted(p.name for p in other.parent.iterdir())
+    assert names == sorted(["abc", "abc.lock", calls[0].name, "def.lock"])
+
+
+def test_a_python_version_that_is_not_here_fails_up_front(repo: Path) -> None:
+    project = write_project(
+        repo / "old", "python_env: env.yaml\n" + SHOW_PREFIX, **{"env.yaml": "python: '3.99'\n"}
+    )
+    with pytest.raises(
+        EnvironmentUnavailable, match=r"asks for Python 3.99.*no python3.99 is on PATH"
+    ):
+        projects.run(str(project))
+    assert Client().list_runs()[0] == []
+
+
+def test_a_failing_install_fails_up_front_with_pips_message(repo: Path) -> None:
+    project = write_project(
+        repo / "broken",
+        "python_env: env.yaml\n" + SHOW_PREFIX,
+        **{"env.yaml": "dependencies: ['-r missing-requirements.txt']\n"},
+    )
+    with pytest.raises(InvalidInput, match=r"missing-requirements\.txt does not exist"):
+        projects.run(str(project))
+    assert Client().list_runs()[0] == []
+
+
+# -- tools that are missing -------------------------------------------------------------
+
+
+@pytest.fixture
+def only_fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH holds only a folder of fake tools (and bash, env, git, mkdir, which runs need)."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    for tool in ("bash", "env", "git", "mkdir"):
+        found = next(
+            Path(d) / tool
+            for d in os.environ["PATH"].split(os.pathsep)
+            if (Path(d) / tool).exists()
+        )
+        (bindir / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bindir))
+    return bindir
+
+
+@pytest.mark.parametrize(
+    ("mlproject", "files", "manager", "message"),
+    [
+        (SHOW_PREFIX, {}, "uv", "--env-manager uv needs uv, which is not on PATH"),
+        ("conda_env: c.yaml\n" + SHOW_PREFIX, {"c.yaml": "{}\n"}, "conda", "needs conda"),
+        ("docker_env: {image: img}\n" + SHOW_PREFIX, {}, "docker", "needs docker"),
+    ],
+)
+def test_missing_tools_fail_before_a_run_exists(
+    repo: Path, only_fakes: Path, mlproject: str, files: dict[str, str], manager: str, message: str
+) -> None:
+    project = write_project(repo / "p", mlproject, **files)
+    result = CliRunner().invoke(main, ["run", str(project), "--env-manager", manager])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "not on PATH" in result.output
+    assert Client().list_runs()[0] == []
+
+
+def test_a_docker_client_without_an_engine_is_named(repo: Path, only_fakes: Path) -> None:
+    fake_tool(
+        only_fakes,
+        "docker",
+        'echo "Cannot connect to the Docker daemon at unix:///x" >&2\nexit 1\n',
+    )
+    project = write_project(repo / "d", "docker_env: {image: img}\n" + SHOW_PREFIX)
+    result = CliRunner().invoke(main, ["run", str(project)])
+    assert result.exit_code == 1
+    assert "docker is installed, but no Docker engine answers (Cannot connect" in result.output
+    assert Client().list_runs()[0] == []
+
+
+def test_the_real_docker_client_here_has_no_engine(repo: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None:
+        pytest.skip("no docker client on this machine")
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+        pytest.skip("a Docker engine answers here")
+    with pytest.raises(EnvironmentUnavailable, match="no Docker engine answers"):
+        environments.check_docker()
+
+
+@pytest.mark.parametrize(
+    ("mlproject", "manager", "message"),
+    [
+        ("python_env: e.yaml\n", "conda", "python_env project cannot run with conda"),
+        ("", "docker", "needs a docker_env"),
+        ("docker_env: {image: i}\n", "virtualenv", "declares docker_env"),
+        ("", "conda", "needs a conda.yaml"),
+    ],
+)
+def test_managers_that_do_not_fit_the_project(
+    tmp_path: Path, mlproject: str, manager: str, message: str
+) -> None:
+    project = write_project(tmp_path / "p", mlproject + SHOW_PREFIX, **{"e.yaml": "{}\n"})
+    with pytest.raises(InvalidInput, match=message):
+        prepare(manager, load_project(project), "x", run_env={}, tracking_root=None, build=False)
+
+
+# -- conda and docker command lines -------------------------------------------------------
+
+
+def test_conda_creates_the_env_once_and_runs_the_command_in_it(
+    repo: Path, only_fakes: Path
+) -> None:
+    calls = only_fakes.parent / "conda-calls"
+    fake_tool(
+        only_fakes,
+        "conda",
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = env ]; then mkdir -p "$5/conda-meta"; exit 0; fi\n'
+        'shift 4; exec "$@"\n',  # run --no-capture-output --prefix P bash -c CMD
+    )
+    project = write_project(
+        repo / "c",
+        "conda_env: conda.yaml\nentry_points: {main: {command: 'echo in-conda {n}', "
+        "parameters: {n: int}}}\n",
+        **{"conda.yaml": "dependencies: [python=3.11]\n"},
+    )
+    first = projects.run(str(project), parameters={"n": "1"})
+    second = projects.run(str(project), parameters={"n": "2"})
+    assert (first.status, second.status) == ("FINISHED", "FINISHED")
+    lines = calls.read_text().splitlines()
+    prefix = environments.cache_root() / "conda"
+    assert lines[0].startswith(f"env create --quiet --prefix {prefix}/")
+    assert lines[0].endswith(f"--file {project / 'conda.yaml'}")
+    assert [line.split()[0] for line in lines] == ["env", "run", "run"]  # built once
+    assert lines[1].startswith(f"run --no-capture-output --prefix {prefix}/")
+    assert lines[1].endswith("bash -c echo in-conda 1")
+    log = Client().read_artifact(second.run_id, "project.log").decode()
+    assert log == "in-conda 2\n"
+    assert Client().get_run(second.run_id).tags["mlflow.project.env"] == "conda"
+
+
+def test_the_docker_command_line(tmp_path: Path) -> None:
+    env = DockerEnv(
+        image="repo/img:1",
+        volumes=["/data:/data:ro"],
+        environment=["HOST_VAR", ["SET_VAR", "a b"]],
+    )
+    argv = docker_argv(
+        env,
+        tmp_path / "proj",
+        "python train.py --a 1",
+        {"GITML_RUN_ID": "abc", "GITML_TRACKING_URI": str(tmp_path / "repo")},
+        tmp_path / "repo",
+        {"HOST_VAR": "from-host"},
+    )
+    assert argv == [
+        "docker", "run", "--rm",
+        "-v", f"{tmp_path / 'proj'}:/gitml/project", "-w", "/gitml/project",
+        "-v", f"{tmp_path / 'repo'}:{tmp_path / 'repo'}",
+        "-v", "/data:/data:ro",
+        "-e", "GITML_RUN_ID=abc",
+        "-e", f"GITML_TRACKING_URI={tmp_path / 'repo'}",
+        "-e", "HOST_VAR=from-host",
+        "-e", "SET_VAR=a b",
+        "repo/img:1", "sh", "-c", "python train.py --a 1",
+    ]  # fmt: skip
+    with pytest.raises(InvalidInput, match="copies HOST_VAR from this machine, but it is not set"):
+        docker_argv(env, tmp_path, "x", {}, None, {})
+
+
+def test_docker_dry_run_shows_the_command_without_an_engine(repo: Path, only_fakes: Path) -> None:
+    project = write_project(repo / "d", "docker_env: {image: img}\n" + SHOW_PREFIX)
+    result = CliRunner().invoke(main, ["run", str(project), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "docker: image img" in result.output
+    assert "runs as:     docker run --rm -v" in result.output
+    assert "GITML_RUN_ID=<run id>" in result.output
+
+
+def test_a_run_with_a_fake_docker_engine_passes_the_run_to_the_container(
+    repo: Path, only_fakes: Path
+) -> None:
+    calls = only_fakes.parent / "docker-calls"
+    fake_tool(
+        only_fakes,
+        "docker",
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = info ]; then echo 27.0; exit 0; fi\n'
+        "echo container ran\n",
+    )
+    project = write_project(repo / "d", "docker_env: {image: img}\n" + SHOW_PREFIX)
+    done = projects.run(str(project))
+    assert done.status == "FINISHED"
+    info, command = calls.read_text().splitlines()
+    assert info.startswith("info")
+    assert f"-e GITML_RUN_ID={done.run_id}" in command
+    assert f"-e GITML_TRACKING_URI={repo}" in command
+    assert Client().get_run(done.run_id).tags["mlflow.project.env"] == "docker"
