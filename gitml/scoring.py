@@ -100,6 +100,10 @@ class ScoringInput:
 
     data: Any
     params: dict[str, Any] | None = None
+    # ``inputs``/``instances`` arrays came from JSON numbers, which carry no
+    # precision: ``predict`` gives them the signature's float dtype, as MLflow's
+    # server does, so a float32 model is not refused float64 input it cannot tell.
+    json_tensors: bool = False
 
 
 def check_size(size: int, limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
@@ -174,7 +178,7 @@ def parse_json(body: bytes) -> ScoringInput:
     elif key == DATAFRAME_RECORDS:
         data = _dataframe_records(value)
     else:
-        data = _tensor_input(key, value)
+        return ScoringInput(_tensor_input(key, value), params, json_tensors=True)
     return ScoringInput(data, params)
 
 
@@ -258,12 +262,32 @@ def parse_csv(body: bytes) -> Any:
 
 def predict(model: Predictor, request: ScoringInput) -> Any:
     """Call the model; a signature violation is a 400, anything else it raises a 500."""
+    data = _signature_floats(model, request.data) if request.json_tensors else request.data
     try:
-        return model.predict(request.data, params=request.params)
+        return model.predict(data, params=request.params)
     except InvalidInput as exc:
         raise SchemaViolation(str(exc)) from exc
     except Exception as exc:
         raise ModelFailure(f"the model raised {type(exc).__name__}: {exc}") from exc
+
+
+def _signature_floats(model: Predictor, data: Any) -> Any:
+    """Float arrays in the float dtype the model's tensor signature declares."""
+    signature = getattr(model, "signature", None)
+    inputs = getattr(signature, "inputs", None)
+    if inputs is None or not inputs.is_tensor_spec():
+        return data
+    wanted = {spec.name: spec.dtype for spec in inputs.inputs}
+
+    def cast(array: Any, dtype: str | None) -> Any:
+        kind = getattr(getattr(array, "dtype", None), "kind", None)
+        if dtype is None or kind != "f" or not dtype.startswith("float"):
+            return array
+        return array.astype(dtype, copy=False)
+
+    if isinstance(data, dict):
+        return {name: cast(value, wanted.get(name)) for name, value in data.items()}
+    return cast(data, next(iter(wanted.values())) if len(wanted) == 1 else None)
 
 
 def jsonable(value: Any) -> Any:

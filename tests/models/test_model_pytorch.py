@@ -212,11 +212,6 @@ def test_real_uvicorn_serves_it_as_in_process(tmp_path: Path, dtype: str) -> Non
             assert "expected shape [-1, 3], got [1, 2]" in wrong.json()["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scoring server parses JSON tensors as float64 without looking at the "
-    "signature; MLflow's server casts them to the signature's dtype (float32 here)",
-)
 def test_a_float32_signature_is_served_from_json(tmp_path: Path, trained: tuple[Any, Any]) -> None:
     from starlette.testclient import TestClient
 
@@ -225,6 +220,10 @@ def test_a_float32_signature_is_served_from_json(tmp_path: Path, trained: tuple[
     client = TestClient(create_app(load_for_serving(str(tmp_path / "m"))))
     response = client.post("/invocations", json={"inputs": x.tolist()})
     assert response.status_code == 200, response.text
+    expected = torch_predict(net, x)
+    np.testing.assert_allclose(np.asarray(response.json()["predictions"]), expected, rtol=1e-6)
+    records = client.post("/invocations", json={"instances": x[:3].tolist()})
+    assert records.status_code == 200, records.text
 
 
 MLFLOW_SIDE = """
