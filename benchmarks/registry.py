@@ -60,17 +60,22 @@ def median_ms(seconds: Sequence[float]) -> float:
 
 def setup(base: Path) -> tuple[Path, str, Any, Any]:
     """A repository with one run holding a real sklearn model: (path, run id, registry, stages)."""
+    import gitml.sklearn
     from gitml.registry import Registry
     from gitml.stages import Stages
     from gitml.tracking import fluent
     from gitml.tracking.client import Client
-    from testing.registry import log_iris_run
+    from testing.models import iris_classifier
 
     path = init_repo(base / "registry")
     os.chdir(path)
     fluent.set_tracking_uri(None)
     client = Client()
-    run_id, _, _ = log_iris_run(client, metrics={"acc": 0.9})
+    run_id = client.create_run(run_name="iris").id
+    client.log_metric(run_id, "acc", 0.9)
+    clf, features = iris_classifier()
+    gitml.sklearn.log_model(clf, "model", input_example=features.head(2), run_id=run_id)
+    client.set_terminated(run_id)
     registry = Registry(client)
     return path, run_id, registry, Stages(registry, client.config)
 

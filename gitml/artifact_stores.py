@@ -62,6 +62,15 @@ _session: Any = None
 _session_lock = threading.Lock()
 
 
+def _forget_session_in_child() -> None:
+    # Another thread may hold the lock at fork: the child starts afresh.
+    global _session, _session_lock
+    _session, _session_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_session_in_child)
+
+
 class ArtifactStoreUnavailable(GitmlError):
     """The artifact store could not be reached or refused a request (credentials, bucket)."""
 

@@ -10,7 +10,9 @@ models, which are released when the last of them returns.
 A revision that fails (invalid declaration, missing or corrupt files, a
 model that does not load or fails its input example) is never served: the
 last good revision keeps serving, ``status()`` says Degraded with the
-reason, and that commit is not tried again until the branch moves.
+reason, and that commit is not tried again until the branch moves. Not
+being able to *read* the remote (``FetchError``: network, a ref not pushed
+yet) says nothing about the commit, so it is retried on the next pass.
 
 The reconciler keeps no state beyond a cache (the followed repository and
 the loaded models), so any number of replicas following the same branch

@@ -278,11 +278,11 @@ class Stages:
                 f"there is nothing to roll back to (use 'gitml stage remove' to stop serving it)"
             )
         previous = last.before.model_copy(update={"note": message})
-        tip = last.commit
 
         def edit(snap: Snapshot | None) -> Change | None:
-            if snap is None or snap.commit != tip:
-                raise Conflict(f"stage '{stage}' moved while rolling back; try again")
+            # Other models may have changed since; only this model's declaration must not.
+            if snap is None or declaration_at(snap, stage, model) != last.after:
+                raise Conflict(f"'{model}' on '{stage}' changed while rolling back; try again")
             return Change({declaration_path(model): previous.to_yaml()})
 
         text = _message(

@@ -194,3 +194,16 @@ def test_configured_stages_and_weights(stages: Stages) -> None:
     assert weights_problem(canary, "retired", config) is None
     twice = StageDeclaration(model="churn", versions=[ServedVersion(version=1, weight=50)] * 2)
     assert weights_problem(twice, "live", config) == "a version is listed twice"
+
+
+def test_rollback_of_one_model_ignores_later_changes_to_others(stages: Stages) -> None:
+    stages.assign("churn", 1, "production")
+    stages.assign("churn", 2, "production")
+    registry = stages.registry
+    run_id = registry.get_version("churn", 1).run_id
+    registry.register(f"runs:/{run_id}/model", "other")
+    stages.assign("other", 1, "production")  # the branch moves after churn's last change
+    back = stages.rollback("production", "churn")
+    assert back.summary == "v2 -> v1"
+    assert served(stages, "production") == [(1, 100)]
+    assert stages.show("production")["other"].versions[0].version == 1

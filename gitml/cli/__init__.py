@@ -33,6 +33,7 @@ from . import (
     runs,
     server,
     stage,
+    ui,
     validate,
 )
 
@@ -92,5 +93,6 @@ registry.attach(models.group)
 main.add_command(stage.group)
 main.add_command(reconcile.command)
 main.add_command(server.command)
+main.add_command(ui.command)
 main.add_command(projects.run_command)
 projects.attach(runs.group)

@@ -46,7 +46,8 @@ from ..stages import Stages
 from ..tracking import artifacts as artifact_paths
 from ..tracking import journal, metrics, validation
 from ..tracking.client import EXPERIMENTS, RUNS, Client
-from ..tracking.writer import Latest, checked_metric
+from ..tracking.writer import Latest
+from .ui import attach_ui
 
 PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -675,6 +676,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
         return _error(413, "REQUEST_LIMIT_EXCEEDED", str(exc))
 
+    attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui (issue 9)
     app.state.client = client
     return app
 
@@ -697,8 +699,13 @@ def _batch_entries(body: LogBatch, now: int) -> tuple[journal.Entries, dict[str,
     entries = journal.Entries()
     latest: dict[str, Latest] = {}
     for m in body.metrics:
-        point = checked_metric(m.key, m.value, m.step, now if m.timestamp is None else m.timestamp)
-        entries.metrics.setdefault(m.key, []).append(metrics.line(*point))
+        # The model checked the types and signs; the key's alphabet is checked once per key.
+        lines = entries.metrics.get(m.key)
+        if lines is None:
+            lines = entries.metrics[m.key] = []
+            validation.key("metric", m.key)
+        point = (m.step, now if m.timestamp is None else m.timestamp, m.value)
+        lines.append(metrics.line(*point))
         current = latest.get(m.key)
         if current is None or point >= current:
             latest[m.key] = point

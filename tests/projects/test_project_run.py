@@ -180,7 +180,8 @@ def test_a_folder_without_mlproject_runs_its_py_file(repo: Path, tmp_path: Path)
     assert "'--lr', '0.1'" in Client(str(repo)).read_artifact(done.run_id, LOG_ARTIFACT).decode()
 
 
-def test_sigterm_stops_the_command_and_marks_the_run_killed(repo: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_command_and_marks_the_run_killed(repo: Path, signum: int) -> None:
     write_project(
         repo / "slow",
         """
@@ -193,9 +194,9 @@ def test_sigterm_stops_the_command_and_marks_the_run_killed(repo: Path) -> None:
     script = "import sys; from gitml.cli import main; main(sys.argv[1:])"
     proc = spawn(script, repo, "run", "slow", "--env-manager", "local", env=child_env())
     read_until(proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)  # Ctrl-C at a terminal is SIGINT to gitml, not to the command
     code, _, err = finish(proc, timeout=30)
-    assert code == 128 + signal.SIGTERM, err
+    assert code == 128 + signum, err
     assert "KILLED" in err
     (run,) = Client().list_runs()[0]
     assert run.status == "KILLED"
