@@ -21,6 +21,7 @@ converge on the same revision.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import logging
@@ -162,9 +163,9 @@ class Metrics:
     def observe(self, model: str, version: int, status: int, seconds: float) -> None:
         self.requests[(model, version, status)] += 1
         self.latency_sum[(model, version)] += seconds
-        for bound in BUCKETS:
-            if seconds <= bound:
-                self.latency_buckets[(model, version, bound)] += 1
+        # One counter per request (the smallest bucket that holds it); /metrics
+        # adds them up into Prometheus's cumulative buckets when it is read.
+        self.latency_buckets[(model, version, BUCKETS[bisect.bisect_left(BUCKETS, seconds)])] += 1
 
 
 Loader = Callable[[ModelVersion, Path], Predictor]
@@ -591,9 +592,10 @@ class Reconciler:
         ]
         for model, version in sorted(m.latency_sum):
             labels = f'model="{_label(model)}",version="{version}"'
+            count = 0
             for bound in BUCKETS:
                 le = "+Inf" if bound == float("inf") else repr(bound)
-                count = m.latency_buckets[(model, version, bound)]
+                count += m.latency_buckets[(model, version, bound)]
                 lines.append(f'gitml_request_seconds_bucket{{{labels},le="{le}"}} {count}')
             total = sum(c for (mo, v, _), c in m.requests.items() if (mo, v) == (model, version))
             lines.append(f"gitml_request_seconds_sum{{{labels}}} {m.latency_sum[(model, version)]}")
