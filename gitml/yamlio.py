@@ -171,9 +171,12 @@ def _mapping(data: dict[str, Any], indent: int, lines: list[str]) -> None:
 def _sequence(items: list[Any], indent: int, lines: list[str]) -> None:
     pad = " " * indent
     for item in items:
-        if isinstance(item, dict) and item:
+        if isinstance(item, dict | list) and item:
             nested: list[str] = []
-            _mapping(item, indent + 2, nested)
+            if isinstance(item, dict):
+                _mapping(item, indent + 2, nested)
+            else:
+                _sequence(item, indent + 2, nested)
             nested[0] = f"{pad}- {nested[0][indent + 2 :]}"
             lines.extend(nested)
         elif isinstance(item, dict | list):

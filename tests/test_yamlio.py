@@ -118,6 +118,16 @@ def test_shapes_match_pyyaml_block_style() -> None:
     assert text == yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
+def test_lists_nested_in_lists_keep_their_items() -> None:
+    data: dict[str, Any] = {
+        "pairs": [["NAME", "value"], [1, [2, [3]]], []],
+        "deep": [{"k": [[1], []]}],
+    }
+    text = yamlio.dump(data)
+    assert yaml.safe_load(text) == data == yamlio.load(text)
+    assert text.decode() == yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
 def test_random_records_round_trip() -> None:
     rng = random.Random(7)
     alphabet = "abcXYZ019 _-./:#'\"\\\n\t{}[]!&*?|>@`%é€\u2028\x85~,="

@@ -53,12 +53,13 @@ def tracking_option(func: Any) -> Any:
         "--tracking-uri",
         envvar="GITML_TRACKING_URI",
         default=None,
-        help="Repository holding the runs (default: the one you stand in).",
+        help="Repository holding the runs, or a gitml server's http(s):// URL "
+        "(default: the repository you stand in).",
     )(func)
 
 
 def open_run(tracking_uri: str | None, run_id: str) -> tuple[Client, str]:
-    """A client on the tracking repository and the full id a prefix names."""
+    """A client on the tracking repository (or server) and the full id a prefix names."""
     from ..tracking.client import Client
 
     client = Client(tracking_uri)

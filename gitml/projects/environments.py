@@ -369,7 +369,15 @@ def _build_venv(target: Path, spec: PythonEnvSpec, python: Path, *, uv: bool) ->
             argv = ["uv", "pip", "install", "--quiet", "--python", venv_python]
         else:
             argv = [sys.executable, "-m", "pip", "--python", venv_python, "install", "--quiet"]
-        _checked([*argv, "-r", str(requirements)], "installing the requirements", spec.base)
+        try:
+            _checked([*argv, "-r", str(requirements)], "installing the requirements", spec.base)
+        except EnvironmentUnavailable as exc:
+            if "No matching distribution found for gitml" in str(exc):
+                raise EnvironmentUnavailable(
+                    f"{exc}\nhint: gitml is not on the package index pip uses; publish it "
+                    "there (or name a wheel in the requirements), or use --env-manager local"
+                ) from None
+            raise
         requirements.unlink()
 
 

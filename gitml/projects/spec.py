@@ -82,13 +82,6 @@ class MLproject(Record):
     def to_plain(self) -> dict[str, Any]:
         return self.model_dump(mode="python", exclude_none=True)
 
-    def to_yaml(self) -> bytes:
-        # gitml never writes MLproject files; PyYAML, because docker_env's
-        # [NAME, value] pairs are lists in a list, which yamlio does not write.
-        import yaml
-
-        return yaml.safe_dump(self.to_plain(), sort_keys=False).encode()
-
 
 @dataclass(frozen=True)
 class Parameter:

@@ -38,6 +38,7 @@ from ..tracking.client import Client
 PREFIX = "/api/v1/ui"
 MAX_WINDOW = 5_000  # rows in one runs-table answer
 MAX_COLUMNS = 100
+DEFAULT_COLUMNS = 5  # of metrics, then of params, when the page names none
 MAX_SERIES = 400  # (run, metric) histories in one metric-histories answer
 _COLUMN_KINDS = {"params": "params", "metrics": "metrics", "tags": "tags"}
 
@@ -51,10 +52,11 @@ class RunsTable(_Body):
     filter: str = ""
     order_by: list[str] = Field(default_factory=list)
     run_view_type: Literal["ACTIVE_ONLY", "DELETED_ONLY", "ALL"] = "ACTIVE_ONLY"
-    columns: list[str] = Field(
-        default_factory=list,
+    columns: list[str] | None = Field(
+        default=None,
         max_length=MAX_COLUMNS,
-        description="'params.<key>', 'metrics.<key>' or 'tags.<key>', in the order shown",
+        description="'params.<key>', 'metrics.<key>' or 'tags.<key>', in the order shown; "
+        f"by default the first {DEFAULT_COLUMNS} metrics and params",
     )
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=200, ge=1, le=MAX_WINDOW)
@@ -317,7 +319,6 @@ def _column(spec: str) -> tuple[str, str]:
 
 
 def _runs_table(indexes: _Indexes, client: Client, body: RunsTable) -> dict[str, Any]:
-    columns = [_column(spec) for spec in body.columns]
     where, params = compile_where(parse_filter(body.filter))
     order, order_params = compile_order(parse_order_by(body.order_by))
     clauses = [VIEW_TYPES[body.run_view_type], f"({where})"]
@@ -328,6 +329,15 @@ def _runs_table(indexes: _Indexes, client: Client, body: RunsTable) -> dict[str,
         params = [*params, *experiment_ids]
     condition = " AND ".join(clauses)
     with indexes.reading() as conn:
+        keys = _keys(conn, experiment_ids) if body.with_keys or body.columns is None else None
+        specs = body.columns
+        if specs is None:
+            assert keys is not None
+            specs = [
+                *(f"metrics.{k}" for k in keys["metrics"][:DEFAULT_COLUMNS]),
+                *(f"params.{k}" for k in keys["params"][:DEFAULT_COLUMNS]),
+            ]
+        columns = [_column(spec) for spec in specs]
         (total,) = conn.execute(f"SELECT count(*) FROM runs r WHERE {condition}", params).fetchone()
         ids = [
             row[0]
@@ -337,7 +347,6 @@ def _runs_table(indexes: _Indexes, client: Client, body: RunsTable) -> dict[str,
             )
         ]
         rows = _rows(conn, ids, columns)
-        keys = _keys(conn, experiment_ids) if body.with_keys else None
     out: dict[str, Any] = {
         "total": total,
         "offset": body.offset,
@@ -350,11 +359,11 @@ def _runs_table(indexes: _Indexes, client: Client, body: RunsTable) -> dict[str,
             "user",
             "parent_run_id",
             "dirty",
-            *body.columns,
+            *specs,
         ],
         "rows": rows,
     }
-    if keys is not None:
+    if body.with_keys and keys is not None:
         out["keys"] = keys
     return out
 

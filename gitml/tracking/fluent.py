@@ -47,7 +47,10 @@ def _get_client() -> Client:
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
-    """Where runs go: a path to a Git repository (None: the repository you stand in)."""
+    """Where runs go: a path to a Git repository, or a ``gitml server``'s ``http(s)://`` URL.
+
+    None: ``GITML_TRACKING_URI``, else the repository you stand in.
+    """
     global _tracking_uri, _client
     with _lock:
         if _client is not None:

@@ -703,12 +703,20 @@ class RestClient(Client):
     def _drain(self, deadline: float | None) -> None:
         """Send this process's batches until none is left (call with ``_send_lock``)."""
         while (batch := self._next_batch()) is not None:
-            self._send(batch, deadline)
+            refused = self._send(batch, deadline)
+            if refused is not None:
+                self._error = refused  # raised by this client's next call
             with self._lock:
                 self._outbox.unacked.remove(batch)
         self._rotate()
 
-    def _send(self, batch: _Batch, deadline: float | None) -> None:
+    def _send(self, batch: _Batch, deadline: float | None) -> GitmlError | None:
+        """Send one batch until the server answers; what it refused for good, if it did.
+
+        A refusal (a run that does not exist, a param that cannot change) is
+        final: the batch is marked done, since sending it again cannot help.
+        """
+        refused: GitmlError | None = None
         try:
             self._http.request(
                 "POST",
@@ -717,10 +725,9 @@ class RestClient(Client):
                 deadline=deadline,
             )
         except (NotFound, InvalidInput, Conflict) as exc:
-            # The server refused the batch for good (a run that does not exist, a
-            # param that cannot change): retrying cannot help; the caller hears of it.
-            self._error = exc
+            refused = exc
         batch.segment.acknowledge(batch)
+        return refused
 
     def _rotate(self) -> None:
         """Replace a long, fully acknowledged segment so the journal does not grow forever."""
@@ -738,11 +745,14 @@ class RestClient(Client):
     def _recover(self, deadline: float | None) -> None:
         """Resend what dead clients of this server left in their segments."""
         for orphan in _orphans(self._dir):
+            sent = 0
             try:
-                batches = _pending_batches(orphan)
-                for batch in batches:
-                    self._send(batch, deadline)
-                sent = sum(len(b.entries) for b in batches)
+                for batch in _pending_batches(orphan):
+                    refused = self._send(batch, deadline)
+                    if refused is None:
+                        sent += len(batch.entries)
+                    else:  # another process's values: reported, not raised here
+                        self.recovered.append(f"{orphan.name}: the server refused: {refused}")
             except BaseException:
                 os.close(orphan.fd)  # keep it for the next client
                 raise

@@ -145,7 +145,7 @@ def test_a_python_version_that_is_not_here_fails_up_front(repo: Path) -> None:
     assert Client().list_runs()[0] == []
 
 
-def test_a_failing_install_fails_up_front_with_pips_message(repo: Path) -> None:
+def test_a_missing_requirements_file_fails_up_front(repo: Path) -> None:
     project = write_project(
         repo / "broken",
         "python_env: env.yaml\n" + SHOW_PREFIX,
@@ -327,3 +327,18 @@ def test_a_run_with_a_fake_docker_engine_passes_the_run_to_the_container(
     assert f"-e GITML_RUN_ID={done.run_id}" in command
     assert f"-e GITML_TRACKING_URI={repo}" in command
     assert Client().get_run(done.run_id).tags["mlflow.project.env"] == "docker"
+
+
+def test_a_failing_install_fails_up_front_with_pips_message_and_links_nothing(
+    repo: Path,
+) -> None:
+    project = write_project(
+        repo / "nope",
+        "python_env: env.yaml\n" + SHOW_PREFIX,
+        **{"env.yaml": "dependencies: [gitml-test-no-such-package]\n"},
+    )
+    with pytest.raises(EnvironmentUnavailable, match="No matching distribution found"):
+        projects.run(str(project))
+    assert Client().list_runs()[0] == []
+    envs = environments.cache_root() / "envs"
+    assert [p.name for p in envs.iterdir() if not p.name.endswith(".lock")] == []

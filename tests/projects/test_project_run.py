@@ -380,3 +380,25 @@ def test_untracked_project_files_are_named_and_reproduce_says_why_it_cannot(
 def test_a_gitml_server_as_tracking_uri_is_refused_up_front(project: Path) -> None:
     with pytest.raises(InvalidInput, match="not supported by 'gitml run' yet"):
         projects.run(str(project), parameters={"alpha": "1"}, tracking_uri="http://127.0.0.1:1")
+
+
+def test_path_and_uri_parameters_in_a_real_run(repo: Path, tmp_path: Path) -> None:
+    write_project(
+        repo / "typed",
+        """
+        entry_points:
+          main:
+            parameters:
+              data: path
+              source: uri
+              n: {type: int, default: 2}
+              ratio: {type: float, default: 0.5}
+            command: "head -n {n} {data} && echo {source} {ratio}"
+        """,
+    )
+    commit_all(repo, "typed")
+    (tmp_path / "my data.txt").write_text("1\n2\n3\n")
+    data = str(tmp_path / "my data.txt")
+    done = projects.run("typed", parameters={"data": data, "source": "s3://b/k?x=1&y=2"})
+    assert done.command == f"head -n 2 '{data}' && echo 's3://b/k?x=1&y=2' 0.5"
+    assert Client().read_artifact(done.run_id, LOG_ARTIFACT) == b"1\n2\ns3://b/k?x=1&y=2 0.5\n"

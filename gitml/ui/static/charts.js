@@ -1,0 +1,282 @@
+// Small SVG charts: metric lines (zoom, smoothing, log scale), parallel
+// coordinates and scatter plots. No library: the UI must work with no
+// network access and stay light (issue 9).
+
+const NS = "http://www.w3.org/2000/svg";
+export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const MAX_DRAWN = 2000; // points per series; longer histories are thinned per pixel column
+
+function el(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function text(parent, x, y, value, anchor = "middle") {
+  const t = el("text", { x, y, "text-anchor": anchor }, parent);
+  t.textContent = value;
+  return t;
+}
+
+export function fmt(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "NaN";
+  if (typeof v !== "number") return String(v);
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
+  return Number(v.toPrecision(4)).toString();
+}
+
+function ticks(lo, hi, count = 5) {
+  if (!(hi > lo)) return [lo];
+  const step0 = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(step0));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) || step0;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+// TensorBoard's smoothing: an exponential moving average, debiased at the start.
+export function smooth(ys, weight) {
+  if (!weight) return ys.slice();
+  const out = [];
+  let last = 0, n = 0;
+  for (const y of ys) {
+    if (!Number.isFinite(y)) { out.push(y); continue; }
+    last = last * weight + (1 - weight) * y;
+    n += 1;
+    out.push(last / (1 - weight ** n));
+  }
+  return out;
+}
+
+function thin(xs, ys, buckets) {
+  // Keep the first, the minimum and the maximum of each bucket: peaks survive.
+  if (xs.length <= MAX_DRAWN) return [xs, ys];
+  const size = xs.length / buckets, ox = [], oy = [];
+  for (let b = 0; b < buckets; b++) {
+    const from = Math.floor(b * size), to = Math.min(xs.length, Math.floor((b + 1) * size));
+    let lo = from, hi = from;
+    for (let i = from; i < to; i++) { if (ys[i] < ys[lo]) lo = i; if (ys[i] > ys[hi]) hi = i; }
+    for (const i of [...new Set([from, lo, hi])].sort((a, b) => a - b)) { ox.push(xs[i]); oy.push(ys[i]); }
+  }
+  return [ox, oy];
+}
+
+// A line chart of series [{name, color, xs, ys}]. opts: {smoothing, logY, label, xLabel}.
+// Drag across the plot to zoom into steps, the wheel zooms around the pointer,
+// double-click (or the Reset button, or the 0 key) restores the full range.
+export function lineChart(host, series, opts = {}) {
+  const W = 560, H = 260, L = 52, R = 12, T = 10, B = 30;
+  const state = { domain: null, ...opts };
+  host.classList.add("line-chart");
+  host.replaceChildren();
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", tabindex: "0",
+    "aria-label": `${opts.label || "metric"} over ${opts.xLabel || "step"}, ${series.length} series; drag or use + and - to zoom, 0 to reset` }, host);
+  const legend = document.createElement("div");
+  legend.className = "legend";
+  host.appendChild(legend);
+
+  function prepared() {
+    return series.map((s) => {
+      let xs = s.xs, ys = smooth(s.ys, state.smoothing || 0);
+      const keep = xs.map((_, i) => Number.isFinite(ys[i]) && (!state.logY || ys[i] > 0));
+      xs = xs.filter((_, i) => keep[i]); ys = ys.filter((_, i) => keep[i]);
+      return { ...s, sx: xs, sy: state.logY ? ys.map(Math.log10) : ys, raw: s.ys };
+    });
+  }
+
+  function draw() {
+    svg.replaceChildren();
+    const data = prepared();
+    let x0 = Infinity, x1 = -Infinity;
+    for (const s of data) for (const x of s.sx) { if (x < x0) x0 = x; if (x > x1) x1 = x; }
+    if (!Number.isFinite(x0)) { text(svg, W / 2, H / 2, "no finite values"); return; }
+    if (state.domain) [x0, x1] = state.domain;
+    if (x1 === x0) { x0 -= 1; x1 += 1; }
+    let y0 = Infinity, y1 = -Infinity;
+    for (const s of data) s.sx.forEach((x, i) => {
+      if (x >= x0 && x <= x1) { const y = s.sy[i]; if (y < y0) y0 = y; if (y > y1) y1 = y; }
+    });
+    if (!Number.isFinite(y0)) { y0 = 0; y1 = 1; }
+    if (y1 === y0) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
+    const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
+    const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+    const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+    state.invert = (px) => x0 + ((px - L) / (W - L - R)) * (x1 - x0);
+    el("clipPath", { id: clipId }, svg).appendChild(el("rect", { x: L, y: T, width: W - L - R, height: H - T - B }));
+    for (const v of ticks(y0, y1)) {
+      el("line", { class: "grid-line", x1: L, x2: W - R, y1: sy(v), y2: sy(v) }, svg);
+      text(svg, L - 4, sy(v) + 3, state.logY ? fmt(10 ** v) : fmt(v), "end");
+    }
+    for (const v of ticks(x0, x1, 6)) {
+      if (Math.abs(v - Math.round(v)) > 1e-9 && x1 - x0 > 6) continue;
+      el("line", { class: "axis", x1: sx(v), x2: sx(v), y1: H - B, y2: H - B + 4 }, svg);
+      text(svg, sx(v), H - B + 14, fmt(v));
+    }
+    el("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }, svg);
+    el("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }, svg);
+    text(svg, W - R, H - 2, opts.xLabel || "step", "end");
+    const g = el("g", { "clip-path": `url(#${clipId})` }, svg);
+    legend.replaceChildren();
+    data.forEach((s, n) => {
+      const idx = [];
+      s.sx.forEach((x, i) => { if (x >= x0 && x <= x1) idx.push(i); });
+      const [xs, ys] = thin(idx.map((i) => s.sx[i]), idx.map((i) => s.sy[i]), W - L - R);
+      const color = s.color || PALETTE[n % PALETTE.length];
+      const d = xs.map((x, i) => `${i ? "L" : "M"}${sx(x).toFixed(1)},${sy(ys[i]).toFixed(1)}`).join("");
+      const path = el("path", { class: "series", d: d || "M0,0", stroke: color,
+        "data-series": s.name, "data-points": String(xs.length) }, g);
+      const title = el("title", {}, path);
+      title.textContent = s.name;
+      if (xs.length === 1) el("circle", { cx: sx(xs[0]), cy: sy(ys[0]), r: 3, fill: color }, g);
+      const item = document.createElement("span");
+      item.style.setProperty("--c", color);
+      const lastY = s.sy.length ? s.sy[s.sy.length - 1] : NaN;
+      item.textContent = `${s.name}: ${fmt(state.logY ? 10 ** lastY : lastY)}`;
+      legend.appendChild(item);
+    });
+    host.dataset.series = String(data.length);
+    host.dataset.zoomed = state.domain ? "true" : "false";
+  }
+
+  const clipId = `clip${Math.random().toString(36).slice(2, 9)}`;
+  const toSvgX = (ev) => {
+    const box = svg.getBoundingClientRect();
+    return ((ev.clientX - box.left) / box.width) * W;
+  };
+  let brushStart = null, brush = null;
+  svg.addEventListener("mousedown", (ev) => {
+    brushStart = toSvgX(ev);
+    brush = el("rect", { class: "brush", x: brushStart, y: T, width: 0, height: H - T - B }, svg);
+  });
+  svg.addEventListener("mousemove", (ev) => {
+    if (brush === null) return;
+    const x = toSvgX(ev);
+    brush.setAttribute("x", Math.min(x, brushStart));
+    brush.setAttribute("width", Math.abs(x - brushStart));
+  });
+  window.addEventListener("mouseup", (ev) => {
+    if (brush === null) return;
+    const x = toSvgX(ev), a = Math.min(x, brushStart), b = Math.max(x, brushStart);
+    brush = null;
+    if (b - a > 4) zoomTo(state.invert(a), state.invert(b)); else draw();
+  });
+  svg.addEventListener("dblclick", () => reset());
+  svg.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    zoomAround(state.invert(toSvgX(ev)), ev.deltaY > 0 ? 1.25 : 0.8);
+  }, { passive: false });
+  svg.addEventListener("keydown", (ev) => {
+    if (ev.key === "+" || ev.key === "=") zoomAround(null, 0.8);
+    else if (ev.key === "-") zoomAround(null, 1.25);
+    else if (ev.key === "0") reset();
+    else return;
+    ev.preventDefault();
+  });
+  function fullRange() {
+    let a = Infinity, b = -Infinity;
+    for (const s of series) for (const x of s.xs) { if (x < a) a = x; if (x > b) b = x; }
+    return [a, b];
+  }
+  function zoomTo(a, b) { state.domain = [a, b]; draw(); }
+  function zoomAround(center, factor) {
+    const [a, b] = state.domain || fullRange();
+    const c = center ?? (a + b) / 2;
+    const [fa, fb] = fullRange();
+    const na = Math.max(fa, c - (c - a) * factor), nb = Math.min(fb, c + (b - c) * factor);
+    if (nb - na <= 0) return;
+    if (na <= fa && nb >= fb) reset(); else zoomTo(na, nb);
+  }
+  function reset() { state.domain = null; draw(); }
+  draw();
+  return {
+    set(changes) { Object.assign(state, changes); draw(); },
+    zoomTo, reset,
+  };
+}
+
+function scaleOf(values) {
+  const nums = values.filter((v) => typeof v === "number" && Number.isFinite(v));
+  if (nums.length === values.filter((v) => v !== null && v !== undefined).length && nums.length) {
+    let lo = Math.min(...nums), hi = Math.max(...nums);
+    if (lo === hi) { lo -= 1; hi += 1; }
+    return { kind: "num", lo, hi, at: (v) => (v - lo) / (hi - lo), labels: ticks(lo, hi, 4) };
+  }
+  const cats = [...new Set(values.filter((v) => v !== null && v !== undefined).map(String))].sort();
+  const at = (v) => (cats.length < 2 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1));
+  return { kind: "cat", cats, at, labels: cats };
+}
+
+export function numeric(v) {
+  if (typeof v === "number") return v;
+  if (typeof v === "string" && v.trim() !== "" && Number.isFinite(Number(v))) return Number(v);
+  return v;
+}
+
+// Parallel coordinates: one vertical axis per dimension, one line per run,
+// coloured by the last dimension (the chosen metric).
+export function parallelCoordinates(host, rows, dims) {
+  const W = 760, H = 300, T = 24, B = 24, X = 60;
+  host.replaceChildren();
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": `parallel coordinates of ${dims.join(", ")} over ${rows.length} runs` }, host);
+  const scales = dims.map((d) => scaleOf(rows.map((r) => numeric(r.values[d]))));
+  const xAt = (i) => (dims.length < 2 ? W / 2 : X + (i * (W - 2 * X)) / (dims.length - 1));
+  const yAt = (s, v) => T + (1 - s.at(v)) * (H - T - B);
+  const colour = scales[scales.length - 1];
+  let drawn = 0;
+  for (const r of rows) {
+    const pts = [];
+    dims.forEach((d, i) => {
+      const v = numeric(r.values[d]);
+      if (v !== null && v !== undefined) pts.push(`${xAt(i).toFixed(1)},${yAt(scales[i], v).toFixed(1)}`);
+    });
+    if (pts.length < 2) continue;
+    const last = numeric(r.values[dims[dims.length - 1]]);
+    const t = colour && last !== undefined && last !== null ? colour.at(last) : 0.5;
+    const line = el("polyline", { class: "pc-line", points: pts.join(" "),
+      stroke: `hsl(${(240 - 200 * t).toFixed(0)} 70% 50%)`, "data-run": r.id }, svg);
+    el("title", {}, line).textContent = r.name;
+    drawn += 1;
+  }
+  dims.forEach((d, i) => {
+    const s = scales[i];
+    el("line", { class: "axis", x1: xAt(i), x2: xAt(i), y1: T, y2: H - B }, svg);
+    text(svg, xAt(i), 12, d);
+    for (const label of s.labels) {
+      const v = s.kind === "num" ? label : label;
+      text(svg, xAt(i) + 4, yAt(s, v) + 3, s.kind === "num" ? fmt(label) : label, "start");
+    }
+  });
+  host.dataset.lines = String(drawn);
+}
+
+// A scatter of points [{x, y, label}] with numeric or categorical axes.
+export function scatter(host, points, xName, yName) {
+  const W = 560, H = 300, L = 56, R = 14, T = 12, B = 34;
+  host.replaceChildren();
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": `${yName} against ${xName}, ${points.length} runs` }, host);
+  const xs = scaleOf(points.map((p) => numeric(p.x))), ys = scaleOf(points.map((p) => numeric(p.y)));
+  const px = (v) => L + xs.at(v) * (W - L - R), py = (v) => T + (1 - ys.at(v)) * (H - T - B);
+  el("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }, svg);
+  el("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }, svg);
+  for (const v of xs.labels) text(svg, px(v), H - B + 14, xs.kind === "num" ? fmt(v) : v);
+  for (const v of ys.labels) text(svg, L - 4, py(v) + 3, ys.kind === "num" ? fmt(v) : v, "end");
+  text(svg, W - R, H - 4, xName, "end");
+  text(svg, L, T - 2 + 8, yName, "start").setAttribute("transform", "");
+  let drawn = 0;
+  points.forEach((p, i) => {
+    const x = numeric(p.x), y = numeric(p.y);
+    if (x === null || x === undefined || y === null || y === undefined) return;
+    const dot = el("circle", { class: "dot", cx: px(x), cy: py(y), r: 4,
+      fill: PALETTE[i % PALETTE.length], "data-run": p.id }, svg);
+    el("title", {}, dot).textContent = `${p.label}: ${fmt(x)}, ${fmt(y)}`;
+    drawn += 1;
+  });
+  host.dataset.points = String(drawn);
+}
