@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import Conflict, InvalidInput, InvalidRecord, NotFound
-from .policy import PolicyCheck
 from .records import STAGE_NAME, Config, ServedVersion, StageDeclaration, parse
 from .store import Change, CommitInfo, Snapshot, Store
 
@@ -83,6 +82,17 @@ def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, S
             if declared is not None:
                 found[model] = declared
     return found
+
+
+def commit_at(store: Store, stage: str, at: int) -> str | None:
+    """The commit of ``gitml/<stage>`` in effect at unix time ``at`` (None: none yet)."""
+    tip = store.tip(branch(stage))
+    if tip is None:
+        return None
+    for info in store.history(tip, stop=lambda _: False):
+        if info.time <= at:
+            return info.sha
+    return None
 
 
 def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:
@@ -210,6 +220,8 @@ class Stages:
                 # A direct change must pass the policy; a proposal is made as asked,
                 # and `gitml validate` and the pre-receive hook report what it breaks.
                 author = self.store.identity.decode("utf-8", "replace")
+                from .policy import PolicyCheck
+
                 broken = PolicyCheck(self.store, self.config).change(
                     stage, model, current, made[0], author
                 )
@@ -309,13 +321,7 @@ class Stages:
 
     def commit_at(self, stage: str, at: int) -> str | None:
         """The stage branch's commit in effect at unix time ``at`` (None: none yet)."""
-        tip = self.store.tip(branch(stage))
-        if tip is None:
-            return None
-        for info in self.store.history(tip, stop=lambda _: False):
-            if info.time <= at:
-                return info.sha
-        return None
+        return commit_at(self.store, stage, at)
 
     def history(self, stage: str, *, model: str | None = None) -> Iterator[StageChange]:
         """Changes to ``stage``, newest first, one per model a commit changed."""

@@ -15,31 +15,64 @@ from typing import Any
 # line has no use for them. A user who wants them can set the variable.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
+import importlib
+
 import click
 
 from .._version import __version__
-from . import (
-    artifacts,
-    experiments,
-    hook,
-    index,
-    init,
-    lineage,
-    models,
-    projects,
-    reconcile,
-    registry,
-    remote,
-    runs,
-    server,
-    stage,
-    ui,
-    validate,
-)
+
+# name -> (module under gitml.cli, attribute): a command's module is imported
+# only when that command runs (or --help lists it). Importing all of them
+# cost 30-60 ms of every start (logging, subprocess, hashlib...), against
+# budgets of 200-300 ms for a whole `gitml stage show` or `models register`.
+COMMANDS = {
+    "artifacts": ("artifacts", "group"),
+    "experiments": ("experiments", "group"),
+    "hook": ("hook", "group"),
+    "index": ("index", "group"),
+    "init": ("init", "command"),
+    "lineage": ("lineage", "command"),
+    "models": ("models", "group"),
+    "pull": ("remote", "pull_command"),
+    "push": ("remote", "push_command"),
+    "reconcile": ("reconcile", "command"),
+    "remote": ("remote", "group"),
+    "run": ("projects", "run_command"),
+    "runs": ("runs", "group"),
+    "server": ("server", "command"),
+    "stage": ("stage", "group"),
+    "ui": ("ui", "command"),
+    "validate": ("validate", "command"),
+}
+# Groups whose commands live in more than one module: name -> modules whose
+# ``attach(group)`` adds theirs.
+EXTENSIONS = {"models": ("registry",), "runs": ("projects",)}
+
+
+def load_command(name: str) -> click.Command | None:
+    """The command ``name`` with everything attached to it, importing its modules now."""
+    where = COMMANDS.get(name)
+    if where is None:
+        return None
+    module, attribute = where
+    command: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    if isinstance(command, click.Group):
+        for extension in EXTENSIONS.get(name, ()):
+            importlib.import_module(f"{__name__}.{extension}").attach(command)
+    return command
 
 
 class _Group(click.Group):
-    """Turns ``GitmlError`` into one line and exit 1; anything else is a bug (exit 3)."""
+    """Loads commands on first use; turns ``GitmlError`` into one line and exit 1.
+
+    Anything else escaping is a bug (exit 3).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         from ..errors import GitmlError
@@ -75,24 +108,3 @@ class _Group(click.Group):
 def main(ctx: click.Context, traceback: bool) -> None:
     """The machine-learning lifecycle with Git as the database."""
     ctx.obj = {"traceback": traceback}
-
-
-main.add_command(init.command)
-main.add_command(runs.group)
-main.add_command(artifacts.group)
-main.add_command(experiments.group)
-main.add_command(index.group)
-main.add_command(models.group)
-main.add_command(validate.command)
-main.add_command(lineage.command)
-main.add_command(hook.group)
-main.add_command(remote.group)
-main.add_command(remote.push_command)
-main.add_command(remote.pull_command)
-registry.attach(models.group)
-main.add_command(stage.group)
-main.add_command(reconcile.command)
-main.add_command(server.command)
-main.add_command(ui.command)
-main.add_command(projects.run_command)
-projects.attach(runs.group)

@@ -23,7 +23,7 @@ def is_loopback(host: str) -> bool:
 
 @click.group("models")
 def group() -> None:
-    """Serve models and score input with them."""
+    """Register models and their versions; serve them and score input."""
 
 
 @group.command("serve")

@@ -312,4 +312,4 @@ COMMANDS = (register, list_models, show, versions, tag, describe, delete_version
 def attach(group: click.Group) -> None:
     """Add the registry commands to ``gitml models``."""
     for command in COMMANDS:
-        group.add_command(command)
+        group.add_command(command)  # by name: attaching twice changes nothing

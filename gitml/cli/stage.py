@@ -213,15 +213,20 @@ def _push(stages: Stages, remote: str, ref: str) -> None:
 @tracking_option
 def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | None) -> None:
     """What STAGE declares (every stage of .gitml.yaml when STAGE is omitted)."""
-    from ..stages import branch, check_stage, declarations
+    from .. import config as config_file
+    from ..stages import branch, check_stage, commit_at, declarations
+    from ..tracking.client import resolve_store
 
     when = parse_at(at) if at is not None else None
-    stages = _stages(tracking_uri)
-    names = [check_stage(stage, stages.config)] if stage else list(stages.config.stages)
+    # Reading needs the store and the settings, not a tracking Client (which
+    # recovers journals and starts a flusher): the 200 ms budget of this command.
+    store, work = resolve_store(tracking_uri)
+    config = config_file.load((work or store).root)
+    names = [check_stage(stage, config)] if stage else list(config.stages)
     found = []
     for name in names:
-        commit = stages.store.tip(branch(name)) if when is None else stages.commit_at(name, when)
-        declared = declarations(stages.store, name, commit) if commit else {}
+        commit = store.tip(branch(name)) if when is None else commit_at(store, name, when)
+        declared = declarations(store, name, commit) if commit else {}
         found.append((name, commit, declared))
     if as_json:
         emit_json(

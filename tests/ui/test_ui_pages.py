@@ -61,6 +61,12 @@ def names(page: Any) -> list[str]:
     )
 
 
+def wait_count(page: Any, runs: int) -> None:
+    page.wait_for_function(
+        f"document.querySelector('[data-testid=run-count]').textContent == '{runs} runs'"
+    )
+
+
 def test_experiments_list_runs_counts_and_links(page: Any, site: dict[str, Any]) -> None:
     page.goto(site["url"] + "/")  # redirected to /ui/
     rows = page.locator("[data-testid=experiments] tbody tr")

@@ -70,7 +70,7 @@ function thin(xs, ys, buckets) {
 // Drag across the plot to zoom into steps, the wheel zooms around the pointer,
 // double-click (or the Reset button, or the 0 key) restores the full range.
 export function lineChart(host, series, opts = {}) {
-  const W = 560, H = 260, L = 52, R = 12, T = 10, B = 30;
+  const W = 460, H = 230, L = 48, R = 10, T = 10, B = 28;
   const state = { domain: null, ...opts };
   host.classList.add("line-chart");
   host.replaceChildren();
@@ -199,15 +199,19 @@ export function lineChart(host, series, opts = {}) {
   };
 }
 
-function scaleOf(values) {
+function scaleOf(values, pad5 = false) {
   const nums = values.filter((v) => typeof v === "number" && Number.isFinite(v));
   if (nums.length === values.filter((v) => v !== null && v !== undefined).length && nums.length) {
     let lo = Math.min(...nums), hi = Math.max(...nums);
     if (lo === hi) { lo -= 1; hi += 1; }
-    return { kind: "num", lo, hi, at: (v) => (v - lo) / (hi - lo), labels: ticks(lo, hi, 4) };
+    const labels = ticks(lo, hi, 4);
+    const pad = pad5 ? (hi - lo) * 0.06 : 0;
+    const a = lo - pad, b = hi + pad;
+    return { kind: "num", lo, hi, at: (v) => (v - a) / (b - a), labels };
   }
   const cats = [...new Set(values.filter((v) => v !== null && v !== undefined).map(String))].sort();
-  const at = (v) => (cats.length < 2 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1));
+  const at = pad5 ? (v) => (cats.indexOf(String(v)) + 0.5) / cats.length
+    : (v) => (cats.length < 2 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1));
   return { kind: "cat", cats, at, labels: cats };
 }
 
@@ -222,7 +226,7 @@ export function numeric(v) {
 export function parallelCoordinates(host, rows, dims) {
   const W = 760, H = 300, T = 24, B = 24, X = 60;
   host.replaceChildren();
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+  const svg = el("svg", { class: "chart wide", viewBox: `0 0 ${W} ${H}`, role: "img",
     "aria-label": `parallel coordinates of ${dims.join(", ")} over ${rows.length} runs` }, host);
   const scales = dims.map((d) => scaleOf(rows.map((r) => numeric(r.values[d]))));
   const xAt = (i) => (dims.length < 2 ? W / 2 : X + (i * (W - 2 * X)) / (dims.length - 1));
@@ -257,18 +261,19 @@ export function parallelCoordinates(host, rows, dims) {
 
 // A scatter of points [{x, y, label}] with numeric or categorical axes.
 export function scatter(host, points, xName, yName) {
-  const W = 560, H = 300, L = 56, R = 14, T = 12, B = 34;
+  const W = 560, H = 320, L = 56, R = 14, T = 16, B = 34;
   host.replaceChildren();
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+  const svg = el("svg", { class: "chart medium", viewBox: `0 0 ${W} ${H}`, role: "img",
     "aria-label": `${yName} against ${xName}, ${points.length} runs` }, host);
-  const xs = scaleOf(points.map((p) => numeric(p.x))), ys = scaleOf(points.map((p) => numeric(p.y)));
+  const xs = scaleOf(points.map((p) => numeric(p.x)), true);
+  const ys = scaleOf(points.map((p) => numeric(p.y)), true);
   const px = (v) => L + xs.at(v) * (W - L - R), py = (v) => T + (1 - ys.at(v)) * (H - T - B);
   el("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }, svg);
   el("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }, svg);
   for (const v of xs.labels) text(svg, px(v), H - B + 14, xs.kind === "num" ? fmt(v) : v);
   for (const v of ys.labels) text(svg, L - 4, py(v) + 3, ys.kind === "num" ? fmt(v) : v, "end");
   text(svg, W - R, H - 4, xName, "end");
-  text(svg, L, T - 2 + 8, yName, "start").setAttribute("transform", "");
+  text(svg, L + 6, T + 4, yName, "start");
   let drawn = 0;
   points.forEach((p, i) => {
     const x = numeric(p.x), y = numeric(p.y);
