@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The end-to-end demo: a fresh project, a training run logged with gitml, and
-# the CLI showing it. Grows with each capability (register, promote, serve).
+# The end-to-end demo: a fresh project, training runs logged with gitml, the
+# model registered and promoted through the stages, served by the reconciler
+# from what the production branch declares, and called.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)/demo-project"
@@ -32,23 +33,33 @@ echo "== gitml artifacts list / get"
 gitml artifacts list "$run_id"
 gitml artifacts get "$run_id" labels.json --out -
 echo
-echo "== serve the run's model (MLflow's scoring protocol) and call it"
+echo "== register the model and promote it: staging, then production (commits on gitml/<stage>)"
+gitml models register "runs:/$run_id/model" iris --description "iris classifier"
+gitml stage assign iris 1 staging --message "first candidate"
+gitml stage assign iris 1 production --message "validated on staging"
+gitml stage show
+gitml stage history production
+echo "== gitml lineage models:/iris@production"
+gitml lineage models:/iris@production
+echo
+echo "== gitml reconcile serves what gitml/production declares; call it"
 port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-gitml models serve -m "runs:/$run_id/model" --port "$port" > serve.log 2>&1 &
+gitml reconcile --stage production --port "$port" --interval 1s > reconcile.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 python - "$port" <<'PY'
 import json, sys, time, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}"
-for _ in range(300):
+for _ in range(600):
     try:
-        urllib.request.urlopen(base + "/ping", timeout=1)
+        urllib.request.urlopen(base + "/health", timeout=1)
         break
     except OSError:
         time.sleep(0.1)
 body = json.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode()
 request = urllib.request.Request(base + "/invocations", body, {"Content-Type": "application/json"})
-print(urllib.request.urlopen(request, timeout=10).read().decode())
+with urllib.request.urlopen(request, timeout=10) as answer:
+    print(answer.headers["X-Gitml-Model-Version"], answer.read().decode())
 PY
 kill $server
 echo

@@ -115,6 +115,28 @@ class SearchRuns(_Body):
     run_view_type: Literal["ACTIVE_ONLY", "DELETED_ONLY", "ALL"] = "ACTIVE_ONLY"
 
 
+class ErrorAnswer(BaseModel):
+    """What every 4xx and 5xx answer holds."""
+
+    error_code: str
+    message: str
+
+
+# Documented on every route, so the OpenAPI document names each answer a client can get.
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorAnswer, "description": what}
+    for status, what in [
+        (400, "Malformed input; the message names the field"),
+        (401, "No token, or an unknown one"),
+        (403, "A read token on a route that writes"),
+        (404, "No such run, experiment, model, version, artifact or route"),
+        (409, "A conflict with what is recorded (a param that cannot change, a name taken)"),
+        (413, "A request body over the limit"),
+        (422, "A stored record that fails its schema"),
+    ]
+}
+
+
 class RunsPage(BaseModel):
     runs: list[dict[str, Any]]
     next_page_token: str | None = None
@@ -322,6 +344,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        responses=_ERRORS,
     )
 
     def scope_of(request: Request) -> Scope | None:

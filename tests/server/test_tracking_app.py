@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 from fastapi.routing import APIRoute
 from starlette.testclient import TestClient
 
@@ -401,3 +402,31 @@ def test_openapi_document_covers_every_route_and_its_bodies(http: TestClient) ->
     jsonschema.validate(
         page, {**answer["application/json"]["schema"], "components": doc["components"]}
     )
+
+
+# -- the OpenAPI document against the implementation, by schemathesis ------------------------
+
+
+@pytest.fixture
+def api_schema(repo: Path) -> Any:
+    import schemathesis
+
+    app = create_app(ServerSettings(repo=repo))
+    return schemathesis.openapi.from_asgi(f"{API}/openapi.json", app)
+
+
+schemathesis = pytest.importorskip("schemathesis")
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
+def test_every_operation_answers_as_documented(case: Any) -> None:
+    """Generated requests for every operation: no 5xx, and answers match the document."""
+    case.call_and_validate()
