@@ -1,4 +1,4 @@
-"""The wheel ships the JSON Schemas and the ``gitml`` command."""
+"""The wheel ships the JSON Schemas, the web UI's files and the ``gitml`` command."""
 
 from __future__ import annotations
 
@@ -26,5 +26,8 @@ def test_wheel_carries_schemas_and_entry_point(tmp_path: Path) -> None:
             packaged = f"gitml/_schemas/{schema.name}"
             assert packaged in names
             assert archive.read(packaged) == schema.read_bytes()
+        # The web UI's pages ship as package data: no CDN, no network at run time.
+        for page in sorted((ROOT / "gitml" / "ui" / "static").iterdir()):
+            assert archive.read(f"gitml/ui/static/{page.name}") == page.read_bytes()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "gitml = gitml.cli:main" in archive.read(entry_points).decode()

@@ -52,7 +52,7 @@ def command(
     max_body_bytes: int,
     max_artifact_bytes: int,
 ) -> None:
-    """Serve the tracking REST API (/api/v1, OpenAPI at /api/v1/openapi.json)."""
+    """Serve the tracking REST API (/api/v1, OpenAPI at /api/v1/openapi.json) and web UI (/ui/)."""
     import json
 
     import uvicorn

@@ -20,13 +20,15 @@ counted as they stream, with or without a Content-Length).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
@@ -54,10 +56,12 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024 * 1024
 _CHUNK = 1024 * 1024
 Scope = Literal["read", "write"]
+T = TypeVar("T")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "5" is not a number and 1 is not a string; unknown fields are refused.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateExperiment(_Body):
@@ -337,6 +341,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     registry = Registry(client)
     applied = _AppliedBatches(client)
     batch_lock = threading.Lock()
+    # The query index is one SQLite connection, which may only be used by the
+    # thread that opened it: every query runs on this one thread, in turn.
+    index_thread = ThreadPoolExecutor(1, thread_name_prefix="gitml-index")
+
+    async def on_index(func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(index_thread, func, *args)
 
     app = FastAPI(
         title="gitml tracking server",
@@ -395,7 +405,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         code = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
             exc.status_code, "BAD_REQUEST"
         )
-        return _error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        answer = _error(exc.status_code, code, message)
+        answer.headers.update(exc.headers or {})  # 405's Allow
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -439,15 +452,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return client.get_experiment(client.experiment_id(None))
 
     @app.get(f"{PREFIX}/run-counts", dependencies=[Read])
-    def run_counts() -> dict[str, dict[str, int]]:
+    async def run_counts() -> dict[str, dict[str, int]]:
         """Experiment id to its number of active and deleted runs."""
-        return client.run_counts()
+        return await on_index(client.run_counts)
 
     @app.get(f"{PREFIX}/broken-records", dependencies=[Read])
-    def broken_records() -> list[str]:
+    async def broken_records() -> list[str]:
         """Run records the query index skipped because they fail validation."""
-        client.index.refresh()
-        return client.broken_records()
+
+        def refreshed() -> list[str]:
+            client.index.refresh()
+            return client.broken_records()
+
+        return await on_index(refreshed)
 
     # -- runs -------------------------------------------------------------------
 
@@ -527,9 +544,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response_model=RunsPage,
         responses={200: {"model": RunsPage}},
     )
-    def search(body: SearchRuns) -> Response:
+    async def search(body: SearchRuns) -> Response:
         """Runs matching an MLflow filter string (the CLI's grammar and query engine)."""
-        page = client.search_runs(
+        page = await on_index(
+            client.search_runs,
             body.experiment_ids,
             body.filter,
             body.run_view_type,
@@ -701,6 +719,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui (issue 9)
     app.state.client = client
+    app.state.on_index = on_index  # for routes added beside these (the UI's) that query
     return app
 
 

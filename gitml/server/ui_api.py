@@ -44,7 +44,8 @@ _COLUMN_KINDS = {"params": "params", "metrics": "metrics", "tags": "tags"}
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a JSON string is not a boolean, nor a number an id.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RunsTable(_Body):

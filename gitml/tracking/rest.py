@@ -425,6 +425,7 @@ class RestClient(Client):
         self._closed = threading.Event()
         self._sender: threading.Thread | None = None
         self.recovered: list[str] = []
+        self._recovered_once = False
         self._start_sender()
         _rest_clients.add(self)
         weakref.finalize(self, self._http.close)
@@ -476,7 +477,7 @@ class RestClient(Client):
 
     def experiment_id(self, name_or_id: str | None) -> str:
         if name_or_id is None:
-            return str(self._http.json("GET", "/experiments/default")["id"])
+            return str(self._http.json("GET", "/default-experiment")["id"])
         found = self._experiment_ids.get(name_or_id)
         if found is None:
             try:
@@ -770,7 +771,7 @@ class RestClient(Client):
             )
             self._sender.start()
 
-    def _send_in_background(self, first: bool) -> None:
+    def _send_in_background(self) -> None:
         # One try with a short window: a down server must not hold the send
         # lock that ``flush`` waits for; the next tick tries again.
         if not self._send_lock.acquire(blocking=False):
@@ -778,8 +779,9 @@ class RestClient(Client):
         try:
             deadline = time.monotonic() + min(5.0, self._http.retry_seconds)
             self._drain(deadline)
-            if first:
+            if not self._recovered_once:  # what dead clients left: once the server answers
                 self._recover(deadline)
+                self._recovered_once = True
         except ServerUnavailable:
             pass  # journaled; retried on the next tick, and by flush
         except GitmlError as exc:
@@ -986,13 +988,11 @@ def _send_loop(
     ref: weakref.ref[RestClient], wake: threading.Event, closed: threading.Event
 ) -> None:
     """The background sender; it holds the client weakly so a dropped client is freed."""
-    first = True
     while not closed.is_set():
         client = ref()
         if client is None:
             return
-        client._send_in_background(first)
-        first = False
+        client._send_in_background()
         del client
         wake.wait(SEND_INTERVAL)
         wake.clear()

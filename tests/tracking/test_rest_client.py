@@ -96,6 +96,7 @@ def test_client_methods_over_http(server: TrackingServer) -> None:
     assert client.get_experiment(exp_id).tags == {"a": "1"}
     assert client.get_experiment_by_name("e1") is not None
     assert client.experiment_id("e1") == exp_id
+    assert client.experiment_id(None) == "0"  # the Default experiment, made on first use
     with pytest.raises(Conflict):
         client.create_experiment("e1")
     run = client.create_run(exp_id, run_name="r")
@@ -284,3 +285,16 @@ def test_log_metric_costs_microseconds(server: TrackingServer) -> None:
     assert per_call < 200e-6  # generous: CI machines are shared; the benchmark holds 50 µs
     fluent.set_tracking_uri(None)
     os.environ.pop("GITML_TRACKING_URI", None)
+
+
+def test_the_server_without_fastapi_says_how_to_get_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
+    for name in [m for m in sys.modules if m.startswith("gitml.server.")]:
+        monkeypatch.delitem(sys.modules, name)
+    result = cli("server", "--repo", str(repo), ok=False)
+    assert result.exit_code == 1
+    assert "pip install 'gitml[server]'" in result.stderr

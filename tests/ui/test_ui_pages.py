@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import seed, served
+from ui_seed import seed, served
+
+from testing.serving import uvicorn_server
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 15_000  # ms: the machine running the tests may be loaded
@@ -18,10 +20,21 @@ TIMEOUT = 15_000  # ms: the machine running the tests may be loaded
 def site(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[dict[str, Any]]:
     repo = tmp_path_factory.mktemp("ui") / "work"
     data = seed(repo)
+    data["repo"] = repo
     with served(repo) as url:
         data["url"] = url
         data["shots"] = tmp_path_factory.mktemp("screenshots")
         yield data
+
+
+@pytest.fixture(scope="module")
+def secured(site: dict[str, Any]) -> Iterator[str]:
+    """The same repository behind a server that asks for tokens."""
+    from gitml.server.tracking_app import ServerSettings, create_app
+
+    app = create_app(ServerSettings(repo=site["repo"], tokens={"s3cret": "read"}))
+    with uvicorn_server(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -31,11 +44,14 @@ def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
     page.set_default_timeout(TIMEOUT)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # A refused filter is a 400 the page shows inline; Chromium logs every 4xx as well.
+    # A refused filter (400) or token (401) is shown on the page; Chromium logs it as well.
+    expected = ("status of 400", "status of 401")
     page.on(
         "console",
         lambda m: (
-            errors.append(m.text) if m.type == "error" and "status of 400" not in m.text else None
+            errors.append(m.text)
+            if m.type == "error" and not any(e in m.text for e in expected)
+            else None
         ),
     )
     yield page
@@ -120,6 +136,17 @@ def test_runs_table_filters_with_inline_errors_and_sorts(page: Any, site: dict[s
     page.reload()
     page.wait_for_selector("[data-testid=runs-grid][data-ready]")
     assert names(page)[:2] == ["train-3", "train-2"]
+
+    # Columns are chosen among every key the experiment's runs use.
+    page.get_by_text("Columns").click()
+    page.get_by_label("grid", exact=True).uncheck()
+    page.get_by_label("team", exact=True).check()
+    page.wait_for_function("location.hash.includes('tags.team')")
+    page.wait_for_selector(".grid-head [title='tags.team']")
+    headers = page.locator(".grid-head [role=columnheader]").all_inner_texts()
+    assert "#team" in headers and "grid" not in headers
+    row = page.locator(".grid-row[data-index='0']")
+    assert row.locator("[role=gridcell]").last.inner_text() == "growth"  # train-3's team
 
 
 def test_select_runs_and_compare(page: Any, site: dict[str, Any]) -> None:
@@ -210,6 +237,24 @@ def test_run_page_charts_zoom_smoothing_and_log_scale(page: Any, site: dict[str,
     assert host.get_attribute("data-zoomed") == "true"
     page.keyboard.press("0")
     assert loss.get_attribute("data-points") == "20"
+    # Pointing at a step shows each series' value there in the legend.
+    legend = page.locator("[data-metric=loss] .legend span")
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    assert " @ " in legend.inner_text()
+    page.mouse.wheel(0, -200)  # a plain wheel scrolls the page, it does not zoom
+    assert host.get_attribute("data-zoomed") == "false"
+    box = chart.bounding_box()  # the page may have scrolled
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -200)
+    page.keyboard.up("Control")
+    page.wait_for_function(
+        "document.querySelector('[data-metric=loss] .line-chart').dataset.zoomed === 'true'"
+    )
+    chart.dblclick()
+    page.mouse.move(0, 0)
+    assert " @ " not in legend.inner_text()
     assert page.locator("[data-testid=params] tbody tr").count() == 3
     shot(page, site, "run")
 
@@ -346,3 +391,17 @@ def test_page_urls_are_stable_and_dark_mode_reads(page: Any, site: dict[str, Any
             !e.labels?.length && !e.getAttribute('aria-label')).length"""
     )
     assert unlabelled == 0
+
+
+def test_a_server_with_tokens_asks_for_one(page: Any, secured: str) -> None:
+    page.goto(f"{secured}/ui/#/models")
+    token = page.get_by_label("Token")
+    token.fill("wrong")
+    token.press("Enter")
+    page.get_by_text("The server refused that token.").wait_for()
+    page.get_by_label("Token").fill("s3cret")
+    page.get_by_label("Token").press("Enter")
+    page.wait_for_selector("tr[data-model='churn-model']")
+    # Kept in the browser: the next page needs no token.
+    page.goto(f"{secured}/ui/#/experiments")
+    page.wait_for_selector("[data-testid=experiments]")

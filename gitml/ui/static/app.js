@@ -84,6 +84,7 @@ function tokenForm() {
   fill(
     h("h1", {}, "Sign in"),
     h("p", {}, "This server asks for a token (gitml server --token-file)."),
+    localStorage.getItem("gitml.token") ? h("p", { class: "error", role: "alert" }, "The server refused that token.") : null,
     h("form", { class: "toolbar", onsubmit: (ev) => {
       ev.preventDefault();
       localStorage.setItem("gitml.token", input.value.trim());
@@ -505,7 +506,7 @@ function chartTools(getHandles) {
     h("label", { for: `smooth-${id}` }, "Smoothing"), slider, value,
     h("label", {}, log, " Log scale"),
     h("button", { type: "button", onclick: () => getHandles().forEach((c) => c.reset()) }, "Reset zoom"),
-    h("span", { class: "muted" }, "Drag across a chart to zoom; wheel zooms; double-click resets."));
+    h("span", { class: "muted" }, "Drag across a chart to zoom; Ctrl+wheel or + and − zoom; double-click or 0 resets."));
   box.options = () => ({ smoothing: Number(slider.value), logY: log.checked });
   return box;
 }

@@ -67,7 +67,7 @@ function thin(xs, ys, buckets) {
 }
 
 // A line chart of series [{name, color, xs, ys}]. opts: {smoothing, logY, label, xLabel}.
-// Drag across the plot to zoom into steps, the wheel zooms around the pointer,
+// Drag across the plot to zoom into steps, Ctrl+wheel zooms around the pointer,
 // double-click (or the Reset button, or the 0 key) restores the full range.
 export function lineChart(host, series, opts = {}) {
   const W = 460, H = 230, L = 48, R = 10, T = 10, B = 28;
@@ -113,7 +113,7 @@ export function lineChart(host, series, opts = {}) {
       text(svg, L - 4, sy(v) + 3, state.logY ? fmt(10 ** v) : fmt(v), "end");
     }
     for (const v of ticks(x0, x1, 6)) {
-      if (Math.abs(v - Math.round(v)) > 1e-9 && x1 - x0 > 6) continue;
+      if (Math.abs(v - Math.round(v)) > 1e-9 && x1 - x0 >= 2) continue; // steps are integers
       el("line", { class: "axis", x1: sx(v), x2: sx(v), y1: H - B, y2: H - B + 4 }, svg);
       text(svg, sx(v), H - B + 14, fmt(v));
     }
@@ -122,6 +122,9 @@ export function lineChart(host, series, opts = {}) {
     text(svg, W - R, H - 2, opts.xLabel || "step", "end");
     const g = el("g", { "clip-path": `url(#${clipId})` }, svg);
     legend.replaceChildren();
+    state.drawn = [];
+    state.sx = sx;
+    state.hover = el("line", { class: "hover", x1: 0, x2: 0, y1: T, y2: H - B, visibility: "hidden" }, svg);
     data.forEach((s, n) => {
       const idx = [];
       s.sx.forEach((x, i) => { if (x >= x0 && x <= x1) idx.push(i); });
@@ -138,6 +141,7 @@ export function lineChart(host, series, opts = {}) {
       const lastY = s.sy.length ? s.sy[s.sy.length - 1] : NaN;
       item.textContent = `${s.name}: ${fmt(state.logY ? 10 ** lastY : lastY)}`;
       legend.appendChild(item);
+      state.drawn.push({ name: s.name, xs: s.sx, ys: s.sy, item, last: item.textContent });
     });
     host.dataset.series = String(data.length);
     host.dataset.zoomed = state.domain ? "true" : "false";
@@ -149,24 +153,45 @@ export function lineChart(host, series, opts = {}) {
     return ((ev.clientX - box.left) / box.width) * W;
   };
   let brushStart = null, brush = null;
-  svg.addEventListener("mousedown", (ev) => {
+  svg.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0) return;
+    svg.setPointerCapture(ev.pointerId); // the drag ends here even outside the chart
     brushStart = toSvgX(ev);
     brush = el("rect", { class: "brush", x: brushStart, y: T, width: 0, height: H - T - B }, svg);
   });
-  svg.addEventListener("mousemove", (ev) => {
-    if (brush === null) return;
+  svg.addEventListener("pointermove", (ev) => {
+    if (brush === null) return hoverAt(state.invert(toSvgX(ev)));
     const x = toSvgX(ev);
     brush.setAttribute("x", Math.min(x, brushStart));
     brush.setAttribute("width", Math.abs(x - brushStart));
   });
-  window.addEventListener("mouseup", (ev) => {
+  svg.addEventListener("pointerup", (ev) => {
     if (brush === null) return;
     const x = toSvgX(ev), a = Math.min(x, brushStart), b = Math.max(x, brushStart);
     brush = null;
     if (b - a > 4) zoomTo(state.invert(a), state.invert(b)); else draw();
   });
   svg.addEventListener("dblclick", () => reset());
+  svg.addEventListener("pointerleave", () => hoverAt(null));
+  // The values at the step under the pointer, in the legend (where a screen reader finds them).
+  function hoverAt(x) {
+    if (!state.drawn) return;
+    let shown = null;
+    for (const d of state.drawn) {
+      if (x === null || !d.xs.length) { d.item.textContent = d.last; continue; }
+      let lo = 0, hi = d.xs.length - 1;
+      while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (d.xs[mid] < x) lo = mid; else hi = mid; }
+      const i = Math.abs(d.xs[lo] - x) <= Math.abs(d.xs[hi] - x) ? lo : hi;
+      shown = d.xs[i];
+      d.item.textContent = `${d.name} @ ${fmt(d.xs[i])}: ${fmt(state.logY ? 10 ** d.ys[i] : d.ys[i])}`;
+    }
+    if (shown === null) { state.hover.setAttribute("visibility", "hidden"); return; }
+    const px = state.sx(shown).toFixed(1);
+    state.hover.setAttribute("x1", px); state.hover.setAttribute("x2", px);
+    state.hover.setAttribute("visibility", "visible");
+  }
   svg.addEventListener("wheel", (ev) => {
+    if (!ev.ctrlKey && !ev.metaKey) return; // a plain wheel scrolls the page
     ev.preventDefault();
     zoomAround(state.invert(toSvgX(ev)), ev.deltaY > 0 ? 1.25 : 0.8);
   }, { passive: false });
