@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -47,7 +48,8 @@ def get(run_id: str, path: str, out: Path | None, tracking_uri: str | None) -> N
     client, full = open_run(tracking_uri, run_id)
     data = client.read_artifact(full, path)
     if out is not None and str(out) == "-":
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
         return
     target = out if out is not None else Path(Path(path).name)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ Logging is durable when the call returns: ``log-batch`` is one commit before
 it answers, and its ``batch_id`` is a trailer of that same commit
 (``Gitml-Journal: <batch_id>``), so a batch sent again after a timeout or a
 server restart is recognised from the run's history and counts once; there
-is no window in which the data is stored and its id is not (issue 8).
+is no window in which the data is stored and its id is not (issue 8); a file
+lock makes the check and the commit one step across ``--workers`` too.
 Request bodies are capped (``max_body_bytes``; artifacts ``max_artifact_bytes``,
 counted as they stream, with or without a Content-Length).
 """
@@ -21,11 +22,13 @@ counted as they stream, with or without a Content-Length).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hmac
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -270,6 +273,29 @@ class _AppliedBatches:
             self._tips[run_id] = tip
 
 
+class _BatchLock:
+    """Held while a batch id is checked and its commit made, across ``--workers`` too.
+
+    A thread lock for this process's threads and an ``flock`` for the other
+    workers: a batch resent to another worker while the first still commits it
+    waits, then finds its id in the run's history.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._threads = threading.Lock()
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._threads, open(self.path, "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 class _BodyCap:
     """Refuse request bodies over the limit: by Content-Length, or as they stream in."""
 
@@ -340,7 +366,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     client._work = None
     registry = Registry(client)
     applied = _AppliedBatches(client)
-    batch_lock = threading.Lock()
+    batch_lock = _BatchLock(client.store.data_dir / "server" / "log-batch.lock")
     # The query index is one SQLite connection, which may only be used by the
     # thread that opened it: every query runs on this one thread, in turn.
     index_thread = ThreadPoolExecutor(1, thread_name_prefix="gitml-index")
@@ -515,7 +541,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         A ``batch_id`` already among the run's commits is not applied again.
         """
         entries, latest = _batch_entries(body, client._now())
-        with batch_lock:
+        with batch_lock():
             if body.batch_id is not None and applied.contains(run_id, body.batch_id):
                 return LogBatchResult(applied=False, reason="batch_id was applied before")
             if client.store.tip(RUNS + run_id) is None:

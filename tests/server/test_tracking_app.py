@@ -11,7 +11,6 @@ from typing import Any
 import jsonschema
 import pytest
 from fastapi.routing import APIRoute
-from hypothesis import HealthCheck, Phase, settings
 from starlette.testclient import TestClient
 
 import gitml
@@ -426,50 +425,4 @@ def test_openapi_document_covers_every_route_and_its_bodies(http: TestClient) ->
     answer = doc["paths"][f"{API}/runs/search"]["post"]["responses"]["200"]["content"]
     jsonschema.validate(
         page, {**answer["application/json"]["schema"], "components": doc["components"]}
-    )
-
-
-# -- the OpenAPI document against the implementation, by schemathesis ------------------------
-
-
-@pytest.fixture
-def api_schema(repo: Path) -> Any:
-    import schemathesis
-
-    app = create_app(ServerSettings(repo=repo))
-    return schemathesis.openapi.from_asgi(f"{API}/openapi.json", app)
-
-
-schemathesis = pytest.importorskip("schemathesis")
-# The web UI's own routes (issue 9) are tested with the UI.
-schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="/ui/")
-
-
-@schema.parametrize()
-@settings(
-    max_examples=4,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-    phases=[Phase.explicit, Phase.generate],
-)
-def test_every_operation_answers_as_documented(case: Any) -> None:
-    """Generated requests for every operation: no 5xx, and answers match the document.
-
-    Left out: schemathesis's expectation that every schema-valid body is
-    accepted (the API also checks what a schema cannot say: a key's alphabet,
-    the filter grammar, that a run exists) and its checks of 405 answers to
-    methods no route declares (Starlette's own ``Allow`` header).
-    """
-    from schemathesis import checks
-
-    case.call_and_validate(
-        checks=[
-            checks.not_a_server_error,
-            checks.status_code_conformance,
-            checks.content_type_conformance,
-            checks.response_schema_conformance,
-            checks.response_headers_conformance,
-            checks.negative_data_rejection,
-        ]
     )

@@ -298,3 +298,15 @@ def test_the_server_without_fastapi_says_how_to_get_it(
     result = cli("server", "--repo", str(repo), ok=False)
     assert result.exit_code == 1
     assert "pip install 'gitml[server]'" in result.stderr
+
+
+def test_two_workers_apply_each_batch_once(repo: Path) -> None:
+    with tracking_server(repo, "--workers", "2") as server:
+        clients = [gitml.Client(server.url) for _ in range(3)]
+        run = clients[0].create_run()
+        for n, client in enumerate(clients):
+            for i in range(n * 1500, (n + 1) * 1500):
+                client.log_metric(run.id, "m", float(i), step=i)
+        for client in clients:
+            client.flush()
+        assert steps(clients[0], run.id, "m") == list(range(4500))
