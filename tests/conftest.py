@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,40 @@ def _reset_fluent() -> Iterator[None]:
     fluent.set_tracking_uri(None)
     fluent._experiment = None
     os.environ.pop("GITML_TRACKING_URI", None)
+
+
+# -- S3: a real S3-compatible server (moto's) for tests that ask for one --------
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, one per test module that uses it."""
+    from testing.s3 import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def s3(endpoint: str) -> Iterator[Any]:
+    """A plain boto3 client, to look at and tamper with the buckets."""
+    from testing.s3 import s3_client
+
+    client = s3_client(endpoint)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake, pinned credentials; nothing that points boto3 elsewhere."""
+    from testing.s3 import s3_env
+
+    s3_env(monkeypatch)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    from testing.s3 import new_bucket
+
+    return new_bucket(s3)

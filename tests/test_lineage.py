@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +17,11 @@ from gitml.records import Config
 from gitml.registry import Registry
 from gitml.stages import Stages
 from gitml.store import Store
+from testing.benchmarks import run_benchmark
 from testing.cli import cli, one_error_line
 from testing.git import FixedClock, git
 from testing.models import iris_classifier
-from testing.procs import child_env
 
-ROOT = Path(__file__).resolve().parent.parent
 DATASET_TAG = json.dumps(
     [{"name": "iris", "digest": "d41d8cd9", "source_type": "local", "source": "data/iris.csv"}]
 )
@@ -317,24 +314,6 @@ def test_cli_lineage_tree_json_and_errors(project: Project) -> None:
 
 @pytest.mark.slow
 def test_registry_benchmark_quick_runs(tmp_path: Path) -> None:
-    env = child_env(tmp_path)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "registry.py"),
-            "--quick",
-            "--no-mlflow",
-            "--workdir",
-            str(tmp_path / "bench"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "register a version, in process" in done.stdout
-    assert "gitml stage show" in done.stdout
+    out = run_benchmark("registry.py", tmp_path, "--quick", "--no-mlflow", timeout=240)
+    assert "register a version, in process" in out
+    assert "gitml stage show" in out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +23,13 @@ from gitml.store import Store
 from testing.cli import cli
 from testing.git import git, init_repo
 from testing.procs import write_config
-from testing.s3 import keys, moto_server, new_bucket, s3_client, s3_env
+from testing.s3 import keys
 
 RUNS = "refs/gitml/runs/"
 THRESHOLD = 16
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def s3(endpoint: str) -> Iterator[Any]:
-    client = s3_client(endpoint)
-    yield client
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    s3_env(monkeypatch)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    return new_bucket(s3)
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 @pytest.fixture

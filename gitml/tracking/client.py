@@ -685,14 +685,17 @@ class Client:
                 if single
                 else Path(artifact.path).relative_to(Path(base).parent)
             )
-            target = dest_root / rel
-            what = f"run {run_id} artifact '{artifact.path}'"
-            if artifact.storage == "external":
-                self._external.copy_to(artifact.sha256, target, what)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.read_artifact(run_id, artifact.path))
+            self._download(run_id, artifact, dest_root / rel)
         return dest_root / (Path(base).name)
+
+    def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:
+        """Write one artifact to ``target``, checked against its sha256."""
+        what = f"run {run_id} artifact '{artifact.path}'"
+        if artifact.storage == "external":
+            self._external.copy_to(artifact.sha256, target, what)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read_artifact(run_id, artifact.path))
 
     def _artifact(self, run_id: str, path: str) -> Artifact:
         clean = artifact_paths.clean_path(path)

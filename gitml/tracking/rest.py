@@ -44,7 +44,6 @@ import os
 import random
 import re
 import secrets
-import tempfile
 import threading
 import time
 import weakref
@@ -909,26 +908,6 @@ class RestClient(Client):
             raise NotFound(f"run {run_id} has no artifact '{clean}'")
         data = self._http.request("GET", f"/runs/{_seg(run_id)}/artifacts/{quote(clean)}").content
         return artifact_paths.verify(data, wanted.sha256, f"run {run_id} artifact '{clean}'")
-
-    def download_artifacts(
-        self, run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None
-    ) -> Path:
-        chosen = self.list_artifacts(run_id, path)
-        if not chosen:
-            raise NotFound(f"run {run_id} has no artifact '{path}'")
-        dest_root = (
-            Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-"))
-        )
-        base = artifact_paths.clean_path(path)
-        single = len(chosen) == 1 and chosen[0].path == base
-        for artifact in chosen:
-            rel = (
-                Path(artifact.path).name
-                if single
-                else Path(artifact.path).relative_to(Path(base).parent)
-            )
-            self._download(run_id, artifact, dest_root / rel)
-        return dest_root / Path(base).name
 
     def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:
         """Stream one artifact to ``target``, checked against its sha256 before it lands."""

@@ -27,31 +27,9 @@ from gitml.artifact_stores import (
 )
 from gitml.records import Config
 from testing.procs import write_config
-from testing.s3 import keys, moto_server, new_bucket, s3_client, s3_env
+from testing.s3 import keys
 
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def s3(endpoint: str) -> Iterator[Any]:
-    """A plain boto3 client, to look at and tamper with the buckets."""
-    client = s3_client(endpoint)
-    yield client
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    s3_env(monkeypatch)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    return new_bucket(s3)
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 @pytest.fixture
