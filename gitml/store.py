@@ -75,6 +75,9 @@ class _Repo(Repo):
         return self._cached_config
 
 
+# A ref lock this old belongs to no live writer (one holds it for a rename).
+STALE_LOCK_SECONDS = 30.0
+
 @dataclass(frozen=True)
 class CodeVersion:
     """Where the code of a run came from."""
@@ -478,6 +481,7 @@ class Store:
                             message=reflog,
                         )
             except FileLocked:
+                self._break_stale_lock(ref)
                 ok = False
             if ok:
                 self._log_ref_change(ref, commit, before)
@@ -512,12 +516,30 @@ class Store:
                     else:
                         ok = self._repo.refs.set_if_equals(name, _oid(old), _oid(new), **kwargs)
             except FileLocked:
+                self._break_stale_lock(ref)
                 time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
                 continue
             if ok:  # a deletion is logged as the zero sha: the index drops the run
                 self._log_ref_change(ref, new or "0" * 40, before)
             return bool(ok)
         raise Conflict(f"{ref}: gave up after 200 attempts; another writer holds it")
+
+    def _break_stale_lock(self, ref: str) -> None:
+        """Remove ``<ref>.lock`` when it is older than any live writer holds one.
+
+        A ref lock is held for the microseconds of a rename; SIGINT and
+        SIGTERM are deferred around it, but ``kill -9`` in that window leaves
+        the file behind, and git never removes it: the ref could not be
+        written again, and a killed process would cost every later write.
+        """
+        lock = self.gitdir / (ref + ".lock")
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_SECONDS:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
 
     @property
     def ref_log(self) -> Path:

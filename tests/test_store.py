@@ -250,6 +250,20 @@ def test_update_gives_up_with_conflict_when_the_lock_is_never_released(repo: Pat
     assert git(repo, "rev-parse", ref).strip() == first
 
 
+def test_a_lock_left_by_a_killed_writer_is_broken_once_stale(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    ref = "refs/gitml/x"
+    store.update(ref, put({"a": b"1"}), "one")
+    lock = store.gitdir / "refs" / "gitml" / "x.lock"
+    lock.write_bytes(b"")  # what kill -9 inside the rename window leaves
+    old = time.time() - 31
+    os.utime(lock, (old, old))
+    tip = store.update(ref, put({"b": b"2"}), "two", attempts=3)
+    assert git(repo, "rev-parse", ref).strip() == tip
+    assert not lock.exists()
+    subprocess.run(["git", "fsck", "--strict"], cwd=repo, check=True, capture_output=True)
+
+
 # -- tree edits -------------------------------------------------------------
 
 
