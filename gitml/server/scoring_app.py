@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import importlib
-import json
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -112,8 +111,25 @@ def _score(model: scoring.Predictor, body: bytes, content_type: str | None) -> b
     )
 
 
-def _error(send: Send, exc: scoring.ScoringError) -> Awaitable[None]:
-    return respond(send, exc.body(), exc.status)
+def send_error(
+    send: Send, exc: scoring.ScoringError, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> Awaitable[None]:
+    """Answer with ``exc``'s status and MLflow's JSON error body."""
+    return respond(send, exc.body(), exc.status, JSON, headers)
+
+
+# What a request without the right bearer token gets, from every server here.
+UNAUTHENTICATED = scoring.ScoringError(
+    "send 'Authorization: Bearer <token>'", status=401, error_code="UNAUTHENTICATED"
+)
+WWW_AUTHENTICATE = ((b"www-authenticate", b"Bearer"),)
+
+
+def authorised(scope: Scope, expected: bytes | None) -> bool:
+    """No token is required (``expected`` None), or the request's Authorization is it."""
+    if expected is None:
+        return True
+    return hmac.compare_digest((header(scope, b"authorization") or "").encode(), expected)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -154,20 +170,13 @@ def create_app(
     one-row request costs less (see ``OFFLOAD_ABOVE_BYTES``).
     """
     expected = f"Bearer {token}".encode() if token else None
-    unauthenticated = json.dumps(
-        {"error_code": "UNAUTHENTICATED", "message": "send 'Authorization: Bearer <token>'"}
-    ).encode()
 
     async def invocations(scope: Scope, receive: Receive, send: Send) -> None:
-        if expected is not None:
-            given = (header(scope, b"authorization") or "").encode()
-            if not hmac.compare_digest(given, expected):
-                await respond(
-                    send, unauthenticated, 401, headers=((b"www-authenticate", b"Bearer"),)
-                )
-                return
+        if not authorised(scope, expected):
+            await send_error(send, UNAUTHENTICATED, WWW_AUTHENTICATE)
+            return
         if model is None:
-            await _error(
+            await send_error(
                 send,
                 scoring.ScoringError(
                     "no model is loaded", status=503, error_code="TEMPORARILY_UNAVAILABLE"
@@ -183,7 +192,7 @@ def create_app(
             else:
                 result = _score(model, body, content_type)
         except scoring.ScoringError as exc:
-            await _error(send, exc)
+            await send_error(send, exc)
             return
         except ClientDisconnect:
             return
