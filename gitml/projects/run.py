@@ -176,16 +176,7 @@ class _ProjectClient(Client):
 
     def _code_version(self, run_id: str) -> CodeVersion:
         code = self._project_code
-        if code is None:
-            return CodeVersion(None, None, False, None)
-        if isinstance(code, CodeVersion):
-            return code
-        version = code.code_version(
-            snapshot_message=f"gitml: snapshot of the dirty work tree for run {run_id[:12]}"
-        )
-        if version.tip is not None and code.gitdir != self.store.gitdir:
-            self.store.import_history(code, version.tip)
-        return version
+        return code if isinstance(code, CodeVersion) else self._code_of(code, run_id)
 
 
 def _code_store(directory: Path) -> Store | None:

@@ -282,13 +282,17 @@ class Client:
         return run
 
     def _code_version(self, run_id: str) -> CodeVersion:
-        if self._work is None or self._work.bare:
+        return self._code_of(self._work, run_id)
+
+    def _code_of(self, work: Store | None, run_id: str) -> CodeVersion:
+        """The code in ``work`` a new run records, copied into the store when it is elsewhere."""
+        if work is None or work.bare:
             return CodeVersion(None, None, False, None)
-        code = self._work.code_version(
+        code = work.code_version(
             snapshot_message=f"gitml: snapshot of the dirty work tree for run {run_id[:12]}"
         )
-        if code.tip is not None and self._work is not self.store:
-            self.store.import_history(self._work, code.tip)
+        if code.tip is not None and work.gitdir != self.store.gitdir:
+            self.store.import_history(work, code.tip)
         return code
 
     def get_run(self, run_id: str) -> Run:
