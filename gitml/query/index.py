@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -102,15 +103,26 @@ class QueryIndex:
     def __init__(self, store: Store, path: Path | None = None) -> None:
         self.store = store
         self.path = path or store.data_dir / "index.sqlite"
-        self._conn: sqlite3.Connection | None = None
+        # One connection per thread: sqlite3 lets a connection serve only the
+        # thread that opened it, and servers query from their thread pools.
+        # WAL lets those connections read side by side; writes take turns.
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
 
     # -- connection ------------------------------------------------------------
 
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """This thread's connection, opened (and the schema made current) on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # check_same_thread off only so that close() may close every
+            # thread's connection; each is still used by its own thread alone.
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
             version = _meta(conn, "schema")
@@ -123,13 +135,17 @@ class QueryIndex:
                             conn.execute(f"DROP TABLE IF EXISTS {table}")
                     _create(conn)
                     _set_meta(conn, "schema", SCHEMA_VERSION)
-            self._conn = conn
-        return self._conn
+            self._local.conn = conn
+            with self._opened_lock:
+                self._opened.append(conn)
+        return conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+            self._local = threading.local()
+        for conn in opened:
+            conn.close()
 
     # -- keeping up with the refs ----------------------------------------------
 

@@ -21,17 +21,15 @@ counted as they stream, with or without a Content-Length).
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import hmac
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
@@ -59,7 +57,6 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024 * 1024
 _CHUNK = 1024 * 1024
 Scope = Literal["read", "write"]
-T = TypeVar("T")
 
 
 class _Body(BaseModel):
@@ -367,13 +364,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     registry = Registry(client)
     applied = _AppliedBatches(client)
     batch_lock = _BatchLock(client.store.data_dir / "server" / "log-batch.lock")
-    # The query index is one SQLite connection, which may only be used by the
-    # thread that opened it: every query runs on this one thread, in turn.
-    index_thread = ThreadPoolExecutor(1, thread_name_prefix="gitml-index")
-
-    async def on_index(func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(index_thread, func, *args)
-
     app = FastAPI(
         title="gitml tracking server",
         version=__version__,
@@ -480,7 +470,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.get(f"{PREFIX}/run-counts", dependencies=[Read])
     async def run_counts() -> dict[str, dict[str, int]]:
         """Experiment id to its number of active and deleted runs."""
-        return await on_index(client.run_counts)
+        return await run_in_threadpool(client.run_counts)
 
     @app.get(f"{PREFIX}/broken-records", dependencies=[Read])
     async def broken_records() -> list[str]:
@@ -490,7 +480,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             client.index.refresh()
             return client.broken_records()
 
-        return await on_index(refreshed)
+        return await run_in_threadpool(refreshed)
 
     # -- runs -------------------------------------------------------------------
 
@@ -572,7 +562,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     async def search(body: SearchRuns) -> Response:
         """Runs matching an MLflow filter string (the CLI's grammar and query engine)."""
-        page = await on_index(
+        page = await run_in_threadpool(
             client.search_runs,
             body.experiment_ids,
             body.filter,
@@ -745,7 +735,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui (issue 9)
     app.state.client = client
-    app.state.on_index = on_index  # for routes added beside these (the UI's) that query
     return app
 
 

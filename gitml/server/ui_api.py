@@ -15,7 +15,6 @@ runs, and fetches further windows as the table scrolls.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -29,7 +28,6 @@ from ..errors import GitmlError, InvalidInput, NotFound
 from ..lineage import Lineage, iso_time, lineage
 from ..query.compile import compile_order, compile_where
 from ..query.grammar import FilterSyntaxError, parse_filter, parse_order_by
-from ..query.index import QueryIndex
 from ..query.search import VIEW_TYPES
 from ..registry import Registry
 from ..stages import declarations
@@ -76,32 +74,23 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-class _Indexes:
-    """One ``QueryIndex`` connection per server thread: SQLite connections are per thread."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self._local = threading.local()
-
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        index: QueryIndex | None = getattr(self._local, "index", None)
-        if index is None:
-            index = self._local.index = QueryIndex(self.client.store)
-        index.refresh()
-        with index.reading() as conn:
-            yield conn
+@contextmanager
+def _reading(client: Client) -> Iterator[sqlite3.Connection]:
+    """The query index, brought up to date, for one consistent read."""
+    index = client.index
+    index.refresh()
+    with index.reading() as conn:
+        yield conn
 
 
 def ui_router(client: Client, registry: Registry, reader: Callable[[Request], None]) -> APIRouter:
     """The UI's routes, each behind ``reader`` (the app's read-token check)."""
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(reader)], include_in_schema=True)
-    indexes = _Indexes(client)
 
     @router.get("/experiments")
     def experiments() -> Response:
         """Every experiment with its number of runs and its last activity (ms)."""
-        with indexes.reading() as conn:
+        with _reading(client) as conn:
             rows = conn.execute(
                 "SELECT experiment_id, "
                 "sum(lifecycle_stage = 'active'), sum(lifecycle_stage = 'deleted'), "
@@ -126,7 +115,7 @@ def ui_router(client: Client, registry: Registry, reader: Callable[[Request], No
     def runs_table(body: RunsTable) -> Response:
         """One window of the runs matching a filter, as rows of the chosen columns."""
         try:
-            return _json(_runs_table(indexes, client, body))
+            return _json(_runs_table(client, body))
         except FilterSyntaxError as exc:
             return _json(
                 {
@@ -146,7 +135,7 @@ def ui_router(client: Client, registry: Registry, reader: Callable[[Request], No
         run = client.get_run(run_id)
         walker = Lineage(client.store, client.config)
         doc = walker.of_run(run_id)
-        with indexes.reading() as conn:
+        with _reading(client) as conn:
             rows = conn.execute(
                 "SELECT run_id, name, status, start_time FROM runs "
                 "WHERE parent_run_id = ? AND lifecycle_stage = 'active' "
@@ -207,7 +196,7 @@ def ui_router(client: Client, registry: Registry, reader: Callable[[Request], No
             raise NotFound(f"no commit {sha} in this repository")
         info = client.store.commit_info(sha)
         runs = []
-        with indexes.reading() as conn:
+        with _reading(client) as conn:
             for row in conn.execute(
                 "SELECT run_id, name, status, source_dirty FROM runs WHERE source_commit = ? "
                 "AND lifecycle_stage = 'active' ORDER BY start_time DESC LIMIT 100",
@@ -319,7 +308,7 @@ def _column(spec: str) -> tuple[str, str]:
     return kind, key
 
 
-def _runs_table(indexes: _Indexes, client: Client, body: RunsTable) -> dict[str, Any]:
+def _runs_table(client: Client, body: RunsTable) -> dict[str, Any]:
     where, params = compile_where(parse_filter(body.filter))
     order, order_params = compile_order(parse_order_by(body.order_by))
     clauses = [VIEW_TYPES[body.run_view_type], f"({where})"]
@@ -329,7 +318,7 @@ def _runs_table(indexes: _Indexes, client: Client, body: RunsTable) -> dict[str,
         clauses.append(f"r.experiment_id IN ({_marks(len(experiment_ids)) or 'NULL'})")
         params = [*params, *experiment_ids]
     condition = " AND ".join(clauses)
-    with indexes.reading() as conn:
+    with _reading(client) as conn:
         keys = _keys(conn, experiment_ids) if body.with_keys or body.columns is None else None
         specs = body.columns
         if specs is None:

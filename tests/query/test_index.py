@@ -222,3 +222,27 @@ def test_indexes_dropped_by_an_interrupted_rebuild_come_back(repo: Path) -> None
     again = gitml.Client().index
     names = {row[0] for row in again.conn.execute("SELECT name FROM sqlite_master")}
     assert "metrics_by_value" in names
+
+
+def test_one_index_serves_many_threads(repo: Path) -> None:
+    client = gitml.Client()
+    ids = {client.create_run(run_name=f"r{i}").id for i in range(5)}
+    found: list[set[str]] = []
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for _ in range(10):
+                found.append({run.id for run in client.search_runs(max_results=100)})
+        except BaseException as exc:  # recorded for the main thread to fail on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert found == [ids] * 60
+    client.index.close()  # every thread's connection, from this one
+    assert {run.id for run in client.search_runs()} == ids  # and it opens again
