@@ -7,7 +7,8 @@ as a whole ``gitml models register`` process, flat from version 1 to 1,000; a
 stage assignment likewise; ``gitml stage show`` at most 200 ms as a process
 with 1,000 versions and 1,000 stage changes in history. Prints the median of
 the first and of the last 100 in-process calls (flat means they agree), and
-each command as a process early (a few versions) and late (after the 1,000).
+each command as a process early (a few versions) and late (after the 1,000);
+``stage show`` also cold, with the cache of validated records deleted first.
 MLflow's figures are measured when ``--mlflow-python`` can import MLflow (on
 SQLite, ``create_model_version``, ``transition_model_version_stage`` and
 ``set_registered_model_alias``, over ``--mlflow-versions``); GTO's are the
@@ -132,10 +133,15 @@ class Commands:
     def _script(self, code: str) -> list[str]:
         return [sys.executable, "-c", code]
 
-    def wall(self, commands: Sequence[list[str]]) -> tuple[list[float], list[float]]:
-        """Wall and CPU (user + system) seconds of each process, run one after another."""
+    def wall(
+        self, commands: Sequence[list[str]], prepare: Callable[[], object] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """Wall and CPU (user + system) seconds of each process, run one after another
+        (``prepare`` runs ahead of each, untimed)."""
         wall, cpu = [], []
         for command in commands:
+            if prepare is not None:
+                prepare()
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, env=self.env)
@@ -228,7 +234,7 @@ def main() -> None:
         def ml(key: str) -> str:
             return f"{mlflow[key]:.1f}" if mlflow else "n/a"
 
-        _, run_id, registry, stages = setup(base)
+        path, run_id, registry, stages = setup(base)
         uri = f"runs:/{run_id}/model"
         commands = Commands(run_id)
         how = "gitml CLI" if commands.cli else "python -c over the library (no CLI command yet)"
@@ -259,6 +265,11 @@ def main() -> None:
             [commands.assign(counter.next(args.versions)) for _ in range(runs)]
         )
         late_show = commands.wall([commands.show() for _ in range(runs)])
+        # Cold: records never validated here (a fresh clone, or just fetched) load pydantic.
+        cache = path / ".git" / "gitml" / "validated.sqlite"
+        cold_show = commands.wall(
+            [commands.show() for _ in range(runs)], prepare=lambda: cache.unlink(missing_ok=True)
+        )
 
         baseline = commands.wall([[sys.executable, "-c", "pass"] for _ in range(runs)])
         version_start = commands.wall([[commands.gitml, "--version"] for _ in range(runs)])
@@ -294,6 +305,12 @@ def main() -> None:
             )
             row("  its CPU time, early (ms)", median_ms(early[1]), None)
             row("  its CPU time, late (ms)", median_ms(late[1]), None)
+        row(
+            f"gitml stage show, nothing validated before, {versions}/{history} (ms)",
+            median_ms(cold_show[0]),
+            None,
+        )
+        row("  its CPU time (ms)", median_ms(cold_show[1]), None)
         row("python -c pass, process (ms, this machine now)", median_ms(baseline[0]), None)
         row("  its CPU time (ms)", median_ms(baseline[1]), None)
         row("gitml --version, process (ms)", median_ms(version_start[0]), None)

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from . import yamlio
 from .errors import InvalidRecord
+from .stage_refs import STAGE_NAME
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -131,7 +132,6 @@ class Experiment(Record):
 # refuses a trailing ".lock"; ``registry.check_name`` says so, as neither
 # pydantic's regex engine nor a plain pattern can.)
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
-STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 DIGEST = r"^sha256:[0-9a-f]{64}$"
 StageName = Annotated[str, Field(pattern=STAGE_NAME)]
 VersionStatus = Literal["READY", "DELETED"]

@@ -11,44 +11,29 @@ history, audit and rollback are walks over the branch's first parents.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .errors import Conflict, InvalidInput, InvalidRecord, NotFound
-from .records import STAGE_NAME, Config, ServedVersion, StageDeclaration, parse
+from .record_cache import ValidatedRecords
+from .records import Config, ServedVersion, StageDeclaration, parse
+from .stage_refs import BRANCHES as BRANCHES
+from .stage_refs import MODELS_DIR as MODELS_DIR
+from .stage_refs import PROPOSALS as PROPOSALS
+from .stage_refs import branch as branch
+from .stage_refs import check_name, declaration_kind
+from .stage_refs import commit_at as commit_at
+from .stage_refs import declaration_path as declaration_path
 from .store import Change, CommitInfo, Snapshot, Store
 
 if TYPE_CHECKING:
     from .registry import Registry
 
-BRANCHES = "refs/heads/gitml/"
-PROPOSALS = BRANCHES + "proposals/"
-MODELS_DIR = "models"
-_STAGE = re.compile(STAGE_NAME)
-
 
 def check_stage(stage: str, config: Config | None = None) -> str:
     """``stage`` if it can name a stage (and, given ``config``, is one of its stages)."""
-    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == "proposals":
-        raise InvalidInput(
-            f"stage {stage!r}: use lowercase letters, digits, '_' and '-', starting with a letter"
-        )
-    if config is not None and stage not in config.stages:
-        raise InvalidInput(
-            f"stage '{stage}' is not one of this project's stages "
-            f"({', '.join(config.stages)}); list it under 'stages' in .gitml.yaml"
-        )
-    return stage
-
-
-def branch(stage: str) -> str:
-    return BRANCHES + stage
-
-
-def declaration_path(model: str) -> str:
-    return f"{MODELS_DIR}/{model}.yaml"
+    return check_name(stage, None if config is None else config.stages)
 
 
 def read_declaration(store: Store, stage: str, model: str) -> StageDeclaration | None:
@@ -58,10 +43,13 @@ def read_declaration(store: Store, stage: str, model: str) -> StageDeclaration |
 
 
 def declaration_at(snap: Snapshot, stage: str, model: str) -> StageDeclaration | None:
+    data = snap.read(declaration_path(model))
+    return None if data is None else parse_declaration(data, stage, model)
+
+
+def parse_declaration(data: bytes, stage: str, model: str) -> StageDeclaration:
+    """``models/<model>.yaml`` of ``stage``: a valid declaration of that very model."""
     path = declaration_path(model)
-    data = snap.read(path)
-    if data is None:
-        return None
     declared = parse(StageDeclaration, data, where=branch(stage), path=path)
     if declared.model != model:
         raise InvalidRecord(branch(stage), path, "model", f"'{declared.model}' does not match")
@@ -82,17 +70,6 @@ def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, S
             if declared is not None:
                 found[model] = declared
     return found
-
-
-def commit_at(store: Store, stage: str, at: int) -> str | None:
-    """The commit of ``gitml/<stage>`` in effect at unix time ``at`` (None: none yet)."""
-    tip = store.tip(branch(stage))
-    if tip is None:
-        return None
-    for info in store.history(tip, stop=lambda _: False):
-        if info.time <= at:
-            return info.sha
-    return None
 
 
 def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:
@@ -145,6 +122,14 @@ class Stages:
         self.registry = registry
         self.store = registry.store
         self.config = config
+        self._validated = ValidatedRecords(self.store.data_dir)
+
+    def _declaring(self, model: str, declared: StageDeclaration) -> Change:
+        """The change that writes ``declared``; the cache of validated records learns
+        its bytes, so that ``gitml stage show`` reads them without pydantic."""
+        data = declared.to_yaml()
+        self._validated.remember(declaration_kind(model), data, declared.model_dump(mode="json"))
+        return Change({declaration_path(model): data})
 
     def assign(
         self,
@@ -207,7 +192,7 @@ class Stages:
                         "merge or delete it first"
                     )
                 made[:] = [declare(declaration_at(self.store.snapshot(base), stage, model))]
-                return Change({declaration_path(model): made[0].to_yaml()}, root_parents=(base,))
+                return replace(self._declaring(model, made[0]), root_parents=(base,))
 
         else:
             ref = branch(stage)
@@ -228,7 +213,7 @@ class Stages:
                 if broken:
                     reasons = "; ".join(p.reason for p in broken)
                     raise InvalidInput(f"stage '{stage}' refuses {model} v{number}: {reasons}")
-                return Change({declaration_path(model): made[0].to_yaml()})
+                return self._declaring(model, made[0])
 
         commit = self.store.update(ref, edit, text) or ""
         result = Assignment(stage, model, made[0], commit, ref)
@@ -260,7 +245,7 @@ class Stages:
             served = [*(current.versions if current else [])]
             served += [ServedVersion(version=n, weight=0) for n in added]
             new = StageDeclaration(model=model, versions=served, note=None)
-            return Change({declaration_path(model): new.to_yaml()})
+            return self._declaring(model, new)
 
         names = ", ".join(f"v{n}" for n in versions)
         text = f"gitml: {stage}: {model} {names}\n\nGitml-Stage: {stage}\nGitml-Model: {model}"
@@ -295,7 +280,7 @@ class Stages:
             # Other models may have changed since; only this model's declaration must not.
             if snap is None or declaration_at(snap, stage, model) != last.after:
                 raise Conflict(f"'{model}' on '{stage}' changed while rolling back; try again")
-            return Change({declaration_path(model): previous.to_yaml()})
+            return self._declaring(model, previous)
 
         text = _message(
             f"{stage}: roll back {model} to {_describe(previous)}",

@@ -78,6 +78,7 @@ class _Repo(Repo):
 # A ref lock this old belongs to no live writer (one holds it for a rename).
 STALE_LOCK_SECONDS = 30.0
 
+
 @dataclass(frozen=True)
 class CodeVersion:
     """Where the code of a run came from."""

@@ -25,7 +25,6 @@ from . import schemas, stages
 from .errors import GitmlError, InvalidInput, InvalidRecord, NotARepository, NotFound
 from .policy import MODELS, RUNS, PolicyCheck, Tips
 from .records import (
-    STAGE_NAME,
     ArtifactManifest,
     Config,
     Experiment,
@@ -36,6 +35,7 @@ from .records import (
     parse,
 )
 from .registry import model_digest, model_files
+from .stage_refs import STAGE_NAME
 from .store import Snapshot, Store
 
 EXPERIMENTS = "refs/gitml/experiments/"

@@ -6,6 +6,7 @@ These commands join the ``gitml models`` group (``models.py`` holds serving);
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import click
@@ -88,11 +89,12 @@ def _stage_labels(declared: dict[str, StageDeclaration]) -> dict[int, list[str]]
     return labels
 
 
-def served_summary(declared: StageDeclaration) -> str:
-    """``v3``, or ``v3 (90%) + v4 (10%)`` for a canary."""
-    if len(declared.versions) == 1:
-        return f"v{declared.versions[0].version}"
-    return " + ".join(f"v{v.version} ({v.weight}%)" for v in declared.versions)
+def served_summary(declared: Mapping[str, Any]) -> str:
+    """``v3``, or ``v3 (90%) + v4 (10%)`` for a canary (``declared`` in its JSON form)."""
+    versions = declared["versions"]
+    if len(versions) == 1:
+        return f"v{versions[0]['version']}"
+    return " + ".join(f"v{v['version']} ({v['weight']}%)" for v in versions)
 
 
 @overload
@@ -202,7 +204,7 @@ def show(name: str, as_json: bool, tracking_uri: str | None) -> None:
     click.echo(f"created      {utc_time(model.creation_time)} UTC")
     tags = ", ".join(f"{k}={v}" for k, v in model.tags.items())
     click.echo(f"tags         {tags or 'none'}")
-    summary = [f"{stage} {served_summary(d)}" for stage, d in declared.items()]
+    summary = [f"{stage} {served_summary(declaration_json(d))}" for stage, d in declared.items()]
     click.echo(f"stages       {', '.join(summary) or 'none'}")
     click.echo("\nVersions" + ("" if versions else ": none"))
     if versions:

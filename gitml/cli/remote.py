@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def _stores(tracking_uri: str | None) -> tuple[Store, Store | None]:
-    from ..tracking.client import resolve_store
+    from ..tracking.uri import resolve_store
 
     return resolve_store(tracking_uri)
 

@@ -73,7 +73,7 @@ def _short(sha: str | None) -> str:
 
 
 def _served(declared: StageDeclaration | None) -> str:
-    return "nothing" if declared is None else served_summary(declared)
+    return "nothing" if declared is None else served_summary(declaration_json(declared))
 
 
 def _seconds(unix: int) -> str:
@@ -214,39 +214,37 @@ def _push(stages: Stages, remote: str, ref: str) -> None:
 def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | None) -> None:
     """What STAGE declares (every stage of .gitml.yaml when STAGE is omitted)."""
     from .. import config as config_file
-    from ..stages import branch, check_stage, commit_at, declarations
-    from ..tracking.client import resolve_store
+    from ..record_cache import ValidatedRecords
+    from ..stage_refs import branch, check_name, commit_at, declared
+    from ..tracking.uri import resolve_store
 
     when = parse_at(at) if at is not None else None
-    # Reading needs the store and the settings, not a tracking Client (which
-    # recovers journals and starts a flusher): the 200 ms budget of this command.
+    # The 200 ms budget of this command: no tracking Client (which recovers
+    # journals and starts a flusher), and no pydantic for records validated before.
     store, work = resolve_store(tracking_uri)
-    config = config_file.load((work or store).root)
-    names = [check_stage(stage, config)] if stage else list(config.stages)
+    cache = ValidatedRecords(store.data_dir)
+    stages = config_file.validated((work or store).root, cache)["stages"]
+    names = [check_name(stage, stages)] if stage else list(stages)
     found = []
     for name in names:
         commit = store.tip(branch(name)) if when is None else commit_at(store, name, when)
-        declared = declarations(store, name, commit) if commit else {}
-        found.append((name, commit, declared))
+        found.append((name, commit, declared(store, name, commit, cache) if commit else {}))
     if as_json:
         emit_json(
             [
                 {
                     "stage": name,
                     "commit": commit,
-                    "models": [
-                        {"model": model, **declaration_json(d)}
-                        for model, d in sorted(declared.items())
-                    ],
+                    "models": [d for _, d in sorted(models.items())],
                 }
-                for name, commit, declared in found
+                for name, commit, models in found
             ]
         )
         return
     rows = [
-        [name, model, _served(d), _short(commit), d.note or ""]
-        for name, commit, declared in found
-        for model, d in sorted(declared.items())
+        [name, model, served_summary(d), _short(commit), d["note"] or ""]
+        for name, commit, models in found
+        for model, d in sorted(models.items())
     ]
     if not rows:
         who = f"stage '{stage}'" if stage else "no stage"

@@ -40,7 +40,7 @@ def command(
 
     problems = validate_files(files)
     if refs or check_all:
-        from ..tracking.client import resolve_store
+        from ..tracking.uri import resolve_store
 
         store, work = resolve_store(tracking_uri)
         # The settings of the project you stand in, as the tracking client reads them.

@@ -26,7 +26,7 @@ from typing_extensions import Self
 
 from .. import config as config_file
 from ..artifact_stores import open_store
-from ..errors import Conflict, InvalidInput, InvalidRecord, NotARepository, NotFound
+from ..errors import Conflict, InvalidInput, InvalidRecord, NotFound
 from ..records import (
     TERMINAL_STATUSES,
     Artifact,
@@ -42,6 +42,7 @@ from ..store import BlobRef, Change, Clock, CodeVersion, Snapshot, Store
 from . import artifacts as artifact_paths
 from . import journal, metrics, names, validation
 from .entities import Metric, Param, RunTag
+from .uri import is_remote, resolve_store
 from .writer import Files, Latest, RunEdit, RunWriter, checked_metric
 
 if TYPE_CHECKING:
@@ -55,46 +56,6 @@ DEFAULT_EXPERIMENT_NAME = "Default"
 RUN_FILE = "run.yaml"
 MANIFEST_FILE = "artifacts.yaml"
 EXPERIMENT_FILE = "experiment.yaml"
-
-
-def resolve_store(
-    tracking_uri: str | None, *, clock: Clock | None = None, identity: str | None = None
-) -> tuple[Store, Store | None]:
-    """(where records go, the repository the code runs in — None outside one)."""
-    kwargs: dict[str, Any] = {"identity": identity}
-    if clock is not None:
-        kwargs["clock"] = clock
-    try:
-        work: Store | None = Store.discover(Path.cwd(), **kwargs)
-    except NotARepository:
-        work = None
-    uri = tracking_uri or os.environ.get("GITML_TRACKING_URI") or None
-    if uri is None:
-        if work is None:
-            raise NotARepository(
-                f"{Path.cwd()} is not inside a Git repository, so runs have nowhere to go: "
-                "run 'git init' (or 'gitml init') here, or set GITML_TRACKING_URI to a repository"
-            )
-        return work, work
-    if is_remote(uri):
-        raise InvalidInput(
-            f"tracking URI {uri!r} names a gitml server, which has no local repository: "
-            "use gitml.Client(uri), which talks to it over HTTP"
-        )
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
-    if not path.exists():
-        raise NotARepository(
-            f"tracking URI {uri!r}: {path} does not exist; create it with 'git init --bare {path}'"
-        )
-    tracking = Store(path.resolve(), **kwargs)
-    if work is not None and work.gitdir == tracking.gitdir:
-        return work, work
-    return tracking, work
-
-
-def is_remote(uri: str | None) -> bool:
-    """Whether a tracking URI names a gitml server (``gitml server``) rather than a repository."""
-    return uri is not None and uri.startswith(("http://", "https://"))
 
 
 class Client:

@@ -234,6 +234,28 @@ def test_show_every_stage_or_one(churn: Path) -> None:
     )
 
 
+def test_show_follows_edits_of_the_settings_and_refuses_bad_ones(churn: Path) -> None:
+    cli("stage", "assign", "churn", "1", "production")
+    data = json.loads(cli("stage", "show", "--json").stdout)
+    assert [s["stage"] for s in data] == ["staging", "production", "archived"]
+    # The settings are cached by their bytes: an edit is read at once.
+    (churn / ".gitml.yaml").write_text("stages: [qa, production]\narchive_stage: null\n")
+    data = json.loads(cli("stage", "show", "--json").stdout)
+    assert [s["stage"] for s in data] == ["qa", "production"]
+    assert data[1]["models"][0]["versions"] == [{"version": 1, "weight": 100}]
+    # A bad file gets its precise error every time: nothing about it is kept.
+    (churn / ".gitml.yaml").write_text("stages: [QA]\n")
+    for _ in range(2):
+        line = one_error_line(cli("stage", "show", ok=False))
+        assert ".gitml.yaml" in line and "stages.0" in line
+    (churn / ".gitml.yaml").unlink()
+    assert [s["stage"] for s in json.loads(cli("stage", "show", "--json").stdout)] == [
+        "staging",
+        "production",
+        "archived",
+    ]
+
+
 def test_show_at_a_time_gives_the_declaration_then(churn: Path) -> None:
     clock = FixedClock(unix("2026-11-01T10:00:00"))
     client = gitml.Client(clock=clock)
@@ -430,12 +452,14 @@ def test_stage_show_as_a_real_process_stays_light(churn: Path) -> None:
     assert json.loads(done.stdout)[0]["models"][0]["model"] == "churn"
     done = gitml_exe(churn, "stage", "show", "--at", "soon")
     assert done.returncode == 1 and done.stderr.startswith("error: --at 'soon': expected")
-    # The start-up budget (issue 5: 200 ms) leaves no room for the query index or numpy.
+    # The start-up budget (issue 5: 200 ms) leaves no room for the query index or numpy,
+    # nor, for records validated before (the assignment and the first show), pydantic.
     script = (
         "import sys\n"
         "from gitml.cli import main\n"
         "main(['stage', 'show'], standalone_mode=False)\n"
-        "heavy = ('numpy', 'pandas', 'sklearn', 'sqlite3', 'gitml.query.index', 'gitml.models')\n"
+        "heavy = ('numpy', 'pandas', 'sklearn', 'pydantic', 'yaml', 'gitml.records',\n"
+        "         'gitml.query.index', 'gitml.models')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
     )
     done = subprocess.run(
