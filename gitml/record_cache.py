@@ -72,7 +72,7 @@ class ValidatedRecords:
 
     def _key(self, kind: str, data: bytes | None) -> str:
         digest = "absent" if data is None else hashlib.sha256(data).hexdigest()
-        return f"{self._code}\0{kind}\0{digest}"
+        return f"{self._code}\t{kind}\t{digest}"
 
     def _get(self, key: str) -> str | None:
         conn = self._open()

@@ -84,7 +84,9 @@ from typing import Any
 from . import schemas, yamlio
 from .artifact_stores import SharedStore
 from .errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
+from .record_cache import ValidatedRecords
 from .records import Artifact, ArtifactManifest, ModelVersion, StageDeclaration, parse
+from .stage_refs import declared
 from .store import Store
 
 GITML = "refs/gitml/"
@@ -400,8 +402,21 @@ def pull(
             report.updated[ref] = theirs
         else:
             report.problems.append(f"{_short(ref)} moved locally during the pull; pull again")
+    _remember_declarations(store, report)
     _download_artifacts(store, local, report, artifacts)
     return report
+
+
+def _remember_declarations(store: Store, report: PullReport) -> None:
+    """Put the declarations of the stages the pull moved in the cache of validated
+    records, so that the next ``gitml stage show`` reads them without pydantic."""
+    cache = ValidatedRecords(store.data_dir)
+    for ref, tip in sorted(report.updated.items()):
+        if _kind(ref) == "stage":
+            try:
+                declared(store, ref[len(STAGES) :], tip, cache)
+            except InvalidRecord as exc:  # the schemas passed it: the models and they disagree
+                report.problems.append(f"{_short(ref)}: {exc}")
 
 
 def _download_artifacts(

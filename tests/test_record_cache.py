@@ -80,7 +80,7 @@ def test_other_code_validates_again_and_drops_the_old_entries(
     assert check.calls == 2
     with sqlite3.connect(tmp_path / record_cache.FILENAME) as conn:
         keys = [row[0] for row in conn.execute("SELECT key FROM validated")]
-    assert len(keys) == 1 and keys[0].startswith("another gitml\0")
+    assert len(keys) == 1 and keys[0].startswith("another gitml\t")
 
 
 def test_editing_the_record_models_changes_the_fingerprint(

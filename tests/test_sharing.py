@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 import gitml
+import gitml.stages
 from gitml import sharing, yamlio
+from gitml.record_cache import ValidatedRecords
 from gitml.registry import MODELS, Registry
+from gitml.stage_refs import declared
 from gitml.stages import Stages, read_declaration
 from gitml.store import Store
 from gitml.tracking import fluent
@@ -148,6 +151,16 @@ def test_push_then_pull_moves_runs_models_and_stages(
     assert "updated" in result.output
     assert b.refs() == a.refs()
     assert b.refs("refs/heads/gitml/") == a.refs("refs/heads/gitml/")
+    # The pull put the declarations it applied in the cache of validated records:
+    # `gitml stage show` reads them without validating (without pydantic).
+    with monkeypatch.context() as patch:
+        patch.setattr(gitml.stages, "parse_declaration", None)
+        s = store(b)
+        tip = s.tip("refs/heads/gitml/production")
+        assert tip is not None
+        found = declared(s, "production", tip, ValidatedRecords(s.data_dir))
+        assert found["churn"]["versions"] == [{"version": 1, "weight": 100}]
+        s.close()
     with on(b, monkeypatch) as client_b:
         assert client_b.get_run(run_id).name == "iris"
         assert {r.id for r in client_b.search_runs()} == {run_id, other}
