@@ -10,8 +10,9 @@ Writers add what they write, so the next read after a change is a hit too.
 The cache is ``.git/gitml/validated.sqlite``. An entry is keyed by the kind of
 record, the hash of its bytes and a fingerprint of the code that validated it
 (gitml's version and the record models' file), so an upgrade or an edit of
-the models validates again. It is only a cache: if it cannot be opened or
-written, every read validates, as it would without it.
+the models validates again. It is only a cache: a damaged file is replaced,
+and if it cannot be opened or written every read validates, as it would
+without it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,9 @@ class ValidatedRecords:
         self.path = folder / FILENAME
         self._conn: sqlite3.Connection | None = None
         self._broken = False
+        # One connection for every thread (a server's Stages serves its thread pool),
+        # used by one at a time.
+        self._lock = threading.Lock()
         self._code = _fingerprint()
 
     def validated(self, kind: str, data: bytes | None, validate: Callable[[], Any]) -> Any:
@@ -66,44 +71,64 @@ class ValidatedRecords:
         self._put(self._key(kind, data), value)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _key(self, kind: str, data: bytes | None) -> str:
         digest = "absent" if data is None else hashlib.sha256(data).hexdigest()
         return f"{self._code}\t{kind}\t{digest}"
 
     def _get(self, key: str) -> str | None:
-        conn = self._open()
-        if conn is None:
-            return None
-        try:
-            row = conn.execute("SELECT value FROM validated WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error:
-            return None
+        with self._lock:
+            conn = self._open()
+            if conn is None:
+                return None
+            try:
+                row = conn.execute("SELECT value FROM validated WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error:
+                return None
         return None if row is None else str(row[0])
 
     def _put(self, key: str, value: Any) -> None:
-        conn = self._open()
-        if conn is None:
-            return
-        # A locked or read-only cache keeps nothing: the next read validates again.
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute(
-                "INSERT OR REPLACE INTO validated (key, value) VALUES (?, ?)",
-                (key, json.dumps(value, separators=(",", ":"))),
-            )
+        text = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            conn = self._open()
+            if conn is None:
+                return
+            # A locked or read-only cache keeps nothing: the next read validates again.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(
+                    "INSERT OR REPLACE INTO validated (key, value) VALUES (?, ?)", (key, text)
+                )
 
     def _open(self) -> sqlite3.Connection | None:
         if self._conn is not None or self._broken:
             return self._conn
+        for attempt in range(2):
+            try:
+                self._conn = self._connect()
+                return self._conn
+            except sqlite3.OperationalError:  # locked, read-only, no such folder
+                break
+            except sqlite3.DatabaseError:  # not a database (any more): only a cache, rebuild it
+                if attempt == 0:
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            except OSError:
+                break
+        self._broken = True
+        return None
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=2.0, isolation_level=None, check_same_thread=False
+        )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
-            # WAL: readers never wait for a writer. No fsync: a lost entry is re-validated.
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS validated "
                 "(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
@@ -119,8 +144,7 @@ class ValidatedRecords:
                     conn.execute("DELETE FROM validated")
                     conn.execute("DELETE FROM code")
                     conn.execute("INSERT INTO code VALUES (?)", (self._code,))
-        except (OSError, sqlite3.Error):
-            self._broken = True
-            return None
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
         return conn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -95,16 +96,32 @@ def test_editing_the_record_models_changes_the_fingerprint(
     assert record_cache._fingerprint() != before
 
 
-@pytest.mark.parametrize("damage", ["garbage", "no folder"])
-def test_a_damaged_or_impossible_cache_only_costs_validation(tmp_path: Path, damage: str) -> None:
+def test_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
+    (tmp_path / record_cache.FILENAME).write_bytes(b"not a database" * 100)
+    check = Validator()
+    cache = ValidatedRecords(tmp_path)
+    for _ in range(2):
+        assert lookup(cache, "stage", b"abc", check) == {"length": 3}
+    assert check.calls == 1
+
+
+def test_without_a_usable_folder_every_read_validates(tmp_path: Path) -> None:
     folder = tmp_path / "gitml"
-    if damage == "garbage":
-        folder.mkdir()
-        (folder / record_cache.FILENAME).write_bytes(b"not a database" * 100)
-    else:
-        folder.write_text("a file where the folder should be")
+    folder.write_text("a file where the folder should be")
     check = Validator()
     cache = ValidatedRecords(folder)
     for _ in range(2):
         assert lookup(cache, "stage", b"abc", check) == {"length": 3}
     assert check.calls == 2
+    assert folder.read_text() == "a file where the folder should be"
+
+
+def test_threads_share_one_cache(tmp_path: Path) -> None:
+    cache = ValidatedRecords(tmp_path)
+    check = Validator()
+    lookup(cache, "stage", b"abc", check)
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: lookup(cache, "stage", b"abc", check), range(20)))
+        list(pool.map(lambda n: cache.remember("stage", b"%d" % n, {"n": n}), range(20)))
+    assert found == [{"length": 3}] * 20 and check.calls == 1
+    assert lookup(cache, "stage", b"7", check) == {"n": 7}
