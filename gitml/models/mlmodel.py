@@ -13,6 +13,7 @@ import base64
 import datetime
 import hashlib
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -325,6 +326,26 @@ def write_manifest(path: Path) -> None:
     )
     lines = [f"{_digest(path / rel)}  {rel}" for rel in files]
     (path / MANIFEST).write_text("\n".join(lines) + "\n")
+
+
+def flavor_of(
+    model_uri: str | os.PathLike[str], flavor: str, *, hint: str = ""
+) -> tuple[Path, Model, dict[str, Any]]:
+    """The directory ``model_uri`` names, its ``MLmodel``, and the configuration of ``flavor``.
+
+    Nothing is verified yet: a loader calls ``verify`` before it unpickles.
+    """
+    from . import uri
+
+    directory = uri.resolve(model_uri)
+    model = Model.load(directory)
+    conf = model.flavors.get(flavor)
+    if conf is None:
+        raise InvalidInput(
+            f"model {os.fspath(model_uri)!r} has no {flavor} flavor "
+            f"(it has {sorted(model.flavors)}){hint}"
+        )
+    return directory, model, conf
 
 
 def verify(path: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InvalidInput
-from . import mlmodel, uri
+from . import mlmodel
 from .mlmodel import Model, ModelInfo
 from .signature import ModelSignature, enforce, enforce_params
 
@@ -94,14 +94,8 @@ class PyFuncModel:
 
 def load_model(model_uri: str | os.PathLike[str]) -> PyFuncModel:
     """Load any model with a python_function flavor, from a path or ``runs:/`` URI."""
-    directory = uri.resolve(model_uri)
-    model = Model.load(directory)
-    conf = model.flavors.get(FLAVOR_NAME)
-    if conf is None:
-        raise InvalidInput(
-            f"model {os.fspath(model_uri)!r} has no python_function flavor "
-            f"(it has {sorted(model.flavors)}); load it with its own flavor"
-        )
+    hint = "; load it with its own flavor"
+    directory, model, conf = mlmodel.flavor_of(model_uri, FLAVOR_NAME, hint=hint)
     module = _loader(conf, model)
     mlmodel.verify(directory)  # before anything is unpickled
     return PyFuncModel(model, module.load_pyfunc(directory, model))

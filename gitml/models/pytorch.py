@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
-from . import mlmodel, uri
+from . import mlmodel
 from .mlmodel import Model, ModelInfo
 from .signature import ModelSignature
 
@@ -208,13 +208,7 @@ def load_model(model_uri: str | os.PathLike[str]) -> Any:
 
     Every file's sha256 is checked first; then the module is unpickled, which runs code.
     """
-    directory = uri.resolve(model_uri)
-    model = Model.load(directory)
-    conf = model.flavors.get(FLAVOR_NAME)
-    if conf is None:
-        raise InvalidInput(
-            f"model {os.fspath(model_uri)!r} has no pytorch flavor (it has {sorted(model.flavors)})"
-        )
+    directory, _, conf = mlmodel.flavor_of(model_uri, FLAVOR_NAME)
     mlmodel.verify(directory)
     return load(directory, conf)
 

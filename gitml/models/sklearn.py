@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
-from . import mlmodel, uri
+from . import mlmodel
 from .mlmodel import Model, ModelInfo
 from .signature import ModelSignature
 
@@ -189,13 +189,7 @@ def log_model(
 
 def load_model(model_uri: str | os.PathLike[str]) -> Any:
     """The scikit-learn estimator a model URI holds, checked by sha256 before unpickling."""
-    directory = uri.resolve(model_uri)
-    model = Model.load(directory)
-    conf = model.flavors.get(FLAVOR_NAME)
-    if conf is None:
-        raise InvalidInput(
-            f"model {os.fspath(model_uri)!r} has no sklearn flavor (it has {sorted(model.flavors)})"
-        )
+    directory, _, conf = mlmodel.flavor_of(model_uri, FLAVOR_NAME)
     mlmodel.verify(directory)
     return load(directory, conf)
 
