@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -31,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import ROOT, child_env, parser, row, settle, work_folder
-from benchmarks.search import FILTER, ORDER_BY, generate
+from benchmarks.search import FILTER, ORDER_BY, generate, timed
 from testing.git import init_repo
 from testing.procs import finish, read_until, spawn
 from testing.tracking_server import TrackingServer
@@ -135,21 +134,12 @@ def bench_search(base: Path, runs: int) -> dict[str, float]:
             matches = search(filtered)  # builds the server's index: not measured
             search({"max_results": 1000})
             return {
-                "filtered_ms": _median_ms(lambda: search(filtered)),
+                "filtered_ms": timed(lambda: search(filtered), repeat=11),
                 "matches": float(matches),
-                "page_1000_ms": _median_ms(lambda: search({"max_results": 1000})),
+                "page_1000_ms": timed(lambda: search({"max_results": 1000}), repeat=11),
             }
     finally:
         server.stop()
-
-
-def _median_ms(func: Callable[[], object], repeat: int = 11) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 _MLFLOW = textwrap.dedent(
