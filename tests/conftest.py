@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,25 @@ def _isolated_env(
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     monkeypatch.delenv("GITML_TRACKING_URI", raising=False)
     monkeypatch.delenv("GITML_EXPERIMENT_NAME", raising=False)
+
+
+@pytest.fixture(scope="session")
+def adder_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reconciler tests' repository, built once: ``adder`` v1-v3 (offsets 1, 2, 3),
+    v4 (fails its example), ``other`` v1."""
+    from testing.reconcile import build_repository
+
+    path = tmp_path_factory.mktemp("template") / "work"
+    return build_repository(path, tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture
+def adder_repo(adder_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of ``adder_template`` to change, as the current directory."""
+    path = tmp_path / "work"
+    shutil.copytree(adder_template, path, symlinks=True)
+    monkeypatch.chdir(path)
+    return path
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,30 +39,14 @@ from testing.reconcile import (
     CountingLoader,
     CountingSource,
     VersionNumber,
-    build_repository,
     write_declaration,
 )
 
 STAGE = "production"
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``adder`` v1-v3 (offsets 1, 2, 3), v4 (fails its example), ``other`` v1: built once."""
-    path = tmp_path_factory.mktemp("template") / "work"
-    return build_repository(path, tmp_path_factory.mktemp("home"))
-
-
 @pytest.fixture
-def work(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    path = tmp_path / "work"
-    shutil.copytree(template, path, symlinks=True)
-    monkeypatch.chdir(path)
-    yield path
-
-
-@pytest.fixture
-def client(work: Path) -> Iterator[gitml.Client]:
+def client(adder_repo: Path) -> Iterator[gitml.Client]:
     client = gitml.Client(identity="Ada <ada@example.com>")
     yield client
     client.close()
@@ -158,7 +141,7 @@ def test_loaded_versions_are_reused_across_revisions(
 
 
 def test_an_invalid_declaration_keeps_the_last_good_revision(
-    work: Path,
+    adder_repo: Path,
     client: gitml.Client,
     reconciler: Reconciler,
     stages: Stages,
@@ -201,13 +184,13 @@ def test_an_invalid_declaration_keeps_the_last_good_revision(
 
 
 def test_a_reset_back_to_the_served_commit_is_synced_again(
-    work: Path, client: gitml.Client, reconciler: Reconciler, stages: Stages
+    adder_repo: Path, client: gitml.Client, reconciler: Reconciler, stages: Stages
 ) -> None:
     good = stages.assign("adder", 1, STAGE).commit
     reconciler.reconcile()
     write_declaration(client.store, STAGE, "adder", "model: adder\nversions: []\n")
     assert reconciler.reconcile() is not None and reconciler.status()["health"] == "Degraded"
-    git(work, "update-ref", branch(STAGE), good)  # undo the bad commit by a reset
+    git(adder_repo, "update-ref", branch(STAGE), good)  # undo the bad commit by a reset
     assert reconciler.reconcile() is None
     status = reconciler.status()
     assert (status["health"], status["sync"], status["last_error"]) == ("Healthy", "Synced", None)
@@ -321,16 +304,18 @@ def test_the_real_loader_serves_and_checks_the_input_example(
     assert reconciler.current.models["adder"].pick().version == 2
 
 
-def test_a_corrupt_artifact_is_refused(work: Path, client: gitml.Client, stages: Stages) -> None:
+def test_a_corrupt_artifact_is_refused(
+    adder_repo: Path, client: gitml.Client, stages: Stages
+) -> None:
     reconciler = Reconciler(CountingSource(client.store), STAGE, client.config)
     stages.assign("adder", 1, STAGE)
     reconciler.reconcile()
     # Change the model file of v3's run behind the registry's back.
     version = Registry(client).get_version("adder", 3)
     ref = f"refs/gitml/runs/{version.run_id}"
-    manifest = yamlio.load(git(work, "show", f"{ref}:artifacts.yaml").encode())
+    manifest = yamlio.load(git(adder_repo, "show", f"{ref}:artifacts.yaml").encode())
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["path"] != "model/MLmodel"]
-    commit_file_on_ref(work, ref, "artifacts.yaml", yamlio.dump(manifest).decode())
+    commit_file_on_ref(adder_repo, ref, "artifacts.yaml", yamlio.dump(manifest).decode())
     stages.assign("adder", 3, STAGE)
     outcome = reconciler.reconcile()
     assert outcome is not None and outcome.result == "Failed"
@@ -339,9 +324,9 @@ def test_a_corrupt_artifact_is_refused(work: Path, client: gitml.Client, stages:
     assert served(reconciler) == {"adder": [(1, 100)]}
 
 
-def test_load_version_verifies_before_loading(work: Path, client: gitml.Client) -> None:
+def test_load_version_verifies_before_loading(adder_repo: Path, client: gitml.Client) -> None:
     version = Registry(client).get_version("adder", 3)
-    model = load_version(version, work)
+    model = load_version(version, adder_repo)
     np.testing.assert_array_equal(model.predict(EXAMPLE), EXAMPLE + 3)
 
 
@@ -527,11 +512,11 @@ def test_each_event_is_one_json_line(
 
 
 @pytest.fixture
-def remote(work: Path, stages: Stages, tmp_path: Path) -> Path:
+def remote(adder_repo: Path, stages: Stages, tmp_path: Path) -> Path:
     """A bare remote holding the work repository's records and a production branch."""
     stages.assign("adder", 1, STAGE)
     bare = init_repo(tmp_path / "remote.git", bare=True)
-    push(work, bare)
+    push(adder_repo, bare)
     return bare
 
 
@@ -543,7 +528,7 @@ def push(work: Path, bare: Path, *extra: str) -> None:
 
 
 def test_a_remote_is_followed_through_a_cache(
-    work: Path, client: gitml.Client, stages: Stages, remote: Path, tmp_path: Path
+    adder_repo: Path, client: gitml.Client, stages: Stages, remote: Path, tmp_path: Path
 ) -> None:
     source = RemoteSource(str(remote), tmp_path / "cache")
     reconciler = Reconciler(source, STAGE, client.config, loader=CountingLoader())
@@ -559,9 +544,9 @@ def test_a_remote_is_followed_through_a_cache(
         f"refs/gitml/runs/{version.run_id}",
     }
     # A rewound remote branch (a bad push undone by a reset) is followed too.
-    before = git(work, "rev-parse", branch(STAGE)).strip()
+    before = git(adder_repo, "rev-parse", branch(STAGE)).strip()
     stages.assign("adder", 2, STAGE)
-    push(work, remote)
+    push(adder_repo, remote)
     assert reconciler.reconcile() is not None and served(reconciler) == {"adder": [(2, 100)]}
     git(remote, "update-ref", branch(STAGE), before)
     assert reconciler.reconcile() is not None and served(reconciler) == {"adder": [(1, 100)]}
@@ -590,7 +575,7 @@ def test_the_real_loader_reads_the_cache(
 
 
 def test_a_fetch_never_overwrites_a_newer_one(
-    work: Path, stages: Stages, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    adder_repo: Path, stages: Stages, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fetch that listed the remote before another fetch landed must not write its view."""
     import gitml.reconcile as module
@@ -598,7 +583,7 @@ def test_a_fetch_never_overwrites_a_newer_one(
     source = RemoteSource(str(remote), tmp_path / "cache")
     source.refresh(STAGE)
     seen = stages.assign("adder", 2, STAGE).commit
-    push(work, remote)
+    push(adder_repo, remote)
     real = module._ref_values
     calls: list[str] = []
     newest: list[str] = []
@@ -608,7 +593,7 @@ def test_a_fetch_never_overwrites_a_newer_one(
         if not calls:
             # Meanwhile the branch moves again and another reconciler's fetch lands it.
             newest.append(stages.assign("adder", 3, STAGE).commit)
-            push(work, remote)
+            push(adder_repo, remote)
             git(cwd, "fetch", "-q", str(remote), f"{branch(STAGE)}:{branch(STAGE)}")
         calls.append(prefix)
         return values

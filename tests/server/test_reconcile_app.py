@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from gitml.reconcile import Reconciler, Source
 from gitml.registry import Registry
 from gitml.server.reconcile_app import create_app
 from gitml.stages import Stages
-from testing.reconcile import CountingLoader, build_repository, write_declaration
+from testing.reconcile import CountingLoader, write_declaration
 from testing.serving import uvicorn_server
 
 STAGE = "production"
@@ -34,19 +33,8 @@ BODY = json.dumps({"inputs": [[1.0, 2.0]]})
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "work"
-    return build_repository(path, tmp_path_factory.mktemp("home"))
-
-
 @pytest.fixture
-def client(
-    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[gitml.Client]:
-    path = tmp_path / "work"
-    shutil.copytree(template, path, symlinks=True)
-    monkeypatch.chdir(path)
+def client(adder_repo: Path) -> Iterator[gitml.Client]:
     client = gitml.Client(identity="Ada <ada@example.com>")
     yield client
     client.close()
