@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidInput, InvalidRecord, NotFound
 from .records import ArtifactManifest, Config, ModelVersion, Run, StageDeclaration, parse
 from .registry import MODELS, check_name, version_path
-from .stages import BRANCHES, PROPOSALS, branch, check_stage, declaration_at, declaration_path
+from .stages import (
+    BRANCHES,
+    PROPOSALS,
+    branch,
+    check_stage,
+    declaration_at,
+    declaration_path,
+    describe_declaration,
+)
 from .stages import declarations as stage_declarations
 from .store import CommitInfo, Store
 
@@ -757,14 +765,6 @@ def _weights_problem(declared: StageDeclaration, stage: str, config: Config) -> 
 
 
 # -- small helpers -----------------------------------------------------------------------
-
-
-def describe_declaration(declared: StageDeclaration | None) -> str:
-    if declared is None:
-        return "nothing"
-    if len(declared.versions) == 1:
-        return f"v{declared.versions[0].version}"
-    return " + ".join(f"v{v.version} ({v.weight}%)" for v in declared.versions)
 
 
 def _change_title(

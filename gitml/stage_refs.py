@@ -11,7 +11,7 @@ models. ``stages`` holds everything that writes stage branches.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
@@ -58,6 +58,16 @@ def commit_at(store: Store, stage: str, at: int) -> str | None:
         if info.time <= at:
             return info.sha
     return None
+
+
+def served_summary(declared: Mapping[str, Any] | None) -> str:
+    """``nothing``, ``v3``, or ``v3 (90%) + v4 (10%)`` for a canary (a declaration's JSON form)."""
+    if declared is None:
+        return "nothing"
+    versions = declared["versions"]
+    if len(versions) == 1:
+        return f"v{versions[0]['version']}"
+    return " + ".join(f"v{v['version']} ({v['weight']}%)" for v in versions)
 
 
 def declared(

@@ -22,7 +22,7 @@ from .stage_refs import BRANCHES as BRANCHES
 from .stage_refs import MODELS_DIR as MODELS_DIR
 from .stage_refs import PROPOSALS as PROPOSALS
 from .stage_refs import branch as branch
-from .stage_refs import check_name, declaration_kind
+from .stage_refs import check_name, declaration_kind, served_summary
 from .stage_refs import commit_at as commit_at
 from .stage_refs import declaration_path as declaration_path
 from .store import Change, CommitInfo, Snapshot, Store
@@ -100,7 +100,7 @@ class StageChange:
 
     @property
     def summary(self) -> str:
-        return f"{_describe(self.before)} -> {_describe(self.after)}"
+        return f"{describe_declaration(self.before)} -> {describe_declaration(self.after)}"
 
 
 @dataclass
@@ -166,7 +166,7 @@ class Stages:
                     raise InvalidInput(
                         f"a canary of {weight}% needs exactly one other version of '{model}' "
                         f"on '{stage}' to keep the rest; it declares "
-                        f"{_describe(current)}"
+                        f"{describe_declaration(current)}"
                     )
                 served = [
                     ServedVersion(version=others[0].version, weight=100 - weight),
@@ -283,7 +283,7 @@ class Stages:
             return self._declaring(model, previous)
 
         text = _message(
-            f"{stage}: roll back {model} to {_describe(previous)}",
+            f"{stage}: roll back {model} to {describe_declaration(previous)}",
             stage,
             model,
             None,
@@ -340,12 +340,9 @@ def _changed_models(after: Snapshot, before: Snapshot | None) -> list[str]:
     return sorted(n[: -len(".yaml")] for n in names if n.endswith(".yaml"))
 
 
-def _describe(declared: StageDeclaration | None) -> str:
-    if declared is None:
-        return "nothing"
-    if len(declared.versions) == 1:
-        return f"v{declared.versions[0].version}"
-    return " + ".join(f"v{v.version} ({v.weight}%)" for v in declared.versions)
+def describe_declaration(declared: StageDeclaration | None) -> str:
+    """``nothing``, ``v3``, or ``v3 (90%) + v4 (10%)`` for a canary."""
+    return served_summary(None if declared is None else declared.model_dump())
 
 
 def _subject(info: CommitInfo) -> str:

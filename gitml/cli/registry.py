@@ -6,11 +6,11 @@ These commands join the ``gitml models`` group (``models.py`` holds serving);
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import click
 
+from ..stage_refs import served_summary
 from .common import emit_json, table, tracking_option, utc_time
 
 if TYPE_CHECKING:
@@ -87,14 +87,6 @@ def _stage_labels(declared: dict[str, StageDeclaration]) -> dict[int, list[str]]
             share = f" {served.weight}%" if len(declaration.versions) > 1 and served.weight else ""
             labels.setdefault(served.version, []).append(stage + share)
     return labels
-
-
-def served_summary(declared: Mapping[str, Any]) -> str:
-    """``v3``, or ``v3 (90%) + v4 (10%)`` for a canary (``declared`` in its JSON form)."""
-    versions = declared["versions"]
-    if len(versions) == 1:
-        return f"v{versions[0]['version']}"
-    return " + ".join(f"v{v['version']} ({v['weight']}%)" for v in versions)
 
 
 @overload

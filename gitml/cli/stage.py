@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..stage_refs import served_summary
 from .common import emit_json, table, tracking_option, utc_time
-from .registry import declaration_json, served_summary
+from .registry import declaration_json
 
 if TYPE_CHECKING:
     from ..records import StageDeclaration
@@ -73,7 +74,7 @@ def _short(sha: str | None) -> str:
 
 
 def _served(declared: StageDeclaration | None) -> str:
-    return "nothing" if declared is None else served_summary(declaration_json(declared))
+    return served_summary(declaration_json(declared))
 
 
 def _seconds(unix: int) -> str:
