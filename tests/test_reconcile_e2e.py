@@ -71,6 +71,15 @@ def push(work: Path, remote: Path) -> float:
     return time.monotonic()
 
 
+def wait_healthy(replicas: list[Replica]) -> None:
+    for replica in replicas:
+        wait_for(
+            lambda r=replica: httpx2.get(f"{r.url}/health", timeout=5).status_code == 200,
+            30,
+            f"{replica.url}/health",
+        )
+
+
 def start_replica(
     root: Path, remote: Path, name: str, *, workers: int = 1, cache: str | None = None
 ) -> Replica:
@@ -166,12 +175,7 @@ def test_promote_canary_break_fix_and_roll_back_under_load(
         start_replica(tmp_path, remote, "b"),
         start_replica(tmp_path, remote, "c"),
     ]
-    for replica in replicas:
-        wait_for(
-            lambda r=replica: httpx2.get(f"{r.url}/health", timeout=5).status_code == 200,
-            30,
-            f"{replica.url}/health",
-        )
+    wait_healthy(replicas)
     steps[0].converged = time.monotonic() + wait_for(
         lambda: converged(replicas, steps[0]), WINDOW, "the first revision"
     )
@@ -271,12 +275,7 @@ def test_replicas_converge_on_the_same_revision_after_a_push(
         start_replica(tmp_path, remote, "b", cache="shared"),
         start_replica(tmp_path, remote, "c"),
     ]
-    for replica in replicas:
-        wait_for(
-            lambda r=replica: httpx2.get(f"{r.url}/health", timeout=5).status_code == 200,
-            30,
-            f"{replica.url}/health",
-        )
+    wait_healthy(replicas)
     for number in (2, 1, 2):
         stages.assign("adder", number, STAGE)
         push(repo, remote)
