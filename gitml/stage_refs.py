@@ -11,14 +11,14 @@ models. ``stages`` holds everything that writes stage branches.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 
 if TYPE_CHECKING:
     from .record_cache import ValidatedRecords
-    from .store import Store
+    from .store import Snapshot, Store
 
 BRANCHES = "refs/heads/gitml/"
 PROPOSALS = BRANCHES + "proposals/"
@@ -70,6 +70,17 @@ def served_summary(declared: Mapping[str, Any] | None) -> str:
     return " + ".join(f"v{v['version']} ({v['weight']}%)" for v in versions)
 
 
+def declaration_files(snap: Snapshot) -> Iterator[tuple[str, bytes]]:
+    """``(model, bytes)`` of every ``models/<model>.yaml`` in a stage branch's tree."""
+    for name, is_dir, _ in snap.listdir(MODELS_DIR):
+        if is_dir or not name.endswith(".yaml"):
+            continue
+        model = name[: -len(".yaml")]
+        data = snap.read(declaration_path(model))
+        if data is not None:
+            yield model, data
+
+
 def declared(
     store: Store, stage: str, commit: str, cache: ValidatedRecords
 ) -> dict[str, dict[str, Any]]:
@@ -78,15 +89,8 @@ def declared(
     The same declarations, and the same errors for a bad one, as
     ``stages.declarations``; a declaration validated before costs no pydantic.
     """
-    snap = store.snapshot(commit)
     found = {}
-    for name, is_dir, _ in snap.listdir(MODELS_DIR):
-        if is_dir or not name.endswith(".yaml"):
-            continue
-        model = name[: -len(".yaml")]
-        data = snap.read(declaration_path(model))
-        if data is None:
-            continue
+    for model, data in declaration_files(store.snapshot(commit)):
 
         def validate(model: str = model, data: bytes = data) -> dict[str, Any]:
             from .stages import parse_declaration

@@ -22,7 +22,7 @@ from .stage_refs import BRANCHES as BRANCHES
 from .stage_refs import MODELS_DIR as MODELS_DIR
 from .stage_refs import PROPOSALS as PROPOSALS
 from .stage_refs import branch as branch
-from .stage_refs import check_name, declaration_kind, served_summary
+from .stage_refs import check_name, declaration_files, declaration_kind, served_summary
 from .stage_refs import commit_at as commit_at
 from .stage_refs import declaration_path as declaration_path
 from .store import Change, CommitInfo, Snapshot, Store
@@ -61,15 +61,8 @@ def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, S
     commit = at or store.tip(branch(stage))
     if commit is None:
         return {}
-    snap = store.snapshot(commit)
-    found = {}
-    for name, is_dir, _ in snap.listdir(MODELS_DIR):
-        if not is_dir and name.endswith(".yaml"):
-            model = name[: -len(".yaml")]
-            declared = declaration_at(snap, stage, model)
-            if declared is not None:
-                found[model] = declared
-    return found
+    files = declaration_files(store.snapshot(commit))
+    return {model: parse_declaration(data, stage, model) for model, data in files}
 
 
 def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:
