@@ -38,7 +38,7 @@ from dulwich.objects import (
     object_header,
     parse_tree,
 )
-from dulwich.refs import Ref
+from dulwich.refs import Ref, check_ref_format
 from dulwich.repo import Repo, get_user_identity
 
 if TYPE_CHECKING:
@@ -279,8 +279,13 @@ class Store:
     # -- reading ---------------------------------------------------------
 
     def tip(self, ref: str) -> str | None:
+        name = Ref(ref.encode())
+        # A name Git cannot store (from user input: "runs//x", "a b") names no ref;
+        # dulwich would warn about some of them before finding nothing.
+        if name.startswith(b"refs/") and not check_ref_format(name):
+            return None
         try:
-            return self._repo.refs[Ref(ref.encode())].decode()
+            return self._repo.refs[name].decode()
         except KeyError:
             return None
 

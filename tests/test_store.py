@@ -606,3 +606,11 @@ def test_export_tree_of_a_blob_is_not_found(repo: Path, tmp_path: Path) -> None:
     blob = git(repo, "rev-parse", "HEAD:train.py").strip()
     with pytest.raises(NotFound):
         store.export_tree(blob, tmp_path / "x")
+
+
+def test_a_name_git_cannot_store_names_no_ref(repo: Path) -> None:
+    # pytest turns warnings into errors: dulwich warned about "//" before finding nothing.
+    store = Store(repo)
+    assert store.tip("refs/heads/main") == git(repo, "rev-parse", "main").strip()
+    for name in ("refs/gitml/runs//models/{name}", "refs/gitml/runs/a b", "refs/gitml/runs/"):
+        assert store.tip(name) is None

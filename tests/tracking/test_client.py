@@ -176,8 +176,10 @@ def test_create_run_in_named_experiment_and_parent(repo: Path) -> None:
 
 
 def test_get_unknown_run_is_not_found(repo: Path) -> None:
-    with pytest.raises(gitml.NotFound, match="no run"):
-        gitml.Client().get_run("0" * 32)
+    client = gitml.Client()
+    for run_id in ("0" * 32, "/models/{name}", "a//b"):  # the last two name no ref at all
+        with pytest.raises(gitml.NotFound, match="no run"):
+            client.get_run(run_id)
 
 
 # -- logging --------------------------------------------------------------------------
