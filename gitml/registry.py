@@ -195,14 +195,16 @@ class Registry:
         run_id, model_path = self._source(model_uri)
         self.client.flush()  # a model logged by this process must be committed first
         run_commit = self.client._run_tip(run_id)
-        artifacts = self.client._manifest(self.store.snapshot(run_commit))
+        snap = self.store.snapshot(run_commit)
+        artifacts = self.client._manifest(snap)
         files = model_files(artifacts, model_path)
-        if not any(path == "MLmodel" for path, _ in files):
+        entry = next((a for a in artifacts if a.path == f"{model_path}/MLmodel"), None)
+        if entry is None:
             raise InvalidInput(
                 f"{model_uri}: run {run_id} has no model at '{model_path}' (no MLmodel file); "
                 "log one with gitml.<flavor>.log_model first"
             )
-        mlmodel = self._mlmodel(run_id, model_path)
+        mlmodel = self._mlmodel(run_id, snap, entry)
         self._create_model(name, None, None)
         tag_values = self.client._tags(tags or {})
         now = self.client._now()
@@ -382,12 +384,12 @@ class Registry:
         run_id = self.client.resolve_run_id(match.group(1))
         return run_id, artifact_paths.clean_path(match.group(2).rstrip("/"))
 
-    def _mlmodel(self, run_id: str, model_path: str) -> dict[str, Any]:
-        from .models.mlmodel import MLMODEL, MLmodel
+    def _mlmodel(self, run_id: str, snap: Snapshot, entry: Artifact) -> dict[str, Any]:
+        """The ``MLmodel`` that manifest ``entry`` of the run's commit ``snap`` holds."""
+        from .models.mlmodel import MLmodel
 
-        data = self.client.read_artifact(run_id, f"{model_path}/{MLMODEL}")
-        record = parse(MLmodel, data, where=f"run {run_id}", path=f"{model_path}/{MLMODEL}")
-        return record.to_plain()
+        data = self.client._artifact_bytes(run_id, snap, entry)
+        return parse(MLmodel, data, where=f"run {run_id}", path=entry.path).to_plain()
 
     def _snapshot(self, name: str) -> Snapshot:
         check_name(name)

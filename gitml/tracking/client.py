@@ -622,11 +622,20 @@ class Client:
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         """The bytes of one artifact, checked against its sha256."""
-        artifact = self._artifact(run_id, path)
+        self._flush_for_read(run_id)
+        snap = self.store.snapshot(self._run_tip(run_id))
+        clean = artifact_paths.clean_path(path)
+        for artifact in self._manifest(snap):
+            if artifact.path == clean:
+                return self._artifact_bytes(run_id, snap, artifact)
+        raise NotFound(f"run {run_id} has no artifact '{clean}'")
+
+    def _artifact_bytes(self, run_id: str, snap: Snapshot, artifact: Artifact) -> bytes:
+        """The bytes of ``artifact``, an entry of the manifest at ``snap`` (a commit of the
+        run), from its tree or the external store; checked against its sha256."""
         what = f"run {run_id} artifact '{artifact.path}'"
         if artifact.storage == "external":
             return self._external.read(artifact.sha256, what)
-        snap = self.store.snapshot(self._run_tip(run_id))
         data = snap.read(f"artifacts/{artifact.path}")
         if data is None:
             raise NotFound(f"{what} is in the manifest but not in the run's tree")
@@ -659,15 +668,9 @@ class Client:
         if artifact.storage == "external":
             self._external.copy_to(artifact.sha256, target, what)
         else:
+            snap = self.store.snapshot(self._run_tip(run_id))
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read_artifact(run_id, artifact.path))
-
-    def _artifact(self, run_id: str, path: str) -> Artifact:
-        clean = artifact_paths.clean_path(path)
-        for artifact in self.list_artifacts(run_id):
-            if artifact.path == clean:
-                return artifact
-        raise NotFound(f"run {run_id} has no artifact '{clean}'")
+            target.write_bytes(self._artifact_bytes(run_id, snap, artifact))
 
     # -- code -----------------------------------------------------------------
 
