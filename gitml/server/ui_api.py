@@ -349,6 +349,7 @@ def _runs_table(client: Client, body: RunsTable) -> dict[str, Any]:
             "user",
             "parent_run_id",
             "dirty",
+            "lifecycle_stage",
             *specs,
         ],
         "rows": rows,
@@ -368,7 +369,7 @@ def _rows(
         row[0]: list(row)
         for row in conn.execute(
             "SELECT run_id, name, status, start_time, end_time, user, parent_run_id, "
-            f"source_dirty FROM runs WHERE run_id IN ({marks})",
+            f"source_dirty, lifecycle_stage FROM runs WHERE run_id IN ({marks})",
             list(ids),
         )
     }

@@ -62,7 +62,8 @@ def test_runs_table_windows_columns_and_keys(http: TestClient, seeded: dict[str,
     assert first["keys"]["metrics"] == ["accuracy", "loss"]
     assert first["keys"]["tags"] == ["team"]
     # Default columns: the first metrics, then the first params.
-    assert first["fields"][8:] == [
+    assert first["fields"][8] == "lifecycle_stage"
+    assert first["fields"][9:] == [
         "metrics.accuracy",
         "metrics.loss",
         "params.depth",
@@ -82,7 +83,22 @@ def test_runs_table_windows_columns_and_keys(http: TestClient, seeded: dict[str,
     )
     assert chosen["total"] == 2
     assert [row[1] for row in chosen["rows"]] == ["train-0", "train-2"]
-    assert [row[8:] for row in chosen["rows"]] == [[0.05, "risk"], [1 / 22, "risk"]]
+    assert [row[9:] for row in chosen["rows"]] == [[0.05, "risk"], [1 / 22, "risk"]]
+
+
+def test_deleted_runs_are_listed_on_request_and_shown(
+    http: TestClient, seeded: dict[str, Any]
+) -> None:
+    exp = [seeded["experiment"]]
+    deleted = table(http, experiment_ids=exp, run_view_type="DELETED_ONLY", columns=[])
+    assert deleted["total"] == 1
+    assert [row[:3] for row in deleted["rows"]] == [[seeded["deleted"], "discarded", "KILLED"]]
+    assert deleted["rows"][0][8] == "deleted"
+    every = table(http, experiment_ids=exp, run_view_type="ALL", columns=[], limit=100)
+    stages = {row[1]: row[8] for row in every["rows"]}
+    assert len(stages) == 9 and stages["discarded"] == "deleted" and stages["sweep"] == "active"
+    page = http.get(f"{UI}/runs/{seeded['deleted']}").json()
+    assert page["run"]["lifecycle_stage"] == "deleted"
 
 
 def test_runs_table_filter_errors_say_where(http: TestClient, seeded: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ def names(page: Any) -> list[str]:
 
 def wait_count(page: Any, runs: int) -> None:
     page.wait_for_function(
-        f"document.querySelector('[data-testid=run-count]').textContent == '{runs} runs'"
+        "document.querySelector('[data-testid=run-count]').textContent == "
+        f"'{runs} run{'' if runs == 1 else 's'}'"
     )
 
 
@@ -405,3 +407,165 @@ def test_a_server_with_tokens_asks_for_one(page: Any, secured: str) -> None:
     # Kept in the browser: the next page needs no token.
     page.goto(f"{secured}/ui/#/experiments")
     page.wait_for_selector("[data-testid=experiments]")
+
+
+def header_box(page: Any) -> dict[str, float]:
+    box: dict[str, float] = page.evaluate(
+        "(() => { const r = document.querySelector('header.top').getBoundingClientRect();"
+        " return {top: r.top, bottom: r.bottom, height: r.height}; })()"
+    )
+    return box
+
+
+def test_nav_bar_stays_in_view_on_every_page(page: Any, site: dict[str, Any]) -> None:
+    # A short window, so that the long pages scroll.
+    page.set_viewport_size({"width": 1280, "height": 600})
+    pages = {
+        "experiments": ("#/experiments", "[data-testid=experiments]"),
+        "runs": (f"#/experiments/{site['experiment']}", "[data-testid=runs-grid][data-ready]"),
+        "run": (f"#/runs/{site['dirty']}", "[data-testid=metric-charts] path.series"),
+        "compare": (
+            f"#/compare?runs={site['runs'][0]},{site['runs'][1]}",
+            "[data-testid=compare-charts] path.series",
+        ),
+        "models": ("#/models", "[data-testid=models]"),
+        "model": ("#/models/churn-model", "[data-testid=timeline]"),
+        "version": ("#/models/churn-model/versions/3", "[data-testid=version-run]"),
+        "commit": (f"#/commits/{site['code_commit']}", "[data-testid=commit-message]"),
+    }
+    scrolled = []
+    for name, (hash_, ready) in pages.items():
+        page.goto(f"{site['url']}/ui/{hash_}")
+        page.wait_for_selector(ready, state="attached")
+        # Opening a page puts its top in view, the bar included.
+        assert page.evaluate("window.scrollY") == 0, name
+        assert header_box(page)["top"] == 0, name
+        page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        if page.evaluate("window.scrollY") > 0:
+            scrolled.append(name)
+        box = header_box(page)
+        assert box["top"] == 0 and box["height"] > 20, (name, box)
+        # Nothing of the page is drawn over the bar.
+        hit = page.evaluate(
+            "document.elementFromPoint(640, document.querySelector('header.top')"
+            ".getBoundingClientRect().bottom - 2).closest('header.top') !== null"
+        )
+        assert hit, name
+        shot(page, site, f"nav-{name}")
+        page.screenshot(path=str(site["shots"] / f"nav-{name}-viewport.png"))
+    assert {"run", "compare", "model", "version"} <= set(scrolled)
+
+
+def test_runs_table_shows_the_full_start_time(page: Any, site: dict[str, Any]) -> None:
+    runs_page(page, site)
+    cells = page.locator(".grid-row[data-run] [role=gridcell]:nth-child(4)")
+    assert cells.count() == 8
+    for i in range(cells.count()):
+        text = cells.nth(i).inner_text()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", text), text
+        fits = cells.nth(i).evaluate("(e) => e.scrollWidth <= e.clientWidth")
+        assert fits, text
+    shot(page, site, "runs-started")
+
+
+def chart_labels(page: Any, metric: str) -> tuple[list[str], list[str]]:
+    """The y-axis and x-axis tick labels of one metric's chart."""
+    labels: dict[str, list[str]] = page.evaluate(
+        """(metric) => {
+            const svg = document.querySelector(`[data-metric="${metric}"] svg`);
+            const pick = (c) => [...svg.querySelectorAll(`text.${c}`)].map((t) => t.textContent);
+            return {y: pick("y-tick"), x: pick("x-tick")};
+        }""",
+        metric,
+    )
+    return labels["y"], labels["x"]
+
+
+def test_a_one_point_metric_is_drawn_around_its_value(page: Any, site: dict[str, Any]) -> None:
+    page.goto(f"{site['url']}/ui/#/runs/{site['dirty']}")  # loss: 0.42 at step 0, alone
+    page.wait_for_selector("[data-metric=loss] path.series", state="attached")
+    ys, xs = chart_labels(page, "loss")
+    assert "0.42" in ys and len(ys) >= 3
+    assert xs == ["0"]  # no step -1 or 1 that was never logged
+    marker = page.locator("[data-metric=loss] circle.point")
+    assert marker.count() == 1
+    box = marker.bounding_box()
+    assert box is not None and box["width"] >= 6
+    assert page.locator("[data-metric=loss] text.point-label").inner_text() == "0.42"
+    # On a log scale the axis still surrounds the value.
+    page.get_by_label("Log scale").check()
+    ys, _ = chart_labels(page, "loss")
+    assert "0.42" in ys
+    shot(page, site, "run-one-point")
+
+
+def test_deleted_runs_are_listed_and_open(page: Any, site: dict[str, Any]) -> None:
+    page.goto(f"{site['url']}/ui/#/experiments")
+    deleted = page.locator(f"tr[data-experiment='{site['experiment']}'] td").nth(3)
+    assert deleted.inner_text() == "1"
+    deleted.get_by_role("link").click()
+    page.wait_for_selector("[data-testid=runs-grid][data-ready]")
+    wait_count(page, 1)
+    assert names(page) == ["discarded"]
+    assert page.get_by_label("Lifecycle").input_value() == "deleted"
+    assert "lifecycle=deleted" in page.url
+    shot(page, site, "runs-deleted")
+    page.get_by_label("Lifecycle").select_option("all")
+    wait_count(page, 9)
+    row = page.locator(".grid-row[data-run]", has_text="discarded")
+    assert row.locator("[data-testid=deleted]").inner_text() == "deleted"
+    assert page.locator(".grid-row [data-testid=deleted]").count() == 1
+    page.get_by_label("Lifecycle").select_option("active")
+    wait_count(page, 8)
+    assert "discarded" not in names(page)
+    page.get_by_label("Lifecycle").select_option("deleted")
+    wait_count(page, 1)
+    page.get_by_role("link", name="discarded").click()
+    notice = page.locator("[data-testid=deleted-notice]")
+    notice.wait_for()
+    assert "deleted" in notice.inner_text() and "gitml runs restore" in notice.inner_text()
+    assert "deleted" in page.locator("h1").inner_text()
+    page.wait_for_selector("[data-metric=loss] path.series", state="attached")
+    shot(page, site, "run-deleted")
+
+
+def test_metric_charts_offer_wall_clock_and_relative_time(
+    page: Any, site: dict[str, Any]
+) -> None:
+    page.goto(f"{site['url']}/ui/#/runs/{site['runs'][0]}")
+    page.wait_for_selector("[data-metric=loss] path.series")
+    loss = page.locator("[data-metric=loss] path.series")
+    axis = page.get_by_label("X axis")
+    assert axis.input_value() == "step"
+    # The run logged a step every 1.5 s from 16:00:00 UTC.
+    axis.select_option("wall")
+    _, xs = chart_labels(page, "loss")
+    assert xs and all(re.fullmatch(r"16:00:\d\d", x) for x in xs), xs
+    assert "16:00:10" in xs and "16:00:20" in xs
+    assert page.locator("[data-metric=loss] text.x-name").inner_text() == "time (UTC)"
+    assert loss.get_attribute("data-points") == "20"
+    svg = page.locator("[data-metric=loss] svg")
+    box = svg.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.98, box["y"] + box["height"] * 0.5)
+    assert "@ 16:00:28" in page.locator("[data-metric=loss] .legend span").inner_text()
+    shot(page, site, "run-wall-time")
+    axis.select_option("relative")
+    _, xs = chart_labels(page, "loss")
+    assert xs[0] == "0 s" and "10 s" in xs and "20 s" in xs and "30 s" not in xs
+    assert page.locator("[data-metric=loss] text.x-name").inner_text() == "relative time"
+    assert loss.get_attribute("data-points") == "20"
+    axis.select_option("step")
+    _, xs = chart_labels(page, "loss")
+    assert xs[:2] == ["0", "5"]
+
+    # Compared runs started a minute apart: relative time lays their curves over each other.
+    page.goto(f"{site['url']}/ui/#/compare?runs={site['runs'][0]},{site['runs'][1]}")
+    page.wait_for_selector("[data-testid=compare-charts] [data-metric=loss] path.series")
+    page.get_by_label("X axis").select_option("wall")
+    _, xs = chart_labels(page, "loss")
+    assert "16:00:00" in xs and "16:01:00" in xs
+    page.get_by_label("X axis").select_option("relative")
+    _, xs = chart_labels(page, "loss")
+    assert xs[0] == "0 s" and "30 s" not in xs
+    shot(page, site, "compare-relative-time")

@@ -98,8 +98,10 @@ def seed(path: Path) -> dict[str, Any]:
             for key, value in {"lr": lr, "depth": depth, "optimizer": opt}.items():
                 client.log_param(run.id, key, value)
             for step in range(20):
-                client.log_metric(run.id, "loss", 1.0 / (step + 1 + i), step=step)
-                client.log_metric(run.id, "accuracy", 0.5 + 0.02 * step + 0.01 * i, step=step)
+                # A step every 1.5 s of wall-clock time, for the charts' time axes.
+                at = int(clock.now * 1000) + 1500 * step
+                client.log_metric(run.id, "loss", 1.0 / (step + 1 + i), at, step)
+                client.log_metric(run.id, "accuracy", 0.5 + 0.02 * step + 0.01 * i, at, step)
             client.set_tag(run.id, "team", "growth" if i % 2 else "risk")
             clock.advance(60)
             client.set_terminated(run.id, "FAILED" if i == 3 else "FINISHED")
@@ -129,6 +131,13 @@ def seed(path: Path) -> dict[str, Any]:
         client.set_terminated(dirty.id)
         git(path, "checkout", "--", "train.py")
         out["dirty"] = dirty.id
+        # A deleted run: hidden from the default view, listed under the lifecycle filter.
+        deleted = client.create_run(churn, run_name="discarded")
+        client.log_param(deleted.id, "lr", "0.5")
+        client.log_metric(deleted.id, "loss", 0.9)
+        client.set_terminated(deleted.id, "KILLED")
+        client.delete_run(deleted.id)
+        out["deleted"] = deleted.id
         out["code_commit"] = git(path, "rev-parse", "HEAD").strip()
         # The model: three versions of one run's classifier, promoted through stages.
         registry = Registry(client)

@@ -6,6 +6,7 @@ import { fmt, lineChart, numeric, parallelCoordinates, PALETTE, scatter } from "
 const API = "/api/v1";
 const ROW_H = 28;
 const WINDOW = 200; // rows per runs-table request
+const BASE_FIELDS = 9; // id … lifecycle_stage: the runs-table fields before the chosen columns
 const main = document.getElementById("main");
 
 // -- small helpers ---------------------------------------------------------------
@@ -131,6 +132,8 @@ async function route() {
   const [path, qs] = raw.split("?");
   const query = new URLSearchParams(qs || "");
   if (current) { current(); current = null; }
+  // A new page opens at its top, as a link to another document would, not at the last page's scroll.
+  window.scrollTo(0, 0);
   for (const a of document.querySelectorAll("[data-nav]")) {
     const on = path.startsWith(`/${a.dataset.nav}`) || (a.dataset.nav === "experiments" && path === "/");
     if (on) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -166,12 +169,12 @@ async function experimentsPage() {
         h("td", {}, link(`#/experiments/${enc(e.id)}`, e.name)),
         h("td", { class: "mono" }, e.id),
         h("td", { class: "num" }, e.active_runs),
-        h("td", { class: "num" }, e.deleted_runs),
+        h("td", { class: "num" }, e.deleted_runs ? link(`#/experiments/${enc(e.id)}?lifecycle=deleted`, e.deleted_runs) : 0),
         h("td", { title: when(e.last_activity) }, ago(e.last_activity)),
         h("td", {}, when(e.creation_time)))),
       { "aria-label": "Experiments", "data-testid": "experiments" }),
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 // -- runs of an experiment ---------------------------------------------------------
@@ -179,8 +182,12 @@ async function experimentsPage() {
 const FIXED = [
   { field: "name", label: "Run", sort: "attributes.run_name", width: "minmax(160px, 2fr)" },
   { field: "status", label: "Status", sort: "attributes.status", width: "100px" },
-  { field: "start_time", label: "Started", sort: "attributes.start_time", width: "150px" },
+  // "2026-12-05 00:16:40" whole: 19 characters of tabular digits, and the cell's padding.
+  { field: "start_time", label: "Started", sort: "attributes.start_time", width: "calc(19ch + 20px)" },
 ];
+
+// The lifecycle filter's choices, as MLflow's UI names them, and the run_view_type of each.
+const LIFECYCLES = { active: ["Active", "ACTIVE_ONLY"], deleted: ["Deleted", "DELETED_ONLY"], all: ["All", "ALL"] };
 
 function quoteKey(key) { return /^[A-Za-z0-9_.]+$/.test(key) ? key : `\`${key.replace(/`/g, "``")}\``; }
 function sortKey(column) {
@@ -192,6 +199,7 @@ async function runsPage(experimentId, query) {
   const state = {
     filter: query.get("filter") || "",
     order: query.get("order") || "",
+    lifecycle: LIFECYCLES[query.get("lifecycle")] ? query.get("lifecycle") : "active",
     columns: query.has("cols") ? query.get("cols").split(",").filter(Boolean) : null,
     selected: new Set((sessionStorage.getItem(`gitml.sel.${experimentId}`) || "").split(",").filter(Boolean)),
   };
@@ -203,6 +211,8 @@ async function runsPage(experimentId, query) {
   const filterInput = h("input", { type: "search", id: "filter", value: state.filter, spellcheck: "false",
     placeholder: "metrics.accuracy > 0.9 and params.lr = '0.01'", "aria-describedby": "filter-error" });
   const errorBox = h("div", { id: "filter-error", role: "alert" });
+  const lifecycleSelect = h("select", { id: "lifecycle", onchange: () => { state.lifecycle = lifecycleSelect.value; load(); } },
+    Object.entries(LIFECYCLES).map(([value, [label]]) => h("option", { value, selected: value === state.lifecycle }, label)));
   const count = h("span", { class: "muted", "data-testid": "run-count" });
   const compareButton = h("button", { class: "primary", "data-testid": "compare", onclick: () => {
     location.hash = `#/compare?runs=${[...state.selected].join(",")}`;
@@ -221,6 +231,7 @@ async function runsPage(experimentId, query) {
     h("div", { class: "toolbar" },
       h("form", { role: "search", onsubmit: (ev) => { ev.preventDefault(); state.filter = filterInput.value; load(); } },
         h("label", { for: "filter" }, "Filter"), filterInput, h("button", { type: "submit" }, "Search")),
+      h("label", { for: "lifecycle" }, "Lifecycle"), lifecycleSelect,
       columnsMenu, compareButton, clearButton, count),
     errorBox, gridEl,
   );
@@ -281,6 +292,7 @@ async function runsPage(experimentId, query) {
   function windowRequest(n, withKeys) {
     const body = {
       experiment_ids: [experimentId], filter: state.filter, order_by: state.order ? [state.order] : [],
+      run_view_type: LIFECYCLES[state.lifecycle][1],
       offset: n * WINDOW, limit: WINDOW, with_keys: withKeys,
     };
     if (state.columns !== null) body.columns = state.columns;
@@ -335,9 +347,10 @@ async function runsPage(experimentId, query) {
       h("div", { role: "gridcell" }, box),
       h("div", { role: "gridcell" }, link(`#/runs/${record.id}`, record.name, { tabindex: "-1" }),
         record.parent_run_id ? h("span", { class: "muted", title: "nested run" }, " ↳") : null,
-        record.dirty ? h("span", { class: "dirty", title: "code had uncommitted changes" }, " ✱") : null),
+        record.dirty ? h("span", { class: "dirty", title: "code had uncommitted changes" }, " ✱") : null,
+        record.lifecycle_stage === "deleted" ? [" ", h("span", { class: "badge deleted", "data-testid": "deleted" }, "deleted")] : null),
       h("div", { role: "gridcell" }, badge(record.status)),
-      h("div", { role: "gridcell", title: when(record.start_time) }, when(record.start_time)),
+      h("div", { role: "gridcell", class: "time" }, when(record.start_time)),
       ...state.columns.map((c) => {
         const v = record[c];
         const num = c.startsWith("metrics.");
@@ -388,7 +401,8 @@ async function runsPage(experimentId, query) {
     pages.clear();
     errorBox.replaceChildren();
     filterInput.removeAttribute("aria-invalid");
-    setQuery(`/experiments/${enc(experimentId)}`, { filter: state.filter, order: state.order, cols: state.columns ? state.columns.join(",") : null });
+    setQuery(`/experiments/${enc(experimentId)}`, { filter: state.filter, order: state.order,
+      lifecycle: state.lifecycle === "active" ? null : state.lifecycle, cols: state.columns ? state.columns.join(",") : null });
     let data;
     try {
       if (prefetch) {
@@ -410,7 +424,7 @@ async function runsPage(experimentId, query) {
     }
     if (data === null) return;
     fields = data.fields;
-    if (state.columns === null) state.columns = fields.slice(8);
+    if (state.columns === null) state.columns = fields.slice(BASE_FIELDS);
     if (data.keys) renderColumnsMenu(data.keys);
     total = data.total;
     count.textContent = `${total.toLocaleString()} run${total === 1 ? "" : "s"}`;
@@ -445,15 +459,19 @@ async function runPage(runId) {
     " ", code.subject || "", code.branch ? h("span", { class: "muted" }, ` on ${code.branch} `) : " ",
     code.dirty ? h("span", { class: "badge dirty", "data-testid": "dirty", title: code.snapshot ? `snapshot ${code.snapshot}` : "uncommitted changes" }, "dirty") : null)
     : h("span", { class: "muted" }, "not recorded");
+  const deleted = run.lifecycle_stage === "deleted";
   const metricKeys = Object.keys(run.metrics).sort();
   const charts = h("div", { class: "cards", "data-testid": "metric-charts" });
   const tools = chartTools(() => handles);
   let handles = [];
   fill(
-    h("h1", {}, run.name, " ", badge(run.status)),
+    h("h1", {}, run.name, " ", badge(run.status), deleted ? [" ", h("span", { class: "badge deleted" }, "deleted")] : null),
+    deleted ? h("p", { class: "notice", "data-testid": "deleted-notice" },
+      "This run is deleted: the runs table lists it under Lifecycle “Deleted” or “All”, and the repository keeps all of it. ",
+      h("code", {}, `gitml runs restore ${run.id}`), " brings it back.") : null,
     kv([
       ["Run id", h("span", { class: "mono" }, run.id)],
-      ["Experiment", link(`#/experiments/${enc(run.experiment_id)}`, data.experiment.name)],
+      ["Experiment", link(`#/experiments/${enc(run.experiment_id)}${deleted ? "?lifecycle=deleted" : ""}`, data.experiment.name)],
       ["Status", run.status],
       ["Started", when(run.start_time)],
       ["Ended", run.end_time ? `${when(run.end_time)} (${fmt((run.end_time - run.start_time) / 1000)} s)` : "—"],
@@ -485,7 +503,7 @@ async function runPage(runId) {
       return lineChart(host, [{ name: s.key, xs: s.steps, ys: s.values, color: PALETTE[0] }], { label: s.key, ...tools.options() });
     });
   }
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 function pairs(map, attrs = {}) {
@@ -649,7 +667,7 @@ async function comparePage(query) {
       return lineChart(host, lines, { label: key, ...tools.options() });
     });
   }
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 // -- models ----------------------------------------------------------------------------
@@ -667,7 +685,7 @@ async function modelsPage() {
       h("td", {}, Object.entries(m.stages).map(([s, v]) => h("div", {}, h("strong", {}, s), `: ${declared(v)}`))),
       h("td", {}, m.description || ""))), { "data-testid": "models" })
       : h("p", { class: "muted" }, "No registered models yet."));
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 async function modelPage(name) {
@@ -695,7 +713,7 @@ async function modelPage(name) {
       e.merge ? h("div", { class: "muted" }, "merged ", e.merge.branch || short(e.merge.commit), ` proposed by ${e.merge.proposed_by}`) : null)))
       : h("p", { class: "muted" }, "Never assigned to a stage."),
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 async function versionPage(name, number) {
@@ -727,7 +745,7 @@ async function versionPage(name, number) {
     h("h2", {}, "Metrics of the run"),
     table(["Metric", "Value"], Object.entries(run.metrics).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmt(v))))),
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 async function commitPage(sha) {
@@ -747,7 +765,7 @@ async function commitPage(sha) {
     c.runs.length ? h("ul", {}, c.runs.map((r) => h("li", {}, link(`#/runs/${r.id}`, r.name), " ", badge(r.status), r.dirty ? h("span", { class: "dirty" }, " dirty") : null)))
       : h("p", { class: "muted" }, "No run recorded this commit."),
   );
-  main.focus();
+  main.focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", route);
