@@ -491,7 +491,7 @@ def test_a_one_point_metric_is_drawn_around_its_value(page: Any, site: dict[str,
     assert marker.count() == 1
     box = marker.bounding_box()
     assert box is not None and box["width"] >= 6
-    assert page.locator("[data-metric=loss] text.point-label").inner_text() == "0.42"
+    assert page.locator("[data-metric=loss] text.point-label").text_content() == "0.42"
     # On a log scale the axis still surrounds the value.
     page.get_by_label("Log scale").check()
     ys, _ = chart_labels(page, "loss")
@@ -529,9 +529,7 @@ def test_deleted_runs_are_listed_and_open(page: Any, site: dict[str, Any]) -> No
     shot(page, site, "run-deleted")
 
 
-def test_metric_charts_offer_wall_clock_and_relative_time(
-    page: Any, site: dict[str, Any]
-) -> None:
+def test_metric_charts_offer_wall_clock_and_relative_time(page: Any, site: dict[str, Any]) -> None:
     page.goto(f"{site['url']}/ui/#/runs/{site['runs'][0]}")
     page.wait_for_selector("[data-metric=loss] path.series")
     loss = page.locator("[data-metric=loss] path.series")
@@ -542,18 +540,18 @@ def test_metric_charts_offer_wall_clock_and_relative_time(
     _, xs = chart_labels(page, "loss")
     assert xs and all(re.fullmatch(r"16:00:\d\d", x) for x in xs), xs
     assert "16:00:10" in xs and "16:00:20" in xs
-    assert page.locator("[data-metric=loss] text.x-name").inner_text() == "time (UTC)"
+    assert page.locator("[data-metric=loss] text.x-name").text_content() == "time (UTC)"
     assert loss.get_attribute("data-points") == "20"
     svg = page.locator("[data-metric=loss] svg")
     box = svg.bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + box["width"] * 0.98, box["y"] + box["height"] * 0.5)
-    assert "@ 16:00:28" in page.locator("[data-metric=loss] .legend span").inner_text()
+    assert "@ 2025-11-24 16:00:28" in page.locator("[data-metric=loss] .legend span").inner_text()
     shot(page, site, "run-wall-time")
     axis.select_option("relative")
     _, xs = chart_labels(page, "loss")
     assert xs[0] == "0 s" and "10 s" in xs and "20 s" in xs and "30 s" not in xs
-    assert page.locator("[data-metric=loss] text.x-name").inner_text() == "relative time"
+    assert page.locator("[data-metric=loss] text.x-name").text_content() == "relative time"
     assert loss.get_attribute("data-points") == "20"
     axis.select_option("step")
     _, xs = chart_labels(page, "loss")

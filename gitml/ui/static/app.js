@@ -500,7 +500,7 @@ async function runPage(runId) {
       const host = h("div", {});
       card.appendChild(host);
       charts.appendChild(card);
-      return lineChart(host, [{ name: s.key, xs: s.steps, ys: s.values, color: PALETTE[0] }], { label: s.key, ...tools.options() });
+      return lineChart(host, [{ name: s.key, xs: s.steps, ts: s.timestamps, ys: s.values, color: PALETTE[0] }], { label: s.key, ...tools.options() });
     });
   }
   main.focus({ preventScroll: true });
@@ -517,15 +517,19 @@ function chartTools(getHandles) {
   const slider = h("input", { type: "range", id: `smooth-${id}`, min: "0", max: "0.99", step: "0.01", value: "0", "data-testid": "smoothing" });
   const value = h("output", { for: `smooth-${id}` }, "0");
   const log = h("input", { type: "checkbox", id: `log-${id}`, "data-testid": "log-scale" });
+  const xAxis = h("select", { id: `x-axis-${id}`, "data-testid": "x-axis" },
+    [["step", "Step"], ["wall", "Wall time"], ["relative", "Relative time"]].map(([v, label]) => h("option", { value: v }, label)));
   const apply = () => { value.textContent = slider.value; for (const c of getHandles()) c.set(box.options()); };
   slider.addEventListener("input", apply);
   log.addEventListener("change", apply);
+  xAxis.addEventListener("change", apply);
   const box = h("div", { class: "chart-tools" },
+    h("label", { for: `x-axis-${id}` }, "X axis"), xAxis,
     h("label", { for: `smooth-${id}` }, "Smoothing"), slider, value,
     h("label", {}, log, " Log scale"),
     h("button", { type: "button", onclick: () => getHandles().forEach((c) => c.reset()) }, "Reset zoom"),
     h("span", { class: "muted" }, "Drag across a chart to zoom; Ctrl+wheel or + and − zoom; double-click or 0 resets."));
-  box.options = () => ({ smoothing: Number(slider.value), logY: log.checked });
+  box.options = () => ({ smoothing: Number(slider.value), logY: log.checked, xAxis: xAxis.value });
   return box;
 }
 
@@ -663,7 +667,7 @@ async function comparePage(query) {
       const host = h("div", {});
       card.appendChild(host);
       charts.appendChild(card);
-      const lines = series.filter((s) => s.key === key).map((s) => ({ name: s.run_name, xs: s.steps, ys: s.values, color: color(ids.indexOf(s.run_id)) }));
+      const lines = series.filter((s) => s.key === key).map((s) => ({ name: s.run_name, xs: s.steps, ts: s.timestamps, ys: s.values, color: color(ids.indexOf(s.run_id)) }));
       return lineChart(host, lines, { label: key, ...tools.options() });
     });
   }

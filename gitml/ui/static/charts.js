@@ -14,8 +14,9 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
-function text(parent, x, y, value, anchor = "middle") {
+function text(parent, x, y, value, anchor = "middle", cls = null) {
   const t = el("text", { x, y, "text-anchor": anchor }, parent);
+  if (cls) t.setAttribute("class", cls);
   t.textContent = value;
   return t;
 }
@@ -29,11 +30,15 @@ export function fmt(v) {
   return Number(v.toPrecision(4)).toString();
 }
 
+// The smallest of 1, 2 or 5 times a power of ten that is at least x.
+function nice(x) {
+  const mag = 10 ** Math.floor(Math.log10(x));
+  return [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= x) || x;
+}
+
 function ticks(lo, hi, count = 5) {
   if (!(hi > lo)) return [lo];
-  const step0 = (hi - lo) / count;
-  const mag = 10 ** Math.floor(Math.log10(step0));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) || step0;
+  const step = nice((hi - lo) / count);
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
   return out;
@@ -53,6 +58,62 @@ export function smooth(ys, weight) {
   return out;
 }
 
+// Time axes: ticks fall on whole seconds, minutes, hours or days (UTC), as a clock reads.
+const SECOND = 1000, MINUTE = 60 * SECOND, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+const TIME_STEPS = [
+  ...[1, 2, 5, 10, 15, 30].map((n) => n * SECOND), ...[1, 2, 5, 10, 15, 30].map((n) => n * MINUTE),
+  ...[1, 2, 3, 6, 12].map((n) => n * HOUR), ...[1, 2, 7, 14, 30, 91, 182, 365].map((n) => n * DAY),
+];
+
+function timeStep(lo, hi, count) {
+  const want = (hi - lo) / count;
+  if (want < SECOND) return nice(want);
+  return TIME_STEPS.find((s) => s >= want) || Math.ceil(want / (365 * DAY)) * 365 * DAY;
+}
+
+function timeTicks(lo, hi, count) {
+  if (!(hi > lo)) return [lo];
+  const step = timeStep(lo, hi, count), out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) out.push(v);
+  return out;
+}
+
+// A wall-clock tick (ms since the epoch, in UTC as the rest of the UI), as precise as the
+// ticks' spacing needs and dated when the axis spans days: "16:00:05", "11-24 16:00".
+function clock(ms, step, span) {
+  const iso = new Date(ms).toISOString();
+  if (step >= DAY) return iso.slice(0, 10);
+  if (span >= DAY) return iso.slice(5, 16).replace("T", " ");
+  if (step < SECOND) return iso.slice(11, 23);
+  return iso.slice(11, step < MINUTE ? 19 : 16);
+}
+
+// A length of time (ms): "0 s", "1.5 s", "28.5 s", "1 min 15 s", "2 h 30 min", "3 d 4 h".
+export function duration(ms) {
+  const sign = ms < 0 ? "−" : "";
+  let rest = Math.abs(ms);
+  if (rest < MINUTE) return `${sign}${Number((rest / SECOND).toPrecision(3))} s`;
+  const parts = [];
+  for (const [size, unit] of [[DAY, "d"], [HOUR, "h"], [MINUTE, "min"], [SECOND, "s"]]) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n || parts.length) parts.push(n ? `${n} ${unit}` : null);
+  }
+  return sign + parts.slice(0, 2).filter(Boolean).join(" ");
+}
+
+// The x-axis choices of a line chart: the step, the wall-clock time of each point, or
+// the time since the series' first point (which lays runs started apart over each other).
+// Each has the point's x, the tick labels, the label of one point's x (the hover) and
+// the half-width of the axis drawn around a single x.
+const X_AXES = {
+  step: { name: "step", of: (s) => s.xs, ticks, tick: fmt, at: fmt, single: 1 },
+  wall: { name: "time (UTC)", of: (s) => s.ts, ticks: timeTicks, tick: clock,
+    at: (v) => new Date(v).toISOString().slice(0, 19).replace("T", " "), single: SECOND },
+  relative: { name: "relative time", of: (s) => { const first = s.ts.reduce((a, b) => Math.min(a, b), Infinity); return s.ts.map((t) => t - first); },
+    ticks: timeTicks, tick: duration, at: duration, single: SECOND },
+};
+
 function thin(xs, ys, buckets) {
   // Keep the first, the minimum and the maximum of each bucket: peaks survive.
   if (xs.length <= MAX_DRAWN) return [xs, ys];
@@ -66,23 +127,30 @@ function thin(xs, ys, buckets) {
   return [ox, oy];
 }
 
-// A line chart of series [{name, color, xs, ys}]. opts: {smoothing, logY, label, xLabel}.
+// A line chart of series [{name, color, xs (steps), ts (timestamps, ms), ys}].
+// opts: {smoothing, logY, label, xAxis: "step" | "wall" | "relative"}.
 // Drag across the plot to zoom into steps, Ctrl+wheel zooms around the pointer,
 // double-click (or the Reset button, or the 0 key) restores the full range.
 export function lineChart(host, series, opts = {}) {
   const W = 460, H = 230, L = 48, R = 10, T = 10, B = 28;
-  const state = { domain: null, ...opts };
+  const state = { domain: null, xAxis: "step", ...opts };
   host.classList.add("line-chart");
   host.replaceChildren();
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", tabindex: "0",
-    "aria-label": `${opts.label || "metric"} over ${opts.xLabel || "step"}, ${series.length} series; drag or use + and - to zoom, 0 to reset` }, host);
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", tabindex: "0" }, host);
   const legend = document.createElement("div");
   legend.className = "legend";
   host.appendChild(legend);
+  const axis = () => X_AXES[state.xAxis] || X_AXES.step;
 
   function prepared() {
     return series.map((s) => {
-      let xs = s.xs, ys = smooth(s.ys, state.smoothing || 0);
+      let xs = axis().of(s), ys = s.ys;
+      if (xs !== s.xs) {
+        // Points come in step order; a time axis draws (and smooths) them in time order.
+        const order = xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b]);
+        xs = order.map((i) => xs[i]); ys = order.map((i) => ys[i]);
+      }
+      ys = smooth(ys, state.smoothing || 0);
       const keep = xs.map((_, i) => Number.isFinite(ys[i]) && (!state.logY || ys[i] > 0));
       xs = xs.filter((_, i) => keep[i]); ys = ys.filter((_, i) => keep[i]);
       return { ...s, sx: xs, sy: state.logY ? ys.map(Math.log10) : ys, raw: s.ys };
@@ -91,35 +159,47 @@ export function lineChart(host, series, opts = {}) {
 
   function draw() {
     svg.replaceChildren();
+    const ax = axis();
+    svg.setAttribute("aria-label", `${opts.label || "metric"} over ${ax.name}, ${series.length} series; drag or use + and - to zoom, 0 to reset`);
     const data = prepared();
     let x0 = Infinity, x1 = -Infinity;
     for (const s of data) for (const x of s.sx) { if (x < x0) x0 = x; if (x > x1) x1 = x; }
     if (!Number.isFinite(x0)) { text(svg, W / 2, H / 2, "no finite values"); return; }
     if (state.domain) [x0, x1] = state.domain;
-    if (x1 === x0) { x0 -= 1; x1 += 1; }
+    // One x (a single point, or points logged at one time): an axis around it, labelled there only.
+    const singleX = x1 === x0 ? x0 : null;
+    if (singleX !== null) { x0 -= ax.single; x1 += ax.single; }
     let y0 = Infinity, y1 = -Infinity;
     for (const s of data) s.sx.forEach((x, i) => {
       if (x >= x0 && x <= x1) { const y = s.sy[i]; if (y < y0) y0 = y; if (y > y1) y1 = y; }
     });
     if (!Number.isFinite(y0)) { y0 = 0; y1 = 1; }
-    if (y1 === y0) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
+    // One value (a single point, or a constant): an axis around it, with the value itself a tick.
+    const flat = y1 === y0 ? y0 : null;
+    const spread = flat === 0 ? 1 : nice(Math.abs(flat) * 0.1);
+    if (flat !== null) { y0 -= spread; y1 += spread; }
     const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
     const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
     const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+    // A label centred on a point near the plot's right end would run off the chart.
+    const edge = (px) => (px > W - R - 24 ? "end" : "middle");
     state.invert = (px) => x0 + ((px - L) / (W - L - R)) * (x1 - x0);
     el("clipPath", { id: clipId }, svg).appendChild(el("rect", { x: L, y: T, width: W - L - R, height: H - T - B }));
-    for (const v of ticks(y0, y1)) {
+    const yTicks = flat === null ? ticks(y0, y1) : [flat - spread, flat, flat + spread];
+    for (const v of yTicks) {
       el("line", { class: "grid-line", x1: L, x2: W - R, y1: sy(v), y2: sy(v) }, svg);
-      text(svg, L - 4, sy(v) + 3, state.logY ? fmt(10 ** v) : fmt(v), "end");
+      text(svg, L - 4, sy(v) + 3, state.logY ? fmt(10 ** v) : fmt(v), "end", "y-tick");
     }
-    for (const v of ticks(x0, x1, 6)) {
-      if (Math.abs(v - Math.round(v)) > 1e-9 && x1 - x0 >= 2) continue; // steps are integers
+    const xTicks = singleX !== null ? [singleX] : ax.ticks(x0, x1, 6);
+    const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : ax.single;
+    for (const v of xTicks) {
+      if (ax === X_AXES.step && Math.abs(v - Math.round(v)) > 1e-9 && x1 - x0 >= 2) continue; // steps are integers
       el("line", { class: "axis", x1: sx(v), x2: sx(v), y1: H - B, y2: H - B + 4 }, svg);
-      text(svg, sx(v), H - B + 14, fmt(v));
+      text(svg, sx(v), H - B + 14, ax.tick(v, xStep, x1 - x0), edge(sx(v)), "x-tick");
     }
     el("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }, svg);
     el("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }, svg);
-    text(svg, W - R, H - 2, opts.xLabel || "step", "end");
+    text(svg, W - R, H - 2, ax.name, "end", "x-name");
     const g = el("g", { "clip-path": `url(#${clipId})` }, svg);
     legend.replaceChildren();
     state.drawn = [];
@@ -135,7 +215,12 @@ export function lineChart(host, series, opts = {}) {
         "data-series": s.name, "data-points": String(xs.length) }, g);
       const title = el("title", {}, path);
       title.textContent = s.name;
-      if (xs.length === 1) el("circle", { cx: sx(xs[0]), cy: sy(ys[0]), r: 3, fill: color }, g);
+      if (xs.length === 1) {
+        // A lone point has no line to see: a marker, and its value above it (both whole
+        // at the plot's edge, where the clip would halve them).
+        el("circle", { class: "point", cx: sx(xs[0]), cy: sy(ys[0]), r: 4.5, fill: color }, svg);
+        text(svg, sx(xs[0]), sy(ys[0]) - 9, fmt(state.logY ? 10 ** ys[0] : ys[0]), edge(sx(xs[0])), "point-label");
+      }
       const item = document.createElement("span");
       item.style.setProperty("--c", color);
       const lastY = s.sy.length ? s.sy[s.sy.length - 1] : NaN;
@@ -183,7 +268,7 @@ export function lineChart(host, series, opts = {}) {
       while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (d.xs[mid] < x) lo = mid; else hi = mid; }
       const i = Math.abs(d.xs[lo] - x) <= Math.abs(d.xs[hi] - x) ? lo : hi;
       shown = d.xs[i];
-      d.item.textContent = `${d.name} @ ${fmt(d.xs[i])}: ${fmt(state.logY ? 10 ** d.ys[i] : d.ys[i])}`;
+      d.item.textContent = `${d.name} @ ${axis().at(d.xs[i])}: ${fmt(state.logY ? 10 ** d.ys[i] : d.ys[i])}`;
     }
     if (shown === null) { state.hover.setAttribute("visibility", "hidden"); return; }
     const px = state.sx(shown).toFixed(1);
@@ -204,7 +289,7 @@ export function lineChart(host, series, opts = {}) {
   });
   function fullRange() {
     let a = Infinity, b = -Infinity;
-    for (const s of series) for (const x of s.xs) { if (x < a) a = x; if (x > b) b = x; }
+    for (const s of series) for (const x of axis().of(s)) { if (x < a) a = x; if (x > b) b = x; }
     return [a, b];
   }
   function zoomTo(a, b) { state.domain = [a, b]; draw(); }
@@ -219,7 +304,11 @@ export function lineChart(host, series, opts = {}) {
   function reset() { state.domain = null; draw(); }
   draw();
   return {
-    set(changes) { Object.assign(state, changes); draw(); },
+    set(changes) {
+      if (changes.xAxis !== undefined && changes.xAxis !== state.xAxis) state.domain = null; // a zoom in other units
+      Object.assign(state, changes);
+      draw();
+    },
     zoomTo, reset,
   };
 }
