@@ -176,8 +176,8 @@ export function lineChart(host, series, opts = {}) {
     if (!Number.isFinite(y0)) { y0 = 0; y1 = 1; }
     // One value (a single point, or a constant): an axis around it, with the value itself a tick.
     const flat = y1 === y0 ? y0 : null;
-    const spread = flat === 0 ? 1 : nice(Math.abs(flat) * 0.1);
-    if (flat !== null) { y0 -= spread; y1 += spread; }
+    const spread = flat === null ? 0 : flat === 0 ? 1 : nice(Math.abs(flat) * 0.1);
+    y0 -= spread; y1 += spread;
     const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
     const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
     const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
