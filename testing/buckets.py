@@ -19,6 +19,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -137,13 +138,28 @@ class S3Harness:
 
 
 @contextlib.contextmanager
-def s3_harness() -> Iterator[S3Harness]:
-    with s3.moto_server() as endpoint:
+def s3_harness(in_process: bool = True) -> Iterator[S3Harness]:
+    """moto's server in a thread of this process (tests change its settings), or in a
+    process of its own (benchmarks: a client in threads would share one GIL with it)."""
+    opened: contextlib.AbstractContextManager[str]
+    if in_process:
+        opened = s3.moto_server()
+    else:
+        port = free_port()
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        opened = _served(serve(command, f"http://127.0.0.1:{port}", "moto"), port)
+    with opened as endpoint:
         harness = S3Harness(endpoint)
         try:
             yield harness
         finally:
             harness.close()
+
+
+@contextlib.contextmanager
+def _served(server: contextlib.AbstractContextManager[None], port: int) -> Iterator[str]:
+    with server:
+        yield f"http://127.0.0.1:{port}"
 
 
 class GCSHarness:
@@ -283,11 +299,13 @@ def azure_harness() -> Iterator[AzureHarness]:
 
 
 Harness = S3Harness | GCSHarness | AzureHarness
-HARNESSES = {"s3": s3_harness, "gcs": gcs_harness, "azure": azure_harness}
-
-
 @contextlib.contextmanager
-def harness(name: str) -> Iterator[Any]:
-    with HARNESSES[name]() as opened:
-        yield opened
+def harness(name: str, *, in_process: bool = True) -> Iterator[Any]:
+    """The named provider's server and harness (``in_process`` matters to S3 only)."""
+    opened: contextlib.AbstractContextManager[Any] = (
+        s3_harness(in_process) if name == "s3" else gcs_harness() if name == "gcs"
+        else azure_harness()
+    )
+    with opened as ready:
+        yield ready
 
