@@ -61,7 +61,7 @@ Decisions (issue 5):
   check, not git's, decides what is a fast-forward, so the lease never
   forces anything.
 - **External artifacts** (issue 8). ``artifact_store_holds`` opens the
-  store of ``.gitml.yaml`` (a folder, or an S3 bucket: ``gitml.artifact_stores``)
+  store of ``.gitml.yaml`` (a folder, or a bucket: ``gitml.artifacts``)
   with this machine's cache, ``.git/gitml/artifacts``. Push asks the store
   in one batch which of the digests the pushed records name it lacks,
   uploads those the cache holds (before any ref moves: the remote never names
@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schemas, yamlio
-from .artifact_stores import SharedStore
+from .artifacts import SharedStore
 from .errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
 from .record_cache import ValidatedRecords
 from .records import Artifact, ArtifactManifest, ModelVersion, StageDeclaration, parse
@@ -470,7 +470,7 @@ def artifact_store_holds(store: Store, settings_root: Path | None = None) -> Sha
     and ``download``.
     """
     from . import config as config_file
-    from .artifact_stores import shared_store
+    from .artifacts import shared_store
 
     where = settings_root or store.root
     return shared_store(config_file.load(where), where, store.data_dir)

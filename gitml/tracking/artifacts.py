@@ -4,7 +4,7 @@ Small files are Git blobs in the run's tree (``artifacts/<path>``), so they
 travel with ``git push`` and identical content is stored once. Files above the
 configured threshold go to an external store keyed by sha256, so repositories
 stay pushable to Git hosts: a folder (``ExternalStore``, here) or an
-S3-compatible bucket (``gitml.artifact_stores``). The manifest
+S3-compatible bucket (``gitml.artifacts``). The manifest
 (``artifacts.yaml``) records path, sha256, size and where the bytes are; every
 read checks the digest.
 """
@@ -67,7 +67,7 @@ def verify(data: bytes, sha256: str, what: str) -> bytes:
 class ExternalStore:
     """A folder of files named by their sha256 (``ab/cdef…``), shared or local.
 
-    One of the artifact store backends (``gitml.artifact_stores.ArtifactStore``).
+    One of the artifact store backends (``gitml.artifacts.ArtifactStore``).
     """
 
     local = True  # reads need no download, so nothing is cached in front of it

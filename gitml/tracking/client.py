@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from typing_extensions import Self
 
 from .. import config as config_file
-from ..artifact_stores import open_store
+from ..artifacts import open_store
 from ..errors import Conflict, InvalidInput, InvalidRecord, NotFound
 from ..records import (
     TERMINAL_STATUSES,
@@ -92,7 +92,7 @@ class Client:
         self.store, self._work = resolve_store(tracking_uri, clock=clock, identity=identity)
         settings_root = self._work.root if self._work is not None else self.store.root
         self.config = config_file.load(settings_root)
-        # A folder, or a bucket behind .git/gitml/artifacts (gitml.artifact_stores).
+        # A folder, or a bucket behind .git/gitml/artifacts (gitml.artifacts).
         self._external = open_store(self.config, settings_root, self.store.data_dir)
         self._lock = threading.RLock()
         self._writers: dict[str, RunWriter] = {}

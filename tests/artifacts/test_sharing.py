@@ -1,9 +1,10 @@
-"""gitml push/pull with ``artifact_store: s3://…``: only the missing artifacts move.
+"""gitml push/pull with a bucket as ``artifact_store``: only the missing artifacts move.
 
-Two machines are two clones of one bare remote; the bucket is on a real
-S3-compatible server (moto's, on 127.0.0.1). Push uploads from the local
-cache what the bucket lacks, and refuses when an artifact is in neither;
-pull downloads into the cache what the pulled records name and it lacks.
+Two machines are two clones of one bare remote sharing one bucket, on a real
+server of each provider on 127.0.0.1 (S3, Google Cloud Storage, Azure). Push
+uploads from the local cache what the bucket lacks, and refuses when an
+artifact is in neither; pull downloads into the cache what the pulled
+records name and it lacks.
 """
 
 from __future__ import annotations
@@ -17,19 +18,15 @@ import pytest
 
 import gitml
 from gitml import sharing
-from gitml.artifact_stores import S3Store
+from gitml.artifacts import BucketStore
 from gitml.registry import Registry
 from gitml.store import Store
 from testing.cli import cli
 from testing.git import git, init_repo
 from testing.procs import write_config
-from testing.s3 import keys
 
 RUNS = "refs/gitml/runs/"
 THRESHOLD = 16
-
-
-pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 @pytest.fixture
@@ -53,30 +50,25 @@ def b(tmp_path: Path, remote: Path, a: Path) -> Path:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """The digests S3Store was asked to upload and to download."""
+    """The digests the bucket store was asked to upload and to download."""
     seen: dict[str, list[str]] = {"put": [], "copy_to": []}
-    put, copy_to = S3Store.put, S3Store.copy_to
+    put, copy_to = BucketStore.put, BucketStore.copy_to
 
-    def counted_put(self: S3Store, source: Path, sha256: str) -> None:
+    def counted_put(self: BucketStore, source: Path, sha256: str) -> None:
         seen["put"].append(sha256)
         put(self, source, sha256)
 
-    def counted_copy_to(self: S3Store, sha256: str, dest: Path, what: str) -> None:
+    def counted_copy_to(self: BucketStore, sha256: str, dest: Path, what: str) -> None:
         seen["copy_to"].append(sha256)
         copy_to(self, sha256, dest, what)
 
-    monkeypatch.setattr(S3Store, "put", counted_put)
-    monkeypatch.setattr(S3Store, "copy_to", counted_copy_to)
+    monkeypatch.setattr(BucketStore, "put", counted_put)
+    monkeypatch.setattr(BucketStore, "copy_to", counted_copy_to)
     return seen
 
 
-def use_bucket(repo: Path, endpoint: str, bucket: str) -> None:
-    write_config(
-        repo,
-        artifact_store=f"s3://{bucket}/shared",
-        artifact_endpoint_url=endpoint,
-        artifact_threshold=THRESHOLD,
-    )
+def use_bucket(repo: Path, provider: Any, bucket: str) -> None:
+    write_config(repo, artifact_threshold=THRESHOLD, **provider.settings(bucket, "shared"))
 
 
 def log(repo: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> str:
@@ -124,9 +116,8 @@ MLMODEL = "flavors:\n  python_function:\n    loader_module: weights\n"
 def test_push_uploads_only_what_the_bucket_lacks_and_pull_only_what_the_cache_lacks(
     a: Path,
     b: Path,
-    endpoint: str,
+    provider: Any,
     bucket: str,
-    s3: Any,
     calls: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -141,24 +132,23 @@ def test_push_uploads_only_what_the_bucket_lacks_and_pull_only_what_the_cache_la
     Registry(client).register(f"runs:/{first}/model", "churn")
     client.close()
     # Someone else already uploaded w1 (marked, to see that it is not sent again).
-    s3.put_object(Bucket=bucket, Key=key(sha(w1)), Body=w1.encode(), Metadata={"by": "other"})
+    provider.put(bucket, key(sha(w1)), w1.encode())
 
-    use_bucket(a, endpoint, bucket)
+    use_bucket(a, provider, bucket)
     report = push(a)
     assert report.problems == []
     sent = sorted([sha(w2), sha(w3), sha(MLMODEL)])  # the MLmodel is above the threshold too
     assert report.uploaded == sent
     assert sorted(calls["put"]) == sent  # one batch asked; w1 was not sent again
-    assert f"uploaded 3 artifact(s) to s3://{bucket}/shared" in report.notes
-    assert sorted(keys(s3, bucket)) == sorted(key(sha(w)) for w in (w1, w2, w3, MLMODEL))
-    assert s3.head_object(Bucket=bucket, Key=key(sha(w1)))["Metadata"] == {"by": "other"}
+    assert f"uploaded 3 artifact(s) to {provider.url(bucket, 'shared')}" in report.notes
+    assert provider.keys(bucket) == {key(sha(w)) for w in (w1, w2, w3, MLMODEL)}
     assert {RUNS + first, RUNS + second, "refs/gitml/models/churn"} <= set(refs(Path(a)))
 
     calls["put"].clear()
     assert push(a).uploaded == [] and calls["put"] == []  # nothing new: nothing sent
 
     # B already has w3 in its cache: only the others are downloaded.
-    use_bucket(b, endpoint, bucket)
+    use_bucket(b, provider, bucket)
     cache(b, sha(w3)).parent.mkdir(parents=True)
     cache(b, sha(w3)).write_text(w3)
     monkeypatch.chdir(b)
@@ -175,14 +165,14 @@ def test_push_uploads_only_what_the_bucket_lacks_and_pull_only_what_the_cache_la
 
 
 def test_push_is_refused_when_an_artifact_is_in_neither_place(
-    a: Path, remote: Path, endpoint: str, bucket: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+    a: Path, remote: Path, provider: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_bucket(a, endpoint, bucket)
+    use_bucket(a, provider, bucket)
     weights = "w" * 100
     run_id = log(a, monkeypatch, {"weights.bin": weights})
     small = log(a, monkeypatch, {"notes.txt": "small"})
-    assert list(keys(s3, bucket)) == [key(sha(weights))]  # uploaded when it was logged
-    s3.delete_object(Bucket=bucket, Key=key(sha(weights)))
+    assert provider.keys(bucket) == {key(sha(weights))}  # uploaded when it was logged
+    provider.delete(bucket, key(sha(weights)))
     cached = cache(a, sha(weights))
     hidden = cached.with_name("hidden")
     cached.rename(hidden)
@@ -191,28 +181,27 @@ def test_push_is_refused_when_an_artifact_is_in_neither_place(
     report = push(a)
     [problem] = report.problems
     assert f"run {run_id}: artifact 'weights.bin' (sha256 {sha(weights)})" in problem
-    assert f"neither in the artifact store s3://{bucket}/shared nor in {cached.parent.parent}" in (
-        problem
-    )
+    where = provider.url(bucket, "shared")
+    assert f"neither in the artifact store {where} nor in {cached.parent.parent}" in problem
     assert refs(remote) == before and report.pushed == {} and report.uploaded == []
     assert RUNS + small not in refs(remote)
 
     hidden.rename(cached)  # back in the cache: push uploads it, then pushes the refs
     report = push(a)
     assert report.problems == [] and report.uploaded == [sha(weights)]
-    assert RUNS + run_id in refs(remote) and list(keys(s3, bucket)) == [key(sha(weights))]
+    assert RUNS + run_id in refs(remote) and provider.keys(bucket) == {key(sha(weights))}
 
 
 def test_pull_reports_an_artifact_the_bucket_lacks(
-    a: Path, b: Path, endpoint: str, bucket: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+    a: Path, b: Path, provider: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_bucket(a, endpoint, bucket)
+    use_bucket(a, provider, bucket)
     weights = "w" * 100
     run_id = log(a, monkeypatch, {"weights.bin": weights})
     assert push(a).problems == []
-    s3.delete_object(Bucket=bucket, Key=key(sha(weights)))  # lost after the push
+    provider.delete(bucket, key(sha(weights)))  # lost after the push
 
-    use_bucket(b, endpoint, bucket)
+    use_bucket(b, provider, bucket)
     store = Store(b)
     try:
         report = sharing.pull(store, "origin")
