@@ -1,8 +1,8 @@
 """Sharing records with a Git remote: ``gitml remote setup``, ``gitml push``, ``gitml pull``.
 
 Network work is done by the real ``git`` (every transport, ``--atomic``,
-``--force-with-lease``; ``../shared/DULWICH-NOTES.md`` lists what dulwich's
-push and fetch get wrong with custom refs). Local refs move only through the
+``--atomic``; dulwich's push rejects glob refspecs and its fetch never creates
+custom refs). Local refs move only through the
 store's compare-and-swap (``Store.set_ref``), which also feeds the query index.
 
 Decisions (issue 5):
@@ -52,14 +52,13 @@ Decisions (issue 5):
   ref keeps pointing at a number that now means another machine's model. Then
   the local refs move (CAS) and the push is retried; each renumbering is
   reported ("churn: your version 5 is now version 6").
-- **Atomic, compare-and-swap.** One ``git push --atomic`` carries every ref
-  (in batches of ``PUSH_BATCH`` refs, for command-line length: each batch is
-  atomic, a retry pushes what is left), each with
-  ``--force-with-lease=<ref>:<the tip we classified against>``: a concurrent
-  pusher makes the lease fail, nothing of ours lands, and the whole
-  classification runs again (``PUSH_ATTEMPTS`` times). Our own ancestry
-  check, not git's, decides what is a fast-forward, so the lease never
-  forces anything.
+- **Atomic, compare-and-swap.** One ``git push --atomic`` carries every ref,
+  through glob refspecs from ``refs/gitml-outgoing/<remote>/`` (the planned
+  tips, removed after the push). Every ref pushed is a fast-forward of the
+  remote tip it was classified against, never forced, so git's own
+  fast-forward check is the compare-and-swap: a concurrent pusher makes it
+  fail, nothing of ours lands, and the whole classification runs again
+  (``PUSH_ATTEMPTS`` times).
 - **External artifacts** (issue 8). ``artifact_store_holds`` opens the
   store of ``.gitml.yaml`` (a folder, or a bucket: ``gitml.artifacts``)
   with this machine's cache, ``.git/gitml/artifacts``. Push asks the store
@@ -96,7 +95,7 @@ MODELS = GITML + "models/"
 STAGES = "refs/heads/gitml/"
 PROPOSALS = STAGES + "proposals/"
 INCOMING = "refs/gitml-incoming/"
-PUSH_BATCH = 2000
+OUTGOING = "refs/gitml-outgoing/"
 PUSH_ATTEMPTS = 6
 
 Holds = Callable[[str], bool]
@@ -537,7 +536,6 @@ def _changed_versions(store: Store, mine: str, theirs: str | None) -> list[Model
 @dataclass
 class _Plan:
     push: dict[str, str] = field(default_factory=dict)  # ref -> new tip
-    lease: dict[str, str | None] = field(default_factory=dict)  # ref -> remote tip expected
     adopt: dict[str, tuple[str, str]] = field(default_factory=dict)  # ref -> (mine, theirs)
     rebase: dict[str, tuple[str, str]] = field(default_factory=dict)  # model ref -> (mine, theirs)
     remote: dict[str, str] = field(default_factory=dict)  # the remote's refs, as listed
@@ -595,8 +593,8 @@ def _classify(
 ) -> _Plan:
     plan = _Plan()
     for ref in sorted(differ):
-        # What was fetched is at least as new as the listing; a lease on it fails
-        # (and the push starts again) if it moves once more.
+        # What was fetched is at least as new as the listing; if it moves once more,
+        # the push is no longer a fast-forward there and starts again.
         mine, theirs = local[ref], fetched.get(ref, remote.get(ref))
         kind = _kind(ref)
         if kind is None:
@@ -604,13 +602,13 @@ def _classify(
         if theirs == mine:
             continue
         if theirs is None or _is_ancestor(store, theirs, mine):
-            plan.push[ref], plan.lease[ref] = mine, theirs
+            plan.push[ref] = mine
         elif _is_ancestor(store, mine, theirs):
             plan.notes.append(f"{_short(ref)}: the remote is ahead; 'gitml pull' brings it")
             continue
         elif kind == "model":
             plan.rebase[ref] = (mine, theirs)
-            plan.push[ref], plan.lease[ref] = mine, theirs  # tip replaced after the rebase
+            plan.push[ref] = mine  # tip replaced after the rebase
         elif kind == "experiment" and _same_experiment(store, mine, theirs):
             plan.adopt[ref] = (mine, theirs)
             continue
@@ -658,7 +656,6 @@ def _apply_locally(store: Store, plan: _Plan, report: PushReport) -> None:
             raise Conflict(f"{_short(ref)} moved locally during the push; push again")
         if new is None:
             plan.push.pop(ref, None)
-            plan.lease.pop(ref, None)
         elif ref in plan.push:
             plan.push[ref] = new
     # A retried push may renumber again: report each version's first and last number.
@@ -672,31 +669,67 @@ def _apply_locally(store: Store, plan: _Plan, report: PushReport) -> None:
 
 
 def _push_atomic(store: Store, remote: str, plan: _Plan) -> str | None:
-    """Push ``plan.push`` with a lease on each ref; what git said when another pusher won."""
-    refs = sorted(plan.push)
-    for start in range(0, len(refs), PUSH_BATCH):
-        batch = refs[start : start + PUSH_BATCH]
-        args = ["push", "--atomic", "--porcelain", remote]
-        args += [f"--force-with-lease={ref}:{plan.lease.get(ref) or ''}" for ref in batch]
-        args += [f"{plan.push[ref]}:{ref}" for ref in batch]
-        done = _git(store, *args, ok=(0, 1))
-        if done.returncode == 0:
-            continue
-        # Another pusher got there first: our lease failed, or the remote's own
-        # ref transaction found a ref already moved or locked (it locks after
-        # the check). A hook's refusal ("pre-receive hook declined") is final.
-        lost = (
-            "(stale info)",
-            "(fetch first)",
-            "(non-fast-forward)",
-            "(atomic transaction failed)",
-            "(failed to update ref)",
+    """Push ``plan.push`` in one atomic push; what git said when another pusher won.
+
+    The refs go through two glob refspecs from ``refs/gitml-outgoing/<remote>/``,
+    which holds exactly the planned tips: git matches every explicit refspec and
+    every ``--force-with-lease`` against every ref, so naming 10,000 refs on the
+    command line made a first push take minutes (quadratic), where a glob is
+    matched once. No lease is needed for the compare-and-swap: every ref pushed
+    is a fast-forward of the tip it was classified against, and git refuses a
+    push that is not a fast-forward of what the remote holds when it receives it
+    ("fetch first", "non-fast-forward"); ``--atomic`` then lands nothing.
+    """
+    base = f"{OUTGOING}{remote}/"
+    outgoing = {_outgoing(base, ref): sha for ref, sha in plan.push.items()}
+    _set_refs(store, base, outgoing)
+    try:
+        done = _git(
+            store,
+            "push",
+            "--atomic",
+            "--porcelain",
+            remote,
+            f"{base}gitml/*:{GITML}*",
+            f"{base}heads/*:refs/heads/*",
+            ok=(0, 1),
         )
-        detail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        if any(word in done.stdout for word in lost):
-            return detail
-        raise GitFailed(f"git push to {remote} failed: {detail}")
-    return None
+    finally:
+        _set_refs(store, base, {})
+    if done.returncode == 0:
+        return None
+    # Another pusher got there first: the remote's ref is no longer an ancestor of
+    # ours, or its own ref transaction found a ref already moved or locked (it locks
+    # after the check). A hook's refusal ("pre-receive hook declined") is final.
+    lost = (
+        "(fetch first)",
+        "(non-fast-forward)",
+        "(atomic transaction failed)",
+        "(failed to update ref)",
+    )
+    detail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    if any(word in done.stdout for word in lost):
+        return detail
+    raise GitFailed(f"git push to {remote} failed: {detail}")
+
+
+def _outgoing(base: str, ref: str) -> str:
+    """Where ``ref`` waits to be pushed: ``refs/gitml/x`` as ``<base>gitml/x``,
+    ``refs/heads/gitml/x`` as ``<base>heads/gitml/x``."""
+    return base + ref[len("refs/") :]
+
+
+def _set_refs(store: Store, base: str, wanted: dict[str, str]) -> None:
+    """Make the refs under ``base`` exactly ``wanted``, in one ``git update-ref`` transaction.
+
+    These refs are no records (nothing indexes or validates them), so they move
+    with git's own batch update rather than one compare-and-swap each.
+    """
+    listed = _git(store, "for-each-ref", "--format=%(refname)", base).stdout.split()
+    lines = [f"delete {ref}" for ref in listed if ref not in wanted]
+    lines += [f"update {ref} {sha}" for ref, sha in sorted(wanted.items())]
+    if lines:
+        _git(store, "update-ref", "--stdin", stdin="".join(f"{line}\n" for line in lines))
 
 
 # -- renumbering ---------------------------------------------------------------------------
@@ -852,8 +885,7 @@ def _renumber_stages(
             moves[target] = (None, new_tip)
             moves[ref] = (mine, None)
             plan.push.pop(ref, None)
-            plan.lease.pop(ref, None)
-            plan.push[target], plan.lease[target] = new_tip, None
+            plan.push[target] = new_tip
         else:
             moves[ref] = (mine, new_tip)
     return moves

@@ -328,6 +328,8 @@ def test_concurrent_pushers_lose_nothing(
     local = {**a.refs(RUNS), **b.refs(RUNS)}
     assert len(local) == 12 and pushed == local
     assert len(_refs(remote, "refs/gitml/experiments/")) == 1
+    # What waited to be pushed is gone, whether its push won or lost the race.
+    assert a.refs("refs/gitml-outgoing/") == {} and b.refs("refs/gitml-outgoing/") == {}
 
 
 def test_diverged_run_is_reported_not_overwritten(
