@@ -5,9 +5,12 @@
 - ``virtualenv`` / ``uv``: a venv built from ``python_env.yaml`` (or
   ``requirements.txt``, or a ``conda.yaml``'s pip section, as MLflow converts
   it) and cached under ``~/.cache/gitml/envs/<hash>`` by the hash of that
-  specification and of the Python version, so the second run starts at once.
+  specification, of the Python version and of the running gitml, so the second
+  run starts at once.
   The venv is made without pip (``python -m venv --without-pip``, 0.3 s
-  instead of 12 s) and filled by this interpreter's pip (``pip --python``).
+  instead of 12 s) and filled by this interpreter's pip (``pip --python``):
+  first the running gitml and its dependencies (``runtime``), then the project's
+  requirements. A conda env gets the same gitml after ``conda env create``.
 - ``conda`` and ``docker``: run when their tools are present, and otherwise
   fail before a run is created, saying what is missing.
 

@@ -151,9 +151,9 @@ def _digest(data: bytes) -> str:
 class _WheelWriter:
     """A wheel being written: each file, then its dist-info's WHEEL and RECORD."""
 
-    def __init__(self, path: Path, name: str, version: str) -> None:
+    def __init__(self, path: Path, info: str) -> None:
         self.path = path
-        self.info = f"{name}-{version}.dist-info"
+        self.info = info  # the .dist-info folder's name
         path.parent.mkdir(parents=True, exist_ok=True)
         self._zip = zipfile.ZipFile(path, "w")
         self._record: list[str] = []
@@ -187,7 +187,9 @@ def gitml_wheel(folder: Path, *, editable: bool) -> Path:
     metadata = re.sub(r"(?m)^Version: .*\n", "", metadata)
     metadata = metadata.replace("Name: gitml\n", f"Name: gitml\nVersion: {__version__}\n", 1)
     entry_points = dist.read_text("entry_points.txt") if dist is not None else None
-    writer = _WheelWriter(folder / f"gitml-{__version__}-py3-none-any.whl", "gitml", __version__)
+    writer = _WheelWriter(
+        folder / f"gitml-{__version__}-py3-none-any.whl", f"gitml-{__version__}.dist-info"
+    )
     root = package_dir()
     if editable:
         writer.add("_gitml_source.pth", f"{root.parent}\n".encode())
@@ -195,6 +197,9 @@ def gitml_wheel(folder: Path, *, editable: bool) -> Path:
         for path in sorted(root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 writer.add(f"gitml/{path.relative_to(root).as_posix()}", path.read_bytes())
+        if not (root / "_schemas").is_dir():  # a source tree: where gitml's own wheel has them
+            for path in sorted(schema_dir().glob("*.json")):
+                writer.add(f"gitml/_schemas/{path.name}", path.read_bytes())
     writer.add(f"{writer.info}/METADATA", metadata.encode())
     writer.add(
         f"{writer.info}/entry_points.txt",
@@ -213,8 +218,7 @@ def repacked_wheel(dist: importlib.metadata.Distribution, folder: Path) -> Path 
     if info is None:
         return None
     name, version = _wheel_name(dist.metadata["Name"]), dist.version
-    writer = _WheelWriter(folder / f"{name}-{version}-py3-none-any.whl", name, version)
-    writer.info = info
+    writer = _WheelWriter(folder / f"{name}-{version}-py3-none-any.whl", info)
     for file in files:
         relative = PurePosixPath(file.as_posix())
         if relative.parts[0] == ".." or relative.suffix == ".pyc":

@@ -487,7 +487,7 @@ def test_the_gitml_wheel_of_an_installed_or_a_source_gitml(tmp_path: Path) -> No
         info = f"gitml-{gitml.__version__}.dist-info"
         metadata = whl.read(f"{info}/METADATA").decode()
         entry_points = whl.read(f"{info}/entry_points.txt").decode()
-    assert {"gitml/__init__.py", "gitml/projects/runtime.py"} <= files
+    assert {"gitml/__init__.py", "gitml/_schemas/run.schema.json"} <= files
     assert not any("__pycache__" in f for f in files)
     assert f"\nVersion: {gitml.__version__}\n" in metadata
     assert "gitml = gitml.cli:main" in entry_points
