@@ -108,6 +108,15 @@ def test_the_env_hash_follows_the_specification(tmp_path: Path) -> None:
     assert environments.env_hash("uv", spec, python) != digest()
 
 
+def test_the_env_hash_follows_the_running_gitml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = environments.python_env_spec(load_project(write_project(tmp_path / "p", None)))
+    before = environments.env_hash("virtualenv", spec, Path(sys.executable))
+    monkeypatch.setattr(runtime, "__version__", "99.0")  # another gitml: another env
+    assert environments.env_hash("virtualenv", spec, Path(sys.executable)) != before
+
+
 def test_requirements_txt_and_conda_yaml_make_venv_specs(tmp_path: Path) -> None:
     req = write_project(tmp_path / "req", None, **{"requirements.txt": "six\n"})
     assert environments.python_env_spec(load_project(req)).dependencies == ("-r requirements.txt",)
