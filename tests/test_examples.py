@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from gitml import projects
+from gitml.tracking.client import Client
 from testing.procs import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +44,25 @@ def test_demo_script(tmp_path: Path) -> None:
         ["git", "fsck", "--full"], cwd=project, env=env, capture_output=True, text=True
     )
     assert fsck.returncode == 0, fsck.stderr
+
+
+@pytest.mark.slow
+def test_the_wine_project_needs_only_the_sklearn_extra(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/project runs without pandas, as `pip install 'gitml[sklearn]'` leaves it."""
+    pytest.importorskip("sklearn")
+    hidden = tmp_path / "without-pandas" / "pandas"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named pandas')\n")
+    path = [str(hidden.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    project = shutil.copytree(ROOT / "examples" / "project", repo / "project")
+    done = projects.run(str(project), parameters={"C": 0.5}, env_manager="local")
+    assert done.status == "FINISHED", Client().read_artifact(done.run_id, "project.log").decode()
+    run = Client().get_run(done.run_id)
+    assert run.metrics["accuracy"].value > 0.9
+    assert "model/MLmodel" in {a.path for a in Client().list_artifacts(done.run_id, "model")}
 
 
 def test_ci_workflow_runs_commands_gitml_has() -> None:

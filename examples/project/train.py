@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--test-size", type=float, default=0.25)
     args = parser.parse_args()
 
-    X, y = load_wine(return_X_y=True, as_frame=True)
+    # Arrays, not DataFrames: the example runs with what `pip install 'gitml[sklearn]'`
+    # installs, which has no pandas.
+    X, y = load_wine(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=args.test_size, random_state=0, stratify=y
     )
@@ -41,7 +43,7 @@ def main() -> None:
                 "f1_macro": float(f1_score(y_test, predicted, average="macro")),
             }
         )
-        gitml.sklearn.log_model(model, "model", input_example=X_test.head(3))
+        gitml.sklearn.log_model(model, "model", input_example=X_test[:3])
         print(f"run {run.run_id}: accuracy {accuracy_score(y_test, predicted):.3f}")
 
 
