@@ -436,6 +436,7 @@ def test_fetched_malformed_record_is_reported_and_not_applied(
     assert result.exit_code == 1 and "status" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_fetched_billion_laughs_run_is_refused_at_once(
     a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
