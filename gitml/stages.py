@@ -25,10 +25,27 @@ from .stage_refs import branch as branch
 from .stage_refs import check_name, declaration_files, declaration_kind, served_summary
 from .stage_refs import commit_at as commit_at
 from .stage_refs import declaration_path as declaration_path
-from .store import Change, CommitInfo, Snapshot, Store
+from .store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot, Store
 
 if TYPE_CHECKING:
     from .registry import Registry
+
+# pre-commit runs the hooks that the checked-out branch's own config names, and
+# refuses every commit on a branch without one; a stage branch holds only
+# declarations, so gitml gives it a config when it creates it.
+PRE_COMMIT_CONFIG = ".pre-commit-config.yaml"
+PRE_COMMIT_HOOKS = b"""\
+# Written by gitml with this stage branch: pre-commit checks each changed
+# models/<name>.yaml with the gitml installed here (gitml validate).
+repos:
+  - repo: local
+    hooks:
+      - id: gitml-validate
+        name: gitml validate
+        entry: gitml validate
+        language: system
+        files: ^models/[^/]+\\.yaml$
+"""
 
 
 def check_stage(stage: str, config: Config | None = None) -> str:
@@ -184,8 +201,13 @@ class Stages:
                         f"proposal branch {ref[len('refs/heads/') :]} already exists; "
                         "merge or delete it first"
                     )
-                made[:] = [declare(declaration_at(self.store.snapshot(base), stage, model))]
-                return replace(self._declaring(model, made[0]), root_parents=(base,))
+                stage_tree = self.store.snapshot(base)
+                made[:] = [declare(declaration_at(stage_tree, stage, model))]
+                change = self._declaring(model, made[0])
+                # A new ref's first commit starts from an empty tree; merging the
+                # proposal must leave the stage's other files as they are.
+                files = {**_entries(stage_tree), **change.files}
+                return replace(change, files=files, root_parents=(base,))
 
         else:
             ref = branch(stage)
@@ -206,7 +228,7 @@ class Stages:
                 if broken:
                     reasons = "; ".join(p.reason for p in broken)
                     raise InvalidInput(f"stage '{stage}' refuses {model} v{number}: {reasons}")
-                return self._declaring(model, made[0])
+                return _creating(snap, self._declaring(model, made[0]))
 
         commit = self.store.update(ref, edit, text) or ""
         result = Assignment(stage, model, made[0], commit, ref)
@@ -219,7 +241,7 @@ class Stages:
         """The stage branch's tip, creating the branch (one empty commit) if needed."""
         tip = self.store.update(
             branch(stage),
-            lambda snap: None if snap is not None else Change({}),
+            lambda snap: None if snap is not None else _creating(snap, Change({})),
             f"gitml: create stage {stage}\n\nGitml-Stage: {stage}",
         )
         assert tip is not None
@@ -238,7 +260,7 @@ class Stages:
             served = [*(current.versions if current else [])]
             served += [ServedVersion(version=n, weight=0) for n in added]
             new = StageDeclaration(model=model, versions=served, note=None)
-            return self._declaring(model, new)
+            return _creating(snap, self._declaring(model, new))
 
         names = ", ".join(f"v{n}" for n in versions)
         text = f"gitml: {stage}: {model} {names}\n\nGitml-Stage: {stage}\nGitml-Model: {model}"
@@ -324,6 +346,26 @@ class Stages:
                     after=declaration_at(after, stage, name),
                     merge=merge,
                 )
+
+
+def _creating(snap: Snapshot | None, change: Change) -> Change:
+    """``change``, with the pre-commit config when it creates the stage branch (no ``snap``)."""
+    if snap is not None:
+        return change
+    return replace(change, files={PRE_COMMIT_CONFIG: PRE_COMMIT_HOOKS, **change.files})
+
+
+def _entries(snap: Snapshot) -> dict[str, bytes | BlobRef | None]:
+    """Every file of a stage branch's tree, as a change writing each again."""
+    files: dict[str, bytes | BlobRef | None] = {}
+    for name, is_dir, sha in snap.listdir(""):
+        if name == MODELS_DIR and is_dir:
+            for entry, nested, entry_sha in snap.listdir(MODELS_DIR):
+                mode = TREE_MODE if nested else FILE_MODE
+                files[f"{MODELS_DIR}/{entry}"] = BlobRef(entry_sha, mode)
+        else:
+            files[name] = BlobRef(sha, TREE_MODE if is_dir else FILE_MODE)
+    return files
 
 
 def _changed_models(after: Snapshot, before: Snapshot | None) -> list[str]:

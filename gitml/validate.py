@@ -24,6 +24,7 @@ from . import config as config_file
 from . import schemas, stages
 from .errors import GitmlError, InvalidInput, InvalidRecord, NotARepository, NotFound
 from .policy import MODELS, RUNS, PolicyCheck, Tips
+from .projects.spec import MLproject, missing_environment_file
 from .records import (
     ArtifactManifest,
     Config,
@@ -74,18 +75,28 @@ def validate_files(paths: Iterable[Path]) -> list[InvalidRecord]:
     problems: list[InvalidRecord] = []
     repos: dict[Path, tuple[Store, Config] | None] = {}
     for path in paths:
+        if not path.is_file():
+            reason = "no such file" if not path.exists() else "not a file"
+            problems.append(InvalidRecord("", str(path), "(document)", reason))
+            continue
         located = _locate(path, repos)
         relative = located[2] if located else _posix(path)
         kind = schemas.kind_of(relative)
         if kind is None:
             continue
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(InvalidRecord("", str(path), "(document)", exc.strerror or str(exc)))
+            continue
         found = schemas.check_bytes(kind, data, where="", path=str(path))
         problems.extend(found)
         if found:
             continue
         if kind == "model-version":
             problems.extend(_version_file(path, data))
+        elif kind == "MLproject":
+            problems.extend(_project_file(path, data))
         elif kind == "stage" and located is not None:
             store, config, _ = located
             problems.extend(_work_tree_declaration(store, config, path, data))
@@ -147,6 +158,15 @@ def _version_file(path: Path, data: bytes) -> list[InvalidRecord]:
         reason = f"{version.version} does not match the file name {path.name}"
         return [InvalidRecord("", str(path), "version", reason)]
     return []
+
+
+def _project_file(path: Path, data: bytes) -> list[InvalidRecord]:
+    try:
+        spec = parse(MLproject, data, where="", path=str(path))
+    except InvalidRecord as exc:
+        return [exc]
+    missing = missing_environment_file(spec, path.resolve().parent)
+    return [] if missing is None else [InvalidRecord("", str(path), *missing)]
 
 
 def _checked_out_stage(store: Store) -> tuple[str | None, bool]:

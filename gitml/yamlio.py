@@ -11,7 +11,9 @@ where this takes about 20 us. Strings are left plain only when YAML 1.1 (what
 PyYAML and most tools read) cannot take them for anything else; all others are
 double-quoted with JSON's escapes, which YAML shares. ``tests/test_yamlio.py``
 checks that PyYAML reads back exactly what was dumped. ``load`` is PyYAML's
-safe loader: files may come from anywhere.
+safe loader, stricter: files may come from anywhere. A key given twice (which
+PyYAML resolves by keeping the last) and aliases are refused: records never
+need them, and a few hundred bytes of nested aliases expand to gigabytes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Hashable
 from typing import Any
 
 # Plain scalars: a letter or underscore first, then a conservative alphabet,
@@ -41,6 +44,10 @@ def dump(data: Any) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+class RefusedYaml(ValueError):
+    """YAML that PyYAML would read but a record may not hold: a key twice, an alias."""
+
+
 def load(data: bytes | str) -> Any:
     """Parse YAML safely; never constructs arbitrary Python objects.
 
@@ -49,7 +56,8 @@ def load(data: bytes | str) -> Any:
     and the result is kept only when dumping it gives back the very same
     bytes: then PyYAML would have read exactly that too, since ``dump``'s
     output is checked to read back unchanged. Anything else, hand-edited or
-    written by another tool, goes to PyYAML's safe loader.
+    written by another tool, goes to PyYAML's safe loader, which raises
+    ``RefusedYaml`` for a key given twice in a mapping or for an alias.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
@@ -60,8 +68,49 @@ def load(data: bytes | str) -> Any:
         return fast
     import yaml  # only here: importing PyYAML costs 20 ms at every start
 
-    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _record_loader()
+    # An alias is written "*name", so text without a "*" has none and skips
+    # the scan. The scan reads events only, before any alias is expanded.
+    if b"*" in raw:
+        for event in yaml.parse(data, Loader=loader):
+            if isinstance(event, yaml.AliasEvent):
+                assert event.start_mark is not None  # parsers mark every event
+                raise RefusedYaml(
+                    f"line {event.start_mark.line + 1}: alias *{event.anchor}: "
+                    "records take no anchors and aliases; write the value out"
+                )
     return yaml.load(data, Loader=loader)
+
+
+@functools.cache
+def _record_loader() -> type[Any]:
+    """PyYAML's safe loader (its C parser when built with libyaml) refusing duplicate keys."""
+    import yaml
+    from yaml.constructor import SafeConstructor
+
+    class UniqueKeys(SafeConstructor):
+        def construct_mapping(
+            self, node: yaml.MappingNode, deep: bool = False
+        ) -> dict[Hashable, Any]:
+            mapping = super().construct_mapping(node, deep)
+            if len(mapping) != len(node.value):
+                _refuse_duplicate(self, node)
+            return mapping
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return type("RecordLoader", (UniqueKeys, base), {})
+
+
+def _refuse_duplicate(constructor: Any, node: Any) -> None:
+    """Raise for the first key ``node`` (a mapping with fewer keys than entries) repeats."""
+    lines: dict[Hashable, int] = {}
+    for key_node, _ in node.value:
+        key = constructor.construct_object(key_node)  # already built: the same object
+        line = key_node.start_mark.line + 1
+        if key in lines:
+            where = f"on line {line}" if lines[key] == line else f"(lines {lines[key]} and {line})"
+            raise RefusedYaml(f"key {key!r} appears twice {where}")
+        lines[key] = line
 
 
 # One line of what ``dump`` writes: indent, an optional "- ", a key (plain, or

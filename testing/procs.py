@@ -8,11 +8,13 @@ line by line (for ``READY``-style handshakes) and signals or waits for it.
 from __future__ import annotations
 
 import os
+import resource
 import selectors
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,14 @@ def write_config(root: Path, **settings: Any) -> Path:
     path = root / ".gitml.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=True))
     return path
+
+
+def limit_memory(limit: int = 1 << 30) -> Callable[[], None]:
+    """A ``preexec_fn`` capping a child's address space (and its children's) at
+    ``limit`` bytes: a regression that balloons memory then fails the test with
+    a MemoryError instead of taking the machine down."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply

@@ -7,7 +7,16 @@ from pathlib import Path
 
 from .git import git
 
-COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "mlflow-mlprojects"
+# MLflow's example projects, in "shared" beside the checkout (or beside the
+# folder of git worktrees holding it).
+COMPAT = next(
+    (
+        found
+        for folder in Path(__file__).resolve().parents[1:]
+        if (found := folder / "shared" / "compat" / "mlflow-mlprojects").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "compat" / "mlflow-mlprojects",
+)
 
 
 def write_project(root: Path, mlproject: str | None, **files: str) -> Path:

@@ -15,6 +15,8 @@ from gitml.stages import Stages
 from gitml.store import Change, Store
 from testing.cli import cli
 from testing.git import FixedClock, commit_file_on_ref, git, init_repo
+from testing.procs import limit_memory
+from testing.records import billion_laughs
 from testing.registry import log_iris_run
 
 pytestmark = pytest.mark.slow
@@ -243,3 +245,30 @@ def test_pre_receive_reads_updates_in_process(remote: Remote, tmp_path: Path) ->
     assert lines == []
     lines = run_pre_receive(f"{ZERO} {tip} refs/heads/gitml/nonsense\n", env)
     assert lines[1].startswith("refs/heads/gitml/nonsense:(branch): field '(ref)': 'nonsense'")
+
+
+def test_a_billion_laughs_run_is_rejected_at_once(remote: Remote) -> None:
+    client = gitml.Client()
+    run_id = client.create_run().id
+    client.close()
+    ref = f"refs/gitml/runs/{run_id}"
+    bomb = billion_laughs(git(remote.work, "show", f"{ref}:run.yaml"))
+    commit_file_on_ref(remote.work, ref, "run.yaml", bomb)
+    line = bomb.splitlines().index("  l1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]") + 1
+    before = remote.refs()
+    # The hook inherits the push's memory limit: git runs it as a child.
+    done = subprocess.run(
+        ["git", "push", "--porcelain", "origin", GITML_REFS],
+        cwd=remote.work,
+        preexec_fn=limit_memory(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "pre-receive hook declined" in done.stdout, done.stderr
+    assert (
+        f"remote: {ref}:run.yaml: field '(document)': not valid YAML: line {line}: alias *l0: "
+        "records take no anchors and aliases; write the value out"
+    ) in [line.rstrip() for line in done.stderr.splitlines()]  # git pads remote lines
+    assert remote.refs() == before

@@ -15,6 +15,8 @@ uses only those (the build backend comes from there), so no network is used.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,3 +146,77 @@ def test_try_repo_passes_good_records_and_names_bad_ones(
     assert any(
         line.startswith("runs/run.yaml: field 'status': 'EXPLODED' is not one of") for line in lines
     ), lines
+
+
+def documented_config() -> str:
+    """The ``.pre-commit-config.yaml`` README's "Pre-commit" section tells users to write."""
+    section = (ROOT / "README.md").read_text().split("\n## Pre-commit\n", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_set_up_checks_commits_on_every_branch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("pre-commit") is None:
+        pytest.skip("needs the pre-commit tool")
+    sample = init_repo(tmp_path / "sample")
+    monkeypatch.chdir(sample)
+    (sample / ".pre-commit-config.yaml").write_text(documented_config())
+    git(sample, "add", ".pre-commit-config.yaml")
+    git(sample, "commit", "-q", "-m", "pre-commit")
+    client = gitml.Client(clock=FixedClock(), identity="Ada <ada@example.com>")
+    registry = Registry(client)
+    run_id, _, _ = log_iris_run(client)
+    registry.register(f"runs:/{run_id}/model", "churn")
+    registry.register(f"runs:/{run_id}/model", "churn")
+    Stages(registry, Config()).assign("churn", 1, "staging")
+    client.close()
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(home),
+        "PRE_COMMIT_HOME": str(home / "pre-commit"),
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+        **IDENTITY,
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        """``args`` in the sample; git passes the hook's output on, to either stream."""
+        return subprocess.run(
+            args,
+            cwd=sample,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    assert run("pre-commit", "install").returncode == 0
+    git(sample, "checkout", "-q", "gitml/staging")
+    declaration = sample / "models" / "churn.yaml"
+    declaration.write_text("model: churn\nversions:\n- {version: 2, weight: 100}\n")
+    done = run("git", "commit", "-qam", "churn v2")
+    assert done.returncode == 0, done.stdout
+    assert re.search(r"^gitml validate\.+Passed$", done.stdout, re.M), done.stdout
+    good = git(sample, "rev-parse", "HEAD")
+
+    declaration.write_text("model: churn\nversions:\n- {version: 2, weight: 90}\n")
+    done = run("git", "commit", "-qam", "churn at 90%")
+    assert done.returncode == 1, done.stdout
+    assert re.search(r"^gitml validate\.+Failed$", done.stdout, re.M), done.stdout
+    assert "models/churn.yaml: field 'versions': weights sum to 90, not 100" in done.stdout
+    assert git(sample, "rev-parse", "HEAD") == good
+
+    # On the default branch the same install checks the project's own records.
+    git(sample, "checkout", "-q", "-f", "main")
+    (sample / ".gitml.yaml").write_text("policy: {ordered: true}\npolicy: {}\n")
+    git(sample, "add", ".gitml.yaml")
+    done = run("git", "commit", "-qm", "policy")
+    assert done.returncode == 1, done.stdout
+    assert (
+        ".gitml.yaml: field '(document)': not valid YAML: "
+        "key 'policy' appears twice (lines 1 and 2)"
+    ) in done.stdout

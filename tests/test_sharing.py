@@ -26,7 +26,8 @@ from gitml.store import Store
 from gitml.tracking import fluent
 from testing.cli import cli
 from testing.git import commit_file_on_ref, fsck, git, git_env, init_repo
-from testing.procs import child_env, finish, spawn, write_config
+from testing.procs import child_env, finish, limit_memory, spawn, write_config
+from testing.records import billion_laughs
 from testing.registry import log_iris_run
 
 RUNS = "refs/gitml/runs/"
@@ -435,6 +436,35 @@ def test_fetched_malformed_record_is_reported_and_not_applied(
     monkeypatch.chdir(b.path)
     result = cli("pull", ok=False)
     assert result.exit_code == 1 and "status" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_fetched_billion_laughs_run_is_refused_at_once(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id = log_run(client, "bomb")
+    bomb = billion_laughs(a.git("show", f"{RUNS}{run_id}:run.yaml"))
+    commit_file_on_ref(a.path, RUNS + run_id, "run.yaml", bomb)
+    a.git("push", "-q", "origin", f"{RUNS}{run_id}:{RUNS}{run_id}")
+    line = bomb.splitlines().index("  l1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]") + 1
+    done = subprocess.run(
+        ["gitml", "pull"],
+        cwd=b.path,
+        env=b.env,
+        preexec_fn=limit_memory(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"error: run {run_id} not applied: {RUNS}{run_id}:run.yaml: field '(document)': "
+        f"not valid YAML: line {line}: alias *l0: "
+        "records take no anchors and aliases; write the value out"
+    ) in done.stderr.splitlines()
+    assert RUNS + run_id not in b.refs()
 
 
 def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.MonkeyPatch) -> None:

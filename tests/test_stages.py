@@ -5,13 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 import gitml
 from gitml import yamlio
 from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.records import Config, ServedVersion, StageDeclaration
 from gitml.registry import Registry
-from gitml.stages import Stages, branch, read_declaration, weights_problem
+from gitml.stages import (
+    PRE_COMMIT_CONFIG,
+    PRE_COMMIT_HOOKS,
+    Stages,
+    branch,
+    read_declaration,
+    weights_problem,
+)
 from testing.git import FixedClock, fsck, git
 from testing.registry import log_iris_run
 
@@ -99,6 +107,46 @@ def test_a_proposal_is_a_branch_on_top_of_the_stage(repo: Path, stages: Stages) 
     # Merging the proposal, as a pull request would, is what promotes.
     git(repo, "branch", "-f", "gitml/production", "gitml/proposals/production/churn-v2")
     assert served(stages, "production") == [(2, 100)]
+
+
+def test_a_proposal_keeps_the_rest_of_the_stage(repo: Path, stages: Stages) -> None:
+    registry = stages.registry
+    run_id = registry.get_version("churn", 1).run_id
+    registry.register(f"runs:/{run_id}/model", "fraud")
+    stages.assign("churn", 1, "production")
+    stages.assign("fraud", 1, "production")
+    stages.assign("churn", 2, "production", propose=True)
+    proposal = "gitml/proposals/production/churn-v2"
+    listed = git(repo, "ls-tree", "-r", "--name-only", proposal).split()
+    assert listed == [PRE_COMMIT_CONFIG, "models/churn.yaml", "models/fraud.yaml"]
+    # Merging it, as a pull request would, changes churn alone.
+    git(repo, "branch", "-f", "gitml/production", proposal)
+    assert served(stages, "production") == [(2, 100)]
+    assert read_declaration(stages.store, "production", "fraud") is not None
+    fsck(repo)
+
+
+@pytest.mark.parametrize("how", ["assign", "archive", "propose"])
+def test_a_stage_branch_is_created_with_its_pre_commit_config(
+    repo: Path, stages: Stages, how: str
+) -> None:
+    if how == "assign":
+        stages.assign("churn", 1, "staging")
+    elif how == "archive":
+        stages.assign("churn", 1, "staging")
+        stages.assign("churn", 2, "staging", archive_existing=True)
+    else:
+        stages.assign("churn", 1, "staging", propose=True)
+    stage = "archived" if how == "archive" else "staging"
+    first = git(repo, "rev-list", "--max-parents=0", f"gitml/{stage}").strip()
+    assert git(repo, "show", f"{first}:{PRE_COMMIT_CONFIG}").encode() == PRE_COMMIT_HOOKS
+    config = yaml.safe_load(PRE_COMMIT_HOOKS)
+    [hook] = config["repos"][0]["hooks"]
+    assert (hook["id"], hook["entry"], hook["files"]) == (
+        "gitml-validate",
+        "gitml validate",
+        r"^models/[^/]+\.yaml$",
+    )
 
 
 def test_a_proposal_to_a_new_stage_creates_the_stage_branch(stages: Stages) -> None:

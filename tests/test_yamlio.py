@@ -186,8 +186,55 @@ def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> Non
         'key "with": quote\n',
         "a: 1",
         "a:\nb: 1\n",
-        "a: &x 1\nb: *x\n",
+        "a: &x 1\nb: '*x'\n",  # an anchor alone copies nothing
     ],
 )
 def test_other_yaml_means_what_pyyaml_says(text: str) -> None:
     assert yamlio.load(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\nb: 2\na: 3\n", "key 'a' appears twice (lines 1 and 3)"),
+        (
+            "stages: [a]\npolicy:\n  ordered: true\n# later\npolicy:\n  ordered: false\n",
+            "key 'policy' appears twice (lines 2 and 5)",
+        ),
+        ("model: m\nversions:\n- {version: 1}\nversions: []\n", "key 'versions' appears twice"),
+        ("x:\n  deep:\n    k: 1\n    k: 1\n", "key 'k' appears twice (lines 3 and 4)"),
+        ("- {a: 1, b: 2, a: 1}\n", "key 'a' appears twice on line 1"),
+        ("1: one\n0x1: one again\n", "key 1 appears twice (lines 1 and 2)"),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_both_lines(text: str, message: str) -> None:
+    with pytest.raises(yamlio.RefusedYaml) as refused:
+        yamlio.load(text)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_keys_that_only_look_alike_are_different_keys() -> None:
+    text = "1: int\n'1': str\n1.0e+1: float\n'10': str\n"
+    assert yamlio.load(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "name"),
+    [
+        ("a: &x 1\nb: *x\n", 2, "x"),
+        ("params:\n  a: &lol [1, 2]\n  b: [*lol, *lol]\n", 3, "lol"),
+        ("base: &b {k: 1}\nother:\n  <<: *b\n", 3, "b"),
+    ],
+)
+def test_aliases_are_refused_naming_their_line(text: str, line: int, name: str) -> None:
+    with pytest.raises(yamlio.RefusedYaml) as refused:
+        yamlio.load(text)
+    assert str(refused.value) == (
+        f"line {line}: alias *{name}: records take no anchors and aliases; write the value out"
+    )
+
+
+def test_gitml_loads_with_the_c_parser_when_pyyaml_has_one() -> None:
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML built without libyaml")
+    assert issubclass(yamlio._record_loader(), yaml.CSafeLoader)

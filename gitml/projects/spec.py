@@ -165,6 +165,15 @@ def read_spec(path: Path) -> MLproject:
     return parse(MLproject, path.read_bytes(), where="", path=str(path))
 
 
+def missing_environment_file(spec: MLproject, root: Path) -> tuple[str, str] | None:
+    """(the key, why) when the environment file ``spec`` names is not in ``root``;
+    None when it is there or none is named. MLflow refuses to load such a project."""
+    for key, named in (("python_env", spec.python_env), ("conda_env", spec.conda_env)):
+        if named is not None and not (root / named).is_file():
+            return key, f"names {named}, but there is no such file in {root}"
+    return None
+
+
 def load_project(directory: str | os.PathLike[str]) -> Project:
     """The project in ``directory``: its ``MLproject`` file or, without one, the defaults.
 
@@ -183,13 +192,10 @@ def load_project(directory: str | os.PathLike[str]) -> Project:
         env = "docker_env"
     elif spec.python_env is not None or spec.conda_env is not None:
         env = "python_env" if spec.python_env is not None else "conda_env"
-        named = spec.python_env or spec.conda_env
-        assert named is not None
-        env_file = root / named
-        if not env_file.is_file():
-            raise InvalidInput(
-                f"{spec_file}: {env} names {named}, but there is no such file in {root}"
-            )
+        missing = missing_environment_file(spec, root)
+        if missing is not None:
+            raise InvalidInput(f"{spec_file}: {' '.join(missing)}")
+        env_file = root / (spec.python_env or spec.conda_env or "")
     elif (root / PYTHON_ENV_FILE).is_file():
         env, env_file = "python_env", root / PYTHON_ENV_FILE
     elif (root / CONDA_ENV_FILE).is_file():

@@ -398,7 +398,7 @@ def test_remove_stops_declaring_a_model(churn: Path) -> None:
     out = cli("stage", "remove", "production", "churn", "-m", "retired").stdout
     tip = git(churn, "rev-parse", PRODUCTION).strip()
     assert out == f"production: removed churn ({tip[:12]})\n"
-    assert git(churn, "ls-tree", "-r", "--name-only", PRODUCTION) == ""
+    assert git(churn, "ls-tree", "-r", "--name-only", PRODUCTION, "models") == ""
     assert json.loads(cli("stage", "history", "production", "--json").stdout)[0]["change"] == (
         "v1 -> nothing"
     )

@@ -56,6 +56,38 @@ def test_the_projects_mlflow_refuses_are_refused(folder: str, reason: str) -> No
 
 
 @needs_compat
+def test_gitml_validate_refuses_exactly_what_mlflow_refuses() -> None:
+    for folder in FOLDERS:
+        spec_file = find_spec_file(COMPAT / folder)
+        assert spec_file is not None
+        found = validate_files([spec_file])
+        if folder not in REFUSED:
+            assert found == [], (folder, [str(p) for p in found])
+            continue
+        [problem] = found
+        assert problem.path == str(spec_file)
+        assert REFUSED[folder] in str(problem), str(problem)
+    where = COMPAT / "bigml__bigml_linear"
+    [problem] = validate_files([where / "MLproject"])
+    assert str(problem) == (
+        f"{where}/MLproject: field 'conda_env': "
+        f"names conda.yaml, but there is no such file in {where}"
+    )
+
+
+def test_gitml_validate_refuses_a_missing_python_env_file(tmp_path: Path) -> None:
+    spec = "python_env: envs/python_env.yaml\nentry_points: {main: {command: x}}\n"
+    root = write_project(tmp_path, spec)
+    [problem] = validate_files([root / "MLproject"])
+    assert (problem.field, problem.reason) == (
+        "python_env",
+        f"names envs/python_env.yaml, but there is no such file in {root}",
+    )
+    write_project(root, None, **{"envs__python_env.yaml": "python: '3.11'\n"})
+    assert validate_files([root / "MLproject"]) == []
+
+
+@needs_compat
 def test_the_file_without_an_image_fails_the_schema_and_the_others_pass_it() -> None:
     # The two with a missing conda.yaml are valid files; only loading them fails.
     for folder, expect_errors in [
