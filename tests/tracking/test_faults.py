@@ -317,3 +317,64 @@ def test_fifty_kill_9s_while_logging_lose_and_duplicate_nothing(repo: Path, tmp_
     assert not lock.exists()
     assert journal_lines(repo) == []
     fsck(repo)
+
+
+REST_LOGGER = """
+import os, sys
+import gitml
+
+client = gitml.Client()  # GITML_TRACKING_URI: the server
+run = client.create_run(run_name="logged through a server killed mid-load")
+print(run.id, flush=True)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+for i in range(int(sys.argv[2])):
+    client.log_metric(run.id, "loss", 1 / (i + 1), step=i)
+    os.write(fd, b"%d\\n" % i)
+client.flush()
+"""
+
+
+def wait_for_a_commit(ref: Path, since: str, timeout: float = 60) -> str:
+    """The run's tip once the server has committed past ``since``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tip = ref.read_text().strip()
+        if tip != since:
+            return tip
+        time.sleep(0.005)
+    raise AssertionError(f"the server committed nothing to {ref.name} in {timeout}s")
+
+
+@pytest.mark.slow
+def test_a_tracking_server_killed_mid_load_and_restarted_loses_nothing(
+    repo: Path, tmp_path: Path
+) -> None:
+    points = 12_000
+    server = TrackingServer(repo)
+    server.start()
+    acks = tmp_path / "acks"
+    acks.mkdir()
+    env = child_env(GITML_TRACKING_URI=server.url, GITML_HTTP_RETRY_SECONDS="120")
+    child = procs.spawn(REST_LOGGER, repo, str(acks / "rest"), str(points), env=env)
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        ref = repo / ".git" / f"{RUNS}{run_id}"
+        tip = ref.read_text().strip()  # the run's creation
+        for _ in range(2):
+            # Killed as soon as it has committed a batch: in the middle of the next one.
+            tip = wait_for_a_commit(ref, tip)
+            server.stop(signal.SIGKILL)
+            server.start()
+        code, _, err = procs.finish(child, timeout=300)
+        assert code == 0, err
+    finally:
+        if child.poll() is None:
+            child.kill()
+            procs.finish(child)
+        server.stop()
+    history = steps(gitml.Client(str(repo)), run_id)
+    assert len(history) == len(set(history)), "a point was committed twice"
+    assert acknowledged(acks) == list(range(points))
+    assert sorted(history) == list(range(points))
+    fsck(repo)
