@@ -246,7 +246,7 @@ def test_update_gives_up_as_busy_when_the_lock_is_never_released(repo: Path) -> 
     first = store.update(ref, put({"a": b"1"}), "one")
     lock = store.gitdir / "refs" / "gitml" / "x.lock"
     lock.write_bytes(b"")
-    with pytest.raises(RefBusy, match="refs/gitml/x: .* nothing was written"):
+    with pytest.raises(RefBusy, match=r"refs/gitml/x: .* nothing was written"):
         store.update(ref, put({"b": b"2"}), "two", attempts=3)
     assert lock.exists()  # someone else's lock is left alone
     assert git(repo, "rev-parse", ref).strip() == first

@@ -16,7 +16,7 @@ import pytest
 
 import gitml
 from gitml.errors import RefBusy
-from gitml.tracking.rest import ServerUnavailable, journal_root
+from gitml.tracking.rest import ServerUnavailable
 from testing import procs
 from testing.git import fsck
 from testing.procs import child_env, write_config
@@ -49,7 +49,7 @@ def test_a_flush_that_cannot_commit_keeps_the_journal_and_the_values(repo: Path)
     for i in range(300):
         client.log_metric(run.id, "loss", 1 / (i + 1), step=i)
     lock = git_lock(repo, run.id)
-    with pytest.raises(RefBusy, match=f"{RUNS}{run.id}: .* nothing was written"):
+    with pytest.raises(RefBusy, match=rf"{RUNS}{run.id}: .* nothing was written"):
         client.flush()
     assert len(journal_lines(repo)) == 300  # the journal still holds every point
     lock.unlink()
@@ -112,7 +112,8 @@ def test_a_garbage_line_in_a_journal_is_reported_and_the_rest_recovered(repo: Pa
     assert client.recovered == [
         f"{segment.stem}: line 101 skipped, it cannot be read (not enough values to unpack "
         "(expected 3, got 1)): b'M\\tloss\\t\\x00\\x00garbage'",
-        f"{segment.stem}: line 502 skipped, its writer died while writing it: b'M\\tloss\\t500\\t17'",
+        f"{segment.stem}: line 502 skipped, its writer died while writing it: "
+        "b'M\\tloss\\t500\\t17'",
         f"run {run_id}: recovered 500 metric points, 0 params, 0 tags",
     ]
     assert steps(client, run_id) == list(range(500))

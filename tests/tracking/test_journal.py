@@ -123,7 +123,7 @@ GOOD = [
         (b"M\t../x\t1\t2\t0.5", "invalid metric key '../x'"),
         (b"P\tlr\t0.1", "a value must be a JSON string, got float"),
         (b'T\tteam\t"unterminated', "Unterminated string"),
-        (b"T\t\xff\xfe\t\"x\"", "can't decode byte 0xff"),
+        (b'T\t\xff\xfe\t"x"', "can't decode byte 0xff"),
         (b"X\tkey\tvalue", "unknown record kind b'X'"),
         (b"R\t" + RUN_ID.encode() + b'\t{"run": {}, "parents": []}', "validation error"),
         (b"R\t" + RUN_ID.encode() + b"\t[]", "'run' and 'parents'"),
