@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 import gitml
-from gitml.errors import RefBusy
-from gitml.tracking.rest import ServerUnavailable
+from gitml.errors import Conflict, RefBusy
+from gitml.tracking.rest import ServerUnavailable, journal_root
 from testing import procs
 from testing.git import fsck
 from testing.procs import child_env, write_config
-from testing.tracking_server import TrackingServer
+from testing.tracking_server import TrackingServer, tracking_server
 
 RUNS = "refs/gitml/runs/"
 
@@ -379,3 +379,26 @@ def test_a_tracking_server_killed_mid_load_and_restarted_loses_nothing(
     assert acknowledged(acks) == list(range(points))
     assert sorted(history) == list(range(points))
     fsck(repo)
+
+
+@pytest.mark.slow
+def test_a_batch_the_server_applies_without_a_changed_param_is_confirmed_and_kept_once(
+    repo: Path,
+) -> None:
+    with tracking_server(repo) as server:
+        first = gitml.Client(server.url)
+        run = first.create_run()
+        first.log_param(run.id, "lr", "0.1")
+        first.flush()
+        other = gitml.Client(server.url)  # knows nothing of the first's param
+        other.log_param(run.id, "lr", "0.2")
+        for i in range(50):
+            other.log_metric(run.id, "loss", 1 / (i + 1), step=i)
+        with pytest.raises(Conflict, match=r"param 'lr' is already '0\.1'"):
+            other.flush()
+        other.flush()  # confirmed as held by the server: nothing is sent again
+        assert steps(other, run.id) == list(range(50))
+        assert other.get_run(run.id).params == {"lr": "0.1"}
+        for segment in journal_root(server.url).glob(f"{os.getpid()}-*.log"):
+            marks = [ln.split(b"\t")[0] for ln in segment.read_bytes().splitlines()]
+            assert marks.count(b"S") == marks.count(b"A")  # every declared batch acknowledged
