@@ -19,6 +19,13 @@ class Conflict(GitmlError):
     """A write that contradicts what is already recorded (a changed param, a lost race)."""
 
 
+class RefBusy(GitmlError):
+    """A ref other writers kept locked or kept moving for as long as a write waits.
+
+    Nothing was written; the same write can be tried again.
+    """
+
+
 class InvalidInput(GitmlError):
     """A value passed by the caller breaks a rule (key name, length, path, type)."""
 

@@ -12,6 +12,8 @@ from the index and files into new objects, as ``git stash create`` does.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import random
 import signal
@@ -44,7 +46,7 @@ from dulwich.repo import Repo, get_user_identity
 if TYPE_CHECKING:
     from dulwich.index import Index
 
-from .errors import Conflict, GitmlError, InvalidInput, NotARepository, NotFound
+from .errors import GitmlError, InvalidInput, NotARepository, NotFound, RefBusy
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
@@ -75,7 +77,8 @@ class _Repo(Repo):
         return self._cached_config
 
 
-# A ref lock this old belongs to no live writer (one holds it for a rename).
+# A ref lock no gitml writer claims (one git itself took, for a rename) is
+# broken only when this old: git holds one for the microseconds of a rename.
 STALE_LOCK_SECONDS = 30.0
 
 
@@ -451,6 +454,8 @@ class Store:
         the ref first, so it must derive its change from the snapshot it is
         given (that is how concurrent writers merge instead of overwriting).
         Returns the new tip, or the old one when ``edit`` returns None.
+        ``RefBusy`` when other writers held or moved the ref for every one of
+        ``attempts`` (about 5 s for 200): then nothing was committed.
         """
         refname = Ref(ref.encode())
         for attempt in range(attempts):
@@ -466,8 +471,10 @@ class Store:
             now = int(self.clock())
             before = self._ref_dir_mtime(ref)
             try:
-                with deferred_signals():  # no stale ref lock on Ctrl-C or SIGTERM
-                    if old is None:
+                with deferred_signals(), self._claim(ref) as claimed:
+                    if not claimed:
+                        ok = False
+                    elif old is None:
                         ok = self._repo.refs.add_if_new(
                             refname,
                             _oid(commit),
@@ -490,17 +497,25 @@ class Store:
                 self._break_stale_lock(ref)
                 ok = False
             if ok:
-                self._log_ref_change(ref, commit, before)
+                # The commit is on the ref: failing to log it (a full disk) must
+                # not make the caller commit the same values again. The index
+                # sees the unlogged update in the folder's mtime and rescans.
+                with contextlib.suppress(OSError):
+                    self._log_ref_change(ref, commit, before)
                 return commit
             # Back off with jitter so that eight writers on one ref spread out.
             time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
-        raise Conflict(f"{ref}: gave up after {attempts} attempts; another writer holds it")
+        raise RefBusy(
+            f"{ref}: other writers kept it locked or kept moving it for {attempts} attempts; "
+            "nothing was written, try again"
+        )
 
     def set_ref(self, ref: str, new: str | None, old: str | None, message: str) -> bool:
         """Move ``ref`` from ``old`` (None: it must not exist) to ``new`` (None: delete it).
 
         Compare-and-swap: False when the ref was not at ``old``. A held lock is
-        waited out. Logged like ``update`` so the query index follows.
+        waited out (``RefBusy`` when it is held too long). Logged like
+        ``update`` so the query index follows.
         """
         name = Ref(ref.encode())
         kwargs: dict[str, Any] = {
@@ -509,11 +524,14 @@ class Store:
             "timezone": 0,
             "message": message.split("\n", 1)[0].encode(),
         }
-        for attempt in range(200):
+        attempts = 200
+        for attempt in range(attempts):
             before = self._ref_dir_mtime(ref)
             try:
-                with deferred_signals():
-                    if new is None:
+                with deferred_signals(), self._claim(ref) as claimed:
+                    if not claimed:
+                        ok = None
+                    elif new is None:
                         ok = old is not None and self._repo.refs.remove_if_equals(
                             name, _oid(old), **kwargs
                         )
@@ -523,20 +541,69 @@ class Store:
                         ok = self._repo.refs.set_if_equals(name, _oid(old), _oid(new), **kwargs)
             except FileLocked:
                 self._break_stale_lock(ref)
+                ok = None
+            if ok is None:  # held by another writer: wait for it
                 time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
                 continue
             if ok:  # a deletion is logged as the zero sha: the index drops the run
                 self._log_ref_change(ref, new or "0" * 40, before)
             return bool(ok)
-        raise Conflict(f"{ref}: gave up after 200 attempts; another writer holds it")
+        raise RefBusy(
+            f"{ref}: another writer kept it locked for {attempts} attempts; "
+            "nothing was written, try again"
+        )
+
+    @contextlib.contextmanager
+    def _claim(self, ref: str) -> Iterator[bool]:
+        """Hold gitml's claim on ``ref`` while its ``.lock`` may exist; False: a live writer has it.
+
+        Git's ``<ref>.lock`` is a plain file holding the new value, and
+        ``kill -9`` between creating and renaming it leaves it behind: git
+        never removes it, and the ref could not be written again. The lock's
+        age cannot tell that from a live writer (a stopped or swapped-out
+        process holds it for as long as it likes), so a gitml writer takes an
+        ``flock`` on ``.git/gitml/ref-locks/<sha1 of the ref>`` and writes its
+        pid there before it takes the ``.lock``, and removes the claim after.
+        The kernel drops an ``flock`` when its process dies, however it dies:
+        whoever holds the claim knows no live gitml writer holds the ref's
+        lock, and a claim that still has content was left by a writer that
+        died inside that window, so the ``.lock`` beside the ref is its and is
+        removed. A lock without such a claim is git's (``_break_stale_lock``).
+        """
+        path = self.data_dir / "ref-locks" / hashlib.sha1(ref.encode()).hexdigest()
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = os.fstat(fd)
+                current = os.stat(path)
+            except (BlockingIOError, FileNotFoundError):
+                yield False  # a live writer has it, or had it and removed it as we opened it
+                return
+            if current.st_ino != held.st_ino:
+                yield False  # removed and made again by the next writer after we opened it
+                return
+            if held.st_size:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.gitdir / (ref + ".lock")).unlink()
+            os.pwrite(fd, f"{os.getpid()} {ref}\n".encode(), 0)
+            try:
+                yield True
+            finally:
+                os.unlink(path)  # before the flock goes: a writer waiting on it opens a new one
+        finally:
+            os.close(fd)
 
     def _break_stale_lock(self, ref: str) -> None:
-        """Remove ``<ref>.lock`` when it is older than any live writer holds one.
+        """Remove ``<ref>.lock`` that no gitml writer claims once it is ``STALE_LOCK_SECONDS`` old.
 
-        A ref lock is held for the microseconds of a rename; SIGINT and
-        SIGTERM are deferred around it, but ``kill -9`` in that window leaves
-        the file behind, and git never removes it: the ref could not be
-        written again, and a killed process would cost every later write.
+        Such a lock was taken by git itself (``git update-ref``, a fetch),
+        which renames it within microseconds, or by something killed since.
         """
         lock = self.gitdir / (ref + ".lock")
         try:

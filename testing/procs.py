@@ -99,6 +99,23 @@ def read_until(proc: subprocess.Popen[str], marker: str = READY, timeout: float 
             data += chunk
 
 
+def wait_stopped(pid: int, timeout: float = 60) -> None:
+    """Return once process ``pid`` is stopped (SIGSTOP); fail if it exits or keeps running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            raise AssertionError(f"process {pid} exited instead of stopping") from None
+        state = stat.rsplit(")", 1)[1].split()[0]  # the name in parentheses may hold spaces
+        if state in ("T", "t"):
+            return
+        if state in ("Z", "X"):
+            raise AssertionError(f"process {pid} exited instead of stopping")
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop in {timeout}s")
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
     """Wait for a child; returns (exit code, stdout, stderr)."""
     try:

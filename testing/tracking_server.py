@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 
-from .procs import child_env, spawn
+from .procs import child_env
 from .serving import free_socket
 
 SERVE = "import sys; from gitml.cli import main; sys.argv[0] = 'gitml'; main()"
@@ -31,22 +34,26 @@ class TrackingServer:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30) -> None:
-        self.proc = spawn(
-            SERVE,
-            self.repo,
-            "server",
-            "--repo",
-            str(self.repo),
-            "--port",
-            str(self.port),
-            *self.args,
+        # Its output goes to a file: a pipe nobody reads fills up with the
+        # tracebacks of failing requests, and the server then blocks writing them.
+        fd, log = tempfile.mkstemp(prefix="gitml-server-", suffix=".log")
+        self.log = Path(log)
+        command = [sys.executable, "-c", SERVE, "server", "--repo", str(self.repo)]
+        self.proc = subprocess.Popen(
+            [*command, "--port", str(self.port), *self.args],
+            cwd=self.repo,
             env=self.env,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        os.close(fd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                _, err = self.proc.communicate()
-                raise AssertionError(f"gitml server exited ({self.proc.returncode}): {err}")
+                raise AssertionError(
+                    f"gitml server exited ({self.proc.returncode}): {self.log.read_text()}"
+                )
             try:
                 if httpx2.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
@@ -67,6 +74,7 @@ class TrackingServer:
             self.proc.kill()
             self.proc.communicate()
         self.proc = None
+        self.log.unlink()
 
 
 @contextmanager

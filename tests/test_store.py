@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import threading
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gitml.errors import Conflict, NotARepository, NotFound
+from gitml.errors import NotARepository, NotFound, RefBusy
 from gitml.store import EXEC_MODE, BlobRef, Change, Snapshot, Store
-from testing.git import FixedClock, git, init_repo
+from testing import procs
+from testing.git import FixedClock, fsck, git, init_repo
 
 BOT = "Gitml Bot <bot@example.com>"
 
@@ -238,16 +240,89 @@ def test_update_waits_for_a_held_lock_instead_of_failing(repo: Path) -> None:
     assert not lock.exists()
 
 
-def test_update_gives_up_with_conflict_when_the_lock_is_never_released(repo: Path) -> None:
+def test_update_gives_up_as_busy_when_the_lock_is_never_released(repo: Path) -> None:
     store = Store(repo, clock=FixedClock(), identity=BOT)
     ref = "refs/gitml/x"
     first = store.update(ref, put({"a": b"1"}), "one")
     lock = store.gitdir / "refs" / "gitml" / "x.lock"
     lock.write_bytes(b"")
-    with pytest.raises(Conflict, match="refs/gitml/x"):
+    with pytest.raises(RefBusy, match=r"refs/gitml/x: .* nothing was written"):
         store.update(ref, put({"b": b"2"}), "two", attempts=3)
     assert lock.exists()  # someone else's lock is left alone
     assert git(repo, "rev-parse", ref).strip() == first
+
+
+# A writer that stops itself (SIGSTOP) inside the window where the ref's
+# .lock exists: after writing it and before renaming it over the ref.
+STOP_IN_RENAME = """
+import os, signal, sys
+from gitml.store import Change, Store
+
+rename = os.replace
+
+def stop_before_renaming_the_ref(src, dst):
+    if os.fsdecode(src).endswith("refs/gitml/x.lock"):
+        print("STOPPING", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    rename(src, dst)
+
+os.replace = stop_before_renaming_the_ref
+store = Store(".", identity="Gitml Bot <bot@example.com>")
+print(store.update("refs/gitml/x", lambda snap: Change({"b": b"from the child"}), "child"))
+"""
+
+
+def stopped_writer(repo: Path) -> subprocess.Popen[str]:
+    child = procs.spawn(STOP_IN_RENAME, repo)
+    procs.read_until(child, "STOPPING")
+    procs.wait_stopped(child.pid)
+    assert (repo / ".git" / "refs" / "gitml" / "x.lock").exists()
+    return child
+
+
+def test_a_live_writer_s_lock_is_never_broken_however_long_it_holds_it(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    ref = "refs/gitml/x"
+    first = store.update(ref, put({"a": b"1"}), "one")
+    child = stopped_writer(repo)
+    lock = store.gitdir / "refs" / "gitml" / "x.lock"
+    try:
+        old = time.time() - 3600  # an age rule would call it stale
+        os.utime(lock, (old, old))
+        with pytest.raises(RefBusy, match="refs/gitml/x"):
+            store.update(ref, put({"c": b"3"}), "mine", attempts=5)
+        assert lock.exists()
+        assert git(repo, "rev-parse", ref).strip() == first
+    finally:
+        child.send_signal(signal.SIGCONT)
+    code, out, err = procs.finish(child)
+    assert code == 0, err
+    # Resumed, the writer renames its own lock: its commit is the ref's tip.
+    assert git(repo, "rev-parse", ref).strip() == out.split()[-1]
+    assert git(repo, "show", f"{ref}:b") == "from the child"
+    assert not lock.exists()
+    assert store.update(ref, put({"c": b"3"}), "mine") == git(repo, "rev-parse", ref).strip()
+    fsck(repo)
+
+
+def test_a_lock_left_by_a_writer_killed_while_holding_it_is_broken_at_once(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    ref = "refs/gitml/x"
+    first = store.update(ref, put({"a": b"1"}), "one")
+    child = stopped_writer(repo)
+    child.kill()
+    assert procs.finish(child)[0] == -signal.SIGKILL
+    lock = store.gitdir / "refs" / "gitml" / "x.lock"
+    assert lock.exists()  # what kill -9 inside the rename window leaves
+    started = time.monotonic()
+    tip = store.update(ref, put({"c": b"3"}), "mine", attempts=3)
+    assert time.monotonic() - started < 5
+    assert not lock.exists()
+    assert git(repo, "rev-parse", ref).strip() == tip
+    assert git(repo, "rev-parse", f"{tip}^").strip() == first  # the killed commit never landed
+    assert files_at(repo, tip or "") == ["a", "c"]
+    assert list((store.data_dir / "ref-locks").iterdir()) == []
+    fsck(repo)
 
 
 def test_a_lock_left_by_a_killed_writer_is_broken_once_stale(repo: Path) -> None:

@@ -42,7 +42,15 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from .._version import __version__
-from ..errors import Conflict, Corrupt, GitmlError, InvalidInput, InvalidRecord, NotFound
+from ..errors import (
+    Conflict,
+    Corrupt,
+    GitmlError,
+    InvalidInput,
+    InvalidRecord,
+    NotFound,
+    RefBusy,
+)
 from ..records import Experiment, ModelVersion, RegisteredModel, Run, StageDeclaration
 from ..registry import Registry
 from ..stages import Stages
@@ -137,6 +145,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "A conflict with what is recorded (a param that cannot change, a name taken)"),
         (413, "A request body over the limit"),
         (422, "A stored record that fails its schema"),
+        (503, "A ref other writers kept busy: nothing was written, send it again"),
     ]
 }
 
@@ -205,7 +214,14 @@ class StageChangeOut(BaseModel):
     merge: str | None
 
 
-_STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 400, InvalidRecord: 422, Corrupt: 409}
+_STATUS = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 400,
+    InvalidRecord: 422,
+    Corrupt: 409,
+    RefBusy: 503,  # nothing was written: the client sends it again
+}
 
 
 @dataclass
@@ -413,6 +429,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             409: "RESOURCE_CONFLICT",
             413: "REQUEST_LIMIT_EXCEEDED",
             422: "INVALID_STATE",
+            503: "TEMPORARILY_UNAVAILABLE",
         }.get(status, "INTERNAL_ERROR")
         return _error(status, code, str(exc))
 
@@ -537,13 +554,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if client.store.tip(RUNS + run_id) is None:
                 raise NotFound(f"no run with id '{run_id}'")
             trailers = [body.batch_id] if body.batch_id is not None else []
-            try:
-                # The run's own commit path, with the batch id as the commit's
-                # Gitml-Journal trailer: the data and its id land together.
-                client._commit_run(run_id, entries, latest, trailers, None)
-            finally:
-                if body.batch_id is not None:
-                    applied.add(run_id, body.batch_id)
+            # The run's own commit path, with the batch id as the commit's
+            # Gitml-Journal trailer: the data and its id land together. When
+            # the commit fails (a full disk, a busy ref) the id is not
+            # recorded, so the client's resend is applied; when it lands
+            # without a param the run contradicts, the next check finds the
+            # id in the run's history.
+            client._commit_run(run_id, entries, latest, trailers, None)
+            if body.batch_id is not None:
+                applied.add(run_id, body.batch_id)
         return LogBatchResult(applied=True)
 
     @app.get(f"{PREFIX}/runs/{{run_id}}/metrics/{{key:path}}", dependencies=[Read])

@@ -13,6 +13,7 @@ import atexit
 import getpass
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -26,7 +27,7 @@ from typing_extensions import Self
 
 from .. import config as config_file
 from ..artifacts import open_store
-from ..errors import Conflict, InvalidInput, InvalidRecord, NotFound
+from ..errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
 from ..records import (
     TERMINAL_STATUSES,
     Artifact,
@@ -43,11 +44,13 @@ from . import artifacts as artifact_paths
 from . import journal, metrics, names, validation
 from .entities import Metric, Param, RunTag
 from .uri import is_remote, resolve_store
-from .writer import Files, Latest, RunEdit, RunWriter, checked_metric
+from .writer import Files, Latest, Rejected, RunEdit, RunWriter, checked_metric
 
 if TYPE_CHECKING:
     from ..query.index import QueryIndex
     from ..query.search import RunPage
+
+log = logging.getLogger("gitml.tracking")
 
 RUNS = "refs/gitml/runs/"
 EXPERIMENTS = "refs/gitml/experiments/"
@@ -799,7 +802,7 @@ class Client:
         with self._lock:
             self.store.update(ref, build, _message(subject, run_id, trailers))
         if rejected:
-            raise Conflict(f"run {run_id}: a param cannot change: " + "; ".join(rejected))
+            raise Rejected(f"run {run_id}: a param cannot change: " + "; ".join(rejected))
 
     def _start_flusher(self) -> None:
         if self._flusher is None:
@@ -816,23 +819,34 @@ class Client:
             if writer.overdue():
                 try:
                     writer.flush()
+                except RefBusy:
+                    pass  # the values are buffered and journaled still: a later flush commits them
                 except Exception as exc:  # handed to the next call on that run
                     writer.deferred = exc
 
     def recover(self) -> list[str]:
-        """Commit journal segments left by processes that died; returns what was done."""
+        """Commit journal segments left by processes that died; returns what was done.
+
+        A segment is deleted only once a commit the run's ref reaches holds its
+        values; one that cannot be committed now (a ref another writer keeps
+        locked, a full disk) is kept for the next recovery. Lines that cannot
+        be read are skipped and reported; the rest of the segment is recovered.
+        """
         report: list[str] = []
         for orphan in journal.orphans(self.journal_dir):
-            tip = self.store.tip(RUNS + orphan.run_id)
-            entries = orphan.read()
-            if not entries:  # its process died as it opened it: nothing to commit
+            entries, skipped = orphan.read()
+            for problem in skipped:
+                report.append(f"{orphan.name}: {problem}")
+                log.warning("journal %s: %s", orphan.path, problem)
+            if not entries:  # nothing readable, or its process died as it opened it
                 orphan.release()
                 continue
+            tip = self.store.tip(RUNS + orphan.run_id)
             if tip is None and entries.create is None:
                 report.append(
                     f"{orphan.name}: run {orphan.run_id} does not exist; kept the journal"
                 )
-                os.close(orphan.fd)
+                orphan.keep()
                 continue
             if tip is None or not self._segment_committed(orphan.run_id, tip, orphan.name):
                 latest_points: dict[str, Latest] = {}
@@ -845,8 +859,13 @@ class Client:
                             latest_points[key] = point
                 try:
                     self._commit_run(orphan.run_id, entries, latest_points, [orphan.name], None)
-                except Conflict as exc:
+                except Rejected as exc:  # committed, without the values the run contradicts
                     report.append(f"{orphan.name}: {exc}")
+                except (GitmlError, OSError) as exc:
+                    report.append(f"{orphan.name}: not committed, kept the journal: {exc}")
+                    log.warning("journal %s not committed, kept: %s", orphan.path, exc)
+                    orphan.keep()
+                    continue
                 count = sum(len(v) for v in entries.metrics.values())
                 report.append(
                     f"run {orphan.run_id}: recovered {count} metric points, "

@@ -16,6 +16,8 @@ Records, one per line, fields separated by tabs:
 ``T key json`` (tag), ``R run_id json`` (a run created by the fluent API and
 not committed yet: its record and the parents of its first commit). Keys
 cannot hold tabs or newlines (validation forbids them); values are JSON.
+A line that cannot be read (torn by a kill mid-write, or damaged) is skipped
+and reported; every other line is still recovered.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..errors import InvalidInput
+from ..records import Run
+from . import metrics, validation
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Segment:
         self.path = path
         self.name = path.stem
         self._fd = fd
+        self._size = 0  # bytes of whole records: where a failed write is cut back to
 
     @classmethod
     def create(cls, directory: Path, run_id: str) -> Segment:
@@ -74,7 +81,19 @@ class Segment:
         return cls(path, fd)
 
     def write(self, data: bytes) -> None:
-        os.write(self._fd, data)
+        """Append ``data`` whole, or raise and leave the file as it was.
+
+        A full disk can take part of a write: the part is cut off, so the
+        next record does not join it on one unreadable line.
+        """
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except BaseException:
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
 
     def close(self) -> None:
         """Close this descriptor only (a forked child's copy); the file stays."""
@@ -103,21 +122,47 @@ def tag_record(key: str, value: str) -> bytes:
     return f"T\t{key}\t{json.dumps(value)}\n".encode()
 
 
-def parse(data: bytes) -> Entries:
-    """Read a segment; a torn last line (the process died mid-write) is dropped."""
+def parse(data: bytes) -> tuple[Entries, list[str]]:
+    """A segment's records, and why each line that could not be read was skipped."""
     entries = Entries()
-    for raw in data.split(b"\n")[:-1]:
-        kind, key_b, rest = raw.split(b"\t", 2)
-        key = key_b.decode()
-        if kind == b"M":
-            entries.metrics.setdefault(key, []).append(rest + b"\n")
-        elif kind == b"P":
-            entries.params[key] = json.loads(rest)
-        elif kind == b"T":
-            entries.tags[key] = json.loads(rest)
-        elif kind == b"R":
-            entries.create = json.loads(rest)
-    return entries
+    skipped: list[str] = []
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines[:-1], 1):
+        try:
+            _record(entries, raw)
+        except (ValueError, InvalidInput) as exc:  # pydantic's ValidationError is a ValueError
+            why = str(exc).splitlines()[0]
+            skipped.append(f"line {number} skipped, it cannot be read ({why}): {raw[:80]!r}")
+    if lines[-1]:
+        skipped.append(
+            f"line {len(lines)} skipped, its writer died while writing it: {lines[-1][:80]!r}"
+        )
+    return entries, skipped
+
+
+def _record(entries: Entries, raw: bytes) -> None:
+    """Add one line's record to ``entries``; ValueError or InvalidInput when it is bad."""
+    kind, key_b, rest = raw.split(b"\t", 2)
+    key = key_b.decode()
+    if kind == b"M":
+        step, timestamp, value = rest.split(b"\t")
+        ln = metrics.line(int(step), int(timestamp), float(value))
+        entries.metrics.setdefault(validation.key("metric", key), []).append(ln)
+    elif kind in (b"P", b"T"):
+        text = json.loads(rest)
+        if not isinstance(text, str):
+            raise ValueError(f"a value must be a JSON string, got {type(text).__name__}")
+        kept = entries.params if kind == b"P" else entries.tags
+        kept[validation.key("param" if kind == b"P" else "tag", key)] = text
+    elif kind == b"R":
+        payload = json.loads(rest)
+        if not isinstance(payload, dict) or not isinstance(payload.get("parents"), list):
+            raise ValueError("a run record must be an object with 'run' and 'parents'")
+        if Run.model_validate(payload.get("run")).id != key:
+            raise ValueError(f"the run record is not run {key}'s")
+        entries.create = payload
+    else:
+        raise ValueError(f"unknown record kind {kind!r}")
 
 
 @dataclass
@@ -129,12 +174,17 @@ class Orphan:
     path: Path
     fd: int
 
-    def read(self) -> Entries:
+    def read(self) -> tuple[Entries, list[str]]:
         return parse(self.path.read_bytes())
 
     def release(self) -> None:
+        """Its records are committed: remove it, then let go of the lock."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        os.close(self.fd)
+
+    def keep(self) -> None:
+        """Let go of the lock and leave the file for a later recovery."""
         os.close(self.fd)
 
 

@@ -711,21 +711,31 @@ class RestClient(Client):
         self._rotate()
 
     def _send(self, batch: _Batch, deadline: float | None) -> GitmlError | None:
-        """Send one batch until the server answers; what it refused for good, if it did.
+        """Send one batch until the server has it; what it refused for good, if it did.
 
-        A refusal (a run that does not exist, a param that cannot change) is
-        final: the batch is marked done, since sending it again cannot help.
+        A run that does not exist or an invalid value is a final refusal:
+        sending it again cannot help. A conflict (a param the run already has
+        with another value) is not taken on trust: the batch is sent again
+        under the same id until the server says it holds it ("applied
+        before"), since only then are its other values known to be committed.
         """
+        end = deadline if deadline is not None else time.monotonic() + self._http.retry_seconds
+        path = f"/runs/{_seg(batch.run_id)}/log-batch"
         refused: GitmlError | None = None
-        try:
-            self._http.request(
-                "POST",
-                f"/runs/{_seg(batch.run_id)}/log-batch",
-                body=batch.body(),
-                deadline=deadline,
-            )
-        except (NotFound, InvalidInput, Conflict) as exc:
-            refused = exc
+        while True:
+            try:
+                self._http.request("POST", path, body=batch.body(), deadline=end)
+            except (NotFound, InvalidInput) as exc:
+                refused = exc
+            except Conflict as exc:
+                if time.monotonic() > end:
+                    raise ServerUnavailable(
+                        f"POST {self.uri}{API}{path}: batch {batch.batch_id} still conflicts "
+                        f"after the retry window: {exc}"
+                    ) from exc
+                refused = exc
+                continue
+            break
         batch.segment.acknowledge(batch)
         return refused
 

@@ -43,6 +43,14 @@ class RunEdit:
 Commit = Callable[[journal.Entries, dict[str, Latest], list[str], RunEdit | None], None]
 
 
+class Rejected(Conflict):
+    """The commit landed without values the run contradicts (a param that cannot change).
+
+    The only error after which a flush's journal segments are done with: any
+    other means nothing was committed, and they are kept for the next try.
+    """
+
+
 class RunWriter:
     def __init__(
         self,
@@ -155,11 +163,13 @@ class RunWriter:
                 segments = list(self._in_flight)
             try:
                 self._commit(batch, latest, [s.name for s in segments], edit)
-            except Conflict:
+            except Rejected:
                 # The commit landed without the rejected values; nothing to redo.
                 self._finish(segments, batch)
                 raise
             except BaseException:
+                # Nothing landed (a busy ref, a full disk): the values go back
+                # to the buffer and the segments stay until a commit has them.
                 with self._lock:
                     batch.extend(self._pending)
                     self._pending = batch

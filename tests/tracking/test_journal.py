@@ -11,6 +11,14 @@ from gitml.tracking import journal, metrics
 from testing.procs import READY, finish, read_until, spawn
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
+RUN = {
+    "id": RUN_ID,
+    "experiment_id": "0",
+    "name": "r",
+    "status": "RUNNING",
+    "start_time": 1,
+    "user": "u",
+}
 
 WRITER = f"""
 import sys, time
@@ -35,17 +43,18 @@ def test_records_round_trip() -> None:
             journal.metric_record("loss", metrics.line(1, 12, -math.inf)),
             journal.param_record("lr", "0.01"),
             journal.tag_record("team", "growth"),
-            journal.create_record(RUN_ID, {"id": RUN_ID, "name": "r"}, ["a" * 40]),
+            journal.create_record(RUN_ID, RUN, ["a" * 40]),
         ]
     )
-    entries = journal.parse(data)
+    entries, skipped = journal.parse(data)
+    assert skipped == []
     assert entries.metrics == {
         "loss": [b"0\t10\t0.5\n", b"1\t12\t-inf\n"],
         "train/acc": [b"1\t11\tnan\n"],
     }
     assert entries.params == {"lr": "0.01"}
     assert entries.tags == {"team": "growth"}
-    assert entries.create == {"run": {"id": RUN_ID, "name": "r"}, "parents": ["a" * 40]}
+    assert entries.create == {"run": RUN, "parents": ["a" * 40]}
 
 
 @pytest.mark.parametrize(
@@ -65,14 +74,15 @@ def test_records_round_trip() -> None:
 def test_param_and_tag_values_with_tabs_and_newlines_round_trip(value: str) -> None:
     data = journal.param_record("p", value) + journal.tag_record("t", value)
     assert data.count(b"\n") == 2  # each record is still one line
-    entries = journal.parse(data)
+    entries, skipped = journal.parse(data)
+    assert skipped == []
     assert entries.params == {"p": value}
     assert entries.tags == {"t": value}
 
 
 def test_a_later_value_of_a_key_wins() -> None:
     data = journal.tag_record("t", "first") + journal.tag_record("t", "second")
-    assert journal.parse(data).tags == {"t": "second"}
+    assert journal.parse(data)[0].tags == {"t": "second"}
 
 
 @pytest.mark.parametrize(
@@ -81,15 +91,59 @@ def test_a_later_value_of_a_key_wins() -> None:
 )
 def test_parse_drops_a_torn_last_line(torn: bytes) -> None:
     whole = journal.metric_record("loss", metrics.line(1, 2, 0.5)) + journal.param_record("a", "b")
-    entries = journal.parse(whole + torn)
+    entries, skipped = journal.parse(whole + torn)
     assert entries.metrics == {"loss": [b"1\t2\t0.5\n"]}
     assert entries.params == {"a": "b"}
     assert entries.tags == {} and entries.create is None
+    assert skipped == [f"line 3 skipped, its writer died while writing it: {torn!r}"]
 
 
 def test_parse_of_nothing_is_empty() -> None:
-    assert not journal.parse(b"")
-    assert not journal.parse(b"M\tloss\t1")  # only a torn line
+    assert journal.parse(b"") == (journal.Entries(), [])
+    entries, skipped = journal.parse(b"M\tloss\t1")  # only a torn line
+    assert not entries and len(skipped) == 1
+
+
+GOOD = [
+    journal.metric_record("loss", metrics.line(0, 10, 0.5)),
+    journal.param_record("lr", "0.1"),
+    journal.tag_record("team", "growth"),
+    journal.metric_record("loss", metrics.line(1, 11, 0.25)),
+]
+
+
+@pytest.mark.parametrize(
+    ("garbage", "why"),
+    [
+        (b"\x00\x00\x00\x00", "not enough values to unpack"),
+        (b"M\tloss\tone\t2\t0.5", "invalid literal for int()"),
+        (b"M\tloss\t1\t2", "not enough values to unpack"),
+        (b"M\tloss\t1\t2\t0.5\t7", "too many values to unpack"),
+        (b"M\tloss\t1\t2\tlow", "could not convert string to float"),
+        (b"M\t../x\t1\t2\t0.5", "invalid metric key '../x'"),
+        (b"P\tlr\t0.1", "a value must be a JSON string, got float"),
+        (b'T\tteam\t"unterminated', "Unterminated string"),
+        (b'T\t\xff\xfe\t"x"', "can't decode byte 0xff"),
+        (b"X\tkey\tvalue", "unknown record kind b'X'"),
+        (b"R\t" + RUN_ID.encode() + b'\t{"run": {}, "parents": []}', "validation error"),
+        (b"R\t" + RUN_ID.encode() + b"\t[]", "'run' and 'parents'"),
+    ],
+)
+def test_a_bad_line_is_skipped_and_reported_and_the_rest_kept(garbage: bytes, why: str) -> None:
+    data = b"".join(GOOD[:2]) + garbage + b"\n" + b"".join(GOOD[2:])
+    entries, skipped = journal.parse(data)
+    assert entries.metrics == {"loss": [b"0\t10\t0.5\n", b"1\t11\t0.25\n"]}
+    assert (entries.params, entries.tags) == ({"lr": "0.1"}, {"team": "growth"})
+    [report] = skipped
+    assert report.startswith("line 3 skipped, it cannot be read (")
+    assert why in report
+    assert report.endswith(f": {garbage[:80]!r}")
+
+
+def test_a_metric_line_is_written_back_in_its_canonical_form() -> None:
+    entries, skipped = journal.parse(b"M\tloss\t007\t10\t5e-1\n")
+    assert skipped == []
+    assert entries.metrics == {"loss": [b"7\t10\t0.5\n"]}
 
 
 def test_entries_extend_and_truth() -> None:
@@ -109,7 +163,7 @@ def test_a_segment_appends_and_discard_removes_it(tmp_path: Path) -> None:
     segment.write(journal.param_record("b", "2"))
     assert segment.path.parent == root
     assert segment.path.name.startswith(f"{RUN_ID}.")
-    assert journal.parse(segment.path.read_bytes()).params == {"a": "1", "b": "2"}
+    assert journal.parse(segment.path.read_bytes())[0].params == {"a": "1", "b": "2"}
     assert list(journal.orphans(root)) == []  # we hold its lock
     segment.discard()
     assert not segment.path.exists()
@@ -144,8 +198,9 @@ def test_orphans_skips_a_live_writer_and_finds_it_after_kill_9(repo: Path) -> No
         assert orphan.run_id == RUN_ID
         assert orphan.path == segment
         assert orphan.name == segment.stem
-        entries = orphan.read()
+        entries, skipped = orphan.read()
         assert entries.metrics == {"loss": [b"1\t2\t0.5\n"]}  # the torn record is dropped
+        assert skipped == ["line 3 skipped, its writer died while writing it: b'M\\tloss\\t2\\t3'"]
         assert entries.params == {"lr": "0.1"}
         # While we hold it, another recovery (even in this process) skips it.
         assert list(journal.orphans(root)) == []
