@@ -159,7 +159,16 @@ def test_non_numbers_are_not_metric_values(value: Any) -> None:
         validation.metric_value("loss", value)
 
 
-@pytest.mark.parametrize("value", [0, 1, 10**12, np.int64(5)])
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), Fraction(10**400, 3)], ids=["10**400", "-10**400", "fraction"]
+)
+def test_metric_values_beyond_a_float_are_refused_in_one_line(value: Any) -> None:
+    with pytest.raises(InvalidInput, match="metric 'loss' value is beyond a 64-bit float") as e:
+        validation.metric_value("loss", value)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 100
+
+
+@pytest.mark.parametrize("value", [0, 1, 10**12, np.int64(5), 2**63 - 1])
 def test_valid_steps(value: Any) -> None:
     got = validation.step("loss", value)
     assert got == int(value) and type(got) is int
@@ -169,6 +178,12 @@ def test_valid_steps(value: Any) -> None:
     ("value", "rule"),
     [
         (-1, "must not be negative"),
+        (-(2**63) - 1, "must not be negative"),
+        (2**63, "is over the limit of 2\\*\\*63 - 1, got 9223372036854775808"),
+        (np.uint64(2**63), "is over the limit"),
+        pytest.param(
+            10**5000, "is over the limit of 2\\*\\*63 - 1, got a 16610-bit", id="10**5000"
+        ),
         (True, "must be an integer"),
         (False, "must be an integer"),
         (1.0, "must be an integer"),
@@ -187,6 +202,8 @@ def test_timestamps_are_non_negative_integer_milliseconds() -> None:
     assert validation.timestamp("loss", 0) == 0
     for bad, rule in [
         (-1, "must not be negative"),
+        (-(10**5000), "must not be negative, got a 16610-bit integer"),
+        (2**63, "is over the limit"),
         (True, "must be an integer"),
         (1.7e12, "must be an integer"),
         ("1700000000000", "must be an integer"),
@@ -203,6 +220,31 @@ def test_run_names() -> None:
             validation.run_name(bad)
     with pytest.raises(InvalidInput, match="run name is 251 characters"):
         validation.run_name("n" * 251)
+    with pytest.raises(InvalidInput, match="run name holds '\\\\udcff' at position 1"):
+        validation.run_name("a\udcff")
+
+
+def test_experiment_names() -> None:
+    assert validation.experiment_name("churn ✓") == "churn ✓"
+    assert validation.experiment_name("x" * 500) == "x" * 500
+    for bad, rule in [
+        ("", "must be a non-empty string"),
+        (None, "must be a non-empty string"),
+        ("x" * 501, "is 501 characters; the limit is 500"),
+        ("a\0b", "holds a NUL or a line break"),
+        ("a\nb", "holds a NUL or a line break"),
+        ("a\udc80", "is not valid Unicode text"),
+    ]:
+        with pytest.raises(InvalidInput, match=f"experiment name.*{rule}"):
+            validation.experiment_name(bad)
+
+
+@pytest.mark.parametrize("check", [validation.param_value, validation.tag_value])
+def test_values_that_are_not_unicode_text_are_refused(check: Any) -> None:
+    assert check("k", "réseau 🚀\x00\n") == "réseau 🚀\x00\n"
+    for bad in ["\udc80", "ok\ud800", "\ud83d\ude00"]:  # the last: a pair, still not UTF-8
+        with pytest.raises(InvalidInput, match=r"'k' value holds .* not valid Unicode text"):
+            check("k", bad)
 
 
 # -- batches -----------------------------------------------------------------------
