@@ -79,6 +79,20 @@ def inside(root: Path, relative: str | Path, what: str) -> Path:
     return target
 
 
+def folder_files(root: Path, artifact_path: str | None) -> list[tuple[str, Path]]:
+    """The files ``log_artifacts`` logs from the folder ``root``, with their artifact paths.
+
+    Symlinked folders are not walked into. A symlinked file is logged (its
+    target's content) only when the target is inside ``root`` too: one leading
+    elsewhere, such as ``~/.ssh/id_rsa``, would copy a file nobody chose to log
+    into a repository that gets pushed, so the whole call is refused.
+    """
+    return [
+        (join(artifact_path, rel), inside(root, rel, "log_artifacts: a symlink"))
+        for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    ]
+
+
 def join(artifact_path: str | None, name: str) -> str:
     # Only a trailing "/" is dropped: "/etc" is absolute and must be refused, not re-rooted.
     return clean_path(f"{artifact_path.rstrip('/')}/{name}" if artifact_path else name)

@@ -536,12 +536,7 @@ class Client:
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidInput(f"log_artifacts: {root} is not a directory")
-        items = [
-            (artifact_paths.join(artifact_path, p.relative_to(root).as_posix()), p)
-            for p in sorted(root.rglob("*"))
-            if p.is_file()
-        ]
-        self._log_files(run_id, items)
+        self._log_files(run_id, artifact_paths.folder_files(root, artifact_path))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._log_files(run_id, [(artifact_paths.clean_path(artifact_file), text.encode())])

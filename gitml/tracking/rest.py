@@ -866,11 +866,8 @@ class RestClient(Client):
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidInput(f"log_artifacts: {root} is not a directory")
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                self._upload(
-                    run_id, artifact_paths.join(artifact_path, p.relative_to(root).as_posix()), p
-                )
+        for path, source in artifact_paths.folder_files(root, artifact_path):
+            self._upload(run_id, path, source)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._upload(run_id, artifact_paths.clean_path(artifact_file), text.encode())

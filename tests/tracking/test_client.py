@@ -781,6 +781,29 @@ def test_artifact_path_traversal_is_rejected(repo: Path, tmp_path: Path, bad: st
     assert not (tmp_path / "x").exists()
 
 
+def test_log_artifacts_refuses_a_symlink_that_leads_out_of_the_folder(
+    repo: Path, tmp_path: Path
+) -> None:
+    client = gitml.Client()
+    run = client.create_run()
+    folder = tmp_path / "outputs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("a")
+    (folder / "same.txt").symlink_to(folder / "sub" / "a.txt")
+    secret = tmp_path / "id_rsa"
+    secret.write_text("private key")
+    (folder / "key").symlink_to(secret)
+    (folder / "linked-dir").symlink_to(tmp_path)  # folders behind symlinks are not walked
+    before = all_refs(repo)
+    with pytest.raises(gitml.InvalidInput, match=f"a symlink: 'key' leads outside {folder}"):
+        client.log_artifacts(run.id, folder)
+    assert all_refs(repo) == before
+    (folder / "key").unlink()
+    client.log_artifacts(run.id, folder, artifact_path="out")
+    assert [a.path for a in client.list_artifacts(run.id)] == ["out/same.txt", "out/sub/a.txt"]
+    assert client.read_artifact(run.id, "out/same.txt") == b"a"
+
+
 def test_log_artifact_of_missing_file(repo: Path, tmp_path: Path) -> None:
     client = gitml.Client()
     run = client.create_run()
