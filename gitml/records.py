@@ -257,7 +257,9 @@ def validate(model: type[M], raw: Any, *, where: str, path: str) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(document)"
-        raise InvalidRecord(where, path, field, err["msg"]) from None
+        # A validator's own message, without pydantic's "Value error, " in front.
+        reason = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        raise InvalidRecord(where, path, field, reason) from None
 
 
 def latest(a: MetricValue | None, b: MetricValue) -> MetricValue:
