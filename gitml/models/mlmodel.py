@@ -28,6 +28,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from ..errors import Corrupt, InvalidInput, NotFound
 from ..records import Integer, Record, parse
+from ..tracking.artifacts import inside
 from .signature import ModelSignature, Schema, infer_schema
 
 MLMODEL = "MLmodel"
@@ -356,8 +357,6 @@ def model_file(directory: Path, relative: object) -> Path:
     ``../outside.pkl``, ``/tmp/x.pkl`` or a symlink leading out would make a
     loader unpickle a file that ``gitml.sha256`` never covered.
     """
-    from ..tracking.artifacts import inside
-
     return inside(directory, str(relative), f"model {directory}")
 
 
