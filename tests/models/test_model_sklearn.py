@@ -140,3 +140,15 @@ def test_a_pickle_outside_the_model_directory_is_never_loaded(tmp_path: Path, ho
     for load in [gitml.sklearn.load_model, gitml.pyfunc.load_model]:
         with pytest.raises(gitml.InvalidInput, match=f"model {model}: '.*' leads outside {model}"):
             load(model)
+
+
+def test_an_input_example_outside_the_model_directory_is_never_read(tmp_path: Path) -> None:
+    clf, features = iris_classifier()
+    model = tmp_path / "model"
+    gitml.sklearn.save_model(clf, model, input_example=features.head(2))
+    (tmp_path / "secret.json").write_text('{"columns": ["a"], "data": [[1]]}')
+    data = yamlio.load((model / "MLmodel").read_bytes())
+    data["saved_input_example_info"]["artifact_path"] = "../secret.json"
+    (model / "MLmodel").write_bytes(yamlio.dump(data))
+    with pytest.raises(gitml.InvalidInput, match=r"'\.\./secret\.json' leads outside"):
+        Model.load(model).load_input_example()
