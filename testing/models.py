@@ -85,3 +85,32 @@ class FailsOnPredict(PythonModel):
         self, context: PythonModelContext, model_input: Any, params: dict[str, Any] | None = None
     ) -> Any:
         raise RuntimeError("this model is broken on purpose")
+
+
+def edit_flavor(model: Path, flavor: str, **settings: Any) -> None:
+    """Change ``flavor``'s settings in ``model/MLmodel`` and list the files again in
+    ``gitml.sha256``, as someone who rewrote the model by hand would."""
+    from gitml import yamlio
+    from gitml.models import mlmodel
+
+    data = yamlio.load((model / mlmodel.MLMODEL).read_bytes())
+    data["flavors"][flavor].update(settings)
+    (model / mlmodel.MLMODEL).write_bytes(yamlio.dump(data))
+    mlmodel.write_manifest(model)
+
+
+def leads_outside(tmp_path: Path, how: str, model: Path, inside: str) -> str:
+    """Point ``model``'s file ``inside`` at ``tmp_path/outside.pkl`` (a pickled dict, not a
+    model): the relative path to give in MLmodel (``relative``, ``absolute``), or with
+    ``symlink`` the file itself replaced by a symlink (the name to keep)."""
+    import pickle
+
+    outside = tmp_path / "outside.pkl"
+    outside.write_bytes(pickle.dumps({"not": "the model"}))
+    if how == "relative":
+        return "../" * len(Path(inside).parts) + "outside.pkl"
+    if how == "absolute":
+        return str(outside)
+    (model / inside).unlink()
+    (model / inside).symlink_to(outside)
+    return inside

@@ -13,6 +13,7 @@ from gitml.records import Config
 from gitml.registry import Registry
 from gitml.stages import Stages
 from gitml.store import Change, Store
+from testing.artifacts import add_manifest_entry, external_model_run
 from testing.cli import cli
 from testing.git import FixedClock, commit_file_on_ref, git, init_repo
 from testing.procs import limit_memory
@@ -200,6 +201,16 @@ def test_a_malformed_version_record_is_rejected(remote: Remote) -> None:
     store.close()
     err = remote.rejected(GITML_REFS)
     assert f"remote: {ref}:versions/2.yaml: field '(document)': 'user' is a required" in err
+
+
+def test_a_manifest_path_that_escapes_the_run_is_rejected(remote: Remote) -> None:
+    run_id = external_model_run(gitml.Client())
+    add_manifest_entry(remote.work, run_id, "model/../../../.bashrc")
+    err = remote.rejected(f"refs/gitml/runs/{run_id}")
+    assert (
+        f"remote: refs/gitml/runs/{run_id}:artifacts.yaml: field 'artifacts.1.path': "
+        "'model/../../../.bashrc' does not match"
+    ) in err
 
 
 def test_deleting_a_stage_branch_is_rejected(remote: Remote) -> None:

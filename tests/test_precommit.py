@@ -133,6 +133,9 @@ def test_try_repo_passes_good_records_and_names_bad_ones(
     record = yaml.safe_load((runs / "run.yaml").read_text())
     record["status"] = "EXPLODED"
     (runs / "run.yaml").write_text(yaml.safe_dump(record))
+    manifest = yaml.safe_load(git(sample, "show", f"refs/gitml/runs/{run_id}:artifacts.yaml"))
+    manifest["artifacts"][0]["path"] = "model/../../.bashrc"
+    (runs / "artifacts.yaml").write_text(yaml.safe_dump(manifest))
     git(sample, "add", "-A")
     done = try_repo(sample, project, home)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -145,6 +148,10 @@ def test_try_repo_passes_good_records_and_names_bad_ones(
     ) in lines
     assert any(
         line.startswith("runs/run.yaml: field 'status': 'EXPLODED' is not one of") for line in lines
+    ), lines
+    assert any(
+        line.startswith("runs/artifacts.yaml: field 'artifacts.0.path': 'model/../../.bashrc' ")
+        for line in lines
     ), lines
 
 

@@ -129,7 +129,9 @@ def test_validate_refs_names_ref_file_and_field(store: Store) -> None:
         bad,
         {
             "run.yaml": GOOD_RUN.replace(b"start_time: 1", b"start_time: -1"),
-            "artifacts.yaml": b"artifacts:\n- path: ''\n  sha256: " + b"a" * 64 + b"\n  size: 1\n",
+            "artifacts.yaml": b"artifacts:\n- path: a/../x\n  sha256: "
+            + b"a" * 64
+            + b"\n  size: 1\n",
         },
     )
     write(store, empty, {"notes.txt": b"no record here"})

@@ -24,6 +24,7 @@ from gitml.stage_refs import declared
 from gitml.stages import Stages, read_declaration
 from gitml.store import Store
 from gitml.tracking import fluent
+from testing.artifacts import add_manifest_entry
 from testing.cli import cli
 from testing.git import commit_file_on_ref, fsck, git, git_env, init_repo
 from testing.procs import child_env, finish, limit_memory, spawn, write_config
@@ -465,6 +466,23 @@ def test_a_fetched_billion_laughs_run_is_refused_at_once(
         "records take no anchors and aliases; write the value out"
     ) in done.stderr.splitlines()
     assert RUNS + run_id not in b.refs()
+
+
+def test_a_pulled_manifest_path_that_escapes_the_run_is_not_applied(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id = log_run(client, "shared")
+        client.log_text(run_id, "weights", "model/w.txt")
+    push(a)
+    pull(b)
+    before = b.refs()[RUNS + run_id]
+    add_manifest_entry(a.path, run_id, "model/../../../.bashrc")
+    a.git("push", "-q", "origin", f"{RUNS}{run_id}:{RUNS}{run_id}")
+    [problem] = pull(b).problems
+    assert f"run {run_id} not applied" in problem
+    assert "artifacts.yaml: field 'artifacts.1.path': 'model/../../../.bashrc'" in problem
+    assert b.refs()[RUNS + run_id] == before
 
 
 def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from gitml.registry import Registry
 from gitml.stages import Stages
 from gitml.store import Change, Store
 from gitml.validate import validate_files, validate_ref, validate_refs
+from testing.artifacts import add_manifest_entry, external_model_run
 from testing.cli import cli, one_error_line
 from testing.git import FixedClock, git
 from testing.registry import log_iris_run
@@ -171,3 +172,14 @@ def test_a_stage_file_in_a_work_tree(
     outside.write_bytes(path.read_bytes())
     monkeypatch.chdir(outside.parent)  # outside a repository only the schema applies
     assert validate_files([outside]) == []
+
+
+def test_a_manifest_path_that_escapes_the_run_is_a_problem(repo: Path) -> None:
+    run_id = external_model_run(gitml.Client())
+    ref = f"refs/gitml/runs/{run_id}"
+    assert cli("validate", "--ref", ref).output == ""
+    add_manifest_entry(repo, run_id, "model/../../x")
+    result = cli("validate", "--ref", ref, ok=False)
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{ref}:artifacts.yaml: field 'artifacts.1.path': 'model/../../x' ")

@@ -146,6 +146,10 @@ def test_rejects_what_records_never_hold() -> None:
         yamlio.dump({"x": object()})
     with pytest.raises(TypeError):
         yamlio.dump(["not", "a", "mapping"])
+    # A lone surrogate's "\udcff" escape is refused by PyYAML: such a file could not be read.
+    for data in [{"x": "a\udcff"}, {"a:\udcff": "x"}, {"l": ["\ud800"]}]:
+        with pytest.raises(ValueError, match="not valid Unicode text"):
+            yamlio.dump(data)
 
 
 def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> None:

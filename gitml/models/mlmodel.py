@@ -28,6 +28,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from ..errors import Corrupt, InvalidInput, NotFound
 from ..records import Integer, Record, parse
+from ..tracking.artifacts import inside
 from .signature import ModelSignature, Schema, infer_schema
 
 MLMODEL = "MLmodel"
@@ -134,7 +135,8 @@ class Model:
         info = self.saved_input_example_info
         if not info or self.path is None:
             return None
-        data = json.loads((self.path / info.get("artifact_path", INPUT_EXAMPLE)).read_text())
+        example = model_file(self.path, info.get("artifact_path", INPUT_EXAMPLE))
+        data = json.loads(example.read_text())
         if info.get("type") == "dataframe":
             import pandas as pd
 
@@ -348,6 +350,16 @@ def flavor_of(
     return directory, model, conf
 
 
+def model_file(directory: Path, relative: object) -> Path:
+    """A file that ``MLmodel`` names, refused unless it resolves inside the model directory.
+
+    ``MLmodel`` is data that travels with the model: a path in it such as
+    ``../outside.pkl``, ``/tmp/x.pkl`` or a symlink leading out would make a
+    loader unpickle a file that ``gitml.sha256`` never covered.
+    """
+    return inside(directory, str(relative), f"model {directory}")
+
+
 def verify(path: Path) -> None:
     """Check every file ``gitml.sha256`` lists; ``Corrupt`` names the first that differs.
 
@@ -360,9 +372,7 @@ def verify(path: Path) -> None:
         if not line.strip():
             continue
         sha, _, rel = line.partition("  ")
-        file = path / rel
-        if ".." in Path(rel).parts or Path(rel).is_absolute():
-            raise Corrupt(f"{manifest}: entry {rel!r} points outside the model")
+        file = model_file(path, rel)
         if not file.is_file():
             raise Corrupt(f"model {path}: {rel} is listed in {MANIFEST} but missing")
         actual = _digest(file)

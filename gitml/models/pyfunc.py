@@ -188,7 +188,7 @@ def pyfunc_conf(flavor_conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: Path, flavor_conf: Mapping[str, Any]) -> PythonModel:
-    with open(path / flavor_conf.get("python_model", PYTHON_MODEL), "rb") as f:
+    with open(mlmodel.model_file(path, flavor_conf.get("python_model", PYTHON_MODEL)), "rb") as f:
         loaded = pickle.load(f)
     if not isinstance(loaded, PythonModel):
         raise InvalidInput(f"{path / PYTHON_MODEL} does not hold a gitml PythonModel")
@@ -199,7 +199,8 @@ def load_pyfunc(path: Path, model: Model) -> Predictor:
     conf = model.flavors[FLAVOR_NAME]
     python_model = load(path, conf)
     artifacts = {
-        name: str(path / entry["path"]) for name, entry in (conf.get("artifacts") or {}).items()
+        name: str(mlmodel.model_file(path, entry["path"]))
+        for name, entry in (conf.get("artifacts") or {}).items()
     }
     context = PythonModelContext(artifacts, dict(conf.get("model_config") or {}))
     python_model.load_context(context)

@@ -71,13 +71,14 @@ def load(path: Path, flavor_conf: Mapping[str, Any]) -> Any:
     This unpickles ``data/model.pth`` with ``weights_only=False``: it runs code.
     """
     torch = importlib.import_module("torch")
-    data = path / str(flavor_conf.get("model_data", MODEL_DATA))
-    file = data / MODEL_FILE
+    data = str(flavor_conf.get("model_data", MODEL_DATA))
+    file = mlmodel.model_file(path, f"{data}/{MODEL_FILE}")
     if not file.is_file():
-        if (data / EXPORTED_FILE).is_file():
-            return torch.export.load(data / EXPORTED_FILE).module()
+        exported = mlmodel.model_file(path, f"{data}/{EXPORTED_FILE}")
+        if exported.is_file():
+            return torch.export.load(exported).module()
         raise InvalidInput(f"model {path}: {file.relative_to(path)} is missing")
-    info = data / PICKLE_MODULE_INFO
+    info = mlmodel.model_file(path, f"{data}/{PICKLE_MODULE_INFO}")
     pickled_with = info.read_text().strip() if info.is_file() else pickle.__name__
     if pickled_with not in PICKLE_MODULES:
         raise InvalidInput(

@@ -62,7 +62,7 @@ def pyfunc_conf(flavor_conf: Mapping[str, Any]) -> dict[str, Any]:
 def load(path: Path, flavor_conf: Mapping[str, Any]) -> Any:
     """The estimator stored in ``path`` (call ``mlmodel.verify`` or go through a URI first)."""
     fmt = str(flavor_conf.get("serialization_format", "cloudpickle"))
-    file = path / str(flavor_conf.get("pickled_model", _FILES.get(fmt, "model.pkl")))
+    file = mlmodel.model_file(path, flavor_conf.get("pickled_model", _FILES.get(fmt, "model.pkl")))
     if fmt == "skops":
         skops = _skops()
         untrusted = skops.get_untrusted_types(file=file)

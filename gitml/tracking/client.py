@@ -119,8 +119,7 @@ class Client:
 
     def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> str:
         """A new experiment; its id is derived from the name, so two machines agree on it."""
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInput(f"experiment name must be a non-empty string, got {name!r}")
+        validation.experiment_name(name)
         if self.get_experiment_by_name(name) is not None:
             raise Conflict(f"experiment '{name}' already exists")
         exp_id = (
@@ -540,12 +539,7 @@ class Client:
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidInput(f"log_artifacts: {root} is not a directory")
-        items = [
-            (artifact_paths.join(artifact_path, p.relative_to(root).as_posix()), p)
-            for p in sorted(root.rglob("*"))
-            if p.is_file()
-        ]
-        self._log_files(run_id, items)
+        self._log_files(run_id, artifact_paths.folder_files(root, artifact_path))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._log_files(run_id, [(artifact_paths.clean_path(artifact_file), text.encode())])
@@ -662,7 +656,8 @@ class Client:
                 if single
                 else Path(artifact.path).relative_to(Path(base).parent)
             )
-            self._download(run_id, artifact, dest_root / rel)
+            what = f"run {run_id} artifact '{artifact.path}'"
+            self._download(run_id, artifact, artifact_paths.inside(dest_root, rel, what))
         return dest_root / (Path(base).name)
 
     def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:

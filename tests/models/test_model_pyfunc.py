@@ -12,7 +12,7 @@ import gitml
 import gitml.pyfunc
 import gitml.sklearn
 from gitml.models.signature import infer_signature
-from testing.models import AddOffset, iris_classifier
+from testing.models import AddOffset, edit_flavor, iris_classifier, leads_outside
 
 
 def _offset_file(tmp_path: Path, value: str = "10") -> Path:
@@ -110,3 +110,22 @@ def test_mlflow_loader_hooks(tmp_path: Path) -> None:
     )
     custom = pyfunc._load_pyfunc(str(tmp_path / "custom"))
     np.testing.assert_array_equal(custom.predict(np.array([1.0]), None), np.array([11.0]))
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_files_outside_the_model_directory_are_never_loaded(tmp_path: Path, how: str) -> None:
+    model = tmp_path / "m"
+    gitml.pyfunc.save_model(model, AddOffset(), artifacts={"offset": _offset_file(tmp_path)})
+    target = leads_outside(tmp_path, how, model, "python_model.pkl")
+    edit_flavor(model, "python_function", python_model=target)
+    with pytest.raises(gitml.InvalidInput, match=f"model {model}: '.*' leads outside {model}"):
+        gitml.pyfunc.load_model(model)
+
+
+def test_a_context_artifact_outside_the_model_directory_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    gitml.pyfunc.save_model(model, AddOffset(), artifacts={"offset": _offset_file(tmp_path)})
+    outside = {"path": "../offset.txt", "uri": "offset.txt"}
+    edit_flavor(model, "python_function", artifacts={"offset": outside})
+    with pytest.raises(gitml.InvalidInput, match=r"'\.\./offset\.txt' leads outside"):
+        gitml.pyfunc.load_model(model)

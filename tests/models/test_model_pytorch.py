@@ -23,7 +23,7 @@ import gitml.pytorch
 from gitml import yamlio
 from gitml.server.scoring_app import create_app
 from gitml.server.scoring_app import load_model as load_for_serving
-from testing.models import torch_predict, torch_regressor
+from testing.models import edit_flavor, torch_predict, torch_regressor
 from testing.serving import uvicorn_server
 
 torch = pytest.importorskip("torch")
@@ -283,3 +283,19 @@ def test_mlflow_loads_gitml_models_and_gitml_loads_mlflows(
         np.testing.assert_allclose(model.predict(x), expected, rtol=1e-6)
         native = gitml.pytorch.load_model(tmp_path / name)
         np.testing.assert_allclose(torch_predict(native, x), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_model_data_outside_the_model_directory_is_never_loaded(
+    tmp_path: Path, trained: tuple[Any, Any], how: str
+) -> None:
+    model = tmp_path / "m"
+    gitml.pytorch.save_model(trained[0], model)
+    (tmp_path / "data").mkdir()
+    torch.save(torch.nn.Identity(), tmp_path / "data" / "model.pth")
+    data = str(tmp_path / "data") if how == "absolute" else "../data"
+    edit_flavor(model, "pytorch", model_data=data)
+    edit_flavor(model, "python_function", data=data)
+    for load in [gitml.pytorch.load_model, gitml.pyfunc.load_model]:
+        with pytest.raises(gitml.InvalidInput, match=f"'{data}/model.pth' leads outside {model}"):
+            load(model)

@@ -14,7 +14,7 @@ import gitml.pyfunc
 import gitml.sklearn
 from gitml import yamlio
 from gitml.models.mlmodel import HISTORY_TAG, Model
-from testing.models import iris_classifier
+from testing.models import edit_flavor, iris_classifier, leads_outside
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -127,3 +127,28 @@ def test_unknown_serialization_format(tmp_path: Path) -> None:
     with pytest.raises(gitml.InvalidInput, match="serialization_format"):
         gitml.sklearn.save_model(clf, tmp_path / "m", serialization_format="joblib")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_a_pickle_outside_the_model_directory_is_never_loaded(tmp_path: Path, how: str) -> None:
+    clf, _ = iris_classifier()
+    model = tmp_path / "model"
+    gitml.sklearn.save_model(clf, model)
+    target = leads_outside(tmp_path, how, model, "model.pkl")
+    edit_flavor(model, "sklearn", pickled_model=target)
+    edit_flavor(model, "python_function", model_path=target)
+    for load in [gitml.sklearn.load_model, gitml.pyfunc.load_model]:
+        with pytest.raises(gitml.InvalidInput, match=f"model {model}: '.*' leads outside {model}"):
+            load(model)
+
+
+def test_an_input_example_outside_the_model_directory_is_never_read(tmp_path: Path) -> None:
+    clf, features = iris_classifier()
+    model = tmp_path / "model"
+    gitml.sklearn.save_model(clf, model, input_example=features.head(2))
+    (tmp_path / "secret.json").write_text('{"columns": ["a"], "data": [[1]]}')
+    data = yamlio.load((model / "MLmodel").read_bytes())
+    data["saved_input_example_info"]["artifact_path"] = "../secret.json"
+    (model / "MLmodel").write_bytes(yamlio.dump(data))
+    with pytest.raises(gitml.InvalidInput, match=r"'\.\./secret\.json' leads outside"):
+        Model.load(model).load_input_example()

@@ -213,6 +213,38 @@ def test_bad_metric_values_and_json_are_400(http: TestClient) -> None:
     assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "named"),
+    [
+        ("log-batch", b'{"tags": {"file": "model-\\udcff.pkl"}}', "tag 'file' value holds"),
+        ("log-batch", b'{"params": {"file": "\\ud800"}}', "param 'file' value holds"),
+        ("log-batch", b'{"metrics": [{"key": "m", "value": 1, "step": 2e19}]}', "step"),
+        ("log-batch", b'{"metrics": [{"key": "m", "value": 1, "step": %d}]}' % 2**63, "step"),
+        ("log-batch", b'{"metrics": [{"key": "m", "value": 1, "timestamp": %d}]}' % 2**63, "time"),
+        ("log-batch", b'{"metrics": [{"key": "m", "value": %d}]}' % 10**400, "value"),
+        ("", b'{"run_name": "a\\udcff"}', "run name holds"),
+        ("", b'{"end_time": %d}' % 2**63, "end_time"),
+    ],
+)
+def test_values_that_would_break_every_query_are_400_and_search_still_answers(
+    http: TestClient, route: str, body: bytes, named: str
+) -> None:
+    run_id = new_run(http, tags={"ok": "1"})["id"]
+    batch(http, run_id, params={"a:b": "x"})  # a quoted key: run.yaml is read by PyYAML
+    send = http.post if route else http.patch
+    answer = send(
+        f"{API}/runs/{run_id}/{route}".rstrip("/"),
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert named in answer.json()["message"]
+    found = http.post(f"{API}/runs/search", json={"filter": "params.`a:b` = 'x'"})
+    assert found.status_code == 200, found.text
+    assert [r["id"] for r in found.json()["runs"]] == [run_id]
+
+
 def test_bodies_over_the_limit_are_413_declared_or_streamed(http: TestClient) -> None:
     run_id = new_run(http)["id"]
     big = b'{"tags": {"a": "' + b"x" * 300_000 + b'"}}'

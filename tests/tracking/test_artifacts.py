@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 
-from gitml.errors import Corrupt, InvalidInput, NotFound
+import gitml
+import gitml.pyfunc
+from gitml.errors import Corrupt, InvalidInput, InvalidRecord, NotFound
 from gitml.tracking import artifacts
 from gitml.tracking.artifacts import ExternalStore, clean_path
+from testing.artifacts import add_manifest_entry, external_model_run
+from testing.procs import write_config
 
 
 def sha(data: bytes) -> str:
@@ -191,3 +195,47 @@ def test_missing_content_is_not_found(external: ExternalStore, tmp_path: Path) -
     with pytest.raises(NotFound, match=digest):
         external.copy_to(digest, tmp_path / "x", "m")
     assert not (tmp_path / "x").exists()
+
+
+# -- manifests edited by hand ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("escaping", ["model/../../outside.txt", "model/../../../../outside.txt"])
+def test_a_manifest_path_that_escapes_is_refused_by_every_reader(
+    repo: Path, tmp_path: Path, escaping: str
+) -> None:
+    write_config(repo, artifact_threshold=0)
+    client = gitml.Client()
+    run_id = external_model_run(client)
+    add_manifest_entry(repo, run_id, escaping)
+    destination = tmp_path / "a" / "b" / "c" / "download"
+    destination.mkdir(parents=True)
+
+    for read in [
+        lambda: client.list_artifacts(run_id),
+        lambda: client.download_artifacts(run_id, "model", destination),
+        lambda: gitml.pyfunc.load_model(f"runs:/{run_id}/model"),
+    ]:
+        with pytest.raises(InvalidRecord) as error:
+            read()
+        assert (error.value.path, error.value.field) == ("artifacts.yaml", "artifacts.1.path")
+        assert error.value.reason == (
+            f"artifact path '{escaping}' escapes the run's artifact root ('..')"
+        )
+    assert list(tmp_path.rglob("outside.txt")) == []
+
+
+def test_a_download_does_not_write_through_a_symlink_in_the_destination(
+    repo: Path, tmp_path: Path
+) -> None:
+    client = gitml.Client()
+    run = client.create_run()
+    client.log_text(run.id, "weights", "model/w.txt")
+    destination = tmp_path / "download"
+    destination.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (destination / "model").symlink_to(elsewhere)
+    with pytest.raises(InvalidInput, match=f"'model/w.txt' leads outside {destination}"):
+        client.download_artifacts(run.id, "model", destination)
+    assert list(elsewhere.iterdir()) == []

@@ -254,6 +254,75 @@ def test_special_float_values_round_trip(repo: Path) -> None:
     assert values == [float("inf"), float("-inf"), 1e-300, 0.1 + 0.2]
 
 
+# -- values that no record, commit or index can hold ---------------------------------------
+
+
+def test_text_that_is_not_unicode_is_refused_and_every_run_stays_readable(repo: Path) -> None:
+    """A lone surrogate is what os.listdir gives for a file name that is not UTF-8."""
+    from testing.cli import cli
+
+    client = gitml.Client()
+    run = client.create_run()
+    client.log_param(run.id, "a:b", "x")  # a quoted key sends run.yaml to PyYAML
+    client.flush()
+    before = all_refs(repo)
+    name = "model-\udcff.pkl"
+    with pytest.raises(gitml.InvalidInput, match="tag 'file' value holds '\\\\udcff'"):
+        client.set_tag(run.id, "file", name)
+    with pytest.raises(gitml.InvalidInput, match="param 'file' value holds"):
+        client.log_param(run.id, "file", name)
+    with pytest.raises(gitml.InvalidInput, match="param 'file' value holds"):
+        client.log_batch(run.id, params={"file": name}, tags={"ok": "1"})
+    with pytest.raises(gitml.InvalidInput, match="tag 'file' value holds"):
+        client.create_run(tags={"file": name})
+    with pytest.raises(gitml.InvalidInput, match="run name holds"):
+        client.create_run(run_name=name)
+    client.flush()
+    assert all_refs(repo) == before
+    assert [r.id for r in client.search_runs(["0"])] == [run.id]
+    assert gitml.Client().get_run(run.id).params == {"a:b": "x"}
+    listed = cli("runs", "list", "--json")
+    assert run.id in listed.stdout
+
+
+def test_steps_and_timestamps_beyond_64_bits_are_refused(repo: Path) -> None:
+    client = gitml.Client()
+    run = client.create_run()
+    client.log_metric(run.id, "m", 1.0, timestamp=2**63 - 1, step=2**63 - 1)
+    client.flush()
+    before = all_refs(repo)
+    for kwargs in [{"step": 2**63}, {"timestamp": 2**63}, {"step": -(2**63) - 1}]:
+        with pytest.raises(gitml.InvalidInput, match=r"metric 'm' (step|timestamp)"):
+            client.log_metric(run.id, "m", 2.0, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(gitml.InvalidInput, match="metric 'm' step is over the limit"):
+        client.log_batch(run.id, metrics=[gitml.Metric("m", 2.0, 0, 2**64)])
+    with pytest.raises(gitml.InvalidInput, match="'end' timestamp is over the limit"):
+        client.set_terminated(run.id, end_time=2**63)
+    with pytest.raises(gitml.InvalidInput, match="'m' value is beyond a 64-bit float's range"):
+        client.log_metric(run.id, "m", 10**400)
+    client.flush()
+    assert all_refs(repo) == before
+    [found] = client.search_runs(["0"], "metrics.m = 1")
+    assert (found.metrics["m"].step, found.metrics["m"].timestamp) == (2**63 - 1, 2**63 - 1)
+
+
+def test_experiment_names_that_break_a_record_or_a_commit_are_refused(repo: Path) -> None:
+    client = gitml.Client()
+    client.create_experiment("x" * 500)
+    before = all_refs(repo)
+    for bad, rule in [
+        ("x" * 501, "is 501 characters; the limit is 500"),
+        ("a\0b", "holds a NUL or a line break"),
+        ("a\nGitml-Run: 0", "holds a NUL or a line break"),
+        ("a\udc80", "is not valid Unicode text"),
+    ]:
+        with pytest.raises(gitml.InvalidInput, match=f"^experiment name.*{rule}") as e:
+            client.create_experiment(bad)
+        assert "\n" not in str(e.value)
+    assert all_refs(repo) == before
+    fsck(repo)
+
+
 def metric_blobs(repo: Path, ref: str, key: str) -> dict[str, str]:
     out = git(repo, "ls-tree", "-r", ref, "metrics/")
     entries = {ln.split("\t")[1]: ln.split()[2] for ln in out.splitlines()}
@@ -687,7 +756,10 @@ def test_external_store_folder_from_config(repo: Path, tmp_path: Path) -> None:
     assert not (repo / ".git" / "gitml" / "artifacts").exists()
 
 
-@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../x", "..", "a\\b", ".git/config"])
+@pytest.mark.parametrize(
+    "bad",
+    ["../x", "/etc/passwd", "a/../../x", "..", "a\\b", ".git/config", "a/" * 2000 + "f", "\udcff"],
+)
 def test_artifact_path_traversal_is_rejected(repo: Path, tmp_path: Path, bad: str) -> None:
     client = gitml.Client()
     run = client.create_run()
@@ -707,6 +779,29 @@ def test_artifact_path_traversal_is_rejected(repo: Path, tmp_path: Path, bad: st
     assert all_refs(repo) == before
     assert client.list_artifacts(run.id) == []
     assert not (tmp_path / "x").exists()
+
+
+def test_log_artifacts_refuses_a_symlink_that_leads_out_of_the_folder(
+    repo: Path, tmp_path: Path
+) -> None:
+    client = gitml.Client()
+    run = client.create_run()
+    folder = tmp_path / "outputs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("a")
+    (folder / "same.txt").symlink_to(folder / "sub" / "a.txt")
+    secret = tmp_path / "id_rsa"
+    secret.write_text("private key")
+    (folder / "key").symlink_to(secret)
+    (folder / "linked-dir").symlink_to(tmp_path)  # folders behind symlinks are not walked
+    before = all_refs(repo)
+    with pytest.raises(gitml.InvalidInput, match=f"a symlink: 'key' leads outside {folder}"):
+        client.log_artifacts(run.id, folder)
+    assert all_refs(repo) == before
+    (folder / "key").unlink()
+    client.log_artifacts(run.id, folder, artifact_path="out")
+    assert [a.path for a in client.list_artifacts(run.id)] == ["out/same.txt", "out/sub/a.txt"]
+    assert client.read_artifact(run.id, "out/same.txt") == b"a"
 
 
 def test_log_artifact_of_missing_file(repo: Path, tmp_path: Path) -> None:
