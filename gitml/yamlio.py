@@ -60,8 +60,27 @@ def load(data: bytes | str) -> Any:
         return fast
     import yaml  # only here: importing PyYAML costs 20 ms at every start
 
-    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader: type[yaml.SafeLoader] = yaml.SafeLoader
+    if _nesting_bound(raw) < _C_NESTING:
+        loader = getattr(yaml, "CSafeLoader", loader)
     return yaml.load(data, Loader=loader)
+
+
+# PyYAML's C loader builds nested collections by C recursion with no limit:
+# "- " * 30_000 (or "[" * 100_000) overflows the stack and kills the process
+# with SIGSEGV, where the pure-Python loader raises RecursionError. Documents
+# that could nest deeper than this go to the pure-Python loader.
+_C_NESTING = 5000
+
+
+def _nesting_bound(raw: bytes) -> int:
+    """An upper bound on how deeply ``raw`` nests collections.
+
+    Each level opens with a flow bracket, a "-" or "?" indicator, or one more
+    column of indentation (a block mapping), so these bound the depth.
+    """
+    widest = max((len(line) for line in raw.splitlines()), default=0)
+    return sum(raw.count(c) for c in (b"[", b"{", b"-", b"?")) + widest
 
 
 # One line of what ``dump`` writes: indent, an optional "- ", a key (plain, or
