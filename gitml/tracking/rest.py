@@ -55,7 +55,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
-from ..errors import Conflict, GitmlError, InvalidInput, NotFound
+from ..errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
 from ..records import TERMINAL_STATUSES, Artifact, Experiment, Run
 from ..store import Clock
 from . import artifacts as artifact_paths
@@ -471,7 +471,7 @@ class RestClient(Client):
                 return exp
         return None
 
-    def list_experiments(self) -> list[Experiment]:
+    def list_experiments(self, problems: list[InvalidRecord] | None = None) -> list[Experiment]:
         return [Experiment.model_validate(e) for e in self._http.json("GET", "/experiments")]
 
     def experiment_id(self, name_or_id: str | None) -> str:
