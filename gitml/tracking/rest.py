@@ -484,6 +484,7 @@ class RestClient(Client):
         return None
 
     def list_experiments(self, problems: list[InvalidRecord] | None = None) -> list[Experiment]:
+        """Every experiment the server lists (it reads the records, and reports bad ones)."""
         return [Experiment.model_validate(e) for e in self._http.json("GET", "/experiments")]
 
     def experiment_id(self, name_or_id: str | None) -> str:
