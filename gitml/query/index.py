@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRecord
+from ..record_cache import discard
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -173,8 +174,7 @@ class QueryIndex:
             self._forget(conn)
         with self._opened_lock:
             self._generation += 1
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        discard(self.path)
         if redo is not None:
             return redo()
         self._refresh(full=True, progress=None)
