@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidRecord
+from ..errors import InvalidRecord, NotFound
 from ..record_cache import discard
 from ..store import Store
 
@@ -425,8 +425,11 @@ class _Rows:
 
         self.count += 1
         ref = f"{RUNS_PREFIX}/{run_id}"
-        data = store.snapshot(sha).read("run.yaml")
         try:
+            try:
+                data = store.snapshot(sha).read("run.yaml")
+            except NotFound as exc:
+                raise InvalidRecord(ref, "run.yaml", "(document)", str(exc)) from None
             if data is None:
                 raise InvalidRecord(ref, "run.yaml", "(document)", "file is missing")
             run = parse(Run, data, where=ref, path="run.yaml")

@@ -312,3 +312,18 @@ def test_deeply_nested_yaml_is_reported_not_a_crash(repo: Path) -> None:
     warnings = done.stderr.splitlines()
     assert len([w for w in warnings if w.startswith("warning: skipped malformed record")]) == 2
     assert any(f"{RUNS}{bad}:run.yaml: field '(document)': not valid YAML" in w for w in warnings)
+
+
+def test_a_run_ref_at_a_blob_or_a_run_yaml_folder_is_reported(repo: Path) -> None:
+    client = gitml.Client()
+    good = client.create_run(run_name="good").id
+    blob = git(repo, "hash-object", "-w", "--stdin", stdin="not a commit\n").strip()
+    git(repo, "update-ref", RUNS + "a" * 32, blob)
+    folder = git(repo, "mktree", stdin=f"100644 blob {blob}\tinside\n").strip()
+    tree = git(repo, "mktree", stdin=f"040000 tree {folder}\trun.yaml\n").strip()
+    git(repo, "update-ref", RUNS + "b" * 32, git(repo, "commit-tree", tree, "-m", "x").strip())
+    assert [run.id for run in client.search_runs()] == [good]
+    first, second = client.index.broken()
+    assert first.startswith(f"{RUNS}{'a' * 32}:run.yaml: field '(document)': ")
+    assert f"object {blob} is a blob, not a commit" in first
+    assert second.startswith(f"{RUNS}{'b' * 32}:run.yaml: field '(document)': ")
