@@ -114,8 +114,7 @@ class ValidatedRecords:
                 break
             except sqlite3.DatabaseError:  # not a database (any more): only a cache, rebuild it
                 if attempt == 0:
-                    for suffix in ("", "-wal", "-shm"):
-                        Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                    discard(self.path)
             except OSError:
                 break
         self._broken = True
@@ -148,3 +147,10 @@ class ValidatedRecords:
             conn.close()
             raise
         return conn
+
+
+def discard(path: Path) -> None:
+    """Remove the SQLite database at ``path`` with its write-ahead log and shared memory:
+    derived data that is damaged is started again."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

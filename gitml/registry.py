@@ -140,13 +140,18 @@ class Registry:
     def get_model(self, name: str) -> RegisteredModel:
         return self._read_model(name, self._snapshot(name))
 
-    def list_models(self) -> list[RegisteredModel]:
-        """Every registered model, by name; a malformed record raises ``InvalidRecord``."""
-        refs = self.store.refs(MODELS)
-        return [
-            self._read_model(ref[len(MODELS) :], self.store.snapshot(tip))
-            for ref, tip in sorted(refs.items())
-        ]
+    def list_models(self, problems: list[InvalidRecord] | None = None) -> list[RegisteredModel]:
+        """Every registered model, by name; a malformed record raises ``InvalidRecord``,
+        or, given ``problems``, is skipped and added there (a listing shows the rest)."""
+        found = []
+        for ref, tip in sorted(self.store.refs(MODELS).items()):
+            try:
+                found.append(self._read_model(ref[len(MODELS) :], self.store.snapshot(tip)))
+            except InvalidRecord as exc:
+                if problems is None:
+                    raise
+                problems.append(exc)
+        return found
 
     def update_model(
         self,
@@ -249,15 +254,28 @@ class Registry:
             raise NotFound(f"model '{name}' has no version {number}")
         return self._read_version(name, number, data)
 
-    def versions(self, name: str, *, include_deleted: bool = False) -> list[ModelVersion]:
-        """Every version of ``name``, oldest first."""
+    def versions(
+        self,
+        name: str,
+        *,
+        include_deleted: bool = False,
+        problems: list[InvalidRecord] | None = None,
+    ) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first; a malformed one raises ``InvalidRecord``,
+        or, given ``problems``, is skipped and added there."""
         snap = self._snapshot(name)
         found = []
         for entry, is_dir, sha in snap.listdir(VERSIONS):
             number = _file_number(entry)
             if is_dir or number is None:
                 continue
-            version = self._read_version(name, number, snap.blob(sha))
+            try:
+                version = self._read_version(name, number, snap.blob(sha))
+            except InvalidRecord as exc:
+                if problems is None:
+                    raise
+                problems.append(exc)
+                continue
             if include_deleted or version.status != "DELETED":
                 found.append(version)
         return sorted(found, key=lambda v: v.version)

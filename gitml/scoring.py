@@ -25,6 +25,9 @@ import orjson
 from .errors import GitmlError, InvalidInput
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# How long a request may take to send its whole body: a client that stalls
+# half-way would otherwise hold its connection (and a worker's memory) for good.
+DEFAULT_BODY_SECONDS = 60.0
 
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_CSV = "text/csv"
@@ -73,6 +76,11 @@ class BadRequest(ScoringError):
 class UnsupportedContentType(ScoringError):
     status = 415
     error_code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class RequestTimeout(ScoringError):
+    status = 408
+    error_code = "REQUEST_TIMEOUT"
 
 
 class RequestTooLarge(ScoringError):
@@ -138,21 +146,35 @@ def parse_request(body: bytes, content_type: str | None) -> ScoringInput:
     mime = media_type(content_type)
     if mime == CONTENT_TYPE_CSV:
         return ScoringInput(parse_csv(body))
-    return parse_json(body)
+    try:
+        return parse_json(body)
+    except RecursionError:  # arrays nested too deeply for numpy or pandas to take apart
+        raise BadRequest("the body nests arrays or objects too deeply") from None
 
 
 def _loads(body: bytes) -> Any:
     # orjson parses a 1,000-row request in a fifth of the time json takes
     # (0.17 ms against 0.92 ms), a third of the whole request. It refuses the
     # NaN and Infinity that MLflow's clients may send, so json reads those.
+    # orjson also refuses nesting over 1,024 levels and integers beyond 64
+    # bits; json must refuse them too rather than recurse until the stack
+    # runs out or build a 5,000-digit integer no model can take.
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(body, parse_int=_int)
+    except RecursionError:
+        raise BadRequest("the body is not valid JSON: it nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def _int(text: str) -> int:
+    if len(text) > 20 or not -(2**63) <= int(text) < 2**64:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits does not fit in 64 bits")
+    return int(text)
 
 
 def parse_json(body: bytes) -> ScoringInput:

@@ -156,7 +156,10 @@ class Snapshot:
     def __init__(self, store: Store, commit: str) -> None:
         self._store = store
         self.commit = commit
-        self.tree = store._object(commit).tree.decode()  # type: ignore[attr-defined]
+        obj = store._object(commit)
+        if not isinstance(obj, Commit):  # a ref another tool pointed at a blob or tree
+            raise NotFound(f"object {commit} is a {obj.type_name.decode()}, not a commit")
+        self.tree = obj.tree.decode()
 
     def read(self, path: str) -> bytes | None:
         sha = self.lookup(path)

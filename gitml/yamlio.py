@@ -70,7 +70,7 @@ def load(data: bytes | str) -> Any:
         return fast
     import yaml  # only here: importing PyYAML costs 20 ms at every start
 
-    loader = _record_loader()
+    loader = _record_loader(c_parser=_nesting_bound(raw) < _C_NESTING)
     # An alias is written "*name", so text without a "*" has none and skips
     # the scan. The scan reads events only, before any alias is expanded.
     if b"*" in raw:
@@ -84,9 +84,27 @@ def load(data: bytes | str) -> Any:
     return yaml.load(data, Loader=loader)
 
 
+# PyYAML's C loader builds nested collections by C recursion with no limit:
+# "- " * 30_000 (or "[" * 100_000) overflows the stack and kills the process
+# with SIGSEGV, where the pure-Python loader raises RecursionError. Documents
+# that could nest deeper than this go to the pure-Python loader.
+_C_NESTING = 5000
+
+
+def _nesting_bound(raw: bytes) -> int:
+    """An upper bound on how deeply ``raw`` nests collections.
+
+    Each level opens with a flow bracket, a "-" or "?" indicator, or one more
+    column of indentation (a block mapping), so these bound the depth.
+    """
+    widest = max((len(line) for line in raw.splitlines()), default=0)
+    return sum(raw.count(c) for c in (b"[", b"{", b"-", b"?")) + widest
+
+
 @functools.cache
-def _record_loader() -> type[Any]:
-    """PyYAML's safe loader (its C parser when built with libyaml) refusing duplicate keys."""
+def _record_loader(c_parser: bool) -> type[Any]:
+    """PyYAML's safe loader refusing duplicate keys, on its C parser (when PyYAML was
+    built with libyaml) if ``c_parser``."""
     import yaml
     from yaml.constructor import SafeConstructor
 
@@ -99,7 +117,7 @@ def _record_loader() -> type[Any]:
                 _refuse_duplicate(self, node)
             return mapping
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if c_parser else yaml.SafeLoader
     return type("RecordLoader", (UniqueKeys, base), {})
 
 

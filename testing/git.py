@@ -63,11 +63,16 @@ class FixedClock:
 
 
 def commit_file_on_ref(repo: Path, ref: str, name: str, content: str) -> str:
-    """Replace ``name`` in the tip tree of ``ref`` using plumbing, as a foreign writer would."""
+    """Replace ``name`` (a path, "a/b.yaml" too) in the tip tree of ``ref`` using plumbing,
+    as a foreign writer would."""
     blob = git(repo, "hash-object", "-w", "--stdin", stdin=content).strip()
-    entries = [ln for ln in git(repo, "ls-tree", ref).splitlines() if not ln.endswith("\t" + name)]
-    entries.append(f"100644 blob {blob}\t{name}")
-    tree = git(repo, "mktree", stdin="\n".join(entries) + "\n").strip()
+    # A scratch index, so that the work tree's own index is never touched.
+    scratch = Path(git(repo, "rev-parse", "--absolute-git-dir").strip(), "scratch-index")
+    env = {**os.environ, "GIT_INDEX_FILE": str(scratch)}
+    git(repo, "read-tree", ref, env=env)
+    git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}", env=env)
+    tree = git(repo, "write-tree", env=env).strip()
+    scratch.unlink()
     tip = git(repo, "rev-parse", ref).strip()
     commit = git(repo, "commit-tree", tree, "-p", tip, "-m", "hand-edited").strip()
     git(repo, "update-ref", ref, commit, tip)

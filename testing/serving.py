@@ -66,3 +66,26 @@ def uvicorn_server(app: Any, timeout: float = 10.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+def stalled_request(url: str, path: str = "/invocations") -> socket.socket:
+    """A connection that sends a request's headers and half its declared body, then nothing."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b'{"inputs": [[1')
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection (socket.timeout if it
+    does not within ``timeout`` seconds)."""
+    sock.settimeout(timeout)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    return b"".join(chunks)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from ..errors import InvalidRecord
     from ..tracking.client import Client
 
 
@@ -26,6 +27,12 @@ def emit_csv(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     writer.writerow(headers)
     writer.writerows(rows)
     click.echo(out.getvalue(), nl=False)
+
+
+def warn_malformed(problems: Sequence[InvalidRecord | str]) -> None:
+    """One warning on stderr for each record a listing skipped (it names ref, file and field)."""
+    for problem in problems:
+        click.echo(f"warning: skipped malformed record {problem}", err=True)
 
 
 def one_format(as_json: bool, as_csv: bool) -> None:

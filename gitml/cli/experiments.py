@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, table, tracking_option
+from .common import emit_json, table, tracking_option, warn_malformed
 
 
 @click.group("experiments")
@@ -17,11 +17,14 @@ def group() -> None:
 @tracking_option
 def list_experiments(as_json: bool, tracking_uri: str | None) -> None:
     """Every experiment with its number of runs (active, and deleted)."""
+    from ..errors import InvalidRecord
     from ..tracking.client import Client
 
     client = Client(tracking_uri)
-    listed = client.list_experiments()
+    problems: list[InvalidRecord] = []
+    listed = client.list_experiments(problems)
     counts = client.run_counts()
+    warn_malformed(problems)
     none = {"active": 0, "deleted": 0}
     if as_json:
         emit_json([{**e.to_plain(), "runs": counts.get(e.id, none)} for e in listed])

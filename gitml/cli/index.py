@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import emit_json, tracking_option, utc_time
+from .common import emit_json, tracking_option, utc_time, warn_malformed
 
 
 @click.group("index")
@@ -42,8 +42,7 @@ def rebuild(tracking_uri: str | None) -> None:
             bar.__exit__(None, None, None)
     took = time.perf_counter() - started
     broken = client.index.broken()
-    for error in broken:
-        click.echo(f"warning: skipped malformed record {error}", err=True)
+    warn_malformed(broken)
     skipped = f" ({len(broken)} malformed records skipped)" if broken else ""
     click.echo(f"Indexed {count} runs{skipped} in {took:.1f}s")
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, overload
 import click
 
 from ..stage_refs import served_summary
-from .common import emit_json, table, tracking_option, utc_time
+from .common import emit_json, table, tracking_option, utc_time, warn_malformed
 
 if TYPE_CHECKING:
+    from ..errors import InvalidRecord
     from ..records import ModelVersion, StageDeclaration
     from ..registry import Registry
 
@@ -139,8 +140,9 @@ def list_models(as_json: bool, tracking_uri: str | None) -> None:
     """Registered models, by name, with their latest version."""
     registry = _registry(tracking_uri)
     rows: list[dict[str, Any]] = []
-    for model in registry.list_models():
-        live = registry.versions(model.name)
+    problems: list[InvalidRecord] = []
+    for model in registry.list_models(problems):
+        live = registry.versions(model.name, problems=problems)
         rows.append(
             {
                 "name": model.name,
@@ -151,6 +153,7 @@ def list_models(as_json: bool, tracking_uri: str | None) -> None:
                 "tags": model.tags,
             }
         )
+    warn_malformed(problems)
     if as_json:
         emit_json(rows)
         return

@@ -8,9 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import emit_csv, emit_json, one_format, open_run, table, tracking_option, utc_time
+from .common import (
+    emit_csv,
+    emit_json,
+    one_format,
+    open_run,
+    table,
+    tracking_option,
+    utc_time,
+    warn_malformed,
+)
 
 if TYPE_CHECKING:
+    from ..errors import InvalidRecord
     from ..records import Run
     from ..store import FileChange
     from ..tracking.client import Client
@@ -125,8 +135,7 @@ def _search(
     runs, more = _collect(
         client, list(experiments) or None, filter_string, view, max_results, list(order_by)
     )
-    for error in client.broken_records():
-        click.echo(f"warning: skipped malformed record {error}", err=True)
+    warn_malformed(client.broken_records())
     if more:
         click.echo(
             f"note: more runs match; showing the first {max_results} (--max N, or --max 0 for all)",
@@ -135,7 +144,9 @@ def _search(
     if as_json and chosen is None:
         emit_json([run.to_plain() for run in runs])
         return
-    names = {e.id: e.name for e in client.list_experiments()}
+    problems: list[InvalidRecord] = []
+    names = {e.id: e.name for e in client.list_experiments(problems)}
+    warn_malformed(problems)
     if chosen is not None and Column("attribute", "run_id") not in chosen:
         chosen.insert(0, Column("attribute", "run_id"))
     if as_json and chosen is not None:

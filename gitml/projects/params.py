@@ -6,11 +6,20 @@ runs. ``path`` values must name an existing local file or folder and become
 absolute (MLflow's rule); ``uri`` values must have a scheme. Every value is
 shell-quoted into the command, and parameters the entry point does not
 declare are appended as ``--key value``, as MLflow appends them.
+
+A placeholder inside quotes (``--msg '{msg}'``) is where MLflow's plain
+quoting breaks: the value's own quoting ends the author's quotes, and a
+crafted value runs commands. So the command is read as bash reads it, and a
+value inside quotes closes them, goes in quoted on its own, and opens them
+again: one word, the value verbatim. Where no quoting can hold a value (inside
+backquotes, ``${...}``, arithmetic, a here-document or a comment) the command
+is refused.
 """
 
 from __future__ import annotations
 
 import shlex
+import string
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,18 +138,115 @@ def resolve(
 
 def command_line(entry: EntryPoint, params: ResolvedParameters) -> str:
     """The entry point's command with every value shell-quoted, then ``--key value`` extras."""
-    quoted = {name: shlex.quote(value) for name, value in params.values.items()}
+    where = f"entry point {entry.name!r}"
     try:
-        command = entry.command.format(**quoted)
-    except KeyError as exc:
-        raise InvalidInput(
-            f"entry point {entry.name!r}: its command uses {{{exc.args[0]}}}, "
-            "which is not one of its parameters"
-        ) from None
-    except (IndexError, ValueError) as exc:
-        raise InvalidInput(
-            f"entry point {entry.name!r}: its command is not a valid template: {exc}"
-        ) from None
-    parts = [command]
+        pieces = list(string.Formatter().parse(entry.command))
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: its command is not a valid template: {exc}") from None
+    out: list[str] = []
+    shell = _Shell()
+    for literal, name, spec, conversion in pieces:
+        out.append(literal)
+        shell.read(literal)
+        if name is None:
+            continue
+        if name not in params.values:
+            raise InvalidInput(
+                f"{where}: its command uses {{{name}}}, which is not one of its parameters"
+            )
+        if spec or conversion:
+            raise InvalidInput(
+                f"{where}: its command formats {{{name}}} (with '!' or ':'); write {{{name}}} alone"
+            )
+        out.append(shell.quote(params.values[name], f"{where}: {{{name}}}"))
+    parts = ["".join(out)]
     parts.extend(f"--{shlex.quote(k)} {shlex.quote(v)}" for k, v in params.extra.items())
     return " ".join(parts)
+
+
+_CLOSES = {'"': '"', "`": "`", "$(": ")", "${": "}", "$((": ")"}
+
+
+class _Shell:
+    """Where bash is in a command read so far: the quotes and expansions still open."""
+
+    def __init__(self) -> None:
+        # Innermost last: "'", "$'" (ANSI-C quotes), '"', "`", "$(" (a command
+        # substitution or a subshell), "${", "$((", "#" (a comment, to the
+        # line's end), "<<" (a here-document).
+        self.open: list[str] = []
+        self.escaped = False  # the last character was an unquoted backslash
+        self.word_start = True  # a "#" here starts a comment
+
+    def read(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            c, two, three = text[i], text[i : i + 2], text[i : i + 3]
+            top = self.open[-1] if self.open else ""
+            i += 1
+            if self.escaped:
+                self.escaped = False
+            elif top == "'":
+                if c == "'":
+                    self.open.pop()
+            elif top == "$'":
+                if c == "\\":
+                    self.escaped = True
+                elif c == "'":
+                    self.open.pop()
+            elif top == "#":
+                if c == "\n":
+                    self.open.pop()
+            elif top == "<<":
+                pass  # a here-document: its body is not quoted words; nothing closes it here
+            elif c == "\\":
+                self.escaped = True
+            elif c == _CLOSES.get(top):
+                self.open.pop()
+                if top == "$((" and two == "))":
+                    i += 1
+            elif three == "$((":
+                self.open.append("$((")
+                i += 2
+            elif two in ("$(", "${") or (two == "$'" and top != '"'):
+                self.open.append(two)
+                i += 1
+            elif c == "`":
+                self.open.append("`")
+            elif top == '"':
+                pass  # inside double quotes only the above are special
+            elif c in "'\"":
+                self.open.append(c)
+            elif c == "(":
+                self.open.append("$(")  # a subshell: its words are read alike
+            elif two == "<<" and three != "<<<":
+                self.open.append("<<")
+            elif c == "#" and self.word_start:
+                self.open.append("#")
+            self.word_start = c in " \t\n;&|()"
+
+    def quote(self, value: str, where: str) -> str:
+        """``value`` quoted for where the command stands now, as one word holding it verbatim."""
+        top = self.open[-1] if self.open else ""
+        if self.escaped:
+            raise InvalidInput(f"{where} follows a backslash, which would take the value's quote")
+        if top in ("", "$("):
+            quoted = shlex.quote(value)
+        elif top in ("'", '"'):
+            # Close the author's quotes, the value quoted on its own, open them again.
+            quoted = top + shlex.quote(value) + top
+        else:
+            what = {
+                "$'": "$'...' quotes",
+                "`": "backquotes",
+                "${": "a ${...} expansion",
+                "$((": "arithmetic",
+                "#": "a comment",
+                "<<": "a here-document",
+            }[top]
+            raise InvalidInput(
+                f"{where} stands inside {what}, where no quoting keeps a value from "
+                "running as code; pass it as its own word (e.g. --key {key}) instead"
+            )
+        self.word_start = False
+        return quoted

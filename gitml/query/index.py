@@ -35,9 +35,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidRecord
+from ..errors import InvalidRecord, NotFound
+from ..record_cache import discard
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot
 COMPACT_LOG_BYTES = 4 * 1024 * 1024
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,6 +111,9 @@ class QueryIndex:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
+        # Bumped when a damaged file is replaced: each thread's connection to
+        # the old file is closed (by that thread) and a new one opened.
+        self._generation = 0
 
     # -- connection ------------------------------------------------------------
 
@@ -116,6 +121,9 @@ class QueryIndex:
     def conn(self) -> sqlite3.Connection:
         """This thread's connection, opened (and the schema made current) on first use."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation != self._generation:
+            self._forget(conn)
+            conn = None
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # check_same_thread off only so that close() may close every
@@ -123,19 +131,13 @@ class QueryIndex:
             conn = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
-            version = _meta(conn, "schema")
-            indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-            # A new file, an older layout, or indexes an interrupted rebuild dropped.
-            if version != SCHEMA_VERSION or not indexes.issuperset(_SECONDARY_INDEXES):
-                with _write(conn):
-                    if version not in (None, SCHEMA_VERSION):  # start again from the refs
-                        for table in _TABLES:
-                            conn.execute(f"DROP TABLE IF EXISTS {table}")
-                    _create(conn)
-                    _set_meta(conn, "schema", SCHEMA_VERSION)
+            try:
+                _prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._opened_lock:
                 self._opened.append(conn)
         return conn
@@ -147,10 +149,47 @@ class QueryIndex:
         for conn in opened:
             conn.close()
 
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        with self._opened_lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        self._local.conn = None
+        conn.close()
+
+    def _healing(self, work: Callable[[], T], redo: Callable[[], T] | None = None) -> T:
+        """``work()``; if it finds the file damaged, a new file indexed from the refs
+        and ``redo()`` (by default: ``work()`` again).
+
+        The index is derived from the refs: a file that SQLite finds is not a
+        database, or whose header or pages are garbled or cut short, is only a
+        rebuild away from whole again.
+        """
+        try:
+            return work()
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._forget(conn)
+        with self._opened_lock:
+            self._generation += 1
+        discard(self.path)
+        if redo is not None:
+            return redo()
+        self._refresh(full=True, progress=None)
+        return work()
+
     # -- keeping up with the refs ----------------------------------------------
 
     def refresh(self, *, full: bool = False, progress: Progress | None = None) -> int:
         """Bring the index up to date with the refs; returns how many runs changed."""
+        return self._healing(
+            lambda: self._refresh(full=full, progress=progress),
+            lambda: self._refresh(full=True, progress=progress),
+        )
+
+    def _refresh(self, *, full: bool, progress: Progress | None) -> int:
         conn = self.conn
         folder = self.store.ref_dir(RUNS_PREFIX)
         mtime = _mtime(folder)
@@ -191,6 +230,9 @@ class QueryIndex:
         The secondary indexes are dropped while the rows go in and built once
         at the end, which is about twice as fast as keeping them up to date.
         """
+        return self._healing(lambda: self._rebuild(progress))
+
+    def _rebuild(self, progress: Progress | None) -> int:
         conn = self.conn
         with _write(conn):
             for table in _TABLES[:-1]:  # all but meta
@@ -199,7 +241,7 @@ class QueryIndex:
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
             _set_meta(conn, "dir_mtime", "0")
         try:
-            self.refresh(full=True, progress=progress)
+            self._refresh(full=True, progress=progress)
         finally:
             with _write(conn):
                 _create(conn)
@@ -307,24 +349,41 @@ class QueryIndex:
             os.replace(log, log.with_suffix(".old"))
         except FileNotFoundError:
             return
-        self.refresh(full=True)
+        self._refresh(full=True, progress=None)
 
     # -- reading -----------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        return self._healing(self._status)
+
+    def _status(self) -> dict[str, Any]:
         conn = self.conn
         state = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         return {
             "path": str(self.path),
             "runs": conn.execute("SELECT count(*) FROM runs").fetchone()[0],
-            "broken": self.broken(),
+            "broken": self._broken(),
             "size_bytes": sum(_size(Path(f"{self.path}{s}")) for s in ("", "-wal", "-shm")),
             "refreshed_at": float(state["refreshed_at"]) if "refreshed_at" in state else None,
             "scanned_at": float(state["scanned_at"]) if "scanned_at" in state else None,
         }
 
     def broken(self) -> list[str]:
+        """Why each record the index skipped was skipped, one line each."""
+        return self._healing(self._broken)
+
+    def _broken(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT error FROM broken ORDER BY run_id")]
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on a consistent view of the index, brought up to date with the refs first."""
+
+        def attempt() -> T:
+            self._refresh(full=False, progress=None)
+            with self.reading() as conn:
+                return work(conn)
+
+        return self._healing(attempt)
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -366,8 +425,11 @@ class _Rows:
 
         self.count += 1
         ref = f"{RUNS_PREFIX}/{run_id}"
-        data = store.snapshot(sha).read("run.yaml")
         try:
+            try:
+                data = store.snapshot(sha).read("run.yaml")
+            except NotFound as exc:
+                raise InvalidRecord(ref, "run.yaml", "(document)", str(exc)) from None
             if data is None:
                 raise InvalidRecord(ref, "run.yaml", "(document)", "file is missing")
             run = parse(Run, data, where=ref, path="run.yaml")
@@ -375,8 +437,11 @@ class _Rows:
                 raise InvalidRecord(
                     ref, "run.yaml", "id", f"'{run.id}' does not match the ref name"
                 )
+            unstorable = _unstorable(run.to_plain(), "")
+            if unstorable is not None:
+                raise InvalidRecord(ref, "run.yaml", *unstorable)
         except InvalidRecord as exc:
-            self.broken.append((run_id, sha, str(exc)))
+            self.broken.append((run_id, sha, _text(str(exc))))
             return
         self.add(run, sha)
 
@@ -425,6 +490,39 @@ class _Rows:
         conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", self.metrics)
         conn.executemany("INSERT INTO broken VALUES (?, ?, ?)", self.broken)
         self.clear()
+
+
+def _unstorable(value: Any, field: str) -> tuple[str, str] | None:
+    """The first value in a record SQLite cannot hold, as (field, why), or None.
+
+    A record's integers are unbounded and its strings may hold lone
+    surrogates (from YAML's "\\ud800" escapes); sqlite3 refuses both, and a
+    refused row would fail the whole refresh with it.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:
+            return None
+        return field, "the number does not fit in 64 bits, so it cannot be indexed"
+    if isinstance(value, str):
+        if _text(value) == value:
+            return None
+        return field, "the text holds a lone surrogate (not UTF-8), so it cannot be indexed"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{field}.{_text(key)}" if field else _text(key)
+            if _text(key) != key:
+                return where, "the key holds a lone surrogate (not UTF-8), so it cannot be indexed"
+            found = _unstorable(item, where)
+            if found is not None:
+                return found
+    return None
+
+
+def _text(value: str) -> str:
+    """``value`` with anything UTF-8 cannot encode (lone surrogates) written as escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _TABLES = ("runs", "params", "tags", "metrics", "loose", "broken", "meta")
@@ -483,6 +581,31 @@ def _read_chunk(chunk: list[tuple[str, str]], store: Store | None = None) -> _Ro
     for run_id, sha in chunk:
         rows.add_ref(source, run_id, sha)
     return rows
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+    version = _meta(conn, "schema")
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    # A new file, an older layout, or indexes an interrupted rebuild dropped.
+    if version != SCHEMA_VERSION or not indexes.issuperset(_SECONDARY_INDEXES):
+        with _write(conn):
+            if version not in (None, SCHEMA_VERSION):  # start again from the refs
+                for table in _TABLES:
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+            _create(conn)
+            _set_meta(conn, "schema", SCHEMA_VERSION)
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is no (longer a whole) database.
+
+    Damage (SQLITE_CORRUPT, SQLITE_NOTADB) raises DatabaseError itself or, when
+    a garbled index breaks a constraint, IntegrityError; a locked file or a full
+    disk raise OperationalError and must not cost the index.
+    """
+    return type(exc) in (sqlite3.DatabaseError, sqlite3.IntegrityError)
 
 
 def _create(conn: sqlite3.Connection) -> None:

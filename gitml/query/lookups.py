@@ -16,25 +16,25 @@ from .search import VIEW_TYPES
 def child_runs(index: QueryIndex, run_id: str, run_view_type: str = "ACTIVE_ONLY") -> list[Run]:
     """Runs whose parent is ``run_id``, newest first."""
     view = _view(run_view_type)
-    index.refresh()
-    with index.reading() as conn:
-        rows = conn.execute(
+    rows = index.read(
+        lambda conn: conn.execute(
             f"SELECT r.record FROM runs r WHERE r.parent_run_id = ? AND {view} "
             "ORDER BY r.start_time DESC, r.run_id",
             (run_id,),
         ).fetchall()
+    )
     return index.runs(row[0] for row in rows)
 
 
 def run_counts(index: QueryIndex) -> dict[str, dict[str, int]]:
     """Experiment id to its number of ``active`` and ``deleted`` runs."""
-    index.refresh()
     out: dict[str, dict[str, int]] = {}
-    with index.reading() as conn:
-        rows = conn.execute(
+    rows = index.read(
+        lambda conn: conn.execute(
             "SELECT experiment_id, lifecycle_stage, count(*) FROM runs "
             "GROUP BY experiment_id, lifecycle_stage"
         ).fetchall()
+    )
     for experiment_id, stage, count in rows:
         out.setdefault(experiment_id, {"active": 0, "deleted": 0})[stage] = count
     return out

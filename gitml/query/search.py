@@ -74,13 +74,15 @@ def search_runs(
         f"SELECT r.run_id FROM runs r WHERE {' AND '.join(clauses)} "
         f"ORDER BY {order} LIMIT ? OFFSET ?"
     )
-    index.refresh()
-    with index.reading() as conn:
+
+    def read(conn: sqlite3.Connection) -> tuple[list[str], dict[str, str]]:
         ids = [
             row[0] for row in conn.execute(sql, [*params, *order_params, max_results + 1, offset])
         ]
-        page = ids[:max_results]
-        records = _records(conn, page)
+        return ids, _records(conn, ids[:max_results])
+
+    ids, records = index.read(read)
+    page = ids[:max_results]
     runs = index.runs(records[run_id] for run_id in page)
     more = len(ids) > max_results
     return RunPage(runs, _token(offset + max_results) if more else None)

@@ -45,6 +45,7 @@ from .scoring_app import (
     Scope,
     Send,
     authorised,
+    error_headers,
     header,
     read_body,
     respond,
@@ -82,6 +83,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
     run_loop: bool = True,
+    body_seconds: float = scoring.DEFAULT_BODY_SECONDS,
 ) -> ASGIApp:
     """The ASGI app; with ``run_loop`` its lifespan runs the reconcile loop in a thread."""
     expected = f"Bearer {token}".encode() if token else None
@@ -128,12 +130,12 @@ def create_app(
             await send_error(send, _failure(404, "RESOURCE_DOES_NOT_EXIST", message))
             return
         started = time.perf_counter()
-        headers = (
+        headers: tuple[tuple[bytes, bytes], ...] = (
             (b"x-gitml-model-version", f"{name}/{chosen.version}".encode()),
             (b"x-gitml-revision", revision.commit.encode()),
         )
         try:
-            body = await read_body(scope, receive, max_body_bytes)
+            body = await read_body(scope, receive, max_body_bytes, body_seconds)
             content_type = header(scope, b"content-type")
             predictor = chosen.predictor
             if len(body) > OFFLOAD_ABOVE_BYTES:
@@ -142,7 +144,7 @@ def create_app(
                 result = scoring.score(predictor, body, content_type)
             status = 200
         except scoring.ScoringError as exc:
-            status, result = exc.status, exc.body()
+            status, result, headers = exc.status, exc.body(), error_headers(exc, headers)
         except ClientDisconnect:
             return  # nobody is left to read an answer
         await respond(send, result, status, JSON, headers)

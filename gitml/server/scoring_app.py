@@ -62,11 +62,15 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it passes ``limit`` bytes.
+async def read_body(
+    scope: Scope, receive: Receive, limit: int, timeout: float = scoring.DEFAULT_BODY_SECONDS
+) -> bytes:
+    """The request body, refusing (413) as soon as it passes ``limit`` bytes, and (408)
+    when it has not all arrived ``timeout`` seconds after the request began.
 
     A declared Content-Length over the cap is refused before anything is read;
     a chunked body is counted as it arrives, so nothing unbounded is buffered.
+    uvicorn's own timeouts do not cover a body that stops half-way.
     """
     declared = header(scope, b"content-length")
     if declared is not None:
@@ -76,8 +80,16 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise scoring.BadRequest(f"Content-Length '{declared}' is not a number") from None
     chunks: list[bytes] = []
     size = 0
+    deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(
+                receive(), deadline - asyncio.get_running_loop().time()
+            )
+        except asyncio.TimeoutError:
+            raise scoring.RequestTimeout(
+                f"the request body did not arrive within {timeout:g} seconds"
+            ) from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect
         chunk = message.get("body", b"")
@@ -115,7 +127,17 @@ def send_error(
     send: Send, exc: scoring.ScoringError, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> Awaitable[None]:
     """Answer with ``exc``'s status and MLflow's JSON error body."""
-    return respond(send, exc.body(), exc.status, JSON, headers)
+    return respond(send, exc.body(), exc.status, JSON, error_headers(exc, headers))
+
+
+def error_headers(
+    exc: scoring.ScoringError, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> tuple[tuple[bytes, bytes], ...]:
+    """``headers`` for an answer to ``exc``: after a 408 uvicorn must close the connection,
+    or it waits on it for the rest of the body."""
+    if isinstance(exc, scoring.RequestTimeout):
+        return (*headers, (b"connection", b"close"))
+    return headers
 
 
 # What a request without the right bearer token gets, from every server here.
@@ -160,6 +182,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
     offload_above_bytes: int = OFFLOAD_ABOVE_BYTES,
+    body_seconds: float = scoring.DEFAULT_BODY_SECONDS,
 ) -> ASGIApp:
     """The ASGI app scoring ``model``.
 
@@ -168,6 +191,7 @@ def create_app(
     worker thread, so a big batch does not stall ``/ping`` and other
     connections; a smaller one is predicted on the event loop, where a
     one-row request costs less (see ``OFFLOAD_ABOVE_BYTES``).
+    ``body_seconds``: how long a request may take to send its body (then 408).
     """
     expected = f"Bearer {token}".encode() if token else None
 
@@ -184,7 +208,7 @@ def create_app(
             )
             return
         try:
-            body = await read_body(scope, receive, max_body_bytes)
+            body = await read_body(scope, receive, max_body_bytes, body_seconds)
             content_type = header(scope, b"content-type")
             if len(body) > offload_above_bytes:
                 loop = asyncio.get_running_loop()

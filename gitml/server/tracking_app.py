@@ -57,6 +57,7 @@ from ..stages import Stages
 from ..tracking import artifacts as artifact_paths
 from ..tracking import journal, metrics, validation
 from ..tracking.client import EXPERIMENTS, RUNS, Client
+from ..tracking.entities import metric_from_json, metric_to_json
 from ..tracking.writer import Latest
 from .ui import attach_ui
 
@@ -94,7 +95,7 @@ class UpdateRun(_Body):
 
 class MetricPoint(_Body):
     key: str = Field(min_length=1, max_length=validation.MAX_KEY_LENGTH)
-    value: float
+    value: float | Literal["NaN", "Infinity", "-Infinity"]
     step: int = Field(default=0, ge=0, le=validation.MAX_INTEGER)
     timestamp: int | None = Field(default=None, ge=0, le=validation.MAX_INTEGER)
 
@@ -501,9 +502,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- runs -------------------------------------------------------------------
 
-    @app.post(f"{PREFIX}/runs", dependencies=[Write], status_code=201)
-    def create_run(body: CreateRun) -> Run:
-        return client.create_run(
+    @app.post(f"{PREFIX}/runs", dependencies=[Write], status_code=201, response_model=Run)
+    def create_run(body: CreateRun) -> Response:
+        run = client.create_run(
             body.experiment_id,
             body.run_name,
             body.start_time,
@@ -511,35 +512,38 @@ def create_app(settings: ServerSettings) -> FastAPI:
             parent_run_id=body.parent_run_id,
             entry_point=body.entry_point,
         )
+        return _run_answer(run, 201)
 
-    @app.get(f"{PREFIX}/runs/{{run_id}}", dependencies=[Read])
-    def get_run(run_id: str) -> Run:
-        return client.get_run(client.resolve_run_id(run_id))
+    @app.get(f"{PREFIX}/runs/{{run_id}}", dependencies=[Read], response_model=Run)
+    def get_run(run_id: str) -> Response:
+        return _run_answer(client.get_run(client.resolve_run_id(run_id)))
 
-    @app.patch(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write])
-    def update_run(run_id: str, body: UpdateRun) -> Run:
+    @app.patch(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write], response_model=Run)
+    def update_run(run_id: str, body: UpdateRun) -> Response:
         if body.status in ("FINISHED", "FAILED", "KILLED"):
             client.set_terminated(run_id, body.status, body.end_time)
             if body.run_name is not None:
                 client.update_run(run_id, name=body.run_name)
         elif body.status is not None or body.run_name is not None:
             client.update_run(run_id, status=body.status, name=body.run_name)
-        return client.get_run(run_id)
+        return _run_answer(client.get_run(run_id))
 
     @app.delete(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write], status_code=204)
     def delete_run(run_id: str) -> Response:
         client.delete_run(run_id)
         return Response(status_code=204)
 
-    @app.post(f"{PREFIX}/runs/{{run_id}}/restore", dependencies=[Write])
-    def restore_run(run_id: str) -> Run:
+    @app.post(f"{PREFIX}/runs/{{run_id}}/restore", dependencies=[Write], response_model=Run)
+    def restore_run(run_id: str) -> Response:
         client.restore_run(run_id)
-        return client.get_run(run_id)
+        return _run_answer(client.get_run(run_id))
 
-    @app.delete(f"{PREFIX}/runs/{{run_id}}/tags/{{key:path}}", dependencies=[Write])
-    def delete_tag(run_id: str, key: str) -> Run:
+    @app.delete(
+        f"{PREFIX}/runs/{{run_id}}/tags/{{key:path}}", dependencies=[Write], response_model=Run
+    )
+    def delete_tag(run_id: str, key: str) -> Response:
         client.delete_tag(run_id, key)
-        return client.get_run(run_id)
+        return _run_answer(client.get_run(run_id))
 
     @app.post(f"{PREFIX}/runs/{{run_id}}/log-batch", dependencies=[Write])
     def log_batch(run_id: str, body: LogBatch) -> LogBatchResult:
@@ -570,7 +574,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         points = client.get_metric_history(run_id, key)
         return MetricHistory(
             key=key,
-            points=[{"value": p.value, "step": p.step, "timestamp": p.timestamp} for p in points],
+            points=[
+                {"value": metric_to_json(p.value), "step": p.step, "timestamp": p.timestamp}
+                for p in points
+            ],
         )
 
     @app.post(
@@ -593,7 +600,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # Encoded directly: a page of 1,000 runs through FastAPI's generic
         # encoder costs more than the query itself (issue 8's 100 ms target).
         data = {
-            "runs": [run.model_dump(mode="json") for run in page],
+            "runs": [_run_json(run) for run in page],
             "next_page_token": page.token,
         }
         return Response(orjson.dumps(data), media_type="application/json")
@@ -769,6 +776,18 @@ class _TooLarge(GitmlError):
     pass
 
 
+def _run_json(run: Run) -> dict[str, Any]:
+    data = run.model_dump(mode="python")
+    for metric in data["metrics"].values():
+        metric["value"] = metric_to_json(metric["value"])
+    return data
+
+
+def _run_answer(run: Run, status: int = 200) -> Response:
+    """A run as JSON, its metrics that are not finite as "NaN", "Infinity", "-Infinity"."""
+    return Response(orjson.dumps(_run_json(run)), status_code=status, media_type="application/json")
+
+
 def _batch_entries(body: LogBatch, now: int) -> tuple[journal.Entries, dict[str, Latest]]:
     """A log-batch body validated as ``Client.log_batch`` validates, as one commit's data."""
     validation.batch_size(len(body.metrics), len(body.params), len(body.tags))
@@ -780,7 +799,7 @@ def _batch_entries(body: LogBatch, now: int) -> tuple[journal.Entries, dict[str,
         if lines is None:
             lines = entries.metrics[m.key] = []
             validation.key("metric", m.key)
-        point = (m.step, now if m.timestamp is None else m.timestamp, m.value)
+        point = (m.step, now if m.timestamp is None else m.timestamp, metric_from_json(m.value))
         lines.append(metrics.line(*point))
         current = latest.get(m.key)
         if current is None or point >= current:

@@ -159,15 +159,23 @@ class Client:
         return self._experiments[experiment_id]
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        for exp in self.list_experiments():
+        # A malformed record has no name to trust: it matches none.
+        for exp in self.list_experiments(problems=[]):
             if exp.name == name:
                 return exp
         return None
 
-    def list_experiments(self) -> list[Experiment]:
+    def list_experiments(self, problems: list[InvalidRecord] | None = None) -> list[Experiment]:
+        """Every experiment, by id; a malformed record raises ``InvalidRecord``, or, given
+        ``problems``, is skipped and added there (a listing shows the rest)."""
         out = []
         for ref, tip in sorted(self.store.refs(EXPERIMENTS).items()):
-            out.append(self._read_experiment(ref, self.store.snapshot(tip)))
+            try:
+                out.append(self._read_experiment(ref, self.store.snapshot(tip)))
+            except InvalidRecord as exc:
+                if problems is None:
+                    raise
+                problems.append(exc)
         return out
 
     def _read_experiment(self, ref: str, snap: Snapshot) -> Experiment:

@@ -55,13 +55,13 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
-from ..errors import Conflict, GitmlError, InvalidInput, NotFound
+from ..errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
 from ..records import TERMINAL_STATUSES, Artifact, Experiment, Run, validate
 from ..store import Clock
 from . import artifacts as artifact_paths
 from . import validation
 from .client import Client, _pairs
-from .entities import Metric, Param, RunTag
+from .entities import Metric, Param, RunTag, metric_from_json, metric_to_json
 from .writer import checked_metric
 
 if TYPE_CHECKING:
@@ -187,6 +187,13 @@ class _Http:
             self._pool.close()
 
 
+def _run(data: dict[str, Any]) -> Run:
+    """A run the server sent, its metrics that are not finite read back from their names."""
+    for metric in data.get("metrics", {}).values():
+        metric["value"] = metric_from_json(metric["value"])
+    return Run.model_validate(data)
+
+
 def _message(response: httpx2.Response) -> str:
     try:
         return str(response.json().get("message", response.text))
@@ -241,7 +248,12 @@ class _Batch:
             if entry.kind == "M":
                 step, timestamp, value = entry.value
                 metrics.append(
-                    {"key": entry.key, "value": value, "step": step, "timestamp": timestamp}
+                    {
+                        "key": entry.key,
+                        "value": metric_to_json(value),
+                        "step": step,
+                        "timestamp": timestamp,
+                    }
                 )
             elif entry.kind == "P":
                 params[entry.key] = entry.value
@@ -469,7 +481,8 @@ class RestClient(Client):
                 return exp
         return None
 
-    def list_experiments(self) -> list[Experiment]:
+    def list_experiments(self, problems: list[InvalidRecord] | None = None) -> list[Experiment]:
+        """Every experiment the server lists (it reads the records, and reports bad ones)."""
         return [Experiment.model_validate(e) for e in self._http.json("GET", "/experiments")]
 
     def experiment_id(self, name_or_id: str | None) -> str:
@@ -517,13 +530,13 @@ class RestClient(Client):
             "parent_run_id": parent_run_id,
             "entry_point": entry_point,
         }
-        run = Run.model_validate(self._http.json("POST", "/runs", body=body, idempotent=False))
+        run = _run(self._http.json("POST", "/runs", body=body, idempotent=False))
         self._known_params[run.id] = dict(run.params)
         return run
 
     def get_run(self, run_id: str) -> Run:
         self.flush()
-        return Run.model_validate(self._http.json("GET", f"/runs/{_seg(run_id)}"))
+        return _run(self._http.json("GET", f"/runs/{_seg(run_id)}"))
 
     def resolve_run_id(self, prefix: str) -> str:
         return self.get_run(prefix).id
@@ -549,7 +562,7 @@ class RestClient(Client):
             "page_token": page_token,
         }
         page = self._http.json("POST", "/runs/search", body=body)
-        runs = [Run.model_validate(r) for r in page["runs"]]
+        runs = [_run(r) for r in page["runs"]]
         return RunPage(runs, page.get("next_page_token"))
 
     def list_runs(
@@ -852,7 +865,10 @@ class RestClient(Client):
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         self.flush()
         found = self._http.json("GET", f"/runs/{_seg(run_id)}/metrics/{quote(key)}")
-        return [Metric(key, p["value"], p["timestamp"], p["step"]) for p in found["points"]]
+        return [
+            Metric(key, metric_from_json(p["value"]), p["timestamp"], p["step"])
+            for p in found["points"]
+        ]
 
     def restore_code(self, run_id: str, into: str | os.PathLike[str]) -> int:
         raise InvalidInput(

@@ -349,7 +349,7 @@ def test_outside_a_repository_is_a_one_line_error(
 
 
 def test_internal_error_exits_3(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: gitml.Client) -> list[gitml.Experiment]:
+    def broken(self: gitml.Client, problems: object = None) -> list[gitml.Experiment]:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(gitml.Client, "list_experiments", broken)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import gitml
 from gitml.cli import index as index_cli
 from testing.cli import cli, gitml_exe
-from testing.git import git
+from testing.git import commit_file_on_ref, git
 
 RUNS = "refs/gitml/runs/"
 
@@ -85,3 +86,64 @@ def test_executable_rebuild_is_quiet_when_piped(repo: Path) -> None:
     done = gitml_exe(repo, "index", "rebuild")
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout.startswith("Indexed 1 runs")
+
+
+def test_status_names_a_record_sqlite_cannot_hold(repo: Path) -> None:
+    client = gitml.Client()
+    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    text = git(repo, "show", f"{RUNS}{bad}:run.yaml").replace("tags: {}", 'tags:\n  t: "\\udc00"')
+    commit_file_on_ref(repo, RUNS + bad, "run.yaml", text)
+    listed = cli("runs", "list", "--json")
+    assert [run["id"] for run in json.loads(listed.stdout)] == [good]
+    assert f"warning: skipped malformed record {RUNS}{bad}:run.yaml: field 'tags.t'" in (
+        listed.stderr
+    )
+    (problem,) = json.loads(cli("index", "status", "--json").stdout)["broken"]
+    assert problem.startswith(f"{RUNS}{bad}:run.yaml: field 'tags.t': the text holds a lone")
+
+
+def _garble_header(data: bytes) -> bytes:
+    return b"garbage garbage!" + data[16:]
+
+
+def _garble_page(data: bytes) -> bytes:
+    return data[:8192] + b"\xa5" * 4096 + data[12288:]
+
+
+def _truncate(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _text_file(data: bytes) -> bytes:
+    return b"this is not a database\n" * 50
+
+
+def _zero_the_pages(data: bytes) -> bytes:
+    return data[:4096] + bytes(len(data) - 4096)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "damage", [_garble_header, _garble_page, _truncate, _text_file, _zero_the_pages]
+)
+def test_a_damaged_index_is_rebuilt_from_the_refs(repo: Path, damage: Any) -> None:
+    client = gitml.Client()
+    for i in range(12):
+        client.log_batch(client.create_run(run_name=f"r{i}").id, params={"p": "x" * 1500})
+    client.index.refresh()
+    client.index.close()
+    index = repo / ".git" / "gitml" / "index.sqlite"
+    assert not Path(f"{index}-wal").exists()  # all of it is in the main file
+    whole = index.read_bytes()
+    assert len(whole) > 12288  # the page garbled is one of the runs'
+
+    index.write_bytes(damage(whole))
+    done = gitml_exe(repo, "runs", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 12
+    index.write_bytes(damage(whole))
+    assert cli("runs", "search", "params.p != ''", "--json").stdout.count('"name"') == 12
+    index.write_bytes(damage(whole))
+    assert cli("index", "rebuild").stdout.startswith("Indexed 12 runs in ")
+    index.write_bytes(damage(whole))
+    assert json.loads(cli("index", "status", "--json").stdout)["runs"] == 12

@@ -10,7 +10,7 @@ import pytest
 import gitml
 from gitml.registry import MODELS
 from testing.cli import cli, gitml_exe, one_error_line
-from testing.git import git
+from testing.git import commit_file_on_ref, git
 from testing.registry import log_iris_run
 
 
@@ -194,3 +194,22 @@ def test_models_list_as_a_real_process(repo: Path, uri: str) -> None:
     assert [m["name"] for m in json.loads(done.stdout)] == ["churn"]
     done = gitml_exe(repo, "models", "show", "nope")
     assert done.returncode == 1 and done.stderr == "error: no registered model 'nope'\n"
+
+
+def test_list_shows_every_good_record_and_warns_about_bad_ones(repo: Path, uri: str) -> None:
+    for name in ("churn", "churn", "fraud", "spam"):
+        cli("models", "register", uri, name)
+    commit_file_on_ref(repo, MODELS + "churn", "versions/1.yaml", "name: churn\nversion: one\n")
+    commit_file_on_ref(repo, MODELS + "fraud", "model.yaml", "[not, a, mapping]\n")
+    listed = cli("models", "list", "--json")
+    found = [(m["name"], m["latest_version"], m["versions"]) for m in json.loads(listed.stdout)]
+    assert found == [("churn", 2, 1), ("spam", 1, 1)]
+    assert listed.stderr.splitlines() == [
+        f"warning: skipped malformed record {MODELS}fraud:model.yaml: field '(document)': "
+        "expected a mapping at the top level",
+        f"warning: skipped malformed record {MODELS}churn:versions/1.yaml: field 'version': "
+        "Input should be a valid integer",
+    ]
+    table = cli("models", "list")
+    assert [line.split()[0] for line in table.stdout.splitlines()] == ["NAME", "churn", "spam"]
+    assert table.stderr == listed.stderr

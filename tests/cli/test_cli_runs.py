@@ -11,7 +11,7 @@ import pytest
 
 import gitml
 from testing.cli import cli, gitml_exe, one_error_line
-from testing.git import git
+from testing.git import commit_file_on_ref, git
 
 T0 = 1_700_000_000_000
 RUNS = "refs/gitml/runs/"
@@ -332,3 +332,23 @@ def test_executable_search_and_errors(repo: Path, runs: dict[str, str]) -> None:
     done = gitml_exe(repo, "runs", "diff", runs["a"][:8], runs["b"][:8], "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["b"]["name"] == "b"
+
+
+def test_a_malformed_experiment_is_a_warning_in_listings(repo: Path) -> None:
+    client = gitml.Client()
+    good = client.create_run("churn").id
+    bad = client.create_run("fraud").id
+    fraud = client.get_run(bad).experiment_id
+    ref = f"refs/gitml/experiments/{fraud}"
+    commit_file_on_ref(repo, ref, "experiment.yaml", "id: x\nname: [oops\n")
+    warning = f"warning: skipped malformed record {ref}:experiment.yaml: field '(document)': "
+    listed = cli("runs", "list")
+    assert {line.split()[0] for line in listed.stdout.splitlines()[1:]} == {good[:12], bad[:12]}
+    assert "churn" in listed.stdout
+    assert listed.stderr.startswith(warning + "not valid YAML")
+    assert listed.stderr.count("warning:") == 1
+    experiments = cli("experiments", "list", "--json")
+    assert [e["name"] for e in json.loads(experiments.stdout)] == ["churn"]
+    assert experiments.stderr.startswith(warning)
+    table = cli("experiments", "list")
+    assert [line.split()[1] for line in table.stdout.splitlines()[1:]] == ["churn"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -119,3 +120,68 @@ def test_assignments() -> None:
         parse_assignments(["=1"])
     with pytest.raises(InvalidInput, match="given twice"):
         parse_assignments(["a=1", "a=2"])
+
+
+PAYLOADS = [
+    "'; touch {m}; '",
+    '"; touch {m}; "',
+    "$(touch {m})",
+    "`touch {m}`",
+    "'$(touch {m})'",
+    '"$(touch {m})"',
+    "x\ntouch {m}\n",
+    "'\"'\"'; touch {m} #",
+    "\\'; touch {m}; echo \\'",
+    "$'\\''; touch {m}; '",
+    "a' 'b\" \"c",
+    "${{IFS}}$(touch {m})}}",
+]
+TEMPLATES = [
+    ("printf '[%s]\\n' '{msg}'", "[{}]\n"),
+    ("printf '[%s]\\n' \"{msg}\"", "[{}]\n"),
+    ("printf '[%s]\\n' '--msg={msg}' \"--also={msg}\"", "[--msg={0}]\n[--also={0}]\n"),
+    ("printf '[%s]\\n' {msg}", "[{}]\n"),
+    ("printf '[%s]\\n' \"$(printf '%s|' \"{msg}\" '{msg}')\"", "[{0}|{0}|]\n"),
+]
+
+
+@pytest.mark.parametrize("template", [t for t, _ in TEMPLATES], ids=range(len(TEMPLATES)))
+def test_a_placeholder_inside_quotes_takes_any_value_verbatim(
+    template: str, tmp_path: Path
+) -> None:
+    expected = dict(TEMPLATES)[template]
+    marker = tmp_path / "ran"
+    ep = entry(template, msg=("string", None))
+    for payload in (p.format(m=marker) for p in PAYLOADS):
+        command = build(ep, {"msg": payload}, tmp_path)
+        out = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, check=False, cwd=tmp_path
+        )
+        assert not marker.exists(), (payload, command)
+        assert (out.returncode, out.stdout) == (0, expected.format(payload)), (
+            payload,
+            command,
+            out.stderr,
+        )
+
+
+@pytest.mark.parametrize(
+    ("template", "where"),
+    [
+        ("echo `echo {msg}`", "backquotes"),
+        ("echo ${{X:-{msg}}}", "a ${...} expansion"),
+        ("echo $(( {msg} + 1 ))", "arithmetic"),
+        ("echo hi # {msg}", "a comment"),
+        ("cat <<EOF\n{msg}\nEOF", "a here-document"),
+        ("echo $'{msg}'", "$'...' quotes"),
+    ],
+)
+def test_a_placeholder_no_quoting_can_hold_is_refused(
+    template: str, where: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(f"{{msg}} stands inside {where}")):
+        build(entry(template, msg=("string", "1")), {}, tmp_path)
+    with pytest.raises(InvalidInput, match="follows a backslash"):
+        build(entry("echo \\{msg}", msg=("string", "1")), {}, tmp_path)
+    with pytest.raises(InvalidInput, match=re.escape("formats {msg}")):
+        build(entry("echo {msg!r}", msg=("string", "1")), {}, tmp_path)

@@ -402,3 +402,26 @@ def test_path_and_uri_parameters_in_a_real_run(repo: Path, tmp_path: Path) -> No
     done = projects.run("typed", parameters={"data": data, "source": "s3://b/k?x=1&y=2"})
     assert done.command == f"head -n 2 '{data}' && echo 's3://b/k?x=1&y=2' 0.5"
     assert Client().read_artifact(done.run_id, LOG_ARTIFACT) == b"1\n2\ns3://b/k?x=1&y=2 0.5\n"
+
+
+QUOTED = """
+name: quoted
+entry_points:
+  main:
+    parameters:
+      msg: string
+    command: "python echo.py '--msg={msg}' \\"{msg}\\""
+"""
+ECHO = "import json, sys\nopen('got.json', 'w').write(json.dumps(sys.argv[1:]))\n"
+
+
+def test_a_quoted_placeholder_passes_crafted_values_verbatim(repo: Path) -> None:
+    path = write_project(repo / "quoted", QUOTED, **{"echo.py": ECHO})
+    commit_all(repo, "project")
+    marker = repo / "ran"
+    for payload in (f"'; touch {marker}; '", f'"; touch {marker}; "', f"$(touch {marker})"):
+        done = projects.run(str(path), parameters={"msg": payload}, env_manager="local")
+        assert (done.status, marker.exists()) == ("FINISHED", False), done.command
+        got = json.loads((path / "got.json").read_text())
+        assert got == [f"--msg={payload}", payload]
+        assert Client().get_run(done.run_id).params == {"msg": payload}

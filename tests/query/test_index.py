@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 import gitml
 from gitml.query.index import QueryIndex
+from testing.cli import gitml_exe
 from testing.git import commit_file_on_ref, git, init_repo
 
 RUNS = "refs/gitml/runs/"
@@ -246,3 +248,82 @@ def test_one_index_serves_many_threads(repo: Path) -> None:
     assert found == [ids] * 60
     client.index.close()  # every thread's connection, from this one
     assert {run.id for run in client.search_runs()} == ids  # and it opens again
+
+
+def _edit_record(repo: Path, run_id: str, old: str, new: str) -> None:
+    """Change ``run.yaml`` with plain git, as a foreign tool would (no validation)."""
+    text = git(repo, "show", f"{RUNS}{run_id}:run.yaml")
+    assert old in text
+    commit_file_on_ref(repo, RUNS + run_id, "run.yaml", text.replace(old, new, 1))
+
+
+UNINDEXABLE = [
+    (
+        "metrics: {}",
+        "metrics:\n  loss:\n    value: 1.0\n    step: 18446744073709551616\n    timestamp: 1",
+        "metrics.loss.step",
+        "64 bits",
+    ),
+    ("params: {}", 'params:\n  "k\\ud800": v', "params.k\\ud800", "lone surrogate"),
+    ("tags: {}", 'tags:\n  t: "v\\udc00"', "tags.t", "lone surrogate"),
+    ("branch: main", 'branch: "ma\\udfffin"', "source.branch", "lone surrogate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "why"), UNINDEXABLE, ids=["step", "param-key", "tag", "branch"]
+)
+def test_a_value_sqlite_refuses_skips_that_run_only(
+    repo: Path, old: str, new: str, field: str, why: str
+) -> None:
+    client = gitml.Client()
+    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    client.index.refresh()
+    _edit_record(repo, bad, old, new)
+    assert [run.id for run in client.search_runs()] == [good]
+    (problem,) = client.index.broken()
+    assert problem.startswith(f"{RUNS}{bad}:run.yaml: field '{field}': ")
+    assert why in problem
+    assert [run.id for run in gitml.Client().search_runs()] == [good]  # a fresh rebuild too
+    assert gitml.Client().index.rebuild() == 1
+
+
+def test_a_start_time_beyond_64_bits_is_reported(repo: Path) -> None:
+    client = gitml.Client()
+    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    text = git(repo, "show", f"{RUNS}{bad}:run.yaml")
+    start = next(ln for ln in text.splitlines() if ln.startswith("start_time: "))
+    _edit_record(repo, bad, start, "start_time: 1" + "0" * 30)
+    assert [run.id for run in client.search_runs()] == [good]
+    (problem,) = client.index.broken()
+    assert f"{RUNS}{bad}:run.yaml: field 'start_time': " in problem
+
+
+def test_deeply_nested_yaml_is_reported_not_a_crash(repo: Path) -> None:
+    """PyYAML's C loader recurses without a limit: this killed the process with SIGSEGV."""
+    client = gitml.Client()
+    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    other = client.create_run(run_name="other").id
+    commit_file_on_ref(repo, RUNS + bad, "run.yaml", "[" * 100_000)
+    commit_file_on_ref(repo, RUNS + other, "run.yaml", "- " * 40_000 + "x\n")
+    done = gitml_exe(repo, "runs", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [run["id"] for run in json.loads(done.stdout)] == [good]
+    warnings = done.stderr.splitlines()
+    assert len([w for w in warnings if w.startswith("warning: skipped malformed record")]) == 2
+    assert any(f"{RUNS}{bad}:run.yaml: field '(document)': not valid YAML" in w for w in warnings)
+
+
+def test_a_run_ref_at_a_blob_or_a_run_yaml_folder_is_reported(repo: Path) -> None:
+    client = gitml.Client()
+    good = client.create_run(run_name="good").id
+    blob = git(repo, "hash-object", "-w", "--stdin", stdin="not a commit\n").strip()
+    git(repo, "update-ref", RUNS + "a" * 32, blob)
+    folder = git(repo, "mktree", stdin=f"100644 blob {blob}\tinside\n").strip()
+    tree = git(repo, "mktree", stdin=f"040000 tree {folder}\trun.yaml\n").strip()
+    git(repo, "update-ref", RUNS + "b" * 32, git(repo, "commit-tree", tree, "-m", "x").strip())
+    assert [run.id for run in client.search_runs()] == [good]
+    first, second = client.index.broken()
+    assert first.startswith(f"{RUNS}{'a' * 32}:run.yaml: field '(document)': ")
+    assert f"object {blob} is a blob, not a commit" in first
+    assert second.startswith(f"{RUNS}{'b' * 32}:run.yaml: field '(document)': ")

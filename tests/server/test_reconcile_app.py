@@ -25,7 +25,7 @@ from gitml.registry import Registry
 from gitml.server.reconcile_app import create_app
 from gitml.stages import Stages
 from testing.reconcile import CountingLoader, write_declaration
-from testing.serving import uvicorn_server
+from testing.serving import read_until_closed, stalled_request, uvicorn_server
 
 STAGE = "production"
 TOKEN = "s3cret"
@@ -268,6 +268,27 @@ def test_a_real_uvicorn_serves_and_follows(client: gitml.Client, stages: Stages)
             )
         )
         assert http.get(f"{url}/status").json()["models"]["adder"][0]["version"] == 3
+
+
+def test_scoring_refuses_what_models_serve_refuses(reconciler: Reconciler, stages: Stages) -> None:
+    stages.assign("adder", 1, STAGE)
+    reconciler.reconcile()
+    http = app_client(reconciler)
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for body in (deep, b'{"inputs": [[' + b"7" * 5000 + b"]]}"):
+        response = http.post("/invocations", content=body, headers=JSON)
+        assert response.status_code == 400, response.text
+        assert response.json()["error_code"] == "BAD_REQUEST"
+    app = create_app(reconciler, interval=60, run_loop=False, body_seconds=1.0)
+    with uvicorn_server(app) as url, httpx2.Client() as real:
+        stalled = stalled_request(url)
+        started = time.monotonic()
+        answer = real.post(f"{url}/invocations", content=BODY, headers=JSON)
+        assert answer.json() == {"predictions": [1]}  # served while that one waits
+        head, _, body = read_until_closed(stalled, timeout=10.0).partition(b"\r\n\r\n")
+        assert time.monotonic() - started < 5.0
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["error_code"] == "REQUEST_TIMEOUT"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from starlette.testclient import TestClient
 
 import gitml
 from gitml.server.scoring_app import create_app, load_model
-from testing.serving import StandInModel, uvicorn_server
+from testing.serving import StandInModel, read_until_closed, stalled_request, uvicorn_server
 
 COLUMNS = ["a", "b"]
 
@@ -243,3 +244,35 @@ def test_each_worker_builds_its_app_from_the_environment(monkeypatch: pytest.Mon
     auth = {"Authorization": "Bearer t"}
     big = client.post("/invocations", json={"inputs": [[1] * 50]}, headers=auth)
     assert big.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deeply"),
+        (b'{"inputs": [[' + b"7" * 5000 + b", 1]]}", "5000 digits does not fit in 64 bits"),
+        (b'{"inputs": [[-' + b"9" * 25 + b", NaN]]}", "25 digits does not fit in 64 bits"),
+    ],
+    ids=["deep", "5000-digits", "beyond-64-bits"],
+)
+def test_input_json_cannot_take_is_a_json_400(body: bytes, words: str) -> None:
+    big = TestClient(create_app(StandInModel(total, columns=COLUMNS)))
+    response = post(big, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == "BAD_REQUEST"
+    assert words in response.json()["message"]
+
+
+def test_a_body_that_stops_half_way_is_408_and_others_are_served() -> None:
+    app = create_app(StandInModel(total, columns=COLUMNS), body_seconds=1.0)
+    with uvicorn_server(app) as url, httpx2.Client(base_url=url) as http:
+        stalled = stalled_request(url)
+        started = time.monotonic()
+        for _ in range(3):  # while that one waits
+            response = http.post("/invocations", json={"inputs": [[1, 2]]})
+            assert response.json() == {"predictions": [3]}
+        answer = read_until_closed(stalled, timeout=10.0)
+        assert time.monotonic() - started < 5.0
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["error_code"] == "REQUEST_TIMEOUT"

@@ -5,11 +5,13 @@ comes back, tokens, and the CLI's ``--tracking-uri``."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 import gitml
@@ -310,3 +312,40 @@ def test_two_workers_apply_each_batch_once(repo: Path) -> None:
         for client in clients:
             client.flush()
         assert steps(clients[0], run.id, "m") == list(range(4500))
+
+
+def test_nan_and_infinities_cross_http_both_ways(server: TrackingServer) -> None:
+    client = gitml.Client(server.url)
+    run = client.create_run(run_name="odd-values")
+    values = {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "one": 1.0}
+    for step, (key, value) in enumerate(values.items()):
+        client.log_metric(run.id, key, value, step=step)
+    client.flush()
+    for reader in (client, local(server.repo)):
+        got = reader.get_run(run.id).metrics
+        assert math.isnan(got["nan"].value)
+        assert (got["inf"].value, got["ninf"].value, got["one"].value) == (
+            math.inf,
+            -math.inf,
+            1.0,
+        )
+    (found,) = client.search_runs(filter_string="metrics.one = 1")
+    assert math.isnan(found.metrics["nan"].value) and found.metrics["ninf"].value == -math.inf
+    (point,) = client.get_metric_history(run.id, "inf")
+    assert point.value == math.inf and point.step == 1
+    (point,) = client.get_metric_history(run.id, "nan")
+    assert math.isnan(point.value)
+    # On the wire, as MLflow's REST API writes them: strings, never null.
+    raw = httpx2.get(f"{server.url}/api/v1/runs/{run.id}").json()["metrics"]
+    assert [raw[k]["value"] for k in values] == ["NaN", "Infinity", "-Infinity", 1.0]
+    sent = httpx2.post(
+        f"{server.url}/api/v1/runs/{run.id}/log-batch",
+        json={"metrics": [{"key": "mlflow", "value": "-Infinity", "step": 0, "timestamp": 1}]},
+    )
+    assert sent.status_code == 200, sent.text
+    assert client.get_run(run.id).metrics["mlflow"].value == -math.inf
+    refused = httpx2.post(
+        f"{server.url}/api/v1/runs/{run.id}/log-batch",
+        json={"metrics": [{"key": "word", "value": "nan", "step": 0, "timestamp": 1}]},
+    )
+    assert refused.status_code == 400
