@@ -241,4 +241,6 @@ def test_aliases_are_refused_naming_their_line(text: str, line: int, name: str) 
 def test_gitml_loads_with_the_c_parser_when_pyyaml_has_one() -> None:
     if not hasattr(yaml, "CSafeLoader"):
         pytest.skip("PyYAML built without libyaml")
-    assert issubclass(yamlio._record_loader(), yaml.CSafeLoader)
+    assert issubclass(yamlio._record_loader(c_parser=True), yaml.CSafeLoader)
+    # Deeply nested text goes to the pure-Python parser, which refuses instead of crashing.
+    assert not issubclass(yamlio._record_loader(c_parser=False), yaml.CSafeLoader)
