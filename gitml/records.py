@@ -13,8 +13,9 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import yamlio
-from .errors import InvalidRecord
+from .errors import InvalidInput, InvalidRecord
 from .stage_refs import STAGE_NAME
+from .tracking.artifacts import stored_path
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -39,6 +40,18 @@ def _unique(items: list[str]) -> list[str]:
     if len(set(items)) != len(items):
         raise ValueError("items must be unique")
     return items
+
+
+def _artifact_path(value: str) -> str:
+    """A manifest path is written to disk below a destination on download: it must stay there."""
+    try:
+        return stored_path(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+# The schemas' pattern for it says the same (``tests/test_records.py`` checks both).
+ArtifactPath = Annotated[str, AfterValidator(_artifact_path)]
 
 
 class Record(BaseModel):
@@ -107,7 +120,7 @@ class Run(Record):
 class Artifact(Record):
     """One entry of a run's artifact manifest."""
 
-    path: str = Field(min_length=1)
+    path: ArtifactPath = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: Integer = Field(ge=0)
     storage: Literal["git", "external"] = "git"
@@ -163,7 +176,7 @@ class ModelVersion(Record):
     source: str = Field(min_length=1)
     run_id: str = Field(pattern=RUN_ID)
     run_commit: str = Field(pattern=HEX40)
-    model_path: str = Field(min_length=1)
+    model_path: ArtifactPath = Field(min_length=1)
     digest: str = Field(pattern=DIGEST)
     flavors: list[str] = Field(default_factory=list)
     signature: dict[str, str] = Field(default_factory=dict)

@@ -116,8 +116,7 @@ class Client:
 
     def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> str:
         """A new experiment; its id is derived from the name, so two machines agree on it."""
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInput(f"experiment name must be a non-empty string, got {name!r}")
+        validation.experiment_name(name)
         if self.get_experiment_by_name(name) is not None:
             raise Conflict(f"experiment '{name}' already exists")
         exp_id = (
@@ -659,7 +658,8 @@ class Client:
                 if single
                 else Path(artifact.path).relative_to(Path(base).parent)
             )
-            self._download(run_id, artifact, dest_root / rel)
+            what = f"run {run_id} artifact '{artifact.path}'"
+            self._download(run_id, artifact, artifact_paths.inside(dest_root, rel, what))
         return dest_root / (Path(base).name)
 
     def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:
