@@ -643,13 +643,23 @@ class Client:
     def download_artifacts(
         self, run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None
     ) -> Path:
-        """Copy one artifact, or every artifact below a folder, to ``dst_path``."""
-        chosen = self.list_artifacts(run_id, path)
-        if not chosen:
+        """Copy one artifact, or every artifact below a folder, to ``dst_path``.
+
+        ``path`` ``""`` is every artifact of the run, written below ``dst_path``
+        itself (which is returned), as ``MlflowClient.download_artifacts`` does.
+        """
+        everything = path == ""
+        chosen = self.list_artifacts(run_id, None if everything else path)
+        if not chosen and not everything:
             raise NotFound(f"run {run_id} has no artifact '{path}'")
         dest_root = (
             Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-"))
         )
+        if everything:
+            dest_root.mkdir(parents=True, exist_ok=True)
+            for artifact in chosen:
+                self._download(run_id, artifact, dest_root / artifact.path)
+            return dest_root
         base = artifact_paths.clean_path(path)
         single = len(chosen) == 1 and chosen[0].path == base
         for artifact in chosen:

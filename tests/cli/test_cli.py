@@ -264,6 +264,24 @@ def test_artifacts_get_default_out_is_the_name(
     assert (where / "hello.txt").read_bytes() == b"hello"
 
 
+def test_artifacts_get_without_a_path_writes_every_artifact_and_a_folder_below_out(
+    two_runs: tuple[str, str], tmp_path: Path
+) -> None:
+    _, second = two_runs
+    result = cli("artifacts", "get", second, "--out", str(tmp_path / "all"))
+    assert "Wrote 2 files to" in result.stderr
+    assert (tmp_path / "all" / "notes" / "hello.txt").read_bytes() == b"hello"
+    assert json.loads((tmp_path / "all" / "labels.json").read_text()) == {"classes": [0, 1]}
+    cli("artifacts", "get", second, "notes", "--out", str(tmp_path / "folder"))
+    folder = tmp_path / "folder"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "notes",
+        "notes/hello.txt",
+    ]
+    line = one_error_line(cli("artifacts", "get", second, "notes", "--out", "-", ok=False))
+    assert "'notes' is a folder" in line
+
+
 # -- experiments -------------------------------------------------------------------------
 
 

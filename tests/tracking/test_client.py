@@ -17,6 +17,7 @@ import gitml
 from testing import procs
 from testing.git import FixedClock, commit_file_on_ref, fsck, init_repo
 from testing.git import git as _git
+from testing.mlflow_ref import mlflow_answer
 from testing.procs import child_env, write_config
 
 RUNS = "refs/gitml/runs/"
@@ -604,6 +605,53 @@ def test_artifact_logging_listing_and_reading(repo: Path, tmp_path: Path) -> Non
         client.read_artifact(run.id, "missing.txt")
     with pytest.raises(gitml.NotFound):
         client.download_artifacts(run.id, "missing", tmp_path / "dl3")
+
+
+MLFLOW_DOWNLOAD_ALL = """
+import json, sys
+from pathlib import Path
+from mlflow import MlflowClient
+
+src, out, empty = (Path(a) for a in sys.argv[1:])
+client = MlflowClient()
+run_id = client.create_run(client.create_experiment("download")).info.run_id
+client.log_artifacts(run_id, str(src))
+client.log_artifact(run_id, str(src / "a.txt"), "copies")
+returned = client.download_artifacts(run_id, "", str(out))
+bare = client.create_run(client.get_experiment_by_name("download").experiment_id).info.run_id
+returned_empty = client.download_artifacts(bare, "", str(empty))
+print(json.dumps({"returned": returned, "returned_empty": returned_empty}))
+"""
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_download_of_everything_is_laid_out_as_mlflow_lays_it_out(
+    repo: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.txt").write_text("b")
+    theirs = mlflow_answer(
+        MLFLOW_DOWNLOAD_ALL, tmp_path, str(src), str(tmp_path / "ml"), str(tmp_path / "ml-empty")
+    )
+
+    client = gitml.Client()
+    run = client.create_run()
+    client.log_artifacts(run.id, src)
+    client.log_artifact(run.id, src / "a.txt", "copies")
+    ours = client.download_artifacts(run.id, "", tmp_path / "ours")
+    empty = client.download_artifacts(client.create_run().id, "", tmp_path / "ours-empty")
+
+    assert Path(theirs["returned"]) == tmp_path / "ml" and ours == tmp_path / "ours"
+    expected = {"a.txt": "a", "copies/a.txt": "a", "sub/b.txt": "b"}
+    assert _tree(ours) == _tree(tmp_path / "ml") == expected
+    assert Path(theirs["returned_empty"]) == tmp_path / "ml-empty"
+    assert empty == tmp_path / "ours-empty" and list(empty.iterdir()) == []
 
 
 def test_artifact_overwrite_and_file_folder_clash(repo: Path) -> None:
