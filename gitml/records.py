@@ -8,13 +8,16 @@ in agreement. Field order here is the canonical key order of the YAML files.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import yamlio
 from .errors import InvalidInput, InvalidRecord
 from .stage_refs import STAGE_NAME
+
+if TYPE_CHECKING:
+    from .tracking.entities import RunData, RunInfo
 from .tracking.artifacts import stored_path
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -113,8 +116,40 @@ class Run(Record):
 
     @property
     def run_id(self) -> str:
-        """MLflow's name for ``id``, so ``gitml.active_run().info.run_id`` works."""
+        """MLflow's name for ``id``."""
         return self.id
+
+    # The MLflow views are built where MLflow's shapes live (tracking.entities,
+    # query.frame's system tags); imported on use, as this module is below them.
+    @property
+    def info(self) -> RunInfo:
+        """MLflow's ``run.info`` view: ``run_id``, ``run_name``, ``status``, times..."""
+        from .query.frame import artifact_uri
+        from .tracking.entities import RunInfo
+
+        return RunInfo(
+            run_id=self.id,
+            experiment_id=self.experiment_id,
+            run_name=self.name,
+            user_id=self.user,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            lifecycle_stage=self.lifecycle_stage,
+            artifact_uri=artifact_uri(self),
+        )
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``run.data`` view: params, each metric's latest value, tags."""
+        from .query.frame import system_tags
+        from .tracking.entities import RunData
+
+        return RunData(
+            params=dict(self.params),
+            metrics={key: m.value for key, m in self.metrics.items()},
+            tags={**system_tags(self), **self.tags},
+        )
 
 
 class Artifact(Record):
