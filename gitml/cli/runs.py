@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import emit_csv, emit_json, one_format, open_run, table, tracking_option, utc_time
+from .common import (
+    emit_csv,
+    emit_json,
+    one_format,
+    open_run,
+    table,
+    tracking_option,
+    utc_time,
+    utc_time_ms,
+)
 
 if TYPE_CHECKING:
     from ..records import Run
@@ -231,8 +240,15 @@ def _print_details(details: RunDetails) -> None:
     _pairs(list(run.params.items()))
     click.echo("\nMetrics (latest)" + ("" if run.metrics else ": none"))
     _pairs([(k, f"{m.value:.6g}  (step {m.step})") for k, m in run.metrics.items()])
-    click.echo("\nTags" + ("" if run.tags else ": none"))
-    _pairs(list(run.tags.items()))
+    from ..models.mlmodel import HISTORY_TAG, logged_models
+
+    models = logged_models(run.tags)
+    tags = [(k, v) for k, v in run.tags.items() if models is None or k != HISTORY_TAG]
+    click.echo("\nTags" + ("" if tags else ": none"))
+    _pairs(tags)
+    if models:
+        click.echo(f"\nLogged models ({HISTORY_TAG})")
+        _pairs([(m.artifact_path, f"{', '.join(m.flavors)}  {m.time}".strip()) for m in models])
     click.echo("\nArtifacts" + ("" if details.artifacts else ": none"))
     _pairs([(a.path, _bytes(a.size)) for a in details.artifacts])
     if details.children:
@@ -328,7 +344,8 @@ def _print_stat(files: Sequence[FileChange]) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV: step,timestamp,value.")
 @tracking_option
 def metric(run_id: str, key: str, as_json: bool, as_csv: bool, tracking_uri: str | None) -> None:
-    """Print every point of one metric: step, timestamp, value (tab-separated)."""
+    """Print every point of one metric: step, time (UTC, to the millisecond), value
+    (tab-separated); --json and --csv give the timestamp in milliseconds."""
     one_format(as_json, as_csv)
     client, full = open_run(tracking_uri, run_id)
     points = client.get_metric_history(full, key)
@@ -342,7 +359,7 @@ def metric(run_id: str, key: str, as_json: bool, as_csv: bool, tracking_uri: str
         )
         return
     for p in points:
-        click.echo(f"{p.step}\t{p.timestamp}\t{p.value!r}")
+        click.echo(f"{p.step}\t{utc_time_ms(p.timestamp)}\t{p.value!r}")
 
 
 @group.command("tag")

@@ -149,7 +149,8 @@ def test_unknown_and_ambiguous_prefixes(repo: Path) -> None:
 def test_runs_metric(two_runs: tuple[str, str]) -> None:
     first, _ = two_runs
     lines = cli("runs", "metric", first[:10], "loss").stdout.splitlines()
-    assert lines[0] == f"0\t{1_700_000_000_000}\t1.0"
+    assert lines[0] == "0\t2023-11-14 22:13:20.000 UTC\t1.0"
+    assert lines[4] == "4\t2023-11-14 22:13:20.004 UTC\t0.2"
     assert len(lines) == 5
     points = json.loads(cli("runs", "metric", first[:10], "loss", "--json").stdout)
     assert [p["step"] for p in points] == [0, 1, 2, 3, 4]
