@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import yamlio
-from .errors import InvalidInput, InvalidRecord
+from .errors import InvalidRecord
 from .stage_refs import STAGE_NAME
 
 if TYPE_CHECKING:
     from .tracking.entities import RunData, RunInfo
-from .tracking.artifacts import stored_path
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -43,18 +42,6 @@ def _unique(items: list[str]) -> list[str]:
     if len(set(items)) != len(items):
         raise ValueError("items must be unique")
     return items
-
-
-def _artifact_path(value: str) -> str:
-    """A manifest path is written to disk below a destination on download: it must stay there."""
-    try:
-        return stored_path(value)
-    except InvalidInput as exc:
-        raise ValueError(str(exc)) from None
-
-
-# The schemas' pattern for it says the same (``tests/test_records.py`` checks both).
-ArtifactPath = Annotated[str, AfterValidator(_artifact_path)]
 
 
 class Record(BaseModel):
@@ -87,6 +74,11 @@ class Source(Record):
     branch: str | None = None
     dirty: bool = False
     entry_point: str | None = None
+    # Untracked files too large for the snapshot (the first 100 by path): when
+    # any is named, restoring the code does not reproduce the run.
+    omitted: Annotated[list[str], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=100
+    )
 
 
 class MetricValue(Record):
@@ -155,7 +147,7 @@ class Run(Record):
 class Artifact(Record):
     """One entry of a run's artifact manifest."""
 
-    path: ArtifactPath = Field(min_length=1)
+    path: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: Integer = Field(ge=0)
     storage: Literal["git", "external"] = "git"
@@ -211,7 +203,7 @@ class ModelVersion(Record):
     source: str = Field(min_length=1)
     run_id: str = Field(pattern=RUN_ID)
     run_commit: str = Field(pattern=HEX40)
-    model_path: ArtifactPath = Field(min_length=1)
+    model_path: str = Field(min_length=1)
     digest: str = Field(pattern=DIGEST)
     flavors: list[str] = Field(default_factory=list)
     signature: dict[str, str] = Field(default_factory=dict)

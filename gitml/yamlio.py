@@ -28,9 +28,7 @@ _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*\Z")
 _RESERVED = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "null"])
 # Characters YAML does not allow raw in a double-quoted scalar (C1 controls,
 # line and paragraph separators, BOM, non-characters) or that it folds.
-_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
-# A lone surrogate has no UTF-8 form, and YAML readers refuse its "\udcXX" escape.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 
 def dump(data: Any) -> bytes:
@@ -222,7 +220,5 @@ def _float(value: float) -> str:
 def _string(value: str) -> str:
     if _PLAIN.match(value) and value.lower() not in _RESERVED:
         return value
-    if _SURROGATE.search(value):
-        raise ValueError(f"cannot write {value!r} to a record: it is not valid Unicode text")
     quoted = json.dumps(value, ensure_ascii=False)
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)

@@ -229,6 +229,8 @@ def _print_details(details: RunDetails) -> None:
         about.append(("commit", "none (not started in a Git repository)"))
     if source.entry_point:
         about.append(("entry point", source.entry_point))
+    if source.omitted:
+        about.append(("not reproducible", _omitted(source.omitted)))
     if run.parent_run_id is not None:
         parent = details.parent
         about.append(
@@ -400,6 +402,15 @@ def code(run_id: str, into: Path, tracking_uri: str | None) -> None:
     client, full = open_run(tracking_uri, run_id)
     count = client.restore_code(full, into)
     click.echo(f"Wrote {count} files to {into}")
+    omitted = client.get_run(full).source.omitted
+    if omitted:
+        click.echo(f"warning: not reproducible: {_omitted(omitted)}", err=True)
+
+
+def _omitted(paths: list[str]) -> str:
+    """What a run's snapshot lacks, in one line."""
+    shown = ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
+    return f"untracked files too large for the snapshot were left out ({shown})"
 
 
 @group.command("recover")

@@ -72,7 +72,7 @@ class CreateExperiment(_Body):
 class CreateRun(_Body):
     experiment_id: str | None = None
     run_name: str | None = None
-    start_time: int | None = Field(default=None, ge=0, le=validation.MAX_INTEGER)
+    start_time: int | None = Field(default=None, ge=0)
     tags: dict[str, str] = Field(default_factory=dict)
     parent_run_id: str | None = None
     entry_point: str | None = None
@@ -80,15 +80,15 @@ class CreateRun(_Body):
 
 class UpdateRun(_Body):
     status: Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"] | None = None
-    end_time: int | None = Field(default=None, ge=0, le=validation.MAX_INTEGER)
+    end_time: int | None = Field(default=None, ge=0)
     run_name: str | None = None
 
 
 class MetricPoint(_Body):
     key: str = Field(min_length=1, max_length=validation.MAX_KEY_LENGTH)
     value: float
-    step: int = Field(default=0, ge=0, le=validation.MAX_INTEGER)
-    timestamp: int | None = Field(default=None, ge=0, le=validation.MAX_INTEGER)
+    step: int = Field(default=0, ge=0)
+    timestamp: int | None = Field(default=None, ge=0)
 
 
 class LogBatch(_Body):

@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
 import uuid
@@ -116,7 +117,8 @@ class Client:
 
     def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> str:
         """A new experiment; its id is derived from the name, so two machines agree on it."""
-        validation.experiment_name(name)
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput(f"experiment name must be a non-empty string, got {name!r}")
         if self.get_experiment_by_name(name) is not None:
             raise Conflict(f"experiment '{name}' already exists")
         exp_id = (
@@ -228,6 +230,7 @@ class Client:
                 branch=code.branch,
                 dirty=code.dirty,
                 entry_point=entry_point,
+                omitted=list(code.omitted),
             ),
             tags=tag_values,
         )
@@ -242,14 +245,20 @@ class Client:
         return run
 
     def _code_version(self, run_id: str) -> CodeVersion:
-        return self._code_of(self._work, run_id)
+        return self._code_of(self._work, run_id, _main_script())
 
-    def _code_of(self, work: Store | None, run_id: str) -> CodeVersion:
-        """The code in ``work`` a new run records, copied into the store when it is elsewhere."""
+    def _code_of(
+        self, work: Store | None, run_id: str, entry_point: Path | None = None
+    ) -> CodeVersion:
+        """The code in ``work`` a new run records, copied into the store when it is elsewhere.
+
+        ``entry_point`` (the running script) joins a snapshot even when Git ignores it.
+        """
         if work is None or work.bare:
             return CodeVersion(None, None, False, None)
         code = work.code_version(
-            snapshot_message=f"gitml: snapshot of the dirty work tree for run {run_id[:12]}"
+            snapshot_message=f"gitml: snapshot of the dirty work tree for run {run_id[:12]}",
+            entry_point=entry_point,
         )
         if code.tip is not None and work.gitdir != self.store.gitdir:
             self.store.import_history(work, code.tip)
@@ -668,8 +677,7 @@ class Client:
                 if single
                 else Path(artifact.path).relative_to(Path(base).parent)
             )
-            what = f"run {run_id} artifact '{artifact.path}'"
-            self._download(run_id, artifact, artifact_paths.inside(dest_root, rel, what))
+            self._download(run_id, artifact, dest_root / rel)
         return dest_root / (Path(base).name)
 
     def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:
@@ -943,6 +951,13 @@ def _pairs(
             raise InvalidInput(f"expected gitml.{kind.__name__} values, got {item!r}")
         out.append((item.key, item.value))
     return out
+
+
+def _main_script() -> Path | None:
+    """The script this process runs (``python train.py``, ``python -m pkg.train``), if any."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return Path(path) if isinstance(path, str) and path else None
 
 
 _USER: str | None = None

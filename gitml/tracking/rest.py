@@ -56,7 +56,7 @@ from urllib.parse import quote, urlsplit
 import httpx2
 
 from ..errors import Conflict, GitmlError, InvalidInput, NotFound
-from ..records import TERMINAL_STATUSES, Artifact, Experiment, Run, validate
+from ..records import TERMINAL_STATUSES, Artifact, Experiment, Run
 from ..store import Clock
 from . import artifacts as artifact_paths
 from . import validation
@@ -456,7 +456,9 @@ class RestClient(Client):
     # -- experiments ----------------------------------------------------------------------
 
     def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> str:
-        body = {"name": validation.experiment_name(name), "tags": self._tags(tags or {})}
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput(f"experiment name must be a non-empty string, got {name!r}")
+        body = {"name": name, "tags": {k: str(v) for k, v in (tags or {}).items()}}
         return str(self._http.json("POST", "/experiments", body=body, idempotent=False)["id"])
 
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -897,8 +899,7 @@ class RestClient(Client):
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Artifact]:
         params = {"path": artifact_paths.clean_path(path)} if path is not None else None
         listed = self._http.json("GET", f"/runs/{_seg(run_id)}/artifacts", params=params)
-        where = f"{self._http.base} run {run_id}"
-        return [validate(Artifact, a, where=where, path="artifacts.yaml") for a in listed]
+        return [Artifact.model_validate(a) for a in listed]
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         clean = artifact_paths.clean_path(path)

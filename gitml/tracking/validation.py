@@ -17,9 +17,6 @@ MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_RUN_NAME_LENGTH = 250
-MAX_EXPERIMENT_NAME_LENGTH = 500
-# Steps and timestamps are SQLite INTEGERs in the query index (and int64 in MLflow's protocol).
-MAX_INTEGER = 2**63 - 1
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
@@ -62,25 +59,8 @@ def key(kind: str, name: Any) -> str:
     return name
 
 
-def unicode_text(what: str, value: str) -> str:
-    """``value`` as it can be stored: UTF-8 encodable.
-
-    A lone surrogate (what ``os.listdir`` and ``sys.argv`` give for bytes that
-    are not UTF-8) cannot be written to a YAML record, a commit or SQLite: one
-    such value would make every query over the repository fail.
-    """
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(
-            f"{what} holds {value[exc.start]!r} at position {exc.start}, which is not "
-            "valid Unicode text (a name read in another encoding?); decode it first"
-        ) from None
-    return value
-
-
 def param_value(name: str, value: Any) -> str:
-    text = unicode_text(f"param '{name}' value", str(value))
+    text = str(value)
     if len(text) > MAX_PARAM_VALUE_LENGTH:
         raise InvalidInput(
             f"param '{name}' value is {len(text)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
@@ -89,7 +69,7 @@ def param_value(name: str, value: Any) -> str:
 
 
 def tag_value(name: str, value: Any) -> str:
-    text = unicode_text(f"tag '{name}' value", str(value))
+    text = str(value)
     if len(text) > MAX_TAG_VALUE_LENGTH:
         raise InvalidInput(
             f"tag '{name}' value is {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}"
@@ -102,12 +82,7 @@ def metric_value(name: str, value: Any) -> float:
     if isinstance(value, float):
         return value
     if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except OverflowError:
-            raise InvalidInput(
-                f"metric '{name}' value is beyond a 64-bit float's range (about 1.8e308)"
-            ) from None
+        return float(value)
     raise InvalidInput(
         f"metric '{name}' value must be a number, got {type(value).__name__} {value!r}"
     )
@@ -116,7 +91,9 @@ def metric_value(name: str, value: Any) -> float:
 def step(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidInput(f"metric '{name}' step must be an integer, got {value!r}")
-    return _int64(f"metric '{name}' step", value)
+    if value < 0:
+        raise InvalidInput(f"metric '{name}' step must not be negative, got {value}")
+    return int(value)
 
 
 def timestamp(name: str, value: Any) -> int:
@@ -125,19 +102,9 @@ def timestamp(name: str, value: Any) -> int:
             f"metric '{name}' timestamp must be an integer (milliseconds since the epoch), "
             f"got {value!r}"
         )
-    return _int64(f"metric '{name}' timestamp", value)
-
-
-def _int64(what: str, value: numbers.Integral) -> int:
-    """0 to 2**63 - 1: what an SQLite INTEGER (the query index) and MLflow's int64 hold."""
-    number = int(value)
-    # str() of an int of more than 4,300 digits raises ValueError.
-    shown = str(number) if abs(number) < 10**30 else f"a {number.bit_length()}-bit integer"
-    if number < 0:
-        raise InvalidInput(f"{what} must not be negative, got {shown}")
-    if number > MAX_INTEGER:
-        raise InvalidInput(f"{what} is over the limit of 2**63 - 1, got {shown}")
-    return number
+    if value < 0:
+        raise InvalidInput(f"metric '{name}' timestamp must not be negative, got {value}")
+    return int(value)
 
 
 def run_name(name: Any) -> str:
@@ -147,22 +114,7 @@ def run_name(name: Any) -> str:
         raise InvalidInput(
             f"run name is {len(name)} characters; the limit is {MAX_RUN_NAME_LENGTH}"
         )
-    return unicode_text("run name", name)
-
-
-def experiment_name(name: Any) -> str:
-    """A non-empty line of text: the name is also the subject of the commit creating it."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput(f"experiment name must be a non-empty string, got {name!r}")
-    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
-        raise InvalidInput(
-            f"experiment name is {len(name)} characters; the limit is {MAX_EXPERIMENT_NAME_LENGTH}"
-        )
-    if any(c in name for c in "\0\n\r"):
-        raise InvalidInput(
-            f"experiment name {name!r} holds a NUL or a line break; give it on one line"
-        )
-    return unicode_text("experiment name", name)
+    return name
 
 
 def unique(kind: str, keys: Iterable[str]) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -780,7 +781,6 @@ def test_restore_code_of_clean_and_dirty_runs(repo: Path, tmp_path: Path) -> Non
     client = gitml.Client()
     clean = client.create_run()
     (repo / "pkg" / "model.py").write_text("W = 2\n")
-    (repo / "untracked.txt").write_text("not part of the code")
     dirty = client.create_run()
 
     count = client.restore_code(clean.id, tmp_path / "clean")
@@ -791,10 +791,121 @@ def test_restore_code_of_clean_and_dirty_runs(repo: Path, tmp_path: Path) -> Non
 
     client.restore_code(dirty.id, tmp_path / "dirty")
     assert (tmp_path / "dirty" / "pkg" / "model.py").read_text() == "W = 2\n"
-    assert not (tmp_path / "dirty" / "untracked.txt").exists()
 
     with pytest.raises(gitml.InvalidInput, match="not empty"):
         client.restore_code(clean.id, tmp_path / "dirty")
+
+
+UNTRACKED_SCRIPT = """
+import gitml
+
+with gitml.start_run() as run:
+    gitml.log_param("alpha", 0.5)
+print(run.run_id)
+"""
+
+
+@pytest.mark.slow
+def test_an_untracked_script_run_as_a_process_is_restored_by_runs_code(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / "new_train.py").write_text(UNTRACKED_SCRIPT)  # never git-added
+    (repo / ".gitignore").write_text("*.ckpt\nignored/\n")
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "secret.txt").write_text("kept out\n")
+    (repo / "model.ckpt").write_bytes(b"\0" * 2_000_000)
+    status = git(repo, "status", "--porcelain")
+
+    done = subprocess.run(
+        [sys.executable, "new_train.py"],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    run_id = done.stdout.strip()
+    run = gitml.Client().get_run(run_id)
+    assert run.source.dirty and run.source.snapshot is not None
+    assert run.source.omitted == []  # ignored files are not untracked code
+    assert git(repo, "status", "--porcelain") == status  # the user's index is untouched
+
+    restored = subprocess.run(
+        ["gitml", "runs", "code", run_id, "--into", str(tmp_path / "code")],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert restored.stderr == ""
+    code = tmp_path / "code"
+    assert (code / "new_train.py").read_text() == UNTRACKED_SCRIPT
+    assert (code / ".gitignore").exists()
+    assert sorted(p.name for p in code.iterdir()) == [".gitignore", "new_train.py", "train.py"]
+
+
+@pytest.mark.slow
+def test_an_ignored_entry_point_is_taken_and_large_untracked_files_are_named(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / ".gitignore").write_text("scratch/\n")
+    (repo / "scratch").mkdir()
+    (repo / "scratch" / "try.py").write_text(UNTRACKED_SCRIPT)
+    (repo / "data.csv").write_bytes(b"1,2\n" * 300_000)  # 1.2 MB: over the per-file bound
+
+    done = subprocess.run(
+        [sys.executable, "scratch/try.py"],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    run = gitml.Client().get_run(done.stdout.strip())
+    assert run.source.omitted == ["data.csv"]
+    snapshot = run.source.snapshot
+    assert snapshot is not None
+    listed = git(repo, "ls-tree", "-r", "--name-only", snapshot).splitlines()
+    assert listed == [".gitignore", "scratch/try.py", "train.py"]
+    assert "data.csv" in git(repo, "log", "-1", "--format=%B", snapshot)
+
+    restored = subprocess.run(
+        ["gitml", "runs", "code", run.id, "--into", str(tmp_path / "code")],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert restored.stderr == (
+        "warning: not reproducible: untracked files too large for the snapshot "
+        "were left out (data.csv)\n"
+    )
+    shown = subprocess.run(
+        ["gitml", "runs", "show", run.id],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "not reproducible" in shown.stdout and "data.csv" in shown.stdout
+
+
+def test_untracked_files_beyond_the_total_bound_are_left_out_by_name(repo: Path) -> None:
+    for i in range(12):  # 12 x 0.9 MB: ten fit within the 10 MB total
+        (repo / f"part{i:02}.bin").write_bytes(bytes([i]) * 900_000)
+    run = gitml.Client().create_run()
+    assert run.source.omitted == ["part11.bin"]
+    assert run.source.snapshot is not None
+    listed = git(repo, "ls-tree", "-r", "--name-only", run.source.snapshot).splitlines()
+    assert listed == [f"part{i:02}.bin" for i in range(11)] + ["train.py"]
 
 
 def test_restore_code_from_bare_tracking_repo(repo: Path, tmp_path: Path) -> None:
