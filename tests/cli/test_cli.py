@@ -438,5 +438,5 @@ def test_executable_pipe_closed_early(repo: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.stdout == "0\t0\t0.0\n"
+    assert done.stdout == "0\t1970-01-01 00:00:00.000 UTC\t0.0\n"
     assert "Traceback" not in done.stderr
