@@ -80,9 +80,11 @@ class _Repo(Repo):
 STALE_LOCK_SECONDS = 30.0
 
 # Bounds on the untracked files a dirty snapshot takes in: scripts and configs
-# fit easily, while a stray dataset or checkpoint is left out (and named).
+# fit easily, while a stray dataset, checkpoint or virtualenv (thousands of
+# files) is left out, and named.
 UNTRACKED_FILE_LIMIT = 1024 * 1024
 UNTRACKED_TOTAL_LIMIT = 10 * 1024 * 1024
+UNTRACKED_FILES = 1000
 OMITTED_LISTED = 100
 
 
@@ -848,10 +850,11 @@ class Store:
 
         The snapshot commit holds every tracked file as it is on disk (staged
         or not), with HEAD as its parent, like ``git stash create``, and the
-        untracked files ``git status`` lists (``git stash -u``), each up to
-        ``UNTRACKED_FILE_LIMIT`` and ``UNTRACKED_TOTAL_LIMIT`` in all; larger
-        ones are named in ``omitted``. ``entry_point``, the script that is
-        running, is taken in even when ignored, if it is in the work tree.
+        untracked files ``git status`` lists (``git stash -u``): each up to
+        ``UNTRACKED_FILE_LIMIT``, at most ``UNTRACKED_TOTAL_LIMIT`` bytes and
+        ``UNTRACKED_FILES`` files in all; the others are named in ``omitted``.
+        ``entry_point``, the script that is running, is taken in first, even
+        when ignored, if it is in the work tree.
         """
         repo = self._repo
         head: str | None = None
@@ -961,7 +964,11 @@ class Store:
                 continue  # removed since git listed it
             if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 continue
-            if st.st_size <= UNTRACKED_FILE_LIMIT and total + st.st_size <= UNTRACKED_TOTAL_LIMIT:
+            if (
+                st.st_size <= UNTRACKED_FILE_LIMIT
+                and total + st.st_size <= UNTRACKED_TOTAL_LIMIT
+                and len(taken) < UNTRACKED_FILES
+            ):
                 taken.append((path, st))
                 total += st.st_size
             elif len(omitted) < OMITTED_LISTED:

@@ -468,6 +468,16 @@ def test_code_version_with_only_untracked_files_snapshots_them_but_not_ignored_o
     assert files_at(repo, code.snapshot) == ["scratch.py", "train.py"]
 
 
+def test_code_version_takes_at_most_a_thousand_untracked_files(repo: Path) -> None:
+    (repo / "env").mkdir()  # say, a virtualenv nobody told git to ignore
+    for i in range(1002):
+        (repo / "env" / f"m{i:04}.py").write_text(f"N = {i}\n")
+    code = Store(repo, identity=BOT).code_version(snapshot_message="s")
+    assert code.omitted == ("env/m1000.py", "env/m1001.py")
+    assert code.snapshot is not None
+    assert len(files_at(repo, code.snapshot)) == 1001  # train.py and 1,000 of env/
+
+
 def test_code_version_with_only_ignored_files_is_clean(repo: Path) -> None:
     (repo / "out").mkdir()
     (repo / "out" / "model.bin").write_bytes(b"\0\1")
