@@ -8,7 +8,7 @@ in agreement. Field order here is the canonical key order of the YAML files.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -16,6 +16,9 @@ from . import yamlio
 from .errors import InvalidInput, InvalidRecord
 from .stage_refs import STAGE_NAME
 from .tracking.artifacts import stored_path
+
+if TYPE_CHECKING:
+    from .tracking.entities import RunData, RunInfo
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -84,6 +87,11 @@ class Source(Record):
     branch: str | None = None
     dirty: bool = False
     entry_point: str | None = None
+    # Untracked files too large for the snapshot (the first 100 by path): when
+    # any is named, restoring the code does not reproduce the run.
+    omitted: Annotated[list[str], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=100
+    )
 
 
 class MetricValue(Record):
@@ -113,8 +121,40 @@ class Run(Record):
 
     @property
     def run_id(self) -> str:
-        """MLflow's name for ``id``, so ``gitml.active_run().info.run_id`` works."""
+        """MLflow's name for ``id``."""
         return self.id
+
+    # The MLflow views are built where MLflow's shapes live (tracking.entities,
+    # query.frame's system tags); imported on use, as this module is below them.
+    @property
+    def info(self) -> RunInfo:
+        """MLflow's ``run.info`` view: ``run_id``, ``run_name``, ``status``, times..."""
+        from .query.frame import artifact_uri
+        from .tracking.entities import RunInfo
+
+        return RunInfo(
+            run_id=self.id,
+            experiment_id=self.experiment_id,
+            run_name=self.name,
+            user_id=self.user,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            lifecycle_stage=self.lifecycle_stage,
+            artifact_uri=artifact_uri(self),
+        )
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``run.data`` view: params, each metric's latest value, tags."""
+        from .query.frame import system_tags
+        from .tracking.entities import RunData
+
+        return RunData(
+            params=dict(self.params),
+            metrics={key: m.value for key, m in self.metrics.items()},
+            tags={**system_tags(self), **self.tags},
+        )
 
 
 class Artifact(Record):

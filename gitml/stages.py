@@ -107,6 +107,8 @@ class StageChange:
     before: StageDeclaration | None
     after: StageDeclaration | None
     merge: str | None = None  # the merged proposal's commit, for a merge
+    # Versions a rollback restored that the archive stage no longer lists.
+    unarchived: tuple[int, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -123,6 +125,7 @@ class Assignment:
     commit: str
     ref: str
     archived: list[int] = field(default_factory=list)
+    unarchived: list[int] = field(default_factory=list)  # taken off the archive stage
 
 
 class Stages:
@@ -235,6 +238,8 @@ class Stages:
         if archive_existing and not propose and replaced and self.config.archive_stage:
             self._archive(model, replaced)
             result.archived = replaced
+        if not propose:
+            result.unarchived = self._unarchive(stage, model, [number])
         return result
 
     def _stage_tip(self, stage: str) -> str:
@@ -265,6 +270,36 @@ class Stages:
         names = ", ".join(f"v{n}" for n in versions)
         text = f"gitml: {stage}: {model} {names}\n\nGitml-Stage: {stage}\nGitml-Model: {model}"
         self.store.update(branch(stage), edit, text)
+
+    def _unarchive(self, stage: str, model: str, versions: list[int]) -> list[int]:
+        """Take ``versions``, declared again on ``stage``, off the archive stage.
+
+        A version is either retired or declared: listing it on both would show
+        it as archived and in production at once.
+        """
+        archive = self.config.archive_stage
+        if archive is None or stage == archive or self.store.tip(branch(archive)) is None:
+            return []
+        taken: list[int] = []
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            current = declaration_at(snap, archive, model) if snap is not None else None
+            listed = current.versions if current else []
+            taken[:] = [v.version for v in listed if v.version in versions]
+            if not taken:
+                return None
+            kept = [v for v in listed if v.version not in versions]
+            if not kept:
+                return Change({declaration_path(model): None})
+            return self._declaring(model, StageDeclaration(model=model, versions=kept, note=None))
+
+        names = ", ".join(f"v{n}" for n in versions)
+        text = (
+            f"gitml: {archive}: {model} {names} declared on {stage} again\n\n"
+            f"Gitml-Stage: {archive}\nGitml-Model: {model}"
+        )
+        self.store.update(branch(archive), edit, text)
+        return taken
 
     def remove(self, model: str, stage: str, *, message: str | None = None) -> str:
         """Stop declaring ``model`` on ``stage`` (the reconciler stops serving it)."""
@@ -307,8 +342,16 @@ class Stages:
         )
         commit = self.store.update(branch(stage), edit, text) or ""
         info = self.store.commit_info(commit)
+        restored = [v.version for v in previous.versions]
         return StageChange(
-            commit, info.time, info.author, _subject(info), model, last.after, previous
+            commit,
+            info.time,
+            info.author,
+            _subject(info),
+            model,
+            last.after,
+            previous,
+            unarchived=tuple(self._unarchive(stage, model, restored)),
         )
 
     def show(self, stage: str, *, at: int | None = None) -> dict[str, StageDeclaration]:

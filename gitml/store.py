@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import stat
+import subprocess
 import threading
 import time
 import zlib
@@ -81,6 +82,14 @@ class _Repo(Repo):
 # broken only when this old: git holds one for the microseconds of a rename.
 STALE_LOCK_SECONDS = 30.0
 
+# Bounds on the untracked files a dirty snapshot takes in: scripts and configs
+# fit easily, while a stray dataset, checkpoint or virtualenv (thousands of
+# files) is left out, and named.
+UNTRACKED_FILE_LIMIT = 1024 * 1024
+UNTRACKED_TOTAL_LIMIT = 10 * 1024 * 1024
+UNTRACKED_FILES = 1000
+OMITTED_LISTED = 100
+
 
 @dataclass(frozen=True)
 class CodeVersion:
@@ -90,6 +99,9 @@ class CodeVersion:
     branch: str | None
     dirty: bool
     snapshot: str | None
+    # Untracked files left out of the snapshot (too large), the first
+    # ``OMITTED_LISTED`` by path: the snapshot does not reproduce the run.
+    omitted: tuple[str, ...] = ()
 
     @property
     def tip(self) -> str | None:
@@ -901,12 +913,18 @@ class Store:
 
     # -- code versions ---------------------------------------------------
 
-    def code_version(self, *, snapshot_message: str) -> CodeVersion:
+    def code_version(
+        self, *, snapshot_message: str, entry_point: Path | None = None
+    ) -> CodeVersion:
         """HEAD, branch and dirtiness of the work tree, with a snapshot when dirty.
 
         The snapshot commit holds every tracked file as it is on disk (staged
-        or not), with HEAD as its parent, like ``git stash create``; untracked
-        files are not part of it, as with git.
+        or not), with HEAD as its parent, like ``git stash create``, and the
+        untracked files ``git status`` lists (``git stash -u``): each up to
+        ``UNTRACKED_FILE_LIMIT``, at most ``UNTRACKED_TOTAL_LIMIT`` bytes and
+        ``UNTRACKED_FILES`` files in all; the others are named in ``omitted``.
+        ``entry_point``, the script that is running, is taken in first, even
+        when ignored, if it is in the work tree.
         """
         repo = self._repo
         head: str | None = None
@@ -921,6 +939,7 @@ class Store:
             pass
         if self.bare:
             return CodeVersion(head, branch, False, None)
+        listing = self._list_untracked()  # runs while dulwich compares the index
         # dulwich.index costs 25 ms to import; only runs started in a work tree need it.
         from dulwich.index import (
             ConflictedIndexEntry,
@@ -931,19 +950,23 @@ class Store:
 
         index = self._index()
         if index is None:
+            if listing is not None:
+                listing.communicate()
             return CodeVersion(head, branch, False, None)
         staged = self._staged(index, head)
         unstaged = set(get_unstaged_changes(index, os.fsencode(self.root)))
         unstaged.update(self._mode_changes(index, unstaged))
-        if not staged and not unstaged:
+        taken, omitted = self._untracked(index, listing, entry_point)
+        if not staged and not unstaged and not taken and not omitted:
             return CodeVersion(head, branch, False, None)
+        root = os.fsencode(self.root)
         entries: list[tuple[bytes, ObjectID, int]] = []
         for path, item in index.iteritems():
             entry = (item.this or item.ancestor) if isinstance(item, ConflictedIndexEntry) else item
             if entry is None:
                 continue
             if path in unstaged:
-                full = os.path.join(os.fsencode(self.root), path)
+                full = os.path.join(root, path)
                 try:
                     st = os.lstat(full)
                 except FileNotFoundError:
@@ -953,9 +976,74 @@ class Store:
                 entries.append((path, blob.id, _file_mode(st.st_mode)))
             else:
                 entries.append((path, entry.sha, entry.mode))
+        for path, st in taken:
+            blob = blob_from_path_and_stat(os.path.join(root, path), st)
+            self._add(blob)
+            entries.append((path, blob.id, _file_mode(st.st_mode)))
         tree = commit_tree(repo.object_store, entries).decode()
-        snap = self._commit(tree, (head,) if head else (), snapshot_message)
-        return CodeVersion(head, branch, True, snap)
+        message = snapshot_message
+        if omitted:
+            message += "\n\nUntracked files left out (too large):\n" + "\n".join(omitted)
+        snap = self._commit(tree, (head,) if head else (), message)
+        return CodeVersion(head, branch, True, snap, omitted)
+
+    def _list_untracked(self) -> subprocess.Popen[bytes] | None:
+        """Start listing the untracked files ``git status`` shows.
+
+        git's own listing (``ls-files --others --exclude-standard``) applies
+        every ignore rule git does; dulwich's walk in Python took three times
+        as long (23 ms against 8 ms on a 200-file work tree).
+        """
+        try:
+            return subprocess.Popen(
+                ["git", "ls-files", "--others", "--exclude-standard", "-z"],
+                cwd=self.root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:  # no git binary: only the entry point can be found
+            return None
+
+    def _untracked(
+        self, index: Index, listing: subprocess.Popen[bytes] | None, entry_point: Path | None
+    ) -> tuple[list[tuple[bytes, os.stat_result]], tuple[str, ...]]:
+        """The untracked files a snapshot takes in, and the first of those it leaves out."""
+        found = b""
+        if listing is not None:
+            out, _ = listing.communicate()
+            found = out if listing.returncode == 0 else b""
+        # A nested repository is listed as its folder ("sub/"): git stash -u leaves it out too.
+        listed = [p for p in found.split(b"\0") if p and not p.endswith(b"/")]
+        if entry_point is not None:
+            try:
+                own = entry_point.resolve().relative_to(self.root.resolve())
+            except ValueError:
+                own = None  # a script outside the work tree is not this code
+            if own is not None:
+                path = os.fsencode(own.as_posix())
+                if path not in index and path not in listed:
+                    listed.insert(0, path)
+        root = os.fsencode(self.root)
+        taken: list[tuple[bytes, os.stat_result]] = []
+        omitted: list[str] = []
+        total = 0
+        for path in listed:
+            try:
+                st = os.lstat(os.path.join(root, path))
+            except FileNotFoundError:
+                continue  # removed since git listed it
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                continue
+            if (
+                st.st_size <= UNTRACKED_FILE_LIMIT
+                and total + st.st_size <= UNTRACKED_TOTAL_LIMIT
+                and len(taken) < UNTRACKED_FILES
+            ):
+                taken.append((path, st))
+                total += st.st_size
+            elif len(omitted) < OMITTED_LISTED:
+                omitted.append(os.fsdecode(path))
+        return taken, tuple(sorted(omitted))
 
     def _index(self) -> Index | None:
         """The parsed index, re-read only when the file changed (parsing it is most

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from gitml.tracking.client import Client
 from testing.procs import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.mark.slow
@@ -121,3 +126,74 @@ def test_deploy_example_runs_the_reconciler_with_options_it_has() -> None:
         options = [w for w in words if w.startswith("--")]
         assert "--token-file" in options and "--remote" in options
         assert all(option in help_text for option in options), (options, help_text)
+
+
+# A curl call of README.md, its continuation line and, for the first, the answer shown.
+_CURL = re.compile(
+    r"^(curl -s 127\.0\.0\.1:(\d+)(\S+) -H 'Content-Type: application/json' \\\n"
+    r"  -d '([^']*)'[^\n]*)(?:\n#   (\{.*\}))?",
+    re.MULTILINE,
+)
+
+
+@pytest.mark.slow
+def test_readme_curl_calls_fit_the_quickstart_model(tmp_path: Path) -> None:
+    """README's scoring calls, run as written (curl) against `gitml models serve` of a
+    model trained by examples/quickstart/train.py."""
+    import httpx2
+
+    import gitml
+    from testing.git import git, init_repo
+    from testing.serving import free_socket
+
+    repo = init_repo(tmp_path / "work")
+    shutil.copy(ROOT / "examples" / "quickstart" / "train.py", repo / "train.py")
+    git(repo, "commit", "-qam", "quickstart")
+    env = child_env()
+    subprocess.run([sys.executable, "train.py"], cwd=repo, env=env, check=True, capture_output=True)
+    (run,) = gitml.Client(str(repo)).list_runs()[0]
+
+    calls = _CURL.findall((ROOT / "README.md").read_text())
+    assert [(port, path) for _, port, path, _, _ in calls] == [
+        ("5000", "/invocations"),
+        ("8080", "/models/churn/invocations"),
+    ]
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        ["gitml", "models", "serve", "-m", f"runs:/{run.id}/model", "--port", str(port)],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx2.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not answer /health"
+            time.sleep(0.05)
+        command, _, _, _, answer = calls[0]
+        done = subprocess.run(
+            ["bash", "-c", command.replace("127.0.0.1:5000", f"127.0.0.1:{port}")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert json.loads(done.stdout) == json.loads(answer) == {"predictions": [0, 2]}
+        # The reconciler's call sends the same rows; the scoring app takes them alike.
+        body = calls[1][3]
+        response = httpx2.post(f"{url}/invocations", content=body, headers=JSON)
+        assert response.status_code == 200 and response.json() == json.loads(answer)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

@@ -474,7 +474,8 @@ def test_code_version_snapshots_a_modified_file_without_touching_the_index(repo:
         _head(repo),
     ]
     assert git(repo, "show", f"{code.snapshot}:train.py") == "print('tuned')\n"
-    assert files_at(repo, code.snapshot) == ["train.py"]  # untracked files stay out
+    assert files_at(repo, code.snapshot) == ["notes.txt", "train.py"]  # as git stash -u
+    assert git(repo, "show", f"{code.snapshot}:notes.txt") == "untracked\n"
     assert git(repo, "log", "-1", "--format=%an|%at|%s", code.snapshot) == (
         "Gitml Bot|1700000500|gitml: snapshot for run 1\n"
     )
@@ -527,10 +528,35 @@ def test_code_version_of_a_deleted_tracked_file(repo: Path, staged: bool) -> Non
     assert git(repo, "rev-parse", f"{code.snapshot}^").strip() == _head(repo)
 
 
-def test_code_version_with_only_untracked_files_is_clean(repo: Path) -> None:
+def test_code_version_with_only_untracked_files_snapshots_them_but_not_ignored_ones(
+    repo: Path,
+) -> None:
     (repo / "scratch.py").write_text("x = 1\n")
     (repo / "out").mkdir()
     (repo / "out" / "model.bin").write_bytes(b"\0\1")
+    (repo / ".git" / "info" / "exclude").write_text("out/\n")
+    before = UserState(repo)
+    code = Store(repo, identity=BOT).code_version(snapshot_message="s")
+    before.assert_unchanged(repo)
+    assert (code.commit, code.dirty, code.omitted) == (_head(repo), True, ())
+    assert code.snapshot is not None
+    assert files_at(repo, code.snapshot) == ["scratch.py", "train.py"]
+
+
+def test_code_version_takes_at_most_a_thousand_untracked_files(repo: Path) -> None:
+    (repo / "env").mkdir()  # say, a virtualenv nobody told git to ignore
+    for i in range(1002):
+        (repo / "env" / f"m{i:04}.py").write_text(f"N = {i}\n")
+    code = Store(repo, identity=BOT).code_version(snapshot_message="s")
+    assert code.omitted == ("env/m1000.py", "env/m1001.py")
+    assert code.snapshot is not None
+    assert len(files_at(repo, code.snapshot)) == 1001  # train.py and 1,000 of env/
+
+
+def test_code_version_with_only_ignored_files_is_clean(repo: Path) -> None:
+    (repo / "out").mkdir()
+    (repo / "out" / "model.bin").write_bytes(b"\0\1")
+    (repo / ".git" / "info" / "exclude").write_text("out/\n")
     code = Store(repo, identity=BOT).code_version(snapshot_message="s")
     assert (code.commit, code.dirty, code.snapshot) == (_head(repo), False, None)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import InvalidInput, NotFound
 from .common import emit_json, open_run, table, tracking_option
 
 
@@ -34,24 +35,38 @@ def list_artifacts(run_id: str, as_json: bool, tracking_uri: str | None) -> None
 
 @group.command("get")
 @click.argument("run_id")
-@click.argument("path")
+@click.argument("path", required=False, default="")
 @click.option(
     "--out",
     "out",
     type=click.Path(path_type=Path),
     default=None,
-    help="File to write (default: the artifact's name); '-' for stdout.",
+    help="File to write (default: the artifact's name); '-' for stdout. For a folder or "
+    "every artifact: the folder to write below (default: the current one).",
 )
 @tracking_option
 def get(run_id: str, path: str, out: Path | None, tracking_uri: str | None) -> None:
-    """Write one artifact to a file, after checking its sha256."""
+    """Write one artifact, a folder of them, or (without PATH) every artifact of a run,
+    after checking each sha256."""
+    from ..tracking.artifacts import clean_path
+
     client, full = open_run(tracking_uri, run_id)
-    data = client.read_artifact(full, path)
+    clean = clean_path(path) if path else ""
+    listed = client.list_artifacts(full, clean or None)
+    if not any(a.path == clean for a in listed):
+        if clean and not listed:
+            raise NotFound(f"run {full} has no artifact '{clean}'")
+        if out is not None and str(out) == "-":
+            raise InvalidInput(f"'{clean or 'every artifact'}' is a folder; --out - takes one file")
+        written = client.download_artifacts(full, clean, out if out is not None else Path("."))
+        click.echo(f"Wrote {len(listed)} files to {written}", err=True)
+        return
+    data = client.read_artifact(full, clean)
     if out is not None and str(out) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    target = out if out is not None else Path(Path(path).name)
+    target = out if out is not None else Path(Path(clean).name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     click.echo(f"Wrote {len(data)} bytes to {target}", err=True)

@@ -46,6 +46,11 @@ def utc_time(ms: int) -> str:
     )
 
 
+def utc_time_ms(ms: int) -> str:
+    """``utc_time`` to the millisecond, with its zone: metric points come many a second."""
+    return f"{utc_time(ms - ms % 1000)}.{ms % 1000:03d} UTC"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [len(h) for h in headers]
     for row in rows:

@@ -113,12 +113,11 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
 
 
 def _finish(done: ProjectRun) -> None:
-    if done.untracked:
-        shown = ", ".join(done.untracked[:5]) + (", …" if len(done.untracked) > 5 else "")
+    if done.omitted:
+        shown = ", ".join(done.omitted[:5]) + (", …" if len(done.omitted) > 5 else "")
         click.echo(
-            f"note: {len(done.untracked)} file(s) of the project are not tracked by Git "
-            f"({shown}); they are not part of the recorded code, so 'gitml runs reproduce' "
-            "will not have them",
+            f"note: untracked files too large for the snapshot of the code were left out "
+            f"({shown}), so 'gitml runs reproduce' will not have them",
             err=True,
         )
     click.echo(f"run {done.run_id} {done.status} (exit {done.exit_code})", err=True)

@@ -16,6 +16,7 @@ from .common import (
     table,
     tracking_option,
     utc_time,
+    utc_time_ms,
     warn_malformed,
 )
 
@@ -231,6 +232,8 @@ def _print_details(details: RunDetails) -> None:
         about.append(("commit", "none (not started in a Git repository)"))
     if source.entry_point:
         about.append(("entry point", source.entry_point))
+    if source.omitted:
+        about.append(("not reproducible", _omitted(source.omitted)))
     if run.parent_run_id is not None:
         parent = details.parent
         about.append(
@@ -242,8 +245,15 @@ def _print_details(details: RunDetails) -> None:
     _pairs(list(run.params.items()))
     click.echo("\nMetrics (latest)" + ("" if run.metrics else ": none"))
     _pairs([(k, f"{m.value:.6g}  (step {m.step})") for k, m in run.metrics.items()])
-    click.echo("\nTags" + ("" if run.tags else ": none"))
-    _pairs(list(run.tags.items()))
+    from ..models.mlmodel import HISTORY_TAG, logged_models
+
+    models = logged_models(run.tags)
+    tags = [(k, v) for k, v in run.tags.items() if models is None or k != HISTORY_TAG]
+    click.echo("\nTags" + ("" if tags else ": none"))
+    _pairs(tags)
+    if models:
+        click.echo(f"\nLogged models ({HISTORY_TAG})")
+        _pairs([(m.artifact_path, f"{', '.join(m.flavors)}  {m.time}".strip()) for m in models])
     click.echo("\nArtifacts" + ("" if details.artifacts else ": none"))
     _pairs([(a.path, _bytes(a.size)) for a in details.artifacts])
     if details.children:
@@ -339,7 +349,8 @@ def _print_stat(files: Sequence[FileChange]) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV: step,timestamp,value.")
 @tracking_option
 def metric(run_id: str, key: str, as_json: bool, as_csv: bool, tracking_uri: str | None) -> None:
-    """Print every point of one metric: step, timestamp, value (tab-separated)."""
+    """Print every point of one metric: step, time (UTC, to the millisecond), value
+    (tab-separated); --json and --csv give the timestamp in milliseconds."""
     one_format(as_json, as_csv)
     client, full = open_run(tracking_uri, run_id)
     points = client.get_metric_history(full, key)
@@ -353,7 +364,7 @@ def metric(run_id: str, key: str, as_json: bool, as_csv: bool, tracking_uri: str
         )
         return
     for p in points:
-        click.echo(f"{p.step}\t{p.timestamp}\t{p.value!r}")
+        click.echo(f"{p.step}\t{utc_time_ms(p.timestamp)}\t{p.value!r}")
 
 
 @group.command("tag")
@@ -394,6 +405,15 @@ def code(run_id: str, into: Path, tracking_uri: str | None) -> None:
     client, full = open_run(tracking_uri, run_id)
     count = client.restore_code(full, into)
     click.echo(f"Wrote {count} files to {into}")
+    omitted = client.get_run(full).source.omitted
+    if omitted:
+        click.echo(f"warning: not reproducible: {_omitted(omitted)}", err=True)
+
+
+def _omitted(paths: list[str]) -> str:
+    """What a run's snapshot lacks, in one line."""
+    shown = ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
+    return f"untracked files too large for the snapshot were left out ({shown})"
 
 
 @group.command("recover")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import re
 import subprocess
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -176,6 +177,13 @@ def assign(
         archive = stages.config.archive_stage
         listed = ", ".join(f"v{n}" for n in done.archived)
         click.echo(f"{archive}: {model} {listed}")
+    _say_unarchived(stages, model, done.unarchived)
+
+
+def _say_unarchived(stages: Stages, model: str, versions: Sequence[int]) -> None:
+    if versions:
+        listed = ", ".join(f"v{n}" for n in versions)
+        click.echo(f"{stages.config.archive_stage}: {model} {listed} no longer listed")
 
 
 def _push(stages: Stages, remote: str, ref: str) -> None:
@@ -351,6 +359,7 @@ def rollback(stage: str, model: str, message: str | None, tracking_uri: str | No
         f"{stage}: {model} {_served(change.before)} -> {_served(change.after)} "
         f"({_short(change.commit)})"
     )
+    _say_unarchived(stages, model, change.unarchived)
 
 
 @group.command("remove")

@@ -445,6 +445,55 @@ def log(
     )
 
 
+@dataclass(frozen=True)
+class LoggedModel:
+    """One entry of a run's ``mlflow.log-model.history`` tag."""
+
+    artifact_path: str
+    flavors: list[str]
+    time: str  # utc_time_created to the second, "YYYY-MM-DD HH:MM:SS UTC"; "" if absent
+    model_uuid: str | None
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "artifact_path": self.artifact_path,
+            "flavors": self.flavors,
+            "time": self.time,
+            "model_uuid": self.model_uuid,
+        }
+
+
+def logged_models(tags: Mapping[str, str]) -> list[LoggedModel] | None:
+    """The models a run's ``mlflow.log-model.history`` tag lists, oldest first.
+
+    None when the run has no such tag or its value is not the JSON list MLflow
+    and gitml write (then it is shown as it is).
+    """
+    text = tags.get(HISTORY_TAG)
+    if text is None:
+        return None
+    try:
+        history = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+        return None
+    out = []
+    for entry in history:
+        flavors = entry.get("flavors")
+        created = entry.get("utc_time_created")
+        uuid_ = entry.get("model_uuid")
+        out.append(
+            LoggedModel(
+                artifact_path=str(entry.get("artifact_path") or ""),
+                flavors=sorted(flavors) if isinstance(flavors, dict) else [],
+                time=f"{created[:19]} UTC" if isinstance(created, str) and created else "",
+                model_uuid=uuid_ if isinstance(uuid_, str) else None,
+            )
+        )
+    return out
+
+
 def _record_history(client: Any, run_id: str, record: MLmodel) -> None:
     """Append to the run's ``mlflow.log-model.history`` tag, as MLflow does."""
     previous = client.get_run(run_id).tags.get(HISTORY_TAG)

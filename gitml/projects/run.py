@@ -99,9 +99,9 @@ class ProjectRun:
     status: str  # FINISHED, FAILED or KILLED
     exit_code: int  # the command's, or 128 + signal when a signal ended it
     command: str
-    # Files of the project Git does not track: not part of the recorded code,
-    # so ``reproduce`` will not have them.
-    untracked: tuple[str, ...] = ()
+    # Untracked files too large for the run's snapshot of the code, so
+    # ``reproduce`` will not have them.
+    omitted: tuple[str, ...] = ()
 
 
 def plan(
@@ -224,19 +224,6 @@ def run(
         fetched.cleanup()
 
 
-def untracked_files(directory: Path) -> tuple[str, ...]:
-    """Files below ``directory`` that Git neither tracks nor ignores."""
-    done = subprocess.run(
-        ["git", "ls-files", "--others", "--exclude-standard", "-z", "--", "."],
-        cwd=directory,
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        return ()
-    return tuple(sorted(p.decode() for p in done.stdout.split(b"\0") if p))
-
-
 def _subdirectory(fetched: FetchedProject, code: Store | None) -> str:
     if code is None:
         return fetched.subdirectory or "."
@@ -306,9 +293,7 @@ def _execute(
                 build=False,
             )
         done = _supervise(client, run_id, resolved, environment, run_env)
-        if isinstance(code, Store):
-            done = dataclasses.replace(done, untracked=untracked_files(fetched.directory))
-        return done
+        return dataclasses.replace(done, omitted=tuple(created.source.omitted))
     finally:
         client.close()
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import GitmlError, InvalidInput, NotFound
 from ..lineage import Lineage, iso_time, lineage
+from ..models.mlmodel import logged_models
 from ..query.compile import compile_order, compile_where
 from ..query.grammar import FilterSyntaxError, parse_filter, parse_order_by
 from ..query.search import VIEW_TYPES
@@ -151,6 +152,7 @@ def ui_router(client: Client, registry: Registry, reader: Callable[[Request], No
         code = doc["code"]
         if code is not None and code.get("present"):
             code["message"] = client.store.commit_info(code["commit"]).message
+        models = logged_models(run.tags)
         return _json(
             {
                 "run": run.model_dump(mode="json"),
@@ -162,6 +164,9 @@ def ui_router(client: Client, registry: Registry, reader: Callable[[Request], No
                 "children": children,
                 "artifacts": [a.model_dump(mode="json") for a in client.list_artifacts(run_id)],
                 "models": _models_of_run(registry, run_id),
+                # The mlflow.log-model.history tag read for people: None when absent
+                # or not MLflow's JSON list (the tag is then shown as it is).
+                "logged_models": None if models is None else [m.to_plain() for m in models],
             }
         )
 

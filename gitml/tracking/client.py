@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 import uuid
@@ -239,6 +240,7 @@ class Client:
                 branch=code.branch,
                 dirty=code.dirty,
                 entry_point=entry_point,
+                omitted=list(code.omitted),
             ),
             tags=tag_values,
         )
@@ -253,14 +255,20 @@ class Client:
         return run
 
     def _code_version(self, run_id: str) -> CodeVersion:
-        return self._code_of(self._work, run_id)
+        return self._code_of(self._work, run_id, _main_script())
 
-    def _code_of(self, work: Store | None, run_id: str) -> CodeVersion:
-        """The code in ``work`` a new run records, copied into the store when it is elsewhere."""
+    def _code_of(
+        self, work: Store | None, run_id: str, entry_point: Path | None = None
+    ) -> CodeVersion:
+        """The code in ``work`` a new run records, copied into the store when it is elsewhere.
+
+        ``entry_point`` (the running script) joins a snapshot even when Git ignores it.
+        """
         if work is None or work.bare:
             return CodeVersion(None, None, False, None)
         code = work.code_version(
-            snapshot_message=f"gitml: snapshot of the dirty work tree for run {run_id[:12]}"
+            snapshot_message=f"gitml: snapshot of the dirty work tree for run {run_id[:12]}",
+            entry_point=entry_point,
         )
         if code.tip is not None and work.gitdir != self.store.gitdir:
             self.store.import_history(work, code.tip)
@@ -649,13 +657,23 @@ class Client:
     def download_artifacts(
         self, run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None
     ) -> Path:
-        """Copy one artifact, or every artifact below a folder, to ``dst_path``."""
-        chosen = self.list_artifacts(run_id, path)
-        if not chosen:
+        """Copy one artifact, or every artifact below a folder, to ``dst_path``.
+
+        ``path`` ``""`` is every artifact of the run, written below ``dst_path``
+        itself (which is returned), as ``MlflowClient.download_artifacts`` does.
+        """
+        everything = path == ""
+        chosen = self.list_artifacts(run_id, None if everything else path)
+        if not chosen and not everything:
             raise NotFound(f"run {run_id} has no artifact '{path}'")
         dest_root = (
             Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="gitml-"))
         )
+        if everything:
+            dest_root.mkdir(parents=True, exist_ok=True)
+            for artifact in chosen:
+                self._download(run_id, artifact, dest_root / artifact.path)
+            return dest_root
         base = artifact_paths.clean_path(path)
         single = len(chosen) == 1 and chosen[0].path == base
         for artifact in chosen:
@@ -955,6 +973,13 @@ def _pairs(
             raise InvalidInput(f"expected gitml.{kind.__name__} values, got {item!r}")
         out.append((item.key, item.value))
     return out
+
+
+def _main_script() -> Path | None:
+    """The script this process runs (``python train.py``, ``python -m pkg.train``), if any."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return Path(path) if isinstance(path, str) and path else None
 
 
 _USER: str | None = None

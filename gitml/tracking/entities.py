@@ -47,3 +47,32 @@ class Param:
 class RunTag:
     key: str
     value: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """``run.info``: MLflow's ``RunInfo`` fields, with MLflow's types (times in ms)."""
+
+    run_id: str
+    experiment_id: str
+    run_name: str
+    user_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: str
+    artifact_uri: str  # runs:/<run_id>/, the URI gitml resolves (MLflow: a storage location)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """``run.data``: MLflow's ``RunData``: params, the latest value of each metric, tags.
+
+    ``tags`` holds the run's own tags and, unless the run set them itself, the
+    ``mlflow.*`` system tags MLflow keeps its run name, user, parent and
+    source in.
+    """
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]

@@ -24,6 +24,7 @@ from ..errors import InvalidInput
 if TYPE_CHECKING:
     from ..records import Experiment, Run
     from .client import Client
+    from .entities import RunData, RunInfo
 
 _lock = threading.RLock()
 _tracking_uri: str | None = None
@@ -80,9 +81,14 @@ class ActiveRun:
         self._previous_handler = previous_handler
 
     @property
-    def info(self) -> Run:
-        """The run as committed so far (``info.run_id`` works as in MLflow)."""
-        return get_run(self.run_id)
+    def info(self) -> RunInfo:
+        """MLflow's ``run.info`` of the run as logged so far."""
+        return get_run(self.run_id).info
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``run.data`` (params, latest metrics, tags) of the run as logged so far."""
+        return get_run(self.run_id).data
 
     def __enter__(self) -> ActiveRun:
         return self

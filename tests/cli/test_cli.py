@@ -149,7 +149,8 @@ def test_unknown_and_ambiguous_prefixes(repo: Path) -> None:
 def test_runs_metric(two_runs: tuple[str, str]) -> None:
     first, _ = two_runs
     lines = cli("runs", "metric", first[:10], "loss").stdout.splitlines()
-    assert lines[0] == f"0\t{1_700_000_000_000}\t1.0"
+    assert lines[0] == "0\t2023-11-14 22:13:20.000 UTC\t1.0"
+    assert lines[4] == "4\t2023-11-14 22:13:20.004 UTC\t0.2"
     assert len(lines) == 5
     points = json.loads(cli("runs", "metric", first[:10], "loss", "--json").stdout)
     assert [p["step"] for p in points] == [0, 1, 2, 3, 4]
@@ -262,6 +263,24 @@ def test_artifacts_get_default_out_is_the_name(
     monkeypatch.chdir(where)
     cli("artifacts", "get", second, "notes/hello.txt")
     assert (where / "hello.txt").read_bytes() == b"hello"
+
+
+def test_artifacts_get_without_a_path_writes_every_artifact_and_a_folder_below_out(
+    two_runs: tuple[str, str], tmp_path: Path
+) -> None:
+    _, second = two_runs
+    result = cli("artifacts", "get", second, "--out", str(tmp_path / "all"))
+    assert "Wrote 2 files to" in result.stderr
+    assert (tmp_path / "all" / "notes" / "hello.txt").read_bytes() == b"hello"
+    assert json.loads((tmp_path / "all" / "labels.json").read_text()) == {"classes": [0, 1]}
+    cli("artifacts", "get", second, "notes", "--out", str(tmp_path / "folder"))
+    folder = tmp_path / "folder"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "notes",
+        "notes/hello.txt",
+    ]
+    line = one_error_line(cli("artifacts", "get", second, "notes", "--out", "-", ok=False))
+    assert "'notes' is a folder" in line
 
 
 # -- experiments -------------------------------------------------------------------------
@@ -419,5 +438,5 @@ def test_executable_pipe_closed_early(repo: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.stdout == "0\t0\t0.0\n"
+    assert done.stdout == "0\t1970-01-01 00:00:00.000 UTC\t0.0\n"
     assert "Traceback" not in done.stderr

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 import gitml
+import gitml.sklearn
 from testing.cli import cli, gitml_exe, one_error_line
 from testing.git import commit_file_on_ref, git
+from testing.models import iris_classifier
 
 T0 = 1_700_000_000_000
 RUNS = "refs/gitml/runs/"
@@ -289,7 +291,37 @@ def test_metric_history_formats(repo: Path) -> None:
     ]
     points = json.loads(cli("runs", "metric", run.id[:8], "loss", "--json").stdout)
     assert points[2] == {"step": 2, "timestamp": T0 + 2, "value": 1 / 3}
+    assert cli("runs", "metric", run.id[:8], "loss").stdout.splitlines() == [
+        "0\t2023-11-14 22:13:20.000 UTC\t1.0",
+        "1\t2023-11-14 22:13:20.001 UTC\t0.5",
+        "2\t2023-11-14 22:13:20.002 UTC\t0.3333333333333333",
+    ]
     assert cli("runs", "metric", run.id, "loss", "--csv", "--json", ok=False).exit_code == 2
+
+
+def test_show_lists_logged_models_one_line_each(repo: Path) -> None:
+    clf, features = iris_classifier()
+    with gitml.start_run() as run:
+        gitml.sklearn.log_model(clf, "model", input_example=features.head(2))
+        gitml.sklearn.log_model(clf, "second")
+    run_id = run.run_id
+    history = json.loads(gitml.Client().get_run(run_id).tags["mlflow.log-model.history"])
+    out = cli("runs", "show", run_id).stdout
+    lines = out.splitlines()
+    assert "Tags: none" in lines
+    start = lines.index("Logged models (mlflow.log-model.history)")
+    for line, entry in zip(lines[start + 1 : start + 3], history, strict=True):
+        created = entry["utc_time_created"][:19]
+        assert line.split() == [
+            entry["artifact_path"],
+            "python_function,",
+            "sklearn",
+            *created.split(),
+            "UTC",
+        ]
+    assert "utc_time_created" not in out  # no raw JSON
+    shown = json.loads(cli("runs", "show", run_id, "--json").stdout)
+    assert json.loads(shown["tags"]["mlflow.log-model.history"]) == history
 
 
 def test_tag_set_and_delete(repo: Path, runs: dict[str, str]) -> None:

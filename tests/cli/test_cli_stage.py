@@ -25,6 +25,7 @@ from testing.registry import log_iris_run
 
 PRODUCTION = "refs/heads/gitml/production"
 PROPOSAL = "refs/heads/gitml/proposals/production/churn-v2"
+ARCHIVED = "refs/heads/gitml/archived"
 
 
 @pytest.fixture
@@ -391,6 +392,26 @@ def test_rollback_restores_the_previous_declaration(churn: Path) -> None:
     assert "stage 'staging' has never declared 'churn'" in line
     line = one_error_line(cli("stage", "rollback", "prod", "churn", ok=False))
     assert "stage 'prod' is not one of this project's stages" in line
+
+
+@pytest.mark.slow
+def test_a_rolled_back_version_leaves_the_archive_stage(churn: Path) -> None:
+    for args in (["1", "production"], ["2", "production", "--archive-existing"]):
+        assert gitml_exe(churn, "stage", "assign", "churn", *args).returncode == 0
+    done = gitml_exe(churn, "stage", "rollback", "production", "churn", "-m", "v2 leaks")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "archived: churn v1 no longer listed"
+    shown = gitml_exe(churn, "models", "show", "churn", "--json")
+    assert json.loads(shown.stdout)["stages"] == {
+        "production": {"versions": [{"version": 1, "weight": 100}], "note": "v2 leaks"}
+    }
+    assert "models/churn.yaml" not in git(churn, "ls-tree", "-r", "--name-only", ARCHIVED)
+
+    # Assigning an archived version directly takes it off the archive too.
+    cli("stage", "assign", "churn", "3", "production", "--archive-existing")
+    out = cli("stage", "assign", "churn", "1", "staging").stdout
+    assert out.splitlines()[1] == "archived: churn v1 no longer listed"
+    assert "models/churn.yaml" not in git(churn, "ls-tree", "-r", "--name-only", ARCHIVED)
 
 
 def test_remove_stops_declaring_a_model(churn: Path) -> None:

@@ -362,19 +362,18 @@ def test_the_python_api_is_exported() -> None:
     assert sys.modules["gitml.projects"].run is projects.run
 
 
-def test_untracked_project_files_are_named_and_reproduce_says_why_it_cannot(
+def test_untracked_project_files_are_in_the_snapshot_and_reproduce_runs_them(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RUN_EXPECTED", "any")
     write_project(repo / "fresh", MLPROJECT, **{"train.py": TRAIN})  # never added to Git
     result = CliRunner().invoke(main, ["run", "fresh", "-P", "alpha=1", "--env-manager", "local"])
     assert result.exit_code == 0, result.output
-    assert "note: 2 file(s) of the project are not tracked by Git (MLproject, train.py)" in (
-        result.output
-    )
+    assert "note:" not in result.output
     (run,) = Client().list_runs()[0]
-    with pytest.raises(NotFound, match="'fresh' is not in the code it recorded"):
-        projects.reproduce(run.id)
+    assert run.source.dirty and run.source.omitted == []
+    again = projects.reproduce(run.id)
+    assert again.status == "FINISHED"
 
 
 def test_a_gitml_server_as_tracking_uri_is_refused_up_front(project: Path) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import gitml
 from testing import procs
 from testing.git import FixedClock, commit_file_on_ref, fsck, init_repo
 from testing.git import git as _git
+from testing.mlflow_ref import mlflow_answer
 from testing.procs import child_env, write_config
 
 RUNS = "refs/gitml/runs/"
@@ -675,6 +677,53 @@ def test_artifact_logging_listing_and_reading(repo: Path, tmp_path: Path) -> Non
         client.download_artifacts(run.id, "missing", tmp_path / "dl3")
 
 
+MLFLOW_DOWNLOAD_ALL = """
+import json, sys
+from pathlib import Path
+from mlflow import MlflowClient
+
+src, out, empty = (Path(a) for a in sys.argv[1:])
+client = MlflowClient()
+run_id = client.create_run(client.create_experiment("download")).info.run_id
+client.log_artifacts(run_id, str(src))
+client.log_artifact(run_id, str(src / "a.txt"), "copies")
+returned = client.download_artifacts(run_id, "", str(out))
+bare = client.create_run(client.get_experiment_by_name("download").experiment_id).info.run_id
+returned_empty = client.download_artifacts(bare, "", str(empty))
+print(json.dumps({"returned": returned, "returned_empty": returned_empty}))
+"""
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_download_of_everything_is_laid_out_as_mlflow_lays_it_out(
+    repo: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.txt").write_text("b")
+    theirs = mlflow_answer(
+        MLFLOW_DOWNLOAD_ALL, tmp_path, str(src), str(tmp_path / "ml"), str(tmp_path / "ml-empty")
+    )
+
+    client = gitml.Client()
+    run = client.create_run()
+    client.log_artifacts(run.id, src)
+    client.log_artifact(run.id, src / "a.txt", "copies")
+    ours = client.download_artifacts(run.id, "", tmp_path / "ours")
+    empty = client.download_artifacts(client.create_run().id, "", tmp_path / "ours-empty")
+
+    assert Path(theirs["returned"]) == tmp_path / "ml" and ours == tmp_path / "ours"
+    expected = {"a.txt": "a", "copies/a.txt": "a", "sub/b.txt": "b"}
+    assert _tree(ours) == _tree(tmp_path / "ml") == expected
+    assert Path(theirs["returned_empty"]) == tmp_path / "ml-empty"
+    assert empty == tmp_path / "ours-empty" and list(empty.iterdir()) == []
+
+
 def test_artifact_overwrite_and_file_folder_clash(repo: Path) -> None:
     client = gitml.Client()
     run = client.create_run()
@@ -827,7 +876,6 @@ def test_restore_code_of_clean_and_dirty_runs(repo: Path, tmp_path: Path) -> Non
     client = gitml.Client()
     clean = client.create_run()
     (repo / "pkg" / "model.py").write_text("W = 2\n")
-    (repo / "untracked.txt").write_text("not part of the code")
     dirty = client.create_run()
 
     count = client.restore_code(clean.id, tmp_path / "clean")
@@ -838,10 +886,121 @@ def test_restore_code_of_clean_and_dirty_runs(repo: Path, tmp_path: Path) -> Non
 
     client.restore_code(dirty.id, tmp_path / "dirty")
     assert (tmp_path / "dirty" / "pkg" / "model.py").read_text() == "W = 2\n"
-    assert not (tmp_path / "dirty" / "untracked.txt").exists()
 
     with pytest.raises(gitml.InvalidInput, match="not empty"):
         client.restore_code(clean.id, tmp_path / "dirty")
+
+
+UNTRACKED_SCRIPT = """
+import gitml
+
+with gitml.start_run() as run:
+    gitml.log_param("alpha", 0.5)
+print(run.run_id)
+"""
+
+
+@pytest.mark.slow
+def test_an_untracked_script_run_as_a_process_is_restored_by_runs_code(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / "new_train.py").write_text(UNTRACKED_SCRIPT)  # never git-added
+    (repo / ".gitignore").write_text("*.ckpt\nignored/\n")
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "secret.txt").write_text("kept out\n")
+    (repo / "model.ckpt").write_bytes(b"\0" * 2_000_000)
+    status = git(repo, "status", "--porcelain")
+
+    done = subprocess.run(
+        [sys.executable, "new_train.py"],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    run_id = done.stdout.strip()
+    run = gitml.Client().get_run(run_id)
+    assert run.source.dirty and run.source.snapshot is not None
+    assert run.source.omitted == []  # ignored files are not untracked code
+    assert git(repo, "status", "--porcelain") == status  # the user's index is untouched
+
+    restored = subprocess.run(
+        ["gitml", "runs", "code", run_id, "--into", str(tmp_path / "code")],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert restored.stderr == ""
+    code = tmp_path / "code"
+    assert (code / "new_train.py").read_text() == UNTRACKED_SCRIPT
+    assert (code / ".gitignore").exists()
+    assert sorted(p.name for p in code.iterdir()) == [".gitignore", "new_train.py", "train.py"]
+
+
+@pytest.mark.slow
+def test_an_ignored_entry_point_is_taken_and_large_untracked_files_are_named(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / ".gitignore").write_text("scratch/\n")
+    (repo / "scratch").mkdir()
+    (repo / "scratch" / "try.py").write_text(UNTRACKED_SCRIPT)
+    (repo / "data.csv").write_bytes(b"1,2\n" * 300_000)  # 1.2 MB: over the per-file bound
+
+    done = subprocess.run(
+        [sys.executable, "scratch/try.py"],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    run = gitml.Client().get_run(done.stdout.strip())
+    assert run.source.omitted == ["data.csv"]
+    snapshot = run.source.snapshot
+    assert snapshot is not None
+    listed = git(repo, "ls-tree", "-r", "--name-only", snapshot).splitlines()
+    assert listed == [".gitignore", "scratch/try.py", "train.py"]
+    assert "data.csv" in git(repo, "log", "-1", "--format=%B", snapshot)
+
+    restored = subprocess.run(
+        ["gitml", "runs", "code", run.id, "--into", str(tmp_path / "code")],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert restored.stderr == (
+        "warning: not reproducible: untracked files too large for the snapshot "
+        "were left out (data.csv)\n"
+    )
+    shown = subprocess.run(
+        ["gitml", "runs", "show", run.id],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "not reproducible" in shown.stdout and "data.csv" in shown.stdout
+
+
+def test_untracked_files_beyond_the_total_bound_are_left_out_by_name(repo: Path) -> None:
+    for i in range(12):  # 12 x 0.9 MB: ten fit within the 10 MB total
+        (repo / f"part{i:02}.bin").write_bytes(bytes([i]) * 900_000)
+    run = gitml.Client().create_run()
+    assert run.source.omitted == ["part11.bin"]
+    assert run.source.snapshot is not None
+    listed = git(repo, "ls-tree", "-r", "--name-only", run.source.snapshot).splitlines()
+    assert listed == [f"part{i:02}.bin" for i in range(11)] + ["train.py"]
 
 
 def test_restore_code_from_bare_tracking_repo(repo: Path, tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def test_active_run_info(repo: Path) -> None:
         active = gitml.active_run()
         assert active is not None
         info = active.info
-        assert info.run_id == run.run_id == info.id
+        assert info.run_id == run.run_id
         assert info.status == "RUNNING"
 
 

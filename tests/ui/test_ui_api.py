@@ -224,3 +224,15 @@ def test_ui_operations_never_fail_on_odd_input(case: Any) -> None:
     from schemathesis import checks
 
     case.call_and_validate(checks=[checks.not_a_server_error, checks.negative_data_rejection])
+
+
+def test_run_page_reads_the_log_model_history_for_people(
+    http: TestClient, seeded: dict[str, Any]
+) -> None:
+    page = http.get(f"{UI}/runs/{seeded['model_run']}").json()
+    (logged,) = page["logged_models"]
+    assert logged["artifact_path"] == "model"
+    assert logged["flavors"] == ["python_function", "sklearn"]
+    assert logged["time"].endswith(" UTC") and len(logged["time"]) == len("2025-01-01 00:00:00 UTC")
+    assert "mlflow.log-model.history" in page["run"]["tags"]  # the tag itself is unchanged
+    assert http.get(f"{UI}/runs/{seeded['dirty']}").json()["logged_models"] is None

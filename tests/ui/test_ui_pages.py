@@ -312,6 +312,16 @@ def test_run_page_source_dirty_marker_and_artifact_previews(
     assert page.locator("[data-testid=commit-message]").inner_text().strip() == "initial"
 
 
+def test_run_page_shows_logged_models_one_line_each(page: Any, site: dict[str, Any]) -> None:
+    page.goto(f"{site['url']}/ui/#/runs/{site['model_run']}")
+    logged = page.locator("[data-testid=logged-models] div")
+    logged.first.wait_for()
+    assert logged.count() == 1
+    text = logged.inner_text()
+    assert text.startswith("model · python_function, sklearn · ") and text.endswith(" UTC")
+    assert "utc_time_created" not in page.locator("section[aria-label=Tags]").inner_text()
+
+
 def test_nested_runs_link_parent_and_children(page: Any, site: dict[str, Any]) -> None:
     page.goto(f"{site['url']}/ui/#/runs/{site['parent']}")
     children = page.locator("[data-testid=children] a")

@@ -489,7 +489,7 @@ async function runPage(runId) {
     h("div", { class: "split" },
       h("section", { "aria-label": "Parameters" }, h("h2", {}, "Parameters"),
         pairs(run.params, { "data-testid": "params" })),
-      h("section", { "aria-label": "Tags" }, h("h2", {}, "Tags"), pairs(run.tags))),
+      h("section", { "aria-label": "Tags" }, h("h2", {}, "Tags"), pairs(tagsShown(run.tags, data.logged_models)))),
     h("h2", {}, "Artifacts"),
     artifactsBrowser(run.id, data.artifacts),
   );
@@ -504,6 +504,13 @@ async function runPage(runId) {
     });
   }
   main.focus({ preventScroll: true });
+}
+
+// mlflow.log-model.history is a JSON list: one line per logged model reads better.
+function tagsShown(tags, models) {
+  if (!models) return tags;
+  const lines = models.map((m) => h("div", {}, [m.artifact_path, m.flavors.join(", "), m.time].filter(Boolean).join(" · ")));
+  return { ...tags, "mlflow.log-model.history": h("div", { "data-testid": "logged-models" }, lines) };
 }
 
 function pairs(map, attrs = {}) {
