@@ -179,8 +179,8 @@ def create_app(
             return _error(
                 403, "PERMISSION_DENIED", "start the reconciler with --token-file to use webhooks"
             )
-        if not authorised(request.scope, expected):
-            if authorised(request.scope, expected, "read"):
+        if not authorised(request.scope, expected, "write"):
+            if authorised(request.scope, expected):
                 return _error(403, "PERMISSION_DENIED", "the webhook needs a write token")
             return _unauthenticated()
         stalled = reconciler.stalled()
