@@ -731,7 +731,16 @@ class Reconciler:
     # -- the loop ------------------------------------------------------------------
 
     def run(self, interval: float) -> None:
-        """Reconcile every ``interval`` seconds, or at once when ``wake()`` is called."""
+        """Reconcile every ``interval`` seconds, or at once when ``wake()`` is called.
+
+        A restarted replica first serves what it applied before, from its cache,
+        so it answers without waiting on the remote (which may be down).
+        """
+        with self._lock:
+            try:
+                self._start_from_cache()
+            except Exception as exc:  # the loop must start whatever the cache holds
+                self.fetch_error = f"{type(exc).__name__}: {exc}"
         while not self._stop.is_set():
             # Cleared before the pass: a wake() during it means "look again".
             self._wake.clear()
