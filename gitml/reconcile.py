@@ -208,6 +208,8 @@ Loader = Callable[[ModelVersion, Path], Predictor]
 class Source:
     """Where the followed stage branch and its records come from: the local repository."""
 
+    fetch_timeout: float | None = None  # a local repository is read without a network
+
     def __init__(self, store: Store) -> None:
         self.store = store
         # Set when the reconciler stops: a git call in flight is killed at once.
@@ -281,7 +283,7 @@ class RemoteSource(Source):
         # git runs in the cache: a relative path to a local remote must not mean a path in it.
         self.url = str(Path(url).resolve()) if Path(url).exists() else url
         self.shown = redact(self.url)
-        self.fetch_timeout = fetch_timeout
+        self.fetch_timeout = self._deadline = fetch_timeout
         # Every git call here is killed at fetch_timeout, so a lock this old in the
         # cache belongs to a process that died holding it (kill -9, a lost node).
         self.stale_lock_seconds = 2 * fetch_timeout
@@ -388,8 +390,8 @@ class RemoteSource(Source):
                     why = "stopped: the reconciler is shutting down"
                 elif remote and self._restart.is_set():
                     why = f"restarted after {waited:.1f} s without an answer (a webhook came in)"
-                elif waited >= self.fetch_timeout:
-                    why = f"no answer in {self.fetch_timeout:g} s (--fetch-timeout); killed it"
+                elif waited >= self._deadline:
+                    why = f"no answer in {self._deadline:g} s (--fetch-timeout); killed it"
                 else:
                     continue
                 _kill_group(proc)
@@ -789,7 +791,7 @@ class Reconciler:
         busy = self.source.busy_for()
         if busy <= self.stall_after:
             return None
-        timeout = getattr(self.source, "fetch_timeout", None)
+        timeout = self.source.fetch_timeout
         limit = f"; killed at {timeout:g} s" if timeout else ""
         return f"{self.source.describe()}: no answer for {busy:.1f} s{limit}"
 

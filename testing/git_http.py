@@ -4,7 +4,8 @@ Requests are answered by the real ``git http-backend`` (as CGI), so any bare
 repository under ``root`` is an ``http://`` remote. ``stall()`` makes the
 server accept connections and never answer them, as a hung server or a
 black-holed network does; ``recover()`` answers again and drops the connections
-held so far, as a restarted server does. ``credentials`` makes it require HTTP
+held so far, as a restarted server does; ``resume()`` answers new ones and
+keeps the held ones silent. ``credentials`` makes it require HTTP
 basic authentication, so a URL's ``user:password@`` is really used.
 """
 
@@ -42,6 +43,10 @@ class GitHttpServer:
     def stall(self) -> None:
         self.released.clear()
         self.stalled.set()
+
+    def resume(self) -> None:
+        """Answer new connections again; those held so far stay silent (a half-open TCP)."""
+        self.stalled.clear()
 
     def recover(self) -> None:
         self.stalled.clear()

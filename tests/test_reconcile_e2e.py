@@ -345,7 +345,7 @@ def test_a_stalled_remote_is_reported_restarted_by_the_webhook_and_shut_down_pro
         assert "gitml_source_stale 1" in metrics
         # The remote answers again, but the connection git holds stays silent: the push's
         # webhook kills that fetch and starts a new one, long before the 30 s deadline.
-        server.stalled.clear()
+        server.resume()
         answer = httpx2.post(f"{replica.url}/hooks/git", headers=hook, timeout=5)
         assert answer.status_code == 202 and "restarted" in answer.json(), answer.text
         wait_for(lambda: answered_version(replica, **hook) == "adder/2", 10, "v2 after the webhook")

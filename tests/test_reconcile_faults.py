@@ -175,7 +175,7 @@ def test_a_webhook_restarts_a_stalled_fetch(
     loop.start()
     try:
         wait_for(lambda: source.busy_for() > 0.3, 5, "git to wait on the remote")
-        server.stalled.clear()  # the remote answers new connections; the held one stays held
+        server.resume()  # new connections are answered; the held one stays silent
         stages.assign("adder", 2, STAGE)
         push(adder_repo, remote)
         assert reconciler.wake()  # the push's webhook
