@@ -995,7 +995,8 @@ def parse_interval(text: str) -> float:
 def _event(name: str, **fields: Any) -> None:
     """One structured log line per event: a JSON object on one line (``gitml.reconcile``)."""
     record = {"time": round(time.time(), 3), "pid": os.getpid(), "event": name, **fields}
-    log.info(orjson.dumps(record, default=str).decode())
+    # Whatever a field holds (a traceback, a model's error), no URL's credentials.
+    log.info(redact(orjson.dumps(record, default=str).decode()))
 
 
 def _label(value: str) -> str:
