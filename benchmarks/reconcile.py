@@ -24,6 +24,16 @@ warms the bytecode caches (children run without PYTHONDONTWRITEBYTECODE).
   ``--swaps`` promotions are pushed, evenly spaced; answers are counted per
   250 ms, and each swap's lowest bucket is compared with the median bucket,
   beside the lowest bucket away from every swap (the machine's own noise).
+- Faults: the bare remote served over smart HTTP (``git http-backend``) by a
+  server that can stop answering (it accepts connections and never replies),
+  followed by a second reconciler (``--fetch-timeout 5s``). Stall: from the
+  moment the server stops answering until ``/status`` reports it (sync
+  Unknown, "no answer"). Recovery: a promotion is pushed during the stall;
+  from the moment the server answers again (dropping the connections it held,
+  as a restarted server does) until that version answers. Restart: the
+  reconciler is stopped, the server stalls, and a new one starts on the same
+  cache while one client posts back to back: the requests answered 200 from
+  the first one on, over ``--seconds``.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import ROOT, child_env, parser, row, work_folder
 from benchmarks.serving import CLIENTS, Server, ServerFailed, bodies, free_port, load, post
 from testing.git import git, init_repo
+from testing.git_http import GitHttpServer
 
 Figures = dict[str, dict[str, float]]
 MODEL = "iris"
@@ -57,6 +68,7 @@ BUCKET = 0.25  # seconds per throughput bucket in the dip measurement
 STREAK = 10  # answers in a row from the new version ...
 STREAK_SECONDS = 0.2  # ... spanning at least this long
 PROMOTION_TIMEOUT = 30.0
+START_TIMEOUT = 120.0  # a new process imports scikit-learn and loads the model first
 
 
 class Repo:
@@ -285,6 +297,90 @@ def reconcile_seconds(port: int) -> list[float]:
     return [h["seconds"] for h in status(port)["history"] if h["result"] == "Synced"]
 
 
+@dataclass
+class Faults:
+    """What ``faults`` measured, in seconds and requests."""
+
+    stall_reported: float  # stall start -> /status says so
+    recovery_applied: float  # remote answers again -> the pending promotion answers
+    restart_ready: float  # new process -> first 200, remote down, warm cache
+    restart_sent: int  # requests sent from the first 200 on
+    restart_answered: int  # of those, answered 200
+
+
+def faults(
+    repo: Repo, reconcile: list[str], env: dict[str, str], base: Path, version: int, seconds: float
+) -> Faults:
+    """A reconciler following the remote over HTTP, through a stall, a recovery and a restart."""
+    server = GitHttpServer(repo.bare.parent).start()
+    command = [
+        *reconcile[:3], server.url(repo.bare.name), *reconcile[4:],
+        "--fetch-timeout", "5s", "--cache", str(base / "cache-faults"),
+    ]  # fmt: skip
+    follower: Server | None = None
+    try:
+        follower = start(command, env, base / "faults.stderr", health=True)
+        server.stall()
+        stalled = time.perf_counter()
+        while "no answer" not in (status(follower.port)["last_error"] or ""):
+            if time.perf_counter() - stalled > PROMOTION_TIMEOUT:
+                raise RuntimeError("the stall was never reported")
+            time.sleep(0.01)
+        reported = time.perf_counter() - stalled
+        repo.assign(version)
+        repo.push()  # to the bare repository itself: the HTTP server still stalls
+        server.recover()
+        applied = wait_for_version(
+            follower.port, bodies()[0], f"{MODEL}/{version}", time.perf_counter()
+        )
+        follower.stop()
+        server.stall()
+        answers: list[int] = []
+        began = time.perf_counter()
+        port = free_port()
+        follower = Server(
+            [p.replace("{port}", str(port)) for p in command], port, env, base / "restart.stderr"
+        )
+        first = restart_load(port, bodies()[0], seconds, began, answers)
+        return Faults(
+            stall_reported=reported,
+            recovery_applied=applied,
+            restart_ready=first,
+            restart_sent=len(answers),
+            restart_answered=sum(1 for a in answers if a == 200),
+        )
+    finally:
+        if follower is not None:
+            follower.stop()
+        server.close()
+
+
+def restart_load(port: int, body: bytes, seconds: float, began: float, answers: list[int]) -> float:
+    """Post back to back from the first 200 on, for ``seconds``; returns when that came."""
+    first = None
+    while first is None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            if conn.getresponse().status == 200:
+                first = time.perf_counter()
+        except OSError:
+            time.sleep(0.01)
+        if time.perf_counter() - began > START_TIMEOUT:
+            raise RuntimeError(f"the restarted reconciler did not answer in {START_TIMEOUT:g} s")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    while time.perf_counter() - first < seconds:
+        try:
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            answers.append(response.status)
+        except OSError:
+            answers.append(0)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    return first - began
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
@@ -338,8 +434,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     base = work_folder(args, "reconcile-")
     one_row = bodies()[0]
-    # v1 is declared first, then the timed promotions, then those of the dip.
-    repo = Repo(base, versions=1 + args.promotions + args.swaps)
+    # v1 is declared first, then the timed promotions, those of the dip, and the faults'.
+    repo = Repo(base, versions=2 + args.promotions + args.swaps)
     os.chdir(base)
 
     env = child_env(
@@ -376,7 +472,10 @@ def main() -> None:
     finally:
         plain.stop()
         follower.stop()
+    version = args.promotions + args.swaps + 2
+    fault = faults(repo, reconcile, env, base, version, min(args.seconds, 5.0))
     show(args, speed, polling, latencies, passes, swap, startup)
+    show_faults(fault)
     print(
         f"whole run {time.perf_counter() - started:.0f} s; 1-minute load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs"
@@ -426,6 +525,22 @@ def show(
         ("swap: swaps' buckets vs the others, mean %", f"{swap.mean_change:+.1f}", "-"),
         ("swap: push until synced under load, max s", f"{max(swap.synced):.2f}", "-"),
         ("swap: reconcile pass under load, max s", f"{max(swap.passes):.3f}", "-"),
+    ]  # fmt: skip
+    for name, value, target in lines:
+        row(name, value, target)
+
+
+def show_faults(fault: Faults) -> None:
+    share = 100 * fault.restart_answered / fault.restart_sent if fault.restart_sent else math.nan
+    lines = [
+        ("fault: stall until /status says so s", f"{fault.stall_reported:.2f}",
+         f"<= {3 * INTERVAL:g}"),
+        ("fault: remote back until promotion answers s",
+         f"{fault.recovery_applied:.2f}", f"<= {2 * INTERVAL:g}"),
+        ("fault: restart, remote down: first 200 s", f"{fault.restart_ready:.2f}", "-"),
+        ("fault: restart: answered after start-up",
+         f"{fault.restart_answered}/{fault.restart_sent}", "all"),
+        ("fault: restart: answered after start-up %", f"{share:.1f}", "100"),
     ]  # fmt: skip
     for name, value, target in lines:
         row(name, value, target)

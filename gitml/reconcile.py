@@ -11,22 +11,33 @@ A revision that fails (invalid declaration, missing or corrupt files, a
 model that does not load or fails its input example) is never served: the
 last good revision keeps serving, ``status()`` says Degraded with the
 reason, and that commit is not tried again until the branch moves. Not
-being able to *read* the remote (``FetchError``: network, a ref not pushed
-yet) says nothing about the commit, so it is retried on the next pass.
+being able to *read* the remote (``FetchError``: network, a remote that
+stops answering) says nothing about the commit, so it is retried on the next
+pass, and ``status()`` says the sync is Unknown and the served state stale.
+A remote that answers but lacks what the commit declares (a model never
+registered, a ref deleted) is a failed revision (``MissingOnRemote``),
+looked at again on each pass in case the rest of a push arrives.
 
-The reconciler keeps no state beyond a cache (the followed repository and
-the loaded models), so any number of replicas following the same branch
-converge on the same revision.
+The reconciler keeps no state beyond a cache (the followed repository, the
+loaded models and the last revision applied), so any number of replicas
+following the same branch converge on the same revision. Whether a version
+can be served is decided from the repository's content alone (the version's
+digest against its run's manifest, every file against its sha256), so every
+replica decides the same way. A replica restarted while the remote is down
+serves the last revision it applied, from its cache, until the remote returns.
 """
 
 from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import itertools
 import logging
 import math
 import os
+import re
+import signal
 import subprocess
 import threading
 import time
@@ -58,11 +69,32 @@ class ReconcileError(GitmlError):
 
 
 class FetchError(ReconcileError):
-    """The remote could not be read (network, a push half-way): retried on the next pass.
+    """The remote could not be read (network, a stall): retried on the next pass.
 
     Unlike a ``ReconcileError`` about the revision itself, this says nothing
     about the commit, so it does not mark the commit failed.
     """
+
+
+class FetchTimeout(FetchError):
+    """A git call to the remote got no answer before its deadline and was killed."""
+
+
+class MissingOnRemote(ReconcileError):
+    """The remote answered, without a ref the revision needs: the revision cannot be served.
+
+    The commit is Failed, but looked at again on the next passes: the rest of a
+    push (git updates the refs of one push one at a time) may still arrive.
+    """
+
+
+# ``scheme://user:password@host``: what a URL may carry that must never be shown.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user info of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 @dataclass(frozen=True)
@@ -75,11 +107,12 @@ class LoadedVersion:
     digest: str
     run_id: str
     predictor: Predictor
+    run_commit: str = ""  # the run's commit whose files were verified and loaded
     healthy: bool = True
 
     @property
-    def key(self) -> tuple[str, int, str]:
-        return (self.model, self.version, self.digest)
+    def key(self) -> tuple[str, int, str, str]:
+        return (self.model, self.version, self.digest, self.run_commit)
 
 
 class ModelRoute:
@@ -159,6 +192,7 @@ class Metrics:
     )
     reconciles: collections.Counter[str] = field(default_factory=collections.Counter)
     reconcile_seconds: float = 0.0
+    fetch_failures: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def observe(self, model: str, version: int, status: int, seconds: float) -> None:
         self.requests[(model, version, status)] += 1
@@ -174,8 +208,12 @@ Loader = Callable[[ModelVersion, Path], Predictor]
 class Source:
     """Where the followed stage branch and its records come from: the local repository."""
 
+    fetch_timeout: float | None = None  # a local repository is read without a network
+
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Set when the reconciler stops: a git call in flight is killed at once.
+        self.cancelled = threading.Event()
 
     def refresh(self, stage: str) -> None:
         """Bring in the latest stage branch (a local repository is always current)."""
@@ -185,6 +223,24 @@ class Source:
 
     def describe(self) -> str:
         return str(self.store.root)
+
+    def busy_for(self) -> float:
+        """Seconds the git call to the remote in flight has run (0: none)."""
+        return 0.0
+
+    def restart(self) -> bool:
+        """Kill the git call in flight, if any, so that the next pass starts afresh."""
+        return False
+
+    def remember(self, stage: str, commit: str) -> None:
+        """Note ``commit`` as the revision applied (a local repository needs no note)."""
+
+    def reached(self, stage: str) -> None:
+        """Note that the source was read just now."""
+
+    def remembered(self, stage: str) -> tuple[str, float | None] | None:
+        """The revision last applied, and when the source was last read, from an earlier run."""
+        return None
 
 
 class RemoteSource(Source):
@@ -212,82 +268,250 @@ class RemoteSource(Source):
     written since its step 1, which came before its listing of the remote;
     so every value written comes from a newer listing than the one before,
     and the cache never goes back in time.
+
+    Every git call runs in its own process group under ``fetch_timeout``: a
+    remote that accepts the connection and never answers would otherwise hold
+    git (and its ``git-remote-http`` child) for as long as TCP lets it, and
+    killing git alone leaves the child holding the pipes.
     """
 
     ATTEMPTS = 5
 
-    def __init__(self, url: str, cache: Path) -> None:
+    def __init__(self, url: str, cache: Path, *, fetch_timeout: float = 10.0) -> None:
         cache.mkdir(parents=True, exist_ok=True)
-        if not (cache / "HEAD").exists():
-            _git(cache, "init", "-q", "--bare")
-        super().__init__(Store(cache))
+        super().__init__(Store(cache) if (cache / "HEAD").exists() else _new_cache(cache))
         # git runs in the cache: a relative path to a local remote must not mean a path in it.
         self.url = str(Path(url).resolve()) if Path(url).exists() else url
+        self.shown = redact(self.url)
+        self.fetch_timeout = self._deadline = fetch_timeout
+        # Every git call here is killed at fetch_timeout, so a lock this old in the
+        # cache belongs to a process that died holding it (kill -9, a lost node).
+        self.stale_lock_seconds = 2 * fetch_timeout
+        self._restart = threading.Event()
+        self._busy_since: float | None = None
         self._drop_orphaned_scratch()
 
     def refresh(self, stage: str) -> None:
-        self._mirror([f"refs/heads/gitml/{stage}"])
+        self._mirror([f"refs/heads/gitml/{stage}"], FetchError)
 
     def fetch_for(self, declared: dict[str, StageDeclaration]) -> None:
-        self._mirror([f"{MODELS_REF}{name}" for name in sorted(declared)])
+        self._mirror([f"{MODELS_REF}{name}" for name in sorted(declared)], MissingOnRemote)
         runs = set()
         for name, declaration in declared.items():
             for served in declaration.versions:
                 version = _version_record(self.store, name, served.version)
                 runs.add(version.run_id)
-        self._mirror([f"{RUNS_REF}{r}" for r in sorted(runs)])
+        self._mirror([f"{RUNS_REF}{r}" for r in sorted(runs)], MissingOnRemote)
 
-    def _mirror(self, refs: list[str]) -> None:
+    def busy_for(self) -> float:
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def restart(self) -> bool:
+        if self._busy_since is None:
+            return False
+        self._restart.set()
+        return True
+
+    def _state_file(self, stage: str) -> Path:
+        return self.store.root / "gitml-reconcile" / f"{stage}.json"
+
+    def remember(self, stage: str, commit: str) -> None:
+        path = self._state_file(stage)
+        path.parent.mkdir(exist_ok=True)
+        scratch = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}")
+        scratch.write_bytes(orjson.dumps({"revision": commit}))
+        os.replace(scratch, path)  # whole, whatever another worker writes at the same time
+
+    def reached(self, stage: str) -> None:
+        # The note's modification time is when the remote was last read: one
+        # utime a pass rather than a rewrite.
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self._state_file(stage))
+
+    def remembered(self, stage: str) -> tuple[str, float | None] | None:
+        path = self._state_file(stage)
+        try:
+            note = orjson.loads(path.read_bytes())
+            reached = path.stat().st_mtime
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        commit = note.get("revision") if isinstance(note, dict) else None
+        if not isinstance(commit, str) or not self.store.has_object(commit):
+            return None
+        return commit, reached
+
+    def _git(self, *args: str, stdin: str | None = None, remote: bool = False) -> str:
+        done = self._run(list(args), stdin, remote)
+        if done.returncode != 0:
+            raise FetchError(f"git {args[0]} failed: {_said(done)}")
+        return done.stdout
+
+    def _run(
+        self, args: list[str], stdin: str | None, remote: bool
+    ) -> subprocess.CompletedProcess[str]:
+        """Run git in the cache, breaking a stale lock of the cache once if git met one."""
+        done = self._call(args, stdin, remote)
+        lock = _LOCKED.search(done.stderr) if done.returncode != 0 else None
+        if lock is not None and self._break_stale_lock(Path(lock.group("path"))):
+            done = self._call(args, stdin, remote)
+        return done
+
+    def _call(
+        self, args: list[str], stdin: str | None, remote: bool
+    ) -> subprocess.CompletedProcess[str]:
+        """One git call in its own process group, killed whole at the deadline or on stop."""
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=self.store.root,
+            # git asks nobody for a password (a prompt would hang the loop); a
+            # credential helper or GIT_ASKPASS still answers.
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started = time.monotonic()
+        if remote:
+            self._restart.clear()
+            self._busy_since = started
+        pending = stdin
+        try:
+            while True:
+                try:
+                    out, err = proc.communicate(pending, timeout=0.05)
+                    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+                except subprocess.TimeoutExpired:
+                    pending = None  # communicate() keeps what it has not written yet
+                waited = time.monotonic() - started
+                if self.cancelled.is_set():
+                    why = "stopped: the reconciler is shutting down"
+                elif remote and self._restart.is_set():
+                    why = f"restarted after {waited:.1f} s without an answer (a webhook came in)"
+                elif waited >= self._deadline:
+                    why = f"no answer in {self._deadline:g} s (--fetch-timeout); killed it"
+                else:
+                    continue
+                _kill_group(proc)
+                raise FetchTimeout(f"git {args[0]} {self.shown}: {why}")
+        finally:
+            if remote:
+                self._busy_since = None
+            if proc.returncode is None:
+                _kill_group(proc)
+
+    def _break_stale_lock(self, lock: Path) -> bool:
+        """Remove ``lock`` if it is in the cache and older than any live git call holds one."""
+        try:
+            lock.resolve().relative_to(self.store.root.resolve())
+            age = time.time() - lock.stat().st_mtime
+        except (OSError, ValueError):
+            return False
+        if age < self.stale_lock_seconds:
+            return False
+        with contextlib.suppress(FileNotFoundError):  # another process broke it first
+            lock.unlink()
+        _event("stale_lock_removed", lock=str(lock), age_seconds=round(age, 1))
+        return True
+
+    def _mirror(self, refs: list[str], missing_is: type[ReconcileError]) -> None:
         """Set ``refs`` in the cache to the remote's values, by compare-and-swap."""
         if not refs:
             return
-        root = self.store.root
         # The common case, nothing moved, costs one ls-remote and writes nothing.
-        listed = _remote_values(root, self.url, refs)
+        listed = self._remote_values(refs)
         missing = [ref for ref in refs if ref not in listed]
         if missing:
-            raise FetchError(f"{self.url} has no {missing[0]}")
+            raise missing_is(f"{self.shown} has no {missing[0]}")
         if all(listed[ref] == self.store.tip(ref) for ref in refs):
             return
+        refused = ""
         for _ in range(self.ATTEMPTS):
             before = {ref: self.store.tip(ref) for ref in refs}
             scratch = f"{SCRATCH}{os.getpid()}-{uuid.uuid4().hex}/"
             try:
-                _git(
-                    root, "fetch", "-q", "--no-tags", "--no-write-fetch-head", self.url,
-                    *[f"+{ref}:{scratch}{ref}" for ref in refs],
+                self._git(
+                    "fetch", "-q", "--no-tags", "--no-write-fetch-head", self.url,
+                    *[f"+{ref}:{scratch}{ref}" for ref in refs], remote=True,
                 )  # fmt: skip
-                fetched = _ref_values(root, scratch)
+                fetched = self._ref_values(scratch)
                 commands = [
                     f"update {ref} {fetched[scratch + ref]} {before[ref] or ZERO}\n"
                     for ref in refs
                     if fetched[scratch + ref] != before[ref]
                 ]
-                if not commands or _git_ok(root, ["update-ref", "--stdin"], "".join(commands)):
+                if not commands:
                     return
+                done = self._run(["update-ref", "--stdin"], "".join(commands), False)
+                if done.returncode == 0:
+                    return
+                refused = _said(done)
             finally:
-                _delete_refs(root, scratch)
+                self._delete_refs(scratch)
         raise FetchError(
-            f"{self.url}: refs kept moving during {self.ATTEMPTS} fetches; trying again"
+            f"{self.shown}: the cache's refs could not be updated in {self.ATTEMPTS} "
+            f"attempts; git said: {refused}"
         )
+
+    def _remote_values(self, refs: list[str]) -> dict[str, str]:
+        """What ``refs`` point to on the remote (a ref it lacks is left out)."""
+        out = self._git("ls-remote", self.url, *refs, remote=True)
+        wanted = set(refs)
+        pairs = (line.split("\t", 1) for line in out.splitlines() if line)
+        return {name: sha for sha, name in pairs if name in wanted}
+
+    def _ref_values(self, prefix: str) -> dict[str, str]:
+        out = self._git("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    def _delete_refs(self, prefix: str) -> None:
+        """Drop a scratch namespace (its objects stay: the real refs reach them)."""
+        names = self._ref_values(prefix)
+        if names:
+            self._run(["update-ref", "--stdin"], "".join(f"delete {n}\n" for n in names), False)
 
     def _drop_orphaned_scratch(self) -> None:
         """Scratch refs of processes that died mid-fetch (killed): nobody else removes them."""
         orphans = {}
-        for name, sha in _ref_values(self.store.root, SCRATCH).items():
+        for name, sha in self._ref_values(SCRATCH).items():
             pid = name[len(SCRATCH) :].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 orphans[name] = sha
         if orphans:
             commands = "".join(f"delete {n}\n" for n in orphans)
-            _git_ok(self.store.root, ["update-ref", "--stdin"], commands)
+            self._run(["update-ref", "--stdin"], commands, False)
 
     def describe(self) -> str:
-        return self.url
+        return self.shown
 
 
 ZERO = "0" * 40
 SCRATCH = "refs/gitml-reconcile/"
+# git's words for a lock file another process holds (or left behind).
+_LOCKED = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
+
+
+def _new_cache(cache: Path) -> Store:
+    done = subprocess.run(
+        ["git", "init", "-q", "--bare"], cwd=cache, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ReconcileError(f"cannot make a cache in {cache}: {done.stderr.strip()}")
+    return Store(cache)
+
+
+def _said(done: subprocess.CompletedProcess[str]) -> str:
+    """What a failed git call said, without any credentials a URL in it carries."""
+    return redact(done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}")
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill git and every process it started (remote helpers, upload-pack), then reap."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
 
 
 def _alive(pid: int) -> bool:
@@ -298,43 +522,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
-    if done.returncode != 0:
-        raise FetchError(f"git {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
-
-
-def _git_ok(cwd: Path, args: list[str], stdin: str) -> bool:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60,
-        check=False,
-    )  # fmt: skip
-    return done.returncode == 0
-
-
-def _remote_values(cwd: Path, url: str, refs: list[str]) -> dict[str, str]:
-    """What ``refs`` point to on the remote (a ref it lacks is left out)."""
-    out = _git(cwd, "ls-remote", url, *refs)
-    wanted = set(refs)
-    pairs = (line.split("\t", 1) for line in out.splitlines() if line)
-    return {name: sha for sha, name in pairs if name in wanted}
-
-
-def _ref_values(cwd: Path, prefix: str) -> dict[str, str]:
-    out = _git(cwd, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
-    return dict(line.split(" ", 1) for line in out.splitlines() if line)
-
-
-def _delete_refs(cwd: Path, prefix: str) -> None:
-    """Drop a scratch namespace (its objects stay: the real refs reach them)."""
-    names = _ref_values(cwd, prefix)
-    if names:
-        _git_ok(cwd, ["update-ref", "--stdin"], "".join(f"delete {n}\n" for n in names))
 
 
 def _version_record(store: Store, name: str, number: int) -> ModelVersion:
@@ -363,6 +550,7 @@ class Reconciler:
         allow_empty: bool = False,
         loader: Loader | None = None,
         clock: Callable[[], float] = time.time,
+        stall_after: float = 1.0,
     ) -> None:
         from .stages import check_stage
 
@@ -373,13 +561,18 @@ class Reconciler:
         self.allow_empty = allow_empty
         self.loader = loader or load_version
         self.clock = clock
+        # A git call to the remote running longer than this is reported as a stall.
+        self.stall_after = stall_after
         self.metrics = Metrics()
         self.current: Revision | None = None
         self.desired: str | None = None
         self.attempted: str | None = None
         self.failed: str | None = None  # the commit that failed, not retried until the tip moves
         self.failure: str | None = None  # why it failed
+        self.retry_failed = False  # the failure was a ref missing on the remote: look again
         self.fetch_error: str | None = None  # the last pass could not read the source
+        self.last_read: float | None = None  # when the source was last read (clock time)
+        self.from_cache = False  # serving what the cache held when the remote was down
         self.outcomes: collections.deque[Outcome] = collections.deque(maxlen=HISTORY)
         self._lock = threading.Lock()  # one reconcile pass at a time
         self._wake = threading.Event()
@@ -398,39 +591,64 @@ class Reconciler:
             try:
                 self.source.refresh(self.stage)
             except FetchError as exc:
-                self.fetch_error = str(exc)
-                _event("fetch_failed", stage=self.stage, error=str(exc))
+                self._unreachable(exc)
+                if self.current is None:
+                    return self._start_from_cache()
                 return None
             tip = self.store.tip(f"refs/heads/gitml/{self.stage}")
             self.fetch_error = None if tip else f"branch gitml/{self.stage} does not exist"
+            self.last_read = self.clock()
+            self.source.reached(self.stage)
             self.desired = tip
             if tip is None:
                 return None  # whatever is served keeps serving
             if self.current is not None and self.current.commit == tip:
                 # Back on the served commit (a bad commit reverted by a reset): synced.
                 self.attempted, self.failed, self.failure = tip, None, None
+                self.from_cache = False
                 return None
-            if tip == self.failed:
+            if tip == self.failed and not self.retry_failed:
                 return None  # Argo CD's rule: a failed commit waits for the branch to move
             return self._apply(tip)
 
-    def _apply(self, commit: str) -> Outcome | None:
+    def _unreachable(self, exc: FetchError, **fields: Any) -> None:
+        self.fetch_error = str(exc)
+        self.metrics.fetch_failures["timeout" if isinstance(exc, FetchTimeout) else "error"] += 1
+        _event("fetch_failed", stage=self.stage, error=str(exc), **fields)
+
+    def _start_from_cache(self) -> Outcome | None:
+        """Serve the revision applied before a restart, while the remote cannot be read."""
+        remembered = self.source.remembered(self.stage)
+        if remembered is None or remembered[0] == self.failed:
+            return None
+        commit, last_read = remembered
+        self.last_read = last_read
+        outcome = self._apply(commit, fetch=False)
+        self.from_cache = self.current is not None
+        return outcome
+
+    def _apply(self, commit: str, *, fetch: bool = True) -> Outcome | None:
         started = time.perf_counter()
         self.attempted = commit
-        _event("reconcile_started", stage=self.stage, revision=commit)
+        _event("reconcile_started", stage=self.stage, revision=commit, from_cache=not fetch)
         try:
-            revision = self._build(commit)
+            revision = self._build(commit, fetch=fetch)
         except FetchError as exc:
             # The commit may be fine: its records are not readable yet. Next pass.
-            self.fetch_error = str(exc)
-            _event("fetch_failed", stage=self.stage, revision=commit, error=str(exc))
+            self._unreachable(exc, revision=commit)
             return None
+        except MissingOnRemote as exc:
+            return self._fail(commit, started, str(exc), retry=True)
         except (GitmlError, OSError) as exc:
             return self._fail(commit, started, str(exc))
         except Exception as exc:  # a model's own code raised while loading
             return self._fail(commit, started, f"{type(exc).__name__}: {exc}")
         self.current = revision  # the swap: one reference assignment
         self.failed = self.failure = None
+        self.retry_failed = False
+        self.from_cache = False
+        if fetch:
+            self.source.remember(self.stage, commit)
         seconds = time.perf_counter() - started
         outcome = Outcome(commit, "Synced", seconds, self.clock())
         self._record(outcome)
@@ -438,13 +656,24 @@ class Reconciler:
             m: [(v.version, v.weight) for v in r.versions] for m, r in revision.models.items()
         }
         _event(
-            "reconcile_synced", stage=self.stage, revision=commit, seconds=seconds, served=served
+            "reconcile_synced",
+            stage=self.stage,
+            revision=commit,
+            seconds=seconds,
+            served=served,
+            from_cache=not fetch,
         )
         return outcome
 
-    def _fail(self, commit: str, started: float, reason: str) -> Outcome:
+    def _fail(
+        self, commit: str, started: float, reason: str, *, retry: bool = False
+    ) -> Outcome | None:
+        again = commit == self.failed and reason == self.failure
         self.failed = commit
         self.failure = reason
+        self.retry_failed = retry
+        if again:
+            return None  # looked at again and still missing: one outcome, not one a pass
         outcome = Outcome(commit, "Failed", time.perf_counter() - started, self.clock(), reason)
         self._record(outcome)
         _event("reconcile_failed", stage=self.stage, revision=commit, error=reason)
@@ -455,7 +684,7 @@ class Reconciler:
         self.metrics.reconciles[outcome.result] += 1
         self.metrics.reconcile_seconds += outcome.seconds
 
-    def _build(self, commit: str) -> Revision:
+    def _build(self, commit: str, *, fetch: bool = True) -> Revision:
         from .stages import declarations, weights_problem
 
         declared = declarations(self.store, self.stage, commit)
@@ -468,7 +697,8 @@ class Reconciler:
             problem = weights_problem(declaration, self.stage, self.config)
             if problem is not None:
                 raise ReconcileError(f"models/{name}.yaml: {problem}")
-        self.source.fetch_for(declared)
+        if fetch:
+            self.source.fetch_for(declared)
         loaded = {v.key: v for v in served_versions(self.current)}
         routes = {}
         for name, declaration in declared.items():
@@ -477,10 +707,14 @@ class Reconciler:
                 record = _version_record(self.store, name, served.version)
                 if record.status == "DELETED":
                     raise ReconcileError(f"model '{name}' version {served.version} was deleted")
-                reuse = loaded.get((name, record.version, record.digest))
+                # The run's commit names its files by content: while it is the same,
+                # so are they, and a loaded model is still what the version declares.
+                run_commit = self.store.tip(RUNS_REF + record.run_id) or ""
+                reuse = loaded.get((name, record.version, record.digest, run_commit))
                 if reuse is not None:
                     predictor = reuse.predictor
                 else:
+                    verify_files(record, self.store.root)
                     predictor = self.loader(record, self.store.root)
                 versions.append(
                     LoadedVersion(
@@ -490,6 +724,7 @@ class Reconciler:
                         digest=record.digest,
                         run_id=record.run_id,
                         predictor=predictor,
+                        run_commit=run_commit,
                     )
                 )
             routes[name] = ModelRoute(versions)
@@ -498,7 +733,16 @@ class Reconciler:
     # -- the loop ------------------------------------------------------------------
 
     def run(self, interval: float) -> None:
-        """Reconcile every ``interval`` seconds, or at once when ``wake()`` is called."""
+        """Reconcile every ``interval`` seconds, or at once when ``wake()`` is called.
+
+        A restarted replica first serves what it applied before, from its cache,
+        so it answers without waiting on the remote (which may be down).
+        """
+        with self._lock:
+            try:
+                self._start_from_cache()
+            except Exception as exc:  # the loop must start whatever the cache holds
+                self.fetch_error = f"{type(exc).__name__}: {exc}"
         while not self._stop.is_set():
             # Cleared before the pass: a wake() during it means "look again".
             self._wake.clear()
@@ -514,11 +758,16 @@ class Reconciler:
                 )
             self._wake.wait(interval)
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
+        """Look again at once; a git call stalled past ``stall_after`` is killed and
+        started afresh (a push webhook says the remote is up). True if one was."""
+        restarted = self.source.busy_for() > self.stall_after and self.source.restart()
         self._wake.set()
+        return restarted
 
     def stop(self) -> None:
         self._stop.set()
+        self.source.cancelled.set()
         self._wake.set()
 
     # -- reading ---------------------------------------------------------------------
@@ -531,14 +780,44 @@ class Reconciler:
         failed, is not ready. One that serves the last good revision while
         the tip failed (Degraded), or while it loads a newer one, stays
         ready: taking every replica out of a load balancer because of a bad
-        commit would turn it into an outage.
+        commit would turn it into an outage. So does one that serves its
+        cache's last revision because the remote has not been read since a
+        restart: the remote being down must not become an outage either.
         """
-        return self.current is not None and self.attempted == self.desired
+        return self.current is not None and (self.attempted == self.desired or self.from_cache)
+
+    def stalled(self) -> str | None:
+        """Why the git call in flight counts as a stall, or None."""
+        busy = self.source.busy_for()
+        if busy <= self.stall_after:
+            return None
+        timeout = self.source.fetch_timeout
+        limit = f"; killed at {timeout:g} s" if timeout else ""
+        return f"{self.source.describe()}: no answer for {busy:.1f} s{limit}"
+
+    def _unknown(self, stall: str | None = None) -> bool:
+        """The remote's tip is not known now: it could not be read, or is not answering."""
+        stall = stall or self.stalled()
+        return self.fetch_error is not None or stall is not None or self.desired is None
 
     def status(self) -> dict[str, Any]:
         current = self.current
+        stall = self.stalled()
+        unreachable = self._unknown(stall)
         degraded = self.failed is not None or (self.last_error is not None and current is None)
         health = "Degraded" if degraded else ("Healthy" if current is not None else "Progressing")
+        if unreachable:
+            sync = "Unknown"  # the remote's tip is not known now: neither Synced nor not
+        else:
+            sync = "Synced" if current and current.commit == self.desired else "OutOfSync"
+        stale = None
+        if unreachable and current is not None:
+            read = self.last_read
+            stale = {
+                "last_read": read,
+                "age_seconds": None if read is None else round(self.clock() - read, 1),
+                "from_cache": self.from_cache,
+            }
         models = {}
         if current is not None:
             for name, route in current.models.items():
@@ -557,11 +836,13 @@ class Reconciler:
             "source": self.source.describe(),
             "pid": os.getpid(),  # which worker answered, with --workers N
             "health": health,
-            "sync": "Synced" if current and current.commit == self.desired else "OutOfSync",
+            "sync": sync,
+            "stale": stale,
             "desired_revision": self.desired,
             "applied_revision": current.commit if current else None,
             "last_attempted_revision": self.attempted,
-            "last_error": self.last_error,
+            "last_error": self.fetch_error or stall or self.failure,
+            "fetch_failures": sum(self.metrics.fetch_failures.values()),
             "models": models,
             "history": [
                 {
@@ -610,6 +891,26 @@ class Reconciler:
             "# HELP gitml_reconcile_seconds_total Time spent in those passes.",
             "# TYPE gitml_reconcile_seconds_total counter",
             f"gitml_reconcile_seconds_total {m.reconcile_seconds}",
+            "# HELP gitml_fetch_failures_total Passes that could not read the source, by reason.",
+            "# TYPE gitml_fetch_failures_total counter",
+            *(
+                f'gitml_fetch_failures_total{{reason="{k}"}} {m.fetch_failures[k]}'
+                for k in ("error", "timeout")
+            ),
+            "# HELP gitml_fetch_in_flight_seconds How long the git call to the remote in flight "
+            "has run (0: none).",
+            "# TYPE gitml_fetch_in_flight_seconds gauge",
+            f"gitml_fetch_in_flight_seconds {round(self.source.busy_for(), 3)}",
+            "# HELP gitml_source_stale 1 while the source cannot be read (the tip is unknown).",
+            "# TYPE gitml_source_stale gauge",
+            f"gitml_source_stale {int(self._unknown())}",
+            "# HELP gitml_source_last_read_timestamp_seconds When the source was last read.",
+            "# TYPE gitml_source_last_read_timestamp_seconds gauge",
+            *(
+                [f"gitml_source_last_read_timestamp_seconds {self.last_read}"]
+                if self.last_read is not None
+                else []
+            ),
             "# HELP gitml_revision_info The stage revision served (1) and desired.",
             "# TYPE gitml_revision_info gauge",
         ]
@@ -625,6 +926,28 @@ class Reconciler:
                 'role="desired"} 1'
             )
         return "\n".join(lines) + "\n"
+
+
+def verify_files(version: ModelVersion, repo: Path) -> None:
+    """``Corrupt`` unless the repository holds exactly the files ``version`` recorded.
+
+    The run's manifest must give the version's digest, and each of the model's
+    files in the run's tree must have the sha256 the manifest lists: read from
+    the repository (the remote's content), never from files loaded before.
+    """
+    from .registry import Registry
+    from .tracking.client import Client
+
+    client = Client(str(repo))
+    try:
+        Registry(client).check_digest(version)
+        snap = client.store.snapshot(client._run_tip(version.run_id))
+        prefix = version.model_path + "/"
+        for artifact in client._manifest(snap):
+            if artifact.path.startswith(prefix) and artifact.storage != "external":
+                client._artifact_bytes(version.run_id, snap, artifact)
+    finally:
+        client.close()
 
 
 def load_version(version: ModelVersion, repo: Path) -> Predictor:
@@ -672,7 +995,8 @@ def parse_interval(text: str) -> float:
 def _event(name: str, **fields: Any) -> None:
     """One structured log line per event: a JSON object on one line (``gitml.reconcile``)."""
     record = {"time": round(time.time(), 3), "pid": os.getpid(), "event": name, **fields}
-    log.info(orjson.dumps(record, default=str).decode())
+    # Whatever a field holds (a traceback, a model's error), no URL's credentials.
+    log.info(redact(orjson.dumps(record, default=str).decode()))
 
 
 def _label(value: str) -> str:

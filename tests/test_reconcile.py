@@ -578,27 +578,25 @@ def test_a_fetch_never_overwrites_a_newer_one(
     adder_repo: Path, stages: Stages, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fetch that listed the remote before another fetch landed must not write its view."""
-    import gitml.reconcile as module
-
     source = RemoteSource(str(remote), tmp_path / "cache")
     source.refresh(STAGE)
     seen = stages.assign("adder", 2, STAGE).commit
     push(adder_repo, remote)
-    real = module._ref_values
+    real = source._ref_values
     calls: list[str] = []
     newest: list[str] = []
 
-    def racing(cwd: Path, prefix: str) -> dict[str, str]:
-        values = real(cwd, prefix)  # what our fetch saw: ``seen``
+    def racing(prefix: str) -> dict[str, str]:
+        values = real(prefix)  # what our fetch saw: ``seen``
         if not calls:
             # Meanwhile the branch moves again and another reconciler's fetch lands it.
             newest.append(stages.assign("adder", 3, STAGE).commit)
             push(adder_repo, remote)
-            git(cwd, "fetch", "-q", str(remote), f"{branch(STAGE)}:{branch(STAGE)}")
+            git(source.store.root, "fetch", "-q", str(remote), f"{branch(STAGE)}:{branch(STAGE)}")
         calls.append(prefix)
         return values
 
-    monkeypatch.setattr(module, "_ref_values", racing)
+    monkeypatch.setattr(source, "_ref_values", racing)
     source.refresh(STAGE)
     assert seen != newest[0] and source.store.tip(branch(STAGE)) == newest[0]
     # Our first write lost its compare-and-swap; the second fetch saw the newest tip.

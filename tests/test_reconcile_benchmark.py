@@ -16,6 +16,9 @@ def test_reconcile_benchmark_quick_runs(tmp_path: Path) -> None:
         "promotion latency p95 s",
         "requests/s, reconcile vs models serve %",
         "swap: dip, worst swap %",
+        "fault: stall until /status says so s",
+        "fault: remote back until promotion answers s",
+        "fault: restart: answered after start-up %",
     ):
         assert name in out
     assert "target <= 2" in out

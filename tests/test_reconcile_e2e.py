@@ -27,6 +27,7 @@ import gitml
 from gitml.registry import Registry
 from gitml.stages import Stages, branch
 from testing.git import git, init_repo
+from testing.git_http import git_http_server, processes_mentioning
 from testing.procs import child_env
 from testing.reconcile import EXAMPLE, LoadGenerator, broken_run, offset_run
 from testing.serving import free_socket
@@ -81,7 +82,12 @@ def wait_healthy(replicas: list[Replica]) -> None:
 
 
 def start_replica(
-    root: Path, remote: Path, name: str, *, workers: int = 1, cache: str | None = None
+    root: Path,
+    remote: Path | str,
+    name: str,
+    *options: str,
+    workers: int = 1,
+    cache: str | None = None,
 ) -> Replica:
     sock = free_socket()
     port = sock.getsockname()[1]
@@ -93,7 +99,7 @@ def start_replica(
                 "gitml", "reconcile", "--remote", str(remote), "--stage", STAGE,
                 "--interval", "200ms", "--port", str(port),
                 "--cache", str(root / f"{cache or name}-cache"),
-                "--workers", str(workers),
+                "--workers", str(workers), *options,
             ],
             cwd=root, env=child_env(), stdout=subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
@@ -297,3 +303,92 @@ def test_replicas_converge_on_the_same_revision_after_a_push(
     for replica in replicas:
         stop(replica)
     assert git(tmp_path / "shared-cache", "for-each-ref", "refs/gitml-reconcile/") == ""
+
+
+def answered_version(replica: Replica, **headers: str) -> str | None:
+    response = httpx2.post(
+        f"{replica.url}/invocations", content=BODY, headers={**_JSON, **headers}, timeout=5
+    )
+    return response.headers.get("x-gitml-model-version") if response.status_code == 200 else None
+
+
+def test_a_stalled_remote_is_reported_restarted_by_the_webhook_and_shut_down_promptly(
+    tmp_path: Path, adder_repo: Path, replicas: list[Replica]
+) -> None:
+    client = gitml.Client(identity="Ada <ada@example.com>")
+    stages = Stages(Registry(client), client.config)
+    stages.assign("adder", 1, STAGE)
+    remote = init_repo(tmp_path / "served" / "ml.git", bare=True)
+    push(adder_repo, remote)
+    tokens = tmp_path / "tokens"
+    tokens.write_text("hook-token write\n")
+    hook = {"Authorization": "bearer hook-token"}  # the scheme in any case
+    with git_http_server(remote.parent, credentials=("deploy", "secret")) as server:
+        url = server.url("ml.git", userinfo="deploy:secret")
+        replica = start_replica(
+            tmp_path, url, "a", "--token-file", str(tokens), "--fetch-timeout", "30s"
+        )
+        replicas.append(replica)
+        wait_healthy([replica])
+        # Nobody sees the password: not /status (it needs no token), not the log.
+        assert "secret" not in httpx2.get(f"{replica.url}/status", timeout=5).text
+        assert "secret" not in httpx2.get(f"{replica.url}/metrics", timeout=5).text
+        server.stall()
+        stages.assign("adder", 2, STAGE)
+        push(adder_repo, remote)
+        took = wait_for(
+            lambda: "no answer for" in (status(replica)["last_error"] or ""), 5, "stall"
+        )
+        s = status(replica)
+        assert s["sync"] == "Unknown" and s["stale"] is not None and took < 3
+        metrics = httpx2.get(f"{replica.url}/metrics", timeout=5).text
+        assert "gitml_source_stale 1" in metrics
+        # The remote answers again, but the connection git holds stays silent: the push's
+        # webhook kills that fetch and starts a new one, long before the 30 s deadline.
+        server.resume()
+        answer = httpx2.post(f"{replica.url}/hooks/git", headers=hook, timeout=5)
+        assert answer.status_code == 202 and "restarted" in answer.json(), answer.text
+        wait_for(lambda: answered_version(replica, **hook) == "adder/2", 10, "v2 after the webhook")
+        assert status(replica)["sync"] == "Synced"
+        # SIGTERM in the middle of a stalled fetch stops the process at once.
+        server.stall()
+        stages.assign("adder", 3, STAGE)
+        push(adder_repo, remote)
+        wait_for(lambda: "no answer for" in (status(replica)["last_error"] or ""), 5, "stall")
+        began = time.monotonic()
+        replica.proc.send_signal(signal.SIGTERM)
+        replica.proc.wait(timeout=5)
+        assert time.monotonic() - began < 2
+        assert processes_mentioning(f"127.0.0.1:{server.port}") == []
+    assert "secret" not in replica.log.read_text()
+
+
+def test_a_restart_with_the_remote_down_serves_the_warm_cache(
+    tmp_path: Path, adder_repo: Path, replicas: list[Replica]
+) -> None:
+    client = gitml.Client(identity="Ada <ada@example.com>")
+    stages = Stages(Registry(client), client.config)
+    stages.assign("adder", 2, STAGE)
+    remote = init_repo(tmp_path / "served" / "ml.git", bare=True)
+    push(adder_repo, remote)
+    with git_http_server(remote.parent) as server:
+        url = server.url("ml.git")
+        options = ("--fetch-timeout", "1s")
+        first = start_replica(tmp_path, url, "a", *options, cache="kept")
+        replicas.append(first)
+        wait_healthy([first])
+        stop(first)
+        server.stall()  # the remote stops answering, and the replica restarts
+        again = start_replica(tmp_path, url, "b", *options, cache="kept")
+        replicas.append(again)
+        wait_healthy([again])
+        assert answered_version(again) == "adder/2"
+        s = status(again)
+        assert (s["health"], s["sync"]) == ("Healthy", "Unknown")
+        assert s["stale"]["from_cache"] and s["stale"]["age_seconds"] >= 0
+        # The remote returns with a promotion: caught up.
+        stages.assign("adder", 3, STAGE)
+        push(adder_repo, remote)
+        server.recover()
+        wait_for(lambda: answered_version(again) == "adder/3", 10, "v3 once the remote is back")
+        assert status(again)["stale"] is None

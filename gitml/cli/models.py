@@ -38,6 +38,12 @@ def group() -> None:
     help="Require 'Authorization: Bearer TOKEN' on /invocations; needed off loopback.",
 )
 @click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Or bearer tokens, one 'TOKEN read|write' per line (as gitml server reads them).",
+)
+@click.option(
     "--max-body-bytes",
     default=10 * 1024 * 1024,
     show_default=True,
@@ -45,15 +51,28 @@ def group() -> None:
     help="Largest request body accepted (413 above it).",
 )
 def serve(
-    model_uri: str, host: str, port: int, workers: int, token: str | None, max_body_bytes: int
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int,
+    token: str | None,
+    token_file: Path | None,
+    max_body_bytes: int,
 ) -> None:
     """Serve MODEL_URI: POST /invocations, GET /ping, /health, /version."""
-    if not is_loopback(host) and not token:
+    from ..server.auth import read_tokens
+
+    if token and token_file is not None:
+        raise InvalidInput("give --token or --token-file, not both")
+    if token_file is not None:
+        read_tokens(token_file)  # a malformed file is refused before anything starts
+    if not is_loopback(host) and not token and token_file is None:
         # A scoring server runs a pickled model on any input it is sent; off
         # the machine it must at least know who is asking.
         raise InvalidInput(
             f"--host {host} is reachable from other machines; "
-            "give --token (or GITML_SERVE_TOKEN) to require a bearer token, or bind 127.0.0.1"
+            "give --token (or GITML_SERVE_TOKEN) or --token-file to require a bearer token, "
+            "or bind 127.0.0.1"
         )
     # Start-up creates some 240,000 objects (numpy, scipy, pandas, the model)
     # and keeps nearly all of them; the cyclic collector's passes over them
@@ -63,13 +82,19 @@ def serve(
     # pass over that heap, and no collection while serving walks it either.
     gc.disable()
     try:
-        _serve(model_uri, host, port, workers, token, max_body_bytes)
+        _serve(model_uri, host, port, workers, token, token_file, max_body_bytes)
     finally:
         gc.enable()
 
 
 def _serve(
-    model_uri: str, host: str, port: int, workers: int, token: str | None, max_body_bytes: int
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int,
+    token: str | None,
+    token_file: Path | None,
+    max_body_bytes: int,
 ) -> None:
     import uvicorn
 
@@ -86,8 +111,13 @@ def _serve(
         "ws": "none",
     }
     if workers == 1:
+        from ..server.auth import read_tokens
+
         app = scoring_app.create_app(
-            scoring_app.load_model(model_uri), token=token, max_body_bytes=max_body_bytes
+            scoring_app.load_model(model_uri),
+            token=token,
+            tokens=read_tokens(token_file) if token_file is not None else None,
+            max_body_bytes=max_body_bytes,
         )
         gc.freeze()
         gc.enable()
@@ -99,6 +129,8 @@ def _serve(
     os.environ[scoring_app.ENV_MAX_BODY] = str(max_body_bytes)
     if token:
         os.environ[scoring_app.ENV_TOKEN] = token
+    if token_file is not None:
+        os.environ[scoring_app.ENV_TOKEN_FILE] = str(token_file.resolve())
     uvicorn.run(
         "gitml.server.scoring_app:app_from_environment",
         factory=True,

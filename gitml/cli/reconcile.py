@@ -32,6 +32,12 @@ ENV_SETTINGS = "GITML_RECONCILE_SETTINGS"
     help="Where a followed remote is fetched to (default: ~/.cache/gitml/reconcile/<hash>).",
 )
 @click.option("--interval", default="2s", show_default=True, help="How often to look: 2s, 500ms.")
+@click.option(
+    "--fetch-timeout",
+    default=None,
+    help="Kill a git call to the remote that has not finished after this long "
+    "(default: 5 intervals, at least 10s).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("-p", "--port", default=8080, show_default=True, type=int)
 @click.option("-w", "--workers", default=1, show_default=True, type=click.IntRange(min=1))
@@ -39,7 +45,8 @@ ENV_SETTINGS = "GITML_RECONCILE_SETTINGS"
     "--token-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="A file holding the bearer token for /invocations and /hooks/git; needed off loopback.",
+    help="Bearer tokens, one 'TOKEN read|write' per line (scoring: read, /hooks/git: write); "
+    "needed off loopback.",
 )
 @click.option(
     "--allow-empty",
@@ -52,6 +59,7 @@ def command(
     remote: str | None,
     cache: Path | None,
     interval: str,
+    fetch_timeout: str | None,
     host: str,
     port: int,
     workers: int,
@@ -63,18 +71,20 @@ def command(
 
     import uvicorn
 
-    from ..reconcile import parse_interval
+    from ..reconcile import parse_interval, redact
+    from ..server.auth import read_tokens
     from ..stages import check_stage
     from .models import is_loopback
 
     check_stage(stage)
     seconds = parse_interval(interval)
+    deadline = max(5 * seconds, 10.0) if fetch_timeout is None else parse_interval(fetch_timeout)
     if repo is not None and remote is not None:
         raise InvalidInput("give --repo or --remote, not both")
     if cache is not None and remote is None:
         raise InvalidInput("--cache is where a followed --remote is fetched to; give --remote")
-    token = _token(token_file)
-    if not is_loopback(host) and not token:
+    tokens = read_tokens(token_file) if token_file is not None else None
+    if not is_loopback(host) and not tokens:
         raise InvalidInput(
             f"--host {host} is reachable from other machines; give --token-file so that "
             "/invocations and /hooks/git need a bearer token, or bind 127.0.0.1"
@@ -90,10 +100,11 @@ def command(
         "remote": remote,
         "cache": str(cache) if cache is not None else None,
         "interval": seconds,
-        "token": token,
+        "fetch_timeout": deadline,
+        "tokens": tokens,
         "allow_empty": allow_empty,
     }
-    where = remote or settings["repo"]
+    where = redact(remote) if remote is not None else settings["repo"]
     click.echo(f"following gitml/{stage} of {where} on http://{host}:{port}", err=True)
     server = {"host": host, "port": port, "access_log": False, "log_level": "warning"}
     if workers == 1:
@@ -119,12 +130,18 @@ def build_app(settings: dict[str, object]) -> object:
     from .. import config as config_file
     from ..reconcile import Reconciler, RemoteSource, Source
     from ..records import Config
+    from ..server.auth import LoopbackHostOnly, Tokens
     from ..server.reconcile_app import create_app
     from ..store import Store
 
+    interval = float(str(settings["interval"]))
     if settings["remote"]:
         # A followed remote's settings are its own; the defaults stand in for them.
-        source: Source = RemoteSource(str(settings["remote"]), Path(str(settings["cache"])))
+        source: Source = RemoteSource(
+            str(settings["remote"]),
+            Path(str(settings["cache"])),
+            fetch_timeout=float(str(settings["fetch_timeout"])),
+        )
         config = Config()
     else:
         store = Store(str(settings["repo"]))
@@ -132,12 +149,18 @@ def build_app(settings: dict[str, object]) -> object:
         config = config_file.load(store.root)
     _log_events()
     reconciler = Reconciler(
-        source, str(settings["stage"]), config, allow_empty=bool(settings["allow_empty"])
+        source,
+        str(settings["stage"]),
+        config,
+        allow_empty=bool(settings["allow_empty"]),
+        # A git call longer than an interval (and a second) is reported as a stall.
+        stall_after=max(interval, 1.0),
     )
-    token = settings["token"]
-    return create_app(
-        reconciler, interval=float(str(settings["interval"])), token=str(token) if token else None
-    )
+    tokens: Tokens | None = settings["tokens"]  # type: ignore[assignment]
+    app = create_app(reconciler, interval=interval, tokens=tokens)
+    # Without tokens it binds loopback only: a page of another site, its name
+    # rebound to 127.0.0.1, must not reach it through the browser either.
+    return app if tokens else LoopbackHostOnly(app)
 
 
 def app_from_environment() -> object:
@@ -155,15 +178,6 @@ def _log_events() -> None:
         handler.gitml_events = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.INFO)
-
-
-def _token(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    token = path.read_text().strip()
-    if not token:
-        raise InvalidInput(f"--token-file {path} is empty")
-    return token
 
 
 def _repo_root(repo: Path | None) -> Path:

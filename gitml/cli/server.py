@@ -107,5 +107,8 @@ def app_from_environment() -> object:
             tokens=read_tokens(Path(token_file)) if token_file else None,
             max_body_bytes=settings["max_body_bytes"],
             max_artifact_bytes=settings["max_artifact_bytes"],
+            # Without tokens it binds loopback only; a browser's request for a
+            # rebound DNS name must not reach it either.
+            loopback_only=not token_file,
         )
     )

@@ -18,10 +18,17 @@ from ..errors import InvalidInput
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("-p", "--port", default=5050, show_default=True, type=int)
-def command(repo: Path | None, host: str, port: int) -> None:
+@click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Also serve the API's routes that write (create runs, register, promote).",
+)
+def command(repo: Path | None, host: str, port: int, allow_writes: bool) -> None:
     """Browse runs, metrics, artifacts, models and stages at http://HOST:PORT/ui/.
 
-    The same pages as `gitml server`, without tokens: it binds loopback only.
+    The same pages as `gitml server`, without tokens: it binds loopback only,
+    answers only requests for a loopback Host name, and is read-only unless
+    --allow-writes is given.
     """
     import uvicorn
 
@@ -40,6 +47,6 @@ def command(repo: Path | None, host: str, port: int) -> None:
             "bind 127.0.0.1, or run `gitml server --token-file` to share the UI"
         )
     root = Store.discover(repo or Path.cwd()).root
-    app = create_app(ServerSettings(repo=root))
+    app = create_app(ServerSettings(repo=root, loopback_only=True, read_only=not allow_writes))
     click.echo(f"gitml ui: {root} at http://{host}:{port}/ui/ (Ctrl-C stops)", err=True)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", ws="none")

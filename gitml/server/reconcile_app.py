@@ -11,7 +11,12 @@
   for a model: a liveness probe that did would restart a replica that is
   still loading its first revision, or that waits for a fix of a bad one.
 - ``GET /status`` (JSON) and ``GET /metrics`` (Prometheus text).
-- ``POST /hooks/git``: reconcile now (a push webhook); needs the token.
+- ``POST /hooks/git``: reconcile now (a push webhook); needs a write token. A
+  fetch that has had no answer for a while is killed and started afresh: a
+  push webhook means the remote is up.
+
+Tokens come from the token file every gitml server reads (``auth.read_tokens``):
+scoring takes a read or a write token, the webhook a write token.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .. import scoring
 from .._version import __version__
 from ..errors import NotFound
 from ..reconcile import Reconciler
+from . import auth
 from .scoring_app import (
     JSON,
     OFFLOAD_ABOVE_BYTES,
@@ -80,13 +86,13 @@ def create_app(
     reconciler: Reconciler,
     *,
     interval: float,
-    token: str | None = None,
+    tokens: auth.Tokens | None = None,
     max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
     run_loop: bool = True,
     body_seconds: float = scoring.DEFAULT_BODY_SECONDS,
 ) -> ASGIApp:
     """The ASGI app; with ``run_loop`` its lifespan runs the reconcile loop in a thread."""
-    expected = f"Bearer {token}".encode() if token else None
+    expected = tokens
 
     # Scoring is answered in plain ASGI, before Starlette's router, Request and
     # Response: about 30 us of a 0.7 ms one-row request (benchmarks/reconcile.py),
@@ -175,9 +181,14 @@ def create_app(
             return _error(
                 403, "PERMISSION_DENIED", "start the reconciler with --token-file to use webhooks"
             )
-        if not authorised(request.scope, expected):
+        if not authorised(request.scope, expected, "write"):
+            if authorised(request.scope, expected):
+                return _error(403, "PERMISSION_DENIED", "the webhook needs a write token")
             return _unauthenticated()
-        reconciler.wake()
+        stalled = reconciler.stalled()
+        if reconciler.wake() and stalled is not None:
+            answer = {"reconcile": "triggered", "restarted": f"a stalled fetch ({stalled})"}
+            return _json(answer, status=202)
         return _json({"reconcile": "triggered"}, status=202)
 
     async def version(request: Request) -> Response:

@@ -15,14 +15,15 @@ route when the only difference is a trailing slash.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import importlib
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from .. import scoring
 from .._version import __version__
+from . import auth
 
 JSON = "application/json"
 
@@ -30,6 +31,7 @@ JSON = "application/json"
 # loads the model itself through ``app_from_environment``.
 ENV_MODEL_URI = "GITML_SERVE_MODEL_URI"
 ENV_TOKEN = "GITML_SERVE_TOKEN"
+ENV_TOKEN_FILE = "GITML_SERVE_TOKEN_FILE"
 ENV_MAX_BODY = "GITML_SERVE_MAX_BODY_BYTES"
 
 # One worker predicts one request at a time either way; handing a small one to
@@ -147,11 +149,18 @@ UNAUTHENTICATED = scoring.ScoringError(
 WWW_AUTHENTICATE = ((b"www-authenticate", b"Bearer"),)
 
 
-def authorised(scope: Scope, expected: bytes | None) -> bool:
-    """No token is required (``expected`` None), or the request's Authorization is it."""
-    if expected is None:
+def authorised(scope: Scope, tokens: auth.Tokens | None, need: auth.Scope = "read") -> bool:
+    """No token is required (``tokens`` None), or the request's bearer token has ``need``
+    (a write token may also read)."""
+    if tokens is None:
         return True
-    return hmac.compare_digest((header(scope, b"authorization") or "").encode(), expected)
+    given = auth.token_scope(header(scope, b"authorization"), tokens)
+    return given is not None and (need == "read" or given == "write")
+
+
+def tokens_of(token: str | None, tokens: auth.Tokens | None) -> auth.Tokens | None:
+    """One token given on its own (``--token``) is a write token; else the file's tokens."""
+    return {token: "write"} if token else tokens
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -180,20 +189,22 @@ def create_app(
     model: scoring.Predictor | None,
     *,
     token: str | None = None,
+    tokens: auth.Tokens | None = None,
     max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
     offload_above_bytes: int = OFFLOAD_ABOVE_BYTES,
     body_seconds: float = scoring.DEFAULT_BODY_SECONDS,
 ) -> ASGIApp:
     """The ASGI app scoring ``model``.
 
-    ``token``: when given, ``/invocations`` needs ``Authorization: Bearer <token>``.
+    ``token`` (or any of ``tokens``, from a token file): when given,
+    ``/invocations`` needs ``Authorization: Bearer <token>``.
     ``offload_above_bytes``: a request body larger than this is predicted in a
     worker thread, so a big batch does not stall ``/ping`` and other
     connections; a smaller one is predicted on the event loop, where a
     one-row request costs less (see ``OFFLOAD_ABOVE_BYTES``).
     ``body_seconds``: how long a request may take to send its body (then 408).
     """
-    expected = f"Bearer {token}".encode() if token else None
+    expected = tokens_of(token, tokens)
 
     async def invocations(scope: Scope, receive: Receive, send: Send) -> None:
         if not authorised(scope, expected):
@@ -282,8 +293,10 @@ def app_from_environment(
 ) -> ASGIApp:
     """An app whose model and settings come from the environment (one per uvicorn worker)."""
     uri = os.environ[ENV_MODEL_URI]
+    token_file = os.environ.get(ENV_TOKEN_FILE)
     return create_app(
         (loader or load_model)(uri),
         token=os.environ.get(ENV_TOKEN) or None,
+        tokens=auth.read_tokens(Path(token_file)) if token_file else None,
         max_body_bytes=int(os.environ.get(ENV_MAX_BODY, scoring.DEFAULT_MAX_BODY_BYTES)),
     )

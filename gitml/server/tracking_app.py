@@ -22,7 +22,6 @@ counted as they stream, with or without a Content-Length).
 from __future__ import annotations
 
 import fcntl
-import hmac
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -59,13 +58,14 @@ from ..tracking import journal, metrics, validation
 from ..tracking.client import EXPERIMENTS, RUNS, Client
 from ..tracking.entities import metric_from_json, metric_to_json
 from ..tracking.writer import Latest
+from .auth import LoopbackHostOnly, Scope, read_tokens, token_scope
 from .ui import attach_ui
 
 PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024 * 1024
 _CHUNK = 1024 * 1024
-Scope = Literal["read", "write"]
+__all__ = ["PREFIX", "ServerSettings", "create_app", "read_tokens"]
 
 
 class _Body(BaseModel):
@@ -231,22 +231,10 @@ class ServerSettings:
     tokens: dict[str, Scope] | None = None  # None: no authentication (loopback only)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
-
-
-def read_tokens(path: Path) -> dict[str, Scope]:
-    """``--token-file``: one ``TOKEN read|write`` per line; ``#`` starts a comment."""
-    tokens: dict[str, Scope] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        parts = text.split()
-        if len(parts) != 2 or parts[1] not in ("read", "write"):
-            raise InvalidInput(f"{path}:{number}: expected 'TOKEN read' or 'TOKEN write'")
-        tokens[parts[0]] = parts[1]  # type: ignore[assignment]
-    if not tokens:
-        raise InvalidInput(f"{path} holds no token")
-    return tokens
+    # Refuse a request whose Host is not a loopback name (a server without tokens).
+    loopback_only: bool = False
+    # Every route that writes answers 403 (``gitml ui`` unless --allow-writes).
+    read_only: bool = False
 
 
 class _AppliedBatches:
@@ -393,17 +381,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def scope_of(request: Request) -> Scope | None:
         if settings.tokens is None:
             return "write"
-        given = request.headers.get("authorization", "")
-        for token, scope in settings.tokens.items():
-            if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return scope
-        return None
+        return token_scope(request.headers.get("authorization"), settings.tokens)
 
     def reader(request: Request) -> None:
         if scope_of(request) is None:
             raise _Unauthorized("send 'Authorization: Bearer <token>' with a read or write token")
 
     def writer(request: Request) -> None:
+        if settings.read_only:
+            raise _Forbidden("this server is read-only (gitml ui: start it with --allow-writes)")
         scope = scope_of(request)
         if scope is None:
             raise _Unauthorized("send 'Authorization: Bearer <token>' with a write token")
@@ -414,6 +400,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     Write = Depends(writer)
 
     app.add_middleware(_BodyCap, settings=settings)
+    if settings.loopback_only:
+        app.add_middleware(LoopbackHostOnly)
 
     @app.exception_handler(GitmlError)
     async def gitml_error(request: Request, exc: GitmlError) -> JSONResponse:

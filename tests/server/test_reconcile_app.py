@@ -51,7 +51,8 @@ def reconciler(client: gitml.Client) -> Reconciler:
 
 
 def app_client(reconciler: Reconciler, token: str | None = None) -> TestClient:
-    return TestClient(create_app(reconciler, interval=60, token=token, run_loop=False))
+    tokens = {token: "write"} if token else None
+    return TestClient(create_app(reconciler, interval=60, tokens=tokens, run_loop=False))
 
 
 def score(http: TestClient, path: str = "/invocations", **headers: str) -> httpx2.Response:
@@ -229,7 +230,7 @@ def test_the_hook_reconciles_now(client: gitml.Client, stages: Stages) -> None:
     """With the loop running on a long interval, only the hook can pick up a new commit."""
     reconciler = Reconciler(Source(client.store), STAGE, client.config, loader=CountingLoader())
     stages.assign("adder", 1, STAGE)
-    app = create_app(reconciler, interval=3600, token=TOKEN)
+    app = create_app(reconciler, interval=3600, tokens={TOKEN: "write"})
     with TestClient(app) as http:
         wait_for(lambda: http.get("/health").status_code == 200)
         assert http.get("/ping").status_code == 200
@@ -312,11 +313,12 @@ def test_build_app_logs_events_as_json_on_stderr(
         "remote": None,
         "cache": None,
         "interval": 0.05,
-        "token": None,
+        "fetch_timeout": 10.0,
+        "tokens": None,
         "allow_empty": False,
     }
     app = cli_reconcile.build_app(settings)
-    with TestClient(app) as http:  # type: ignore[arg-type]
+    with TestClient(app, base_url="http://127.0.0.1:8080") as http:  # type: ignore[arg-type]
         wait_for(lambda: http.get("/health").status_code == 200)
     out, err = capfd.readouterr()
     assert out == ""
@@ -342,4 +344,4 @@ def test_the_cli_refuses_bad_settings(tmp_path: Path, client: gitml.Client) -> N
     empty = tmp_path / "empty-token"
     empty.write_text("\n")
     result = runner.invoke(main, ["reconcile", "--token-file", str(empty)])
-    assert result.exit_code == 1 and "is empty" in result.stderr
+    assert result.exit_code == 1 and "holds no token" in result.stderr
