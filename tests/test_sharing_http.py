@@ -1,0 +1,352 @@
+"""Sharing through a real Git server over smart HTTP with basic authentication.
+
+nginx and fcgiwrap run ``git http-backend`` (testing/git_http.py) with
+gitml's ``pre-receive`` hook on the served repository. Each machine is a clone
+with its own home: machine A gives its password through git's ``store``
+credential helper, machine B in the remote's URL, as users do. Every ``gitml``
+command runs as a real process, and none may print the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+import yaml
+
+import gitml
+from gitml.registry import Registry
+from gitml.stages import Stages
+from gitml.tracking import fluent
+from testing import git_http
+from testing.git import fsck, git, git_env, init_repo
+from testing.git_http import GitHttpServer, git_http_server
+from testing.procs import finish, spawn
+from testing.reconcile import EXAMPLE, register_offsets
+from testing.registry import log_iris_run
+from testing.serving import free_socket
+
+pytestmark = pytest.mark.skipif(git_http.available() is not None, reason=str(git_http.available()))
+
+RUNS = "refs/gitml/runs/"
+STAGES = "refs/heads/gitml/"
+
+
+@dataclass
+class Machine:
+    name: str
+    path: Path
+    env: dict[str, str]
+    password: str
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name} <{self.name.lower()}@example.com>"
+
+    def refs(self, prefix: str = "refs/gitml/") -> dict[str, str]:
+        return refs(self.path, prefix)
+
+    def gitml(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        """``gitml ARGS`` as a process in this machine's clone; it never shows the password."""
+        done = subprocess.run(
+            ["gitml", *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert self.password not in done.stdout + done.stderr
+        if ok:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[gitml.Client]:
+        """A client in this clone, for the fluent API (``log_model``) too."""
+        fluent.set_tracking_uri(str(self.path))
+        client = gitml.Client(str(self.path), identity=self.identity)
+        try:
+            yield client
+        finally:
+            client.close()
+            fluent.set_tracking_uri(None)
+
+
+def refs(repo: Path, prefix: str) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def machine(tmp: Path, server: GitHttpServer, name: str, *, in_url: bool = False) -> Machine:
+    """A clone of ``shared.git`` with gitml's refspecs, its own home and the password."""
+    home = tmp / f"home-{name}"
+    home.mkdir()
+    env = git_env(home)
+    email = f"{name.lower()}@example.com"
+    env.update(
+        GIT_AUTHOR_NAME=name,
+        GIT_COMMITTER_NAME=name,
+        GIT_AUTHOR_EMAIL=email,
+        GIT_COMMITTER_EMAIL=email,
+        GIT_TERMINAL_PROMPT="0",
+    )
+    credentials = f"{server.user}:{server.password}"
+    if in_url:
+        url = server.url("shared.git", credentials=credentials)
+    else:
+        url = server.url("shared.git")
+        store = home / "git-credentials"
+        store.write_text(server.url("", credentials=credentials).rstrip("/") + "\n")
+        store.chmod(0o600)
+        (home / ".gitconfig").write_text(f"[credential]\n\thelper = store --file={store}\n")
+    path = tmp / name.lower()
+    git(tmp, "clone", "-q", url, str(path), env=env)
+    found = Machine(name, path, env, server.password)
+    found.gitml("remote", "setup", "origin")
+    return found
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[GitHttpServer]:
+    with git_http_server(tmp_path / "server") as running:
+        shared = running.create_repository("shared.git")
+        # The served repository's default branch, pushed as any first commit would be.
+        work = init_repo(tmp_path / "first")
+        git(work, "push", "-q", str(shared), "main")
+        yield running
+
+
+@pytest.fixture
+def a(tmp_path: Path, server: GitHttpServer) -> Machine:
+    return machine(tmp_path, server, "A")
+
+
+@pytest.fixture
+def b(tmp_path: Path, server: GitHttpServer) -> Machine:
+    return machine(tmp_path, server, "B", in_url=True)
+
+
+def served(server: GitHttpServer, prefix: str = "refs/gitml/") -> dict[str, str]:
+    return refs(server.repos / "shared.git", prefix)
+
+
+@pytest.mark.slow
+def test_push_and_pull_runs_a_model_and_a_stage(
+    a: Machine, b: Machine, server: GitHttpServer
+) -> None:
+    with a.client() as client:
+        run_id, _, _ = log_iris_run(client)
+        registry = Registry(client)
+        registry.register(f"runs:/{run_id}/model", "churn")
+        Stages(registry, client.config).assign("churn", 1, "production")
+    pushed = a.gitml("push")
+    assert "pushed" in pushed.stdout and "to origin" in pushed.stdout
+    assert served(server) == a.refs() and RUNS + run_id in a.refs()
+    assert served(server, STAGES) == a.refs(STAGES) != {}
+
+    pulled = b.gitml("pull")
+    assert "updated" in pulled.stdout
+    assert b.refs() == a.refs() and b.refs(STAGES) == a.refs(STAGES)
+    with b.client() as client:
+        version = Registry(client).get_version("churn", 1)
+        assert version.run_id == run_id
+        Registry(client).check_digest(version)  # the model's files came with the run
+    assert "up to date" in b.gitml("push").stdout
+
+    # B promotes through the URL-with-password remote; A pulls it back.
+    with b.client() as client:
+        registry = Registry(client)
+        second, _, _ = log_iris_run(client)
+        registry.register(f"runs:/{second}/model", "churn")
+        Stages(registry, client.config).assign("churn", 2, "production")
+    b.gitml("push")
+    a.gitml("pull")
+    assert a.refs(STAGES) == b.refs(STAGES) == served(server, STAGES)
+    assert a.refs() == b.refs() == served(server)
+    fsck(server.repos / "shared.git")
+
+
+def declare(machine: Machine, stage: str, content: str) -> None:
+    """Commit ``models/churn.yaml`` on a stage branch with git's plumbing, as a hand edit."""
+    ref = STAGES + stage
+    blob = git(machine.path, "hash-object", "-w", "--stdin", stdin=content).strip()
+    tree = git(machine.path, "mktree", stdin=f"100644 blob {blob}\tchurn.yaml\n").strip()
+    root = git(machine.path, "mktree", stdin=f"040000 tree {tree}\tmodels\n").strip()
+    tip = git(machine.path, "rev-parse", ref).strip()
+    commit = git(machine.path, "commit-tree", root, "-p", tip, "-m", "hand-edited").strip()
+    git(machine.path, "update-ref", ref, commit, tip)
+
+
+@pytest.mark.slow
+def test_the_hooks_refusal_reaches_the_pusher_and_nothing_moves(
+    a: Machine, b: Machine, server: GitHttpServer
+) -> None:
+    with a.client() as client:
+        run_id, _, _ = log_iris_run(client)
+        registry = Registry(client)
+        registry.register(f"runs:/{run_id}/model", "churn")
+        Stages(registry, client.config).assign("churn", 1, "staging")
+    a.gitml("push")
+    before = served(server), served(server, STAGES)
+    # A version that exists nowhere: nothing on the client side looks at the declaration.
+    declare(a, "staging", yaml.safe_dump({"model": "churn", "versions": [{"version": 7}]}))
+    refused = a.gitml("push", ok=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: git push to origin failed"), lines
+    assert "remote: refs/heads/gitml/staging" in lines[0]
+    assert "version 7" in lines[0] and "Traceback" not in refused.stderr
+    assert (served(server), served(server, STAGES)) == before
+
+    # With the password in the URL, git's own message names the server without it.
+    b.gitml("pull")
+    declare(b, "staging", yaml.safe_dump({"model": "churn", "versions": [{"version": 8}]}))
+    refused = b.gitml("push", ok=False)
+    assert "version 8" in refused.stderr and "127.0.0.1" in refused.stderr
+    assert (served(server), served(server, STAGES)) == before
+
+
+@pytest.mark.slow
+def test_a_wrong_password_is_one_clear_line_and_changes_nothing(
+    tmp_path: Path, a: Machine, server: GitHttpServer
+) -> None:
+    with a.client() as client:
+        run_id, _, _ = log_iris_run(client)
+        Registry(client).register(f"runs:/{run_id}/model", "churn")
+    mine = a.refs()
+    wrong = "not-" + server.password
+    for url in (
+        server.url("shared.git", credentials=f"{server.user}:{wrong}"),
+        server.url("shared.git"),  # the credential helper's stored password, now wrong
+    ):
+        git(a.path, "remote", "set-url", "origin", url)
+        for command in ("push", "pull"):
+            # Written each time: git's store helper erases a password the server refused.
+            (Path(a.env["HOME"]) / "git-credentials").write_text(
+                server.url("", credentials=f"{server.user}:{wrong}").rstrip("/") + "\n"
+            )
+            done = a.gitml(command, ok=False)
+            out = done.stdout + done.stderr
+            assert wrong not in out
+            assert done.returncode == 1 and done.stdout == "", out
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), out
+            assert "Authentication failed" in lines[0], out
+            assert server.url("shared.git") in lines[0], out  # names the remote
+            assert served(server) == {}
+            assert a.refs() == mine
+            assert a.refs("refs/gitml-incoming/") == a.refs("refs/gitml-outgoing/") == {}
+
+
+CONCURRENT = """
+    import sys
+    import gitml
+    from gitml import sharing
+    client = gitml.Client(identity=sys.argv[1])
+    for i in range(3):
+        run = client.create_run(run_name=f"run-{i}")
+        client.log_metric(run.id, "loss", 1.0 / (i + 1))
+        client.set_terminated(run.id)
+        client.flush()
+        report = sharing.push(client.store, "origin")
+        assert not report.problems, report.problems
+    client.close()
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_pushes_from_three_clones_lose_nothing(
+    tmp_path: Path, server: GitHttpServer
+) -> None:
+    machines = [machine(tmp_path, server, name, in_url=name == "C") for name in "ABC"]
+    procs = [spawn(CONCURRENT, m.path, m.identity, env=m.env) for m in machines]
+    for proc in procs:
+        code, out, err = finish(proc, timeout=120)
+        assert code == 0, err
+        assert server.password not in out + err
+    runs: dict[str, str] = {}
+    for m in machines:
+        runs.update(m.refs(RUNS))
+        assert m.refs("refs/gitml-outgoing/") == {}
+    assert len(runs) == 9
+    assert served(server, RUNS) == runs
+    assert len(served(server, "refs/gitml/experiments/")) == 1
+    fsck(server.repos / "shared.git")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except httpx2.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_reconciler_serves_a_promotion_pushed_over_http(
+    tmp_path: Path, a: Machine, server: GitHttpServer
+) -> None:
+    with a.client() as client:
+        stages = Stages(register_offsets(client, "adder", [1.0, 2.0]), client.config)
+        first = stages.assign("adder", 1, "production").commit
+    a.gitml("push")
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "reconcile.log"
+    # The reconciler authenticates as A does: through A's credential helper.
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [
+                "gitml", "reconcile", "--remote", server.url("shared.git"),
+                "--stage", "production", "--interval", "200ms", "--port", str(port),
+                "--cache", str(tmp_path / "cache"),
+            ],
+            cwd=tmp_path, env=a.env, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+
+        def applied(commit: str) -> bool:
+            assert proc.poll() is None, log.read_text()
+            status = httpx2.get(f"{url}/status", timeout=5).json()
+            return bool(status["applied_revision"] == commit)
+
+        wait_for(lambda: applied(first), 60, "the first revision")
+        with a.client() as client:
+            stages = Stages(Registry(client), client.config)
+            second = stages.assign("adder", 2, "production").commit
+        a.gitml("push")
+        wait_for(lambda: applied(second), 20, "the promotion pushed over HTTP")
+        answer = httpx2.post(
+            f"{url}/invocations",
+            content=json.dumps({"inputs": EXAMPLE.tolist()}),
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-gitml-model-version"] == "adder/2"
+        assert answer.json()["predictions"] == (EXAMPLE + 2.0).tolist()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert server.password not in log.read_text()
