@@ -204,16 +204,8 @@ def git_http_server(
         _wait_for("fcgiwrap", sock.exists, [fcgiwrap], root)
         # "-e": nginx opens its error log before reading the configuration, and
         # the default (/var/log/nginx) may not be writable or may not exist.
-        nginx = _start(
-            [
-                "nginx",
-                "-p", str(root),
-                "-c", str(root / "nginx.conf"),
-                "-e", str(root / "error.log"),
-                "-g", "daemon off;",
-            ],  # fmt: skip
-            root,
-        )
+        command = ["nginx", "-p", str(root), "-c", str(root / "nginx.conf")]
+        nginx = _start([*command, "-e", str(root / "error.log"), "-g", "daemon off;"], root)
         _wait_for("nginx", lambda: _accepts(port), [fcgiwrap, nginx], root)
         yield GitHttpServer(root, port, user, password)
     finally:

@@ -23,8 +23,10 @@ import pytest
 import yaml
 
 import gitml
+from gitml import sharing
 from gitml.registry import Registry
 from gitml.stages import Stages
+from gitml.store import Store
 from gitml.tracking import fluent
 from testing import git_http
 from testing.git import fsck, git, git_env, init_repo
@@ -105,15 +107,18 @@ def machine(tmp: Path, server: GitHttpServer, name: str, *, in_url: bool = False
         url = server.url("shared.git", credentials=credentials)
     else:
         url = server.url("shared.git")
-        store = home / "git-credentials"
-        store.write_text(server.url("", credentials=credentials).rstrip("/") + "\n")
-        store.chmod(0o600)
-        (home / ".gitconfig").write_text(f"[credential]\n\thelper = store --file={store}\n")
+        saved = home / "git-credentials"
+        saved.write_text(server.url("", credentials=credentials).rstrip("/") + "\n")
+        saved.chmod(0o600)
+        (home / ".gitconfig").write_text(f"[credential]\n\thelper = store --file={saved}\n")
     path = tmp / name.lower()
     git(tmp, "clone", "-q", url, str(path), env=env)
-    found = Machine(name, path, env, server.password)
-    found.gitml("remote", "setup", "origin")
-    return found
+    store = Store(path)
+    try:
+        sharing.setup_remote(store, "origin")
+    finally:
+        store.close()
+    return Machine(name, path, env, server.password)
 
 
 @pytest.fixture
@@ -163,12 +168,9 @@ def test_push_and_pull_runs_a_model_and_a_stage(
         Registry(client).check_digest(version)  # the model's files came with the run
     assert "up to date" in b.gitml("push").stdout
 
-    # B promotes through the URL-with-password remote; A pulls it back.
+    # B changes a stage through the URL-with-password remote; A pulls it back.
     with b.client() as client:
-        registry = Registry(client)
-        second, _, _ = log_iris_run(client)
-        registry.register(f"runs:/{second}/model", "churn")
-        Stages(registry, client.config).assign("churn", 2, "production")
+        Stages(Registry(client), client.config).assign("churn", 1, "staging")
     b.gitml("push")
     a.gitml("pull")
     assert a.refs(STAGES) == b.refs(STAGES) == served(server, STAGES)
@@ -176,76 +178,66 @@ def test_push_and_pull_runs_a_model_and_a_stage(
     fsck(server.repos / "shared.git")
 
 
-def declare(machine: Machine, stage: str, content: str) -> None:
-    """Commit ``models/churn.yaml`` on a stage branch with git's plumbing, as a hand edit."""
-    ref = STAGES + stage
+def declare(machine: Machine, stage: str, version: int) -> None:
+    """Commit a declaration of ``churn`` version ``version`` on a new stage branch, with
+    git's plumbing: nothing on the client side looks at it before the push."""
+    content = yaml.safe_dump({"model": "churn", "versions": [{"version": version}]})
     blob = git(machine.path, "hash-object", "-w", "--stdin", stdin=content).strip()
     tree = git(machine.path, "mktree", stdin=f"100644 blob {blob}\tchurn.yaml\n").strip()
     root = git(machine.path, "mktree", stdin=f"040000 tree {tree}\tmodels\n").strip()
-    tip = git(machine.path, "rev-parse", ref).strip()
-    commit = git(machine.path, "commit-tree", root, "-p", tip, "-m", "hand-edited").strip()
-    git(machine.path, "update-ref", ref, commit, tip)
+    commit = git(machine.path, "commit-tree", root, "-m", "hand-written").strip()
+    git(machine.path, "update-ref", STAGES + stage, commit)
 
 
 @pytest.mark.slow
 def test_the_hooks_refusal_reaches_the_pusher_and_nothing_moves(
     a: Machine, b: Machine, server: GitHttpServer
 ) -> None:
-    with a.client() as client:
-        run_id, _, _ = log_iris_run(client)
-        registry = Registry(client)
-        registry.register(f"runs:/{run_id}/model", "churn")
-        Stages(registry, client.config).assign("churn", 1, "staging")
-    a.gitml("push")
-    before = served(server), served(server, STAGES)
-    # A version that exists nowhere: nothing on the client side looks at the declaration.
-    declare(a, "staging", yaml.safe_dump({"model": "churn", "versions": [{"version": 7}]}))
+    # A version of a model that exists nowhere.
+    declare(a, "staging", 7)
     refused = a.gitml("push", ok=False)
     assert refused.returncode == 1 and refused.stdout == ""
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: git push to origin failed"), lines
-    assert "remote: refs/heads/gitml/staging" in lines[0]
-    assert "version 7" in lines[0] and "Traceback" not in refused.stderr
-    assert (served(server), served(server, STAGES)) == before
+    assert "remote: gitml: push rejected: 1 problem(s) in refs/heads/gitml/staging" in lines[0]
+    assert "remote: refs/heads/gitml/staging" in lines[0] and "churn" in lines[0]
+    assert "Traceback" not in refused.stderr
+    assert served(server) == served(server, STAGES) == {}
 
     # With the password in the URL, git's own message names the server without it.
-    b.gitml("pull")
-    declare(b, "staging", yaml.safe_dump({"model": "churn", "versions": [{"version": 8}]}))
+    declare(b, "production", 8)
     refused = b.gitml("push", ok=False)
-    assert "version 8" in refused.stderr and "127.0.0.1" in refused.stderr
-    assert (served(server), served(server, STAGES)) == before
+    assert "refs/heads/gitml/production" in refused.stderr and "127.0.0.1" in refused.stderr
+    assert served(server) == served(server, STAGES) == {}
 
 
 @pytest.mark.slow
 def test_a_wrong_password_is_one_clear_line_and_changes_nothing(
-    tmp_path: Path, a: Machine, server: GitHttpServer
+    a: Machine, server: GitHttpServer
 ) -> None:
     with a.client() as client:
-        run_id, _, _ = log_iris_run(client)
-        Registry(client).register(f"runs:/{run_id}/model", "churn")
+        run = client.create_run(run_name="unshared")
+        client.set_terminated(run.id)
     mine = a.refs()
     wrong = "not-" + server.password
-    for url in (
-        server.url("shared.git", credentials=f"{server.user}:{wrong}"),
-        server.url("shared.git"),  # the credential helper's stored password, now wrong
+    helper = Path(a.env["HOME"]) / "git-credentials"
+    helper.write_text(server.url("", credentials=f"{server.user}:{wrong}").rstrip("/") + "\n")
+    for command, url in (
+        ("push", server.url("shared.git")),  # the credential helper's password, now wrong
+        ("pull", server.url("shared.git", credentials=f"{server.user}:{wrong}")),
     ):
         git(a.path, "remote", "set-url", "origin", url)
-        for command in ("push", "pull"):
-            # Written each time: git's store helper erases a password the server refused.
-            (Path(a.env["HOME"]) / "git-credentials").write_text(
-                server.url("", credentials=f"{server.user}:{wrong}").rstrip("/") + "\n"
-            )
-            done = a.gitml(command, ok=False)
-            out = done.stdout + done.stderr
-            assert wrong not in out
-            assert done.returncode == 1 and done.stdout == "", out
-            lines = done.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("error: "), out
-            assert "Authentication failed" in lines[0], out
-            assert server.url("shared.git") in lines[0], out  # names the remote
-            assert served(server) == {}
-            assert a.refs() == mine
-            assert a.refs("refs/gitml-incoming/") == a.refs("refs/gitml-outgoing/") == {}
+        done = a.gitml(command, ok=False)
+        out = done.stdout + done.stderr
+        assert wrong not in out
+        assert done.returncode == 1 and done.stdout == "", out
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: git "), out
+        assert "Authentication failed" in lines[0], out
+        assert server.url("shared.git") in lines[0], out  # names the remote
+        assert served(server) == {}
+        assert a.refs() == mine
+        assert a.refs("refs/gitml-incoming/") == a.refs("refs/gitml-outgoing/") == {}
 
 
 CONCURRENT = """
@@ -253,7 +245,7 @@ CONCURRENT = """
     import gitml
     from gitml import sharing
     client = gitml.Client(identity=sys.argv[1])
-    for i in range(3):
+    for i in range(2):
         run = client.create_run(run_name=f"run-{i}")
         client.log_metric(run.id, "loss", 1.0 / (i + 1))
         client.set_terminated(run.id)
@@ -278,7 +270,7 @@ def test_concurrent_pushes_from_three_clones_lose_nothing(
     for m in machines:
         runs.update(m.refs(RUNS))
         assert m.refs("refs/gitml-outgoing/") == {}
-    assert len(runs) == 9
+    assert len(runs) == 6
     assert served(server, RUNS) == runs
     assert len(served(server, "refs/gitml/experiments/")) == 1
     fsck(server.repos / "shared.git")
