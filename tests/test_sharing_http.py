@@ -178,10 +178,12 @@ def test_push_and_pull_runs_a_model_and_a_stage(
     fsck(server.repos / "shared.git")
 
 
-def declare(machine: Machine, stage: str, version: int) -> None:
-    """Commit a declaration of ``churn`` version ``version`` on a new stage branch, with
-    git's plumbing: nothing on the client side looks at it before the push."""
-    content = yaml.safe_dump({"model": "churn", "versions": [{"version": version}]})
+def declare(machine: Machine, stage: str, *versions: int) -> None:
+    """Commit a declaration of ``churn`` ``versions`` on a new stage branch, with git's
+    plumbing: nothing on the client side looks at it before the push."""
+    weight = 100 // len(versions)
+    served = [{"version": v, "weight": weight} for v in versions]
+    content = yaml.safe_dump({"model": "churn", "versions": served})
     blob = git(machine.path, "hash-object", "-w", "--stdin", stdin=content).strip()
     tree = git(machine.path, "mktree", stdin=f"100644 blob {blob}\tchurn.yaml\n").strip()
     root = git(machine.path, "mktree", stdin=f"040000 tree {tree}\tmodels\n").strip()
@@ -209,6 +211,26 @@ def test_the_hooks_refusal_reaches_the_pusher_and_nothing_moves(
     refused = b.gitml("push", ok=False)
     assert "refs/heads/gitml/production" in refused.stderr and "127.0.0.1" in refused.stderr
     assert served(server) == served(server, STAGES) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="gitml/sharing.py's GitFailed keeps only the last 3 lines of git's stderr, so "
+    "of a hook's refusal with more than one problem the summary and the first problems are cut",
+)
+def test_every_problem_the_hook_finds_reaches_the_pusher(a: Machine) -> None:
+    declare(a, "staging", 7, 8)
+    declare(a, "production", 9)
+    refused = a.gitml("push", ok=False)
+    assert refused.returncode == 1
+    assert "push rejected: 3 problem(s)" in refused.stderr
+    for where in (
+        "staging:models/churn.yaml: field 'versions.0",
+        "staging:models/churn.yaml: field 'versions.1",
+        "production:models/churn.yaml: field 'versions.0",
+    ):
+        assert where in refused.stderr
 
 
 @pytest.mark.slow
