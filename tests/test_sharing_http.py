@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -364,3 +366,22 @@ def test_the_reconciler_serves_a_promotion_pushed_over_http(
             proc.kill()
             proc.wait()
     assert server.password not in log.read_text()
+
+
+def test_the_server_asks_for_the_password_and_stops_cleanly(tmp_path: Path) -> None:
+    with git_http_server(tmp_path / "server") as server:
+        server.create_repository("shared.git")
+        refs_url = server.url("shared.git") + "/info/refs?service=git-upload-pack"
+        assert httpx2.get(refs_url, timeout=10).status_code == 401
+        wrong = httpx2.get(refs_url, auth=(server.user, "wrong"), timeout=10)
+        assert wrong.status_code == 401
+        right = httpx2.get(refs_url, auth=(server.user, server.password), timeout=10)
+        assert right.status_code == 200, server.log()
+        assert right.headers["content-type"] == "application/x-git-upload-pack-advertisement"
+        nginx = int((server.root / "nginx.pid").read_text())
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(refs_url, timeout=10)
+    with pytest.raises(ProcessLookupError):
+        os.kill(nginx, 0)
+    with socket.socket(socket.AF_UNIX) as sock, pytest.raises(OSError):
+        sock.connect(str(server.root / "fcgiwrap.sock"))
