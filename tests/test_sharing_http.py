@@ -204,7 +204,8 @@ def test_the_hooks_refusal_reaches_the_pusher_and_nothing_moves(
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: git push to origin failed"), lines
     assert "remote: gitml: push rejected: 1 problem(s) in refs/heads/gitml/staging" in lines[0]
-    assert "remote: refs/heads/gitml/staging" in lines[0] and "churn" in lines[0]
+    reason = "field 'versions.0.version': no registered model 'churn'"
+    assert f"remote: refs/heads/gitml/staging:models/churn.yaml: {reason}" in lines[0]
     assert "Traceback" not in refused.stderr
     assert served(server) == served(server, STAGES) == {}
 
