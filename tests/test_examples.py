@@ -197,3 +197,85 @@ def test_readme_curl_calls_fit_the_quickstart_model(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_github_ruleset_guards_production_with_the_stage_workflows_check() -> None:
+    """examples/github/production-ruleset.json cannot be applied here; what it asks of
+    GitHub must name gitml's production branch and the check stage-pr.yml reports."""
+    import json
+
+    import yaml
+
+    ruleset = json.loads((ROOT / "examples" / "github" / "production-ruleset.json").read_text())
+    assert ruleset["target"] == "branch" and ruleset["enforcement"] == "active"
+    assert ruleset["conditions"]["ref_name"]["include"] == ["refs/heads/gitml/production"]
+    rules = {rule["type"]: rule.get("parameters", {}) for rule in ruleset["rules"]}
+    assert {"deletion", "non_fast_forward", "pull_request"} <= set(rules)
+    assert rules["pull_request"]["required_approving_review_count"] >= 1
+    assert rules["pull_request"]["require_code_owner_review"] is True
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "stage-pr.yml").read_text())
+    checks = rules["required_status_checks"]["required_status_checks"]
+    assert [check["context"] for check in checks] == list(workflow["jobs"])
+
+
+@pytest.mark.slow
+def test_codeowners_on_the_production_branch_passes_the_hook_and_outlives_promotions(
+    repo: Path, tmp_path: Path
+) -> None:
+    """examples/github/protect-stages.sh against a bare remote with gitml's hook; ``gh``
+    (GitHub's API, out of reach here) is a script that records how it was called."""
+    import gitml
+    from gitml.registry import Registry
+    from gitml.stages import Stages
+    from testing.cli import cli
+    from testing.git import git, init_repo
+    from testing.registry import log_iris_run
+
+    server = init_repo(tmp_path / "server.git", bare=True)
+    cli("hook", "install", "--server", "--repo", str(server))
+    git(repo, "remote", "add", "origin", str(server))
+    git(repo, "push", "-q", "origin", "main")
+    client = gitml.Client(identity="Ada <ada@example.com>")
+    registry = Registry(client)
+    run_id, _, _ = log_iris_run(client)
+    for _ in range(2):
+        registry.register(f"runs:/{run_id}/model", "churn")
+    stages = Stages(registry, client.config)
+    stages.assign("churn", 1, "production")
+    cli("push")
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "gh-calls"}\n')
+    (bin_dir / "gh").chmod(0o755)
+    script = ROOT / "examples" / "github" / "protect-stages.sh"
+    env = child_env(PATH=f"{bin_dir}:{os.environ['PATH']}")
+    done = subprocess.run(
+        ["bash", str(script), "acme/churn"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    ruleset = ROOT / "examples" / "github" / "production-ruleset.json"
+    calls = (tmp_path / "gh-calls").read_text().splitlines()
+    assert calls == [f"api --method POST repos/acme/churn/rulesets --input {ruleset}"]
+    owners = (ROOT / "examples" / "github" / "CODEOWNERS").read_text()
+    production = "refs/heads/gitml/production"
+    assert git(server, "show", f"{production}:.github/CODEOWNERS") == owners
+
+    # gitml's next promotion keeps the file, and the hook accepts it.
+    cli("pull")
+    stages.assign("churn", 2, "production")
+    cli("push")
+    assert git(server, "show", f"{production}:.github/CODEOWNERS") == owners
+    assert git(server, "show", f"{production}:models/churn.yaml") == git(
+        repo, "show", f"{production}:models/churn.yaml"
+    )
+    # The history walk steps over the commit that is not gitml's: a rollback finds v1.
+    back = stages.rollback("production", "churn")
+    assert back.after is not None and [v.version for v in back.after.versions] == [1]
+    client.close()
