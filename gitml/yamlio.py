@@ -64,10 +64,12 @@ def load(data: bytes | str) -> Any:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
         fast = _read_canonical(raw.decode("utf-8"))
+        if fast is not None and dump(fast) == raw:
+            return fast
     except (ValueError, IndexError, UnicodeDecodeError):
-        fast = None
-    if fast is not None and dump(fast) == raw:
-        return fast
+        # Not gitml's canonical text, or text gitml refuses to write (a lone
+        # surrogate): PyYAML reads it, and the record's checks name the field.
+        pass
     import yaml  # only here: importing PyYAML costs 20 ms at every start
 
     loader = _record_loader(c_parser=_nesting_bound(raw) < _C_NESTING)
