@@ -584,7 +584,7 @@ def _read_chunk(chunk: list[tuple[str, str]], store: Store | None = None) -> _Ro
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
+    _wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
     version = _meta(conn, "schema")
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -596,6 +596,25 @@ def _prepare(conn: sqlite3.Connection) -> None:
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
             _create(conn)
             _set_meta(conn, "schema", SCHEMA_VERSION)
+
+
+def _wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Put the file in WAL mode (a no-op once it is).
+
+    Switching a new file's journal needs the file to itself, and SQLite answers
+    "database is locked" at once, without its busy wait, while other
+    connections are opening the same new file (threads of a server's first
+    searches): retried until ``wait`` seconds have passed.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
