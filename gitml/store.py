@@ -461,7 +461,7 @@ class Store:
                 return old
             parents = ((old,) if old else change.root_parents) + change.merge_parents
             text = change.message or message
-            reflog = text.split("\n", 1)[0].encode()  # a reflog line holds one line
+            reflog = _reflog_message(ref, text)
             commit = self.write_commit(snap.tree if snap else None, change.files, parents, text)
             now = int(self.clock())
             before = self._ref_dir_mtime(ref)
@@ -507,7 +507,7 @@ class Store:
             "committer": self.identity,
             "timestamp": int(self.clock()),
             "timezone": 0,
-            "message": message.split("\n", 1)[0].encode(),
+            "message": _reflog_message(ref, message),
         }
         for attempt in range(200):
             before = self._ref_dir_mtime(ref)
@@ -1108,6 +1108,21 @@ def deferred_signals() -> Iterator[None]:
             signal.signal(sig, handler)
         for signum in held:
             signal.raise_signal(signum)
+
+
+# The refs git itself keeps a reflog for (core.logAllRefUpdates=true, a non-bare
+# repository's default). A reflog elsewhere (every run under refs/gitml/) cost
+# more disk than the run's own objects once packed, and ``git gc`` never prunes
+# what git would not have written.
+_REFLOG_PREFIXES = ("refs/heads/", "refs/remotes/", "refs/notes/")
+
+
+def _reflog_message(ref: str, message: str) -> bytes | None:
+    """The reflog line for an update of ``ref`` (its message's first line), or None
+    (dulwich then writes no reflog entry) for a ref git keeps no reflog for."""
+    if ref != "HEAD" and not ref.startswith(_REFLOG_PREFIXES):
+        return None
+    return message.split("\n", 1)[0].encode()
 
 
 def _text(path: bytes | None) -> str:
