@@ -22,6 +22,8 @@ bytes per run in all.
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import ROOT, child_env, mlflow_figures, parser, work_folder
 from benchmarks.search import generate
+from testing.git import init_repo
 
 REFSPEC = "refs/gitml/*:refs/gitml/*"
 
@@ -94,9 +97,17 @@ SHAPES = {
 }
 
 
-def log_runs(client: object, count: int, shape: tuple[int, int, int, int]) -> None:
-    """``count`` runs of ``shape`` through ``client`` (gitml's or MLflow's: same calls)."""
+def log_runs(
+    client: object, count: int, shape: tuple[int, int, int, int], metric: type
+) -> None:
+    """``count`` runs of ``shape`` through ``client`` (gitml's or MLflow's: same calls).
+
+    The points go in one ``log_batch`` (``metric``: its Metric class): MLflow's
+    store commits each ``log_metric`` to SQLite on its own, which took minutes
+    for a few thousand points on a loaded machine; the rows it keeps are the same.
+    """
     params, metrics, steps, tags = shape
+    rng = random.Random(0)  # noisy values, as training's are: a regular series packs smaller
     for i in range(count):
         run = client.create_run("0", run_name=f"run-{i}")  # type: ignore[attr-defined]
         run_id = run.info.run_id if hasattr(run, "info") else run.id
@@ -104,12 +115,13 @@ def log_runs(client: object, count: int, shape: tuple[int, int, int, int]) -> No
             client.log_param(run_id, f"p{j}", f"value-{i % 7}-{j}")  # type: ignore[attr-defined]
         for j in range(tags):
             client.set_tag(run_id, f"t{j}", f"tag {i % 5}")  # type: ignore[attr-defined]
-        for j in range(metrics):
-            for step in range(steps):
-                value = (i * 7919 + j * 104729 + step) % 1000 / 1000
-                client.log_metric(  # type: ignore[attr-defined]
-                    run_id, f"m{j}", value, timestamp=1_764_000_000_000 + step, step=step
-                )
+        points = [
+            metric(f"m{j}", rng.random(), 1_764_000_000_000 + step, step)
+            for j in range(metrics)
+            for step in range(steps)
+        ]
+        if points:
+            client.log_batch(run_id, metrics=points)  # type: ignore[attr-defined]
         client.set_terminated(run_id)  # type: ignore[attr-defined]
 
 
@@ -137,15 +149,16 @@ def gitml_bytes(base: Path, count: int, shape: tuple[int, int, int, int]) -> dic
     """Bytes per run of ``count`` runs, over a repository with none, after ``git gc``."""
     import gitml
 
-    repo = base / f"storage-{'-'.join(map(str, shape))}"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    # A project with one commit, where the script runs: each run's code is that commit.
+    repo = init_repo(base / f"storage-{'-'.join(map(str, shape))}")
+    os.chdir(repo)
     client = gitml.Client(str(repo))
     client.search_runs()  # the Default experiment and an empty index
     client.close()
     subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
     empty = git_parts(repo)
     client = gitml.Client(str(repo))
-    log_runs(client, count, shape)
+    log_runs(client, count, shape, gitml.Metric)
     assert len(client.search_runs(max_results=count)) == count  # the index is filled
     client.close()
     subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
@@ -156,6 +169,7 @@ def gitml_bytes(base: Path, count: int, shape: tuple[int, int, int, int]) -> dic
 MLFLOW_STORE = """
 import json, os, sqlite3, sys
 sys.path.insert(0, sys.argv[4])
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from benchmarks.sharing import log_runs
 db, count, shape = sys.argv[1], int(sys.argv[2]), tuple(json.loads(sys.argv[3]))
@@ -169,7 +183,7 @@ def vacuumed() -> int:
 client = MlflowClient(tracking_uri=f"sqlite:///{db}")
 client.search_experiments()
 empty = vacuumed()
-log_runs(client, count, shape)
+log_runs(client, count, shape, Metric)
 print(json.dumps({"bytes": (vacuumed() - empty) / count}))
 """
 
