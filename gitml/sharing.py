@@ -545,9 +545,7 @@ def _index_runs(
     from .query.index import QueryIndex
 
     parsed = {
-        ref[len(RUNS) :]: (sha, runs[ref][0])
-        for ref, sha in report.updated.items()
-        if ref in runs
+        ref[len(RUNS) :]: (sha, runs[ref][0]) for ref, sha in report.updated.items() if ref in runs
     }
     if not parsed:
         return
