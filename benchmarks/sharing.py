@@ -213,12 +213,13 @@ def storage(base: Path, count: int, mlflow_python: str) -> None:
 def main() -> None:
     parse = parser(__doc__)
     parse.add_argument("--runs", default="1000,10000", help="comma-separated run counts")
-    parse.add_argument("--storage-runs", type=int, default=200, help="runs of each shape")
+    parse.add_argument("--storage-runs", type=int, default=200, help="runs of each shape (0: none)")
     args = parse.parse_args()
     base = work_folder(args, "sharing-")
     for count in (int(n) for n in args.runs.split(",") if n):
         bench(count, base)
-    storage(base, args.storage_runs, args.mlflow_python)
+    if args.storage_runs:
+        storage(base, args.storage_runs, args.mlflow_python)
     shutil.rmtree(base, ignore_errors=True)
 
 
