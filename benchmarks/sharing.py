@@ -9,10 +9,21 @@ the same disk, then: the first ``gitml push`` beside ``git push`` of
 fresh clone beside ``git fetch`` of the same refspec; a pull with nothing new
 beside a no-op ``git fetch``; and the first ``gitml runs list`` after the pull.
 Targets: push and pull at most 1.5x plain git, a no-op pull at most 1.2x.
+
+Then storage: bytes per run after ``git gc`` (objects, packed refs, reflogs,
+the query index, the rest of ``.git/gitml``) for ``--storage-runs`` runs
+made through ``gitml.Client`` as a script makes them, of two shapes (one
+param; 10 params, 5 metrics x 100 steps, 3 tags), beside MLflow's SQLite
+store for the same runs (``VACUUM``ed; MLflow's store needs SQLAlchemy and
+Alembic importable by ``--mlflow-python``). Target: at most 1.5x MLflow's
+bytes per run in all.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -22,8 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import child_env, parser, work_folder
+from benchmarks.common import ROOT, child_env, mlflow_figures, parser, work_folder
 from benchmarks.search import generate
+from testing.git import init_repo
 
 REFSPEC = "refs/gitml/*:refs/gitml/*"
 
@@ -79,13 +91,135 @@ def bench(count: int, base: Path) -> None:
     row(f"{count:,} runs: pull with nothing new", noop, noop_git, 1.2)
 
 
+SHAPES = {
+    "one param": (1, 0, 0, 0),  # params, metrics, steps per metric, tags
+    "10 params, 5 metrics x 100 steps, 3 tags": (10, 5, 100, 3),
+}
+
+
+def log_runs(
+    client: object, count: int, shape: tuple[int, int, int, int], metric: type
+) -> None:
+    """``count`` runs of ``shape`` through ``client`` (gitml's or MLflow's: same calls).
+
+    The points go in one ``log_batch`` (``metric``: its Metric class): MLflow's
+    store commits each ``log_metric`` to SQLite on its own, which took minutes
+    for a few thousand points on a loaded machine; the rows it keeps are the same.
+    """
+    params, metrics, steps, tags = shape
+    rng = random.Random(0)  # noisy values, as training's are: a regular series packs smaller
+    for i in range(count):
+        run = client.create_run("0", run_name=f"run-{i}")  # type: ignore[attr-defined]
+        run_id = run.info.run_id if hasattr(run, "info") else run.id
+        for j in range(params):
+            client.log_param(run_id, f"p{j}", f"value-{i % 7}-{j}")  # type: ignore[attr-defined]
+        for j in range(tags):
+            client.set_tag(run_id, f"t{j}", f"tag {i % 5}")  # type: ignore[attr-defined]
+        points = [
+            metric(f"m{j}", rng.random(), 1_764_000_000_000 + step, step)
+            for j in range(metrics)
+            for step in range(steps)
+        ]
+        if points:
+            client.log_batch(run_id, metrics=points)  # type: ignore[attr-defined]
+        client.set_terminated(run_id)  # type: ignore[attr-defined]
+
+
+def size(path: Path) -> int:
+    """Bytes of the files under ``path`` (apparent sizes)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def git_parts(repo: Path) -> dict[str, int]:
+    dot = repo / ".git"
+    data = dot / "gitml"
+    index = sum(size(p) for p in data.glob("index.sqlite*"))
+    return {
+        "objects": size(dot / "objects"),
+        "refs": size(dot / "refs") + size(dot / "packed-refs"),
+        "reflogs": size(dot / "logs" / "refs" / "gitml"),
+        "index": index,
+        "other gitml": size(data) - index if data.exists() else 0,
+    }
+
+
+def gitml_bytes(base: Path, count: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
+    """Bytes per run of ``count`` runs, over a repository with none, after ``git gc``."""
+    import gitml
+
+    # A project with one commit, where the script runs: each run's code is that commit.
+    repo = init_repo(base / f"storage-{'-'.join(map(str, shape))}")
+    os.chdir(repo)
+    client = gitml.Client(str(repo))
+    client.search_runs()  # the Default experiment and an empty index
+    client.close()
+    subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
+    empty = git_parts(repo)
+    client = gitml.Client(str(repo))
+    log_runs(client, count, shape, gitml.Metric)
+    assert len(client.search_runs(max_results=count)) == count  # the index is filled
+    client.close()
+    subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
+    full = git_parts(repo)
+    return {name: (full[name] - empty[name]) / count for name in full}
+
+
+MLFLOW_STORE = """
+import json, os, sqlite3, sys
+sys.path.insert(0, sys.argv[4])
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from benchmarks.sharing import log_runs
+db, count, shape = sys.argv[1], int(sys.argv[2]), tuple(json.loads(sys.argv[3]))
+
+def vacuumed() -> int:
+    conn = sqlite3.connect(db)
+    conn.execute("VACUUM")
+    conn.close()
+    return os.path.getsize(db)
+
+client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+client.search_experiments()
+empty = vacuumed()
+log_runs(client, count, shape, Metric)
+print(json.dumps({"bytes": (vacuumed() - empty) / count}))
+"""
+
+
+def storage(base: Path, count: int, mlflow_python: str) -> None:
+    for label, shape in SHAPES.items():
+        parts = gitml_bytes(base, count, shape)
+        total = sum(parts.values())
+        db = base / f"mlflow-{'-'.join(map(str, shape))}.db"
+        theirs = mlflow_figures(
+            mlflow_python, MLFLOW_STORE, str(db), str(count), json.dumps(shape), str(ROOT)
+        )
+        detail = ", ".join(f"{name} {value:,.0f}" for name, value in parts.items())
+        print(f"storage, {label}: gitml {total:,.0f} B/run ({detail})", flush=True)
+        if theirs is None:
+            print("  MLflow: not importable by --mlflow-python (with SQLAlchemy, Alembic)")
+            continue
+        ratio = total / theirs["bytes"]
+        verdict = "met" if ratio <= 1.5 else "NOT met"
+        print(
+            f"  MLflow SQLite {theirs['bytes']:,.0f} B/run: {ratio:.2f}x "
+            f"(target <= 1.5x: {verdict})",
+            flush=True,
+        )
+
+
 def main() -> None:
     parse = parser(__doc__)
     parse.add_argument("--runs", default="1000,10000", help="comma-separated run counts")
+    parse.add_argument("--storage-runs", type=int, default=200, help="runs of each shape (0: none)")
     args = parse.parse_args()
     base = work_folder(args, "sharing-")
-    for count in (int(n) for n in args.runs.split(",")):
+    for count in (int(n) for n in args.runs.split(",") if n):
         bench(count, base)
+    if args.storage_runs:
+        storage(base, args.storage_runs, args.mlflow_python)
     shutil.rmtree(base, ignore_errors=True)
 
 

@@ -481,7 +481,7 @@ class Store:
                 return old
             parents = ((old,) if old else change.root_parents) + change.merge_parents
             text = change.message or message
-            reflog = text.split("\n", 1)[0].encode()  # a reflog line holds one line
+            reflog = _reflog_message(ref, text)
             commit = self.write_commit(snap.tree if snap else None, change.files, parents, text)
             now = int(self.clock())
             before = self._ref_dir_mtime(ref)
@@ -537,7 +537,7 @@ class Store:
             "committer": self.identity,
             "timestamp": int(self.clock()),
             "timezone": 0,
-            "message": message.split("\n", 1)[0].encode(),
+            "message": _reflog_message(ref, message),
         }
         attempts = 200
         for attempt in range(attempts):
@@ -651,14 +651,40 @@ class Store:
         when each logged update starts where the previous one left the folder,
         nothing unlogged (``git fetch``, ``git update-ref``) happened between.
         """
-        line = f"{commit} {ref} {before} {self._ref_dir_mtime(ref)}\n".encode()
+        self._append_ref_log(f"{commit} {ref} {before} {self._ref_dir_mtime(ref)}\n".encode())
+
+    def moved_together(self, changes: Mapping[str, str | None], move: Callable[[], bool]) -> bool:
+        """Run ``move``, which moves every ref of ``changes`` (ref to new sha, None: deleted)
+        in one transaction or none; when it did, log them in one write, as ``set_ref`` does.
+
+        Each folder's first line spans the whole transaction and the others start
+        where it ended, so the query index sees one unbroken chain of its own updates.
+        """
+        folders = {ref.rsplit("/", 1)[0]: ref for ref in changes}  # folder -> one ref in it
+        before = {folder: self._ref_dir_mtime(ref) for folder, ref in folders.items()}
+        if not move():
+            return False
+        after = {folder: self._ref_dir_mtime(ref) for folder, ref in folders.items()}
+        lines = []
+        for ref, new in changes.items():
+            folder = ref.rsplit("/", 1)[0]
+            lines.append(f"{new or '0' * 40} {ref} {before[folder]} {after[folder]}\n")
+            before[folder] = after[folder]
+        self._append_ref_log("".join(lines).encode())
+        return True
+
+    def _append_ref_log(self, data: bytes) -> None:
         try:
             fd = os.open(self.ref_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.ref_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, line)  # one short O_APPEND write: whole, never interleaved
+            # O_APPEND: each write lands whole at the end, never interleaved with another
+            # writer's (a large batch may take several writes on some filesystems).
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
 
@@ -1240,6 +1266,21 @@ def deferred_signals() -> Iterator[None]:
             signal.signal(sig, handler)
         for signum in held:
             signal.raise_signal(signum)
+
+
+# The refs git itself keeps a reflog for (core.logAllRefUpdates=true, a non-bare
+# repository's default). A reflog elsewhere (every run under refs/gitml/) cost
+# more disk than the run's own objects once packed, and ``git gc`` never prunes
+# what git would not have written.
+_REFLOG_PREFIXES = ("refs/heads/", "refs/remotes/", "refs/notes/")
+
+
+def _reflog_message(ref: str, message: str) -> bytes | None:
+    """The reflog line for an update of ``ref`` (its message's first line), or None
+    (dulwich then writes no reflog entry) for a ref git keeps no reflog for."""
+    if ref != "HEAD" and not ref.startswith(_REFLOG_PREFIXES):
+        return None
+    return message.split("\n", 1)[0].encode()
 
 
 def _text(path: bytes | None) -> str:

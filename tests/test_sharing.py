@@ -7,6 +7,7 @@ every network step runs the real ``git``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 import gitml
 import gitml.stages
 from gitml import sharing, yamlio
+from gitml.query.index import QueryIndex
 from gitml.record_cache import ValidatedRecords
 from gitml.registry import MODELS, Registry
 from gitml.stage_refs import declared
@@ -513,3 +515,76 @@ def test_a_version_edited_on_both_sides_is_a_conflict(
     line = cli("push", ok=False).stderr
     assert "versions/1.yaml was changed both here and on the remote" in line
     assert _refs(remote, "refs/") == before and b.refs()[MODELS + "churn"] == mine
+
+
+def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        ids = [log_run(client, f"r{i}") for i in range(3)]
+    push(a)
+    report = pull(b)
+    assert set(report.updated) == {RUNS + i for i in ids} | {"refs/gitml/experiments/0"}
+    assert not report.problems
+    assert b.refs(RUNS) == a.refs(RUNS)
+    # Git keeps no reflog for refs/gitml/*, and neither does the pull.
+    assert not (b.path / ".git" / "logs" / "refs" / "gitml").exists()
+    # The pull filled the query index itself (status does not refresh it).
+    s = store(b)
+    index = QueryIndex(s)
+    assert index.status()["runs"] == 3
+    index.close()
+    s.close()
+
+    with on(a, monkeypatch) as client:
+        client.log_metric(ids[0], "acc", 0.9)
+    push(a)
+    assert pull(b).updated == {RUNS + ids[0]: a.refs(RUNS)[RUNS + ids[0]]}
+    with on(b, monkeypatch) as client_b:
+        found = client_b.search_runs(filter_string="metrics.acc > 0.8")
+        assert [r.id for r in found] == [ids[0]]
+
+
+def test_pull_checks_records_gitml_did_not_write_against_the_schema(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        edited, renamed, other = (log_run(client, name) for name in ("edited", "x", "y"))
+    # Valid, but not as gitml writes it (flow style, keys out of order): still applied.
+    record = yamlio.load(a.git("show", f"{RUNS}{edited}:run.yaml").encode())
+    flow = "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in reversed(record.items())) + "}\n"
+    commit_file_on_ref(a.path, RUNS + edited, "run.yaml", flow)
+    # Exactly as gitml writes a run, on another run's ref: the id does not match.
+    commit_file_on_ref(a.path, RUNS + renamed, "run.yaml", a.git("show", f"{RUNS}{other}:run.yaml"))
+    a.git("push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    report = pull(b)
+    [problem] = report.problems
+    assert f"run {renamed} not applied" in problem and "id" in problem
+    assert set(report.updated) == {RUNS + edited, RUNS + other, "refs/gitml/experiments/0"}
+    with on(b, monkeypatch) as client_b:
+        assert client_b.get_run(edited).name == "edited"
+        assert {r.id for r in client_b.search_runs()} == {edited, other}
+
+
+def test_a_ref_moved_locally_is_left_out_of_the_batch(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        first, second = log_run(client, "first"), log_run(client, "second")
+    push(a)
+    tips = a.refs(RUNS)
+    s = store(b)
+    sharing.setup_remote(s)
+    b.git("fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    b.git("update-ref", "-d", RUNS + second)
+    report = sharing.PullReport("origin")
+    # Planned from a stale listing: "first" is expected at another commit than it is.
+    moves: dict[str, tuple[str | None, str]] = {
+        RUNS + first: (tips[RUNS + second], tips[RUNS + first]),  # it is at its own tip
+        RUNS + second: (None, tips[RUNS + second]),  # deleted here: it may be created
+    }
+    sharing._move_refs(s, moves, "gitml pull origin", report)
+    s.close()
+    assert report.updated == {RUNS + second: tips[RUNS + second]}
+    assert report.problems == [f"run {first} moved locally during the pull; pull again"]
+    assert b.refs(RUNS) == tips

@@ -111,13 +111,30 @@ def test_update_creates_a_ref_with_explicit_identity_and_time(repo: Path) -> Non
     ]
     assert git(repo, "log", "-1", "--format=%B", tip) == "start run abc\n\nGitml-Run: abc\n\n"
     assert git(repo, "show", f"{tip}:run.yaml") == "id: abc\n"
-    # The reflog holds the first line of the message, under the same identity.
-    reflog = git(repo, "reflog", "show", "refs/gitml/runs/abc")
-    assert "start run abc" in reflog
-    assert "Gitml-Run" not in reflog
-    assert git(repo, "log", "-g", "--format=%gn%x00%gs", "refs/gitml/runs/abc").strip() == (
-        "Gitml Bot\0start run abc"
+    # Git keeps no reflog for refs outside refs/heads, refs/remotes and refs/notes.
+    assert not (repo / ".git" / "logs" / "refs" / "gitml").exists()
+
+
+@pytest.mark.parametrize("set_ref", [False, True])
+def test_reflogs_are_written_where_git_writes_them(repo: Path, set_ref: bool) -> None:
+    store = Store(repo, clock=FixedClock(1_700_000_123.9), identity=BOT)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    for ref in ("refs/heads/gitml/staging", "refs/gitml/models/m"):
+        if set_ref:
+            assert store.set_ref(ref, head, None, "move it\n\nGitml-Model: m")
+        else:
+            store.update(
+                ref,
+                lambda snap: Change({"a": b"1"}, root_parents=(head,)),
+                "move it\n\nGitml-Model: m",
+            )
+    store.close()
+
+    # A stage branch: the first line of the message, under the store's identity.
+    assert git(repo, "log", "-g", "--format=%gn%x00%gs", "refs/heads/gitml/staging").strip() == (
+        "Gitml Bot\0move it"
     )
+    assert not (repo / ".git" / "logs" / "refs" / "gitml").exists()
 
 
 def test_update_chains_commits_and_uses_the_clock_each_time(repo: Path) -> None:

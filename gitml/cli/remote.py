@@ -83,11 +83,10 @@ def push_command(remote: str, as_json: bool, tracking_uri: str | None) -> None:
 @tracking_option
 def pull_command(remote: str, as_json: bool, tracking_uri: str | None) -> None:
     """Fetch REMOTE's runs, experiments, models and stages; validate; fast-forward local refs."""
-    from ..sharing import artifact_store_holds, pull
+    from ..sharing import pull
 
     store, work = _stores(tracking_uri)
-    artifacts = artifact_store_holds(store, work.root if work is not None else None)
-    report = pull(store, remote, artifacts=artifacts)
+    report = pull(store, remote, settings_root=work.root if work is not None else None)
     if as_json:
         emit_json(
             {

@@ -32,7 +32,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -182,14 +182,30 @@ class QueryIndex:
 
     # -- keeping up with the refs ----------------------------------------------
 
-    def refresh(self, *, full: bool = False, progress: Progress | None = None) -> int:
-        """Bring the index up to date with the refs; returns how many runs changed."""
+    def refresh(
+        self,
+        *,
+        full: bool = False,
+        progress: Progress | None = None,
+        parsed: Mapping[str, tuple[str, Run]] | None = None,
+    ) -> int:
+        """Bring the index up to date with the refs; returns how many runs changed.
+
+        ``parsed``: run id to (commit, record) of runs the caller has just read
+        and validated (a pull); a run whose ref is at that commit is not read again.
+        """
         return self._healing(
-            lambda: self._refresh(full=full, progress=progress),
-            lambda: self._refresh(full=True, progress=progress),
+            lambda: self._refresh(full=full, progress=progress, parsed=parsed),
+            lambda: self._refresh(full=True, progress=progress, parsed=parsed),
         )
 
-    def _refresh(self, *, full: bool, progress: Progress | None) -> int:
+    def _refresh(
+        self,
+        *,
+        full: bool,
+        progress: Progress | None,
+        parsed: Mapping[str, tuple[str, Run]] | None = None,
+    ) -> int:
         conn = self.conn
         folder = self.store.ref_dir(RUNS_PREFIX)
         mtime = _mtime(folder)
@@ -211,11 +227,11 @@ class QueryIndex:
                 or (since_scan > FULL_SCAN_EVERY and mtime != int(state.get("scan_mtime", "-1")))
             )
             if need_scan:
-                changed = self._scan(progress)
+                changed = self._scan(progress, parsed or {})
                 _set_meta(conn, "scanned_at", repr(time.time()))
                 _set_meta(conn, "scan_mtime", str(mtime))
             else:
-                changed = self._apply(moved)
+                changed = self._apply(moved, parsed or {})
             _set_meta(conn, "log_offset", str(log_end))
             _set_meta(conn, "dir_mtime", str(mtime))
             _set_meta(conn, "packed", _packed_text(packed))
@@ -282,24 +298,35 @@ class QueryIndex:
                 chain = -1
         return moved, chain, end
 
-    def _apply(self, moved: dict[str, str]) -> int:
-        current = dict(
-            self.conn.execute(
-                f"SELECT run_id, commit_sha FROM runs WHERE run_id IN ({_marks(len(moved))})",
-                list(moved),
-            ).fetchall()
-        )
+    def _apply(self, moved: dict[str, str], parsed: Mapping[str, tuple[str, Run]]) -> int:
+        names = list(moved)
+        current: dict[str, str] = {}
+        for i in range(0, len(names), _MAX_VARIABLES):  # SQLite's limit on "?"s in a statement
+            part = names[i : i + _MAX_VARIABLES]
+            current.update(
+                self.conn.execute(
+                    f"SELECT run_id, commit_sha FROM runs WHERE run_id IN ({_marks(len(part))})",
+                    part,
+                ).fetchall()
+            )
         changed = [name for name, sha in moved.items() if current.get(name) != sha]
         # The log says what moved; the ref says where it is now (a later update
         # may already be past the logged one).
         batch = _Rows()
         for name in changed:
             batch.drop(name)
-            self._index_run(batch, name, self.store.tip(f"{RUNS_PREFIX}/{name}"))
+            tip = self.store.read_loose_ref(RUNS_PREFIX, name) or self.store.tip(
+                f"{RUNS_PREFIX}/{name}"
+            )
+            known = parsed.get(name)
+            if known is not None and known[0] == tip:
+                batch.add(known[1], tip)
+            else:
+                self._index_run(batch, name, tip)
         batch.write(self.conn)
         return len(changed)
 
-    def _scan(self, progress: Progress | None) -> int:
+    def _scan(self, progress: Progress | None, parsed: Mapping[str, tuple[str, Run]]) -> int:
         conn = self.conn
         loose = self.store.loose_refs(RUNS_PREFIX)
         known = {name: (inode, mtime) for name, inode, mtime in conn.execute("SELECT * FROM loose")}
@@ -320,6 +347,14 @@ class QueryIndex:
             dropped.drop(name)
         dropped.write(conn)
         done = len(gone)
+        ready = _Rows()
+        for name, sha in todo:
+            if name in parsed and parsed[name][0] == sha:
+                ready.add(parsed[name][1], sha)
+                ready.count += 1
+        done += ready.count
+        ready.write(conn)
+        todo = [(n, s) for n, s in todo if n not in parsed or parsed[n][0] != s]
         for rows in _read_runs(self.store, todo):
             rows.write(conn)
             done += rows.count
@@ -534,6 +569,7 @@ _SECONDARY_INDEXES = (
     "tags_by_value",
     "metrics_by_value",
 )
+_MAX_VARIABLES = 30000  # SQLite allows 32,766 "?"s in one statement (3.32 and later)
 PARALLEL_FROM = 4000  # runs to read before worker processes pay for their start
 CHUNK = 500
 
