@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,8 @@ from gitml import records, schemas, scoring
 from gitml.models import uri
 from gitml.models.mlmodel import MLMODEL, MLmodel, Model
 from gitml.models.signature import infer_signature
+from testing.mlflow_ref import mlflow_answer
 from testing.models import AddOffset, iris, iris_classifier
-from testing.procs import child_env, run
-
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.skipif(
@@ -140,27 +137,6 @@ print(json.dumps(report))
 """
 
 
-def _mlflow(script: str, work: Path, *args: str) -> dict[str, Any]:
-    """Run ``script`` with MLflow in a child process; its last stdout line, as JSON."""
-    home = work / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = child_env(
-        home,
-        MLFLOW_TRACKING_URI=(work / "mlruns").as_uri(),
-        # MLflow 3.17 keeps the file store in "maintenance mode" behind this switch; its
-        # sqlite store needs SQLAlchemy, which mlflow-skinny leaves out.
-        MLFLOW_ALLOW_FILE_STORE="true",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        DO_NOT_TRACK="true",
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    done = run(script, work, *args, env=env, timeout=240)
-    assert done.returncode == 0, f"MLflow child failed:\n{done.stdout}\n{done.stderr}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def _same_signature(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> None:
     """Both signatures (MLmodel's three JSON strings) describe the same specs."""
     assert ours is not None and theirs is not None
@@ -178,7 +154,7 @@ SAVED_BY_MLFLOW = ["skops", "cloudpickle", "logged"]
 @pytest.fixture(scope="module")
 def saved_by_mlflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("saved-by-mlflow")
-    return _mlflow(MLFLOW_SAVES, work, str(work / "models"))
+    return mlflow_answer(MLFLOW_SAVES, work, str(work / "models"))
 
 
 @pytest.mark.parametrize("name", SAVED_BY_MLFLOW)
@@ -261,7 +237,7 @@ def test_mlflow_loads_and_scores_models_gitml_saved(repo: Path) -> None:
     spec = {name: {"path": str(p), "params": None} for name, p in paths.items()}
     spec["custom"] = {"path": str(models / "custom"), "params": {"scale": 2.0}}
 
-    seen = _mlflow(MLFLOW_LOADS, repo.parent / "mlflow", json.dumps(spec))["models"]
+    seen = mlflow_answer(MLFLOW_LOADS, repo.parent / "mlflow", json.dumps(spec))["models"]
 
     for name, path in paths.items():
         theirs = seen[name]
