@@ -34,7 +34,7 @@ from pathlib import Path
 from ..errors import GitmlError, InvalidInput
 from ..records import Config
 from ..tracking.artifacts import ExternalStore
-from .base import PART_SIZE, WORKERS, ArtifactStore, ArtifactStoreUnavailable, BucketStore
+from .base import WORKERS, ArtifactStore, ArtifactStoreUnavailable, BucketStore
 
 __all__ = [
     "ArtifactStore",
@@ -52,26 +52,26 @@ __all__ = [
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def _s3(url: str, endpoint_url: str | None, part_size: int) -> BucketStore:
+def _s3(url: str, endpoint_url: str | None, **options: int) -> BucketStore:
     from .s3 import S3Store
 
-    return S3Store(url, endpoint_url=endpoint_url, part_size=part_size)
+    return S3Store(url, endpoint_url=endpoint_url, **options)
 
 
-def _gcs(url: str, endpoint_url: str | None, part_size: int) -> BucketStore:
+def _gcs(url: str, endpoint_url: str | None, **options: int) -> BucketStore:
     from .gcs import GCSStore
 
-    return GCSStore(url, endpoint_url=endpoint_url, part_size=part_size)
+    return GCSStore(url, endpoint_url=endpoint_url, **options)
 
 
-def _azure(url: str, endpoint_url: str | None, part_size: int) -> BucketStore:
+def _azure(url: str, endpoint_url: str | None, **options: int) -> BucketStore:
     from .azure import AzureBlobStore
 
-    return AzureBlobStore(url, endpoint_url=endpoint_url, part_size=part_size)
+    return AzureBlobStore(url, endpoint_url=endpoint_url, **options)
 
 
 # One entry a URL scheme: a new backend is one module and one line here.
-BACKENDS: dict[str, Callable[[str, str | None, int], BucketStore]] = {
+BACKENDS: dict[str, Callable[..., BucketStore]] = {
     "s3": _s3,
     "gs": _gcs,
     "az": _azure,
@@ -83,9 +83,10 @@ BACKENDS: dict[str, Callable[[str, str | None, int], BucketStore]] = {
 
 
 def bucket_store(
-    value: str, endpoint_url: str | None = None, part_size: int = PART_SIZE
+    value: str, endpoint_url: str | None = None, **options: int
 ) -> BucketStore | None:
-    """The bucket store a URL names, None for a folder, ``InvalidInput`` for anything else."""
+    """The bucket store a URL names, None for a folder, ``InvalidInput`` for anything else
+    (``options``: ``part_size``, ``workers``, else each provider's own defaults)."""
     match = _SCHEME.match(value)
     if match is None:
         return None
@@ -97,7 +98,7 @@ def bucket_store(
             "wasbs://container@account.blob.core.windows.net/prefix or "
             "abfss://container@account.dfs.core.windows.net/prefix"
         )
-    return make(value, endpoint_url, part_size)
+    return make(value, endpoint_url, **options)
 
 
 def cache_store(data_dir: Path) -> ExternalStore:
@@ -206,8 +207,10 @@ class SharedStore:
             return []
         cache = self.cache
         assert cache is not None, "only cached content can be uploaded"
+        # What is uploaded was found missing in one batch just before (push's plan).
+        send = self.store.put_absent if isinstance(self.store, BucketStore) else self.store.put
         with ThreadPoolExecutor(max_workers=min(WORKERS, len(wanted))) as pool:
-            list(pool.map(lambda sha: self.store.put(cache.path(sha), sha), wanted))
+            list(pool.map(lambda sha: send(cache.path(sha), sha), wanted))
         return wanted
 
     def download(self, wanted: Mapping[str, str]) -> tuple[list[str], dict[str, GitmlError]]:

@@ -164,8 +164,10 @@ class AzureBlobStore(BucketStore):
             return False  # another writer stored this content first
         return True
 
-    def _download(self, key: str, out: BinaryIO) -> None:
+    def _download(self, key: str, out: BinaryIO) -> str | None:
+        # Ranges in parallel, written where they belong: the file is hashed afterwards.
         self._blob(key).download_blob(max_concurrency=self.workers).readinto(out)
+        return None
 
     def _get(self, key: str) -> bytes:
         data: bytes = self._blob(key).download_blob(max_concurrency=self.workers).readall()

@@ -145,8 +145,10 @@ class S3Store(BucketStore):
         self.client().upload_fileobj(reader, self.bucket, key, Config=self._transfer)
         return True
 
-    def _download(self, key: str, out: BinaryIO) -> None:
+    def _download(self, key: str, out: BinaryIO) -> str | None:
+        # Ranges in parallel, written where they belong: the file is hashed afterwards.
         self.client().download_fileobj(self.bucket, key, out, Config=self._transfer)
+        return None
 
     def _get(self, key: str) -> bytes:
         body = self.client().get_object(Bucket=self.bucket, Key=key)["Body"]

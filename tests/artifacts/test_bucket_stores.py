@@ -28,7 +28,7 @@ BIG = 12 * 1024 * 1024  # three parts of MIN_PART_SIZE, the last one short
 def open_bucket(provider: Any, bucket: str, prefix: str = PREFIX) -> BucketStore:
     settings = provider.settings(bucket, prefix)
     store = bucket_store(
-        settings["artifact_store"], settings.get("artifact_endpoint_url"), MIN_PART_SIZE
+        settings["artifact_store"], settings.get("artifact_endpoint_url"), part_size=MIN_PART_SIZE
     )
     assert store is not None
     return store

@@ -50,9 +50,9 @@ def b(tmp_path: Path, remote: Path, a: Path) -> Path:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """The digests the bucket store was asked to upload and to download."""
+    """The digests the bucket store sent (uploads) and was asked to download."""
     seen: dict[str, list[str]] = {"put": [], "copy_to": []}
-    put, copy_to = BucketStore.put, BucketStore.copy_to
+    put, copy_to = BucketStore.put_absent, BucketStore.copy_to
 
     def counted_put(self: BucketStore, source: Path, sha256: str) -> None:
         seen["put"].append(sha256)
@@ -62,7 +62,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
         seen["copy_to"].append(sha256)
         copy_to(self, sha256, dest, what)
 
-    monkeypatch.setattr(BucketStore, "put", counted_put)
+    monkeypatch.setattr(BucketStore, "put_absent", counted_put)
     monkeypatch.setattr(BucketStore, "copy_to", counted_copy_to)
     return seen
 
