@@ -16,6 +16,7 @@ import yaml
 
 import gitml
 from testing import procs
+from testing.cli import gitml_exe
 from testing.git import FixedClock, commit_file_on_ref, fsck, init_repo
 from testing.git import git as _git
 from testing.mlflow_ref import mlflow_answer
@@ -900,6 +901,21 @@ print(run.run_id)
 """
 
 
+def run_script(repo: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``python SCRIPT`` in ``repo``, as a user starts a training script; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, script],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 @pytest.mark.slow
 def test_an_untracked_script_run_as_a_process_is_restored_by_runs_code(
     repo: Path, tmp_path: Path
@@ -911,30 +927,15 @@ def test_an_untracked_script_run_as_a_process_is_restored_by_runs_code(
     (repo / "model.ckpt").write_bytes(b"\0" * 2_000_000)
     status = git(repo, "status", "--porcelain")
 
-    done = subprocess.run(
-        [sys.executable, "new_train.py"],
-        cwd=repo,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_script(repo, "new_train.py")
     run_id = done.stdout.strip()
     run = gitml.Client().get_run(run_id)
     assert run.source.dirty and run.source.snapshot is not None
     assert run.source.omitted == []  # ignored files are not untracked code
     assert git(repo, "status", "--porcelain") == status  # the user's index is untouched
 
-    restored = subprocess.run(
-        ["gitml", "runs", "code", run_id, "--into", str(tmp_path / "code")],
-        cwd=repo,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    restored = gitml_exe(repo, "runs", "code", run_id, "--into", str(tmp_path / "code"))
+    assert restored.returncode == 0, restored.stderr
     assert restored.stderr == ""
     code = tmp_path / "code"
     assert (code / "new_train.py").read_text() == UNTRACKED_SCRIPT
@@ -951,15 +952,7 @@ def test_an_ignored_entry_point_is_taken_and_large_untracked_files_are_named(
     (repo / "scratch" / "try.py").write_text(UNTRACKED_SCRIPT)
     (repo / "data.csv").write_bytes(b"1,2\n" * 300_000)  # 1.2 MB: over the per-file bound
 
-    done = subprocess.run(
-        [sys.executable, "scratch/try.py"],
-        cwd=repo,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_script(repo, "scratch/try.py")
     run = gitml.Client().get_run(done.stdout.strip())
     assert run.source.omitted == ["data.csv"]
     snapshot = run.source.snapshot
@@ -968,28 +961,14 @@ def test_an_ignored_entry_point_is_taken_and_large_untracked_files_are_named(
     assert listed == [".gitignore", "scratch/try.py", "train.py"]
     assert "data.csv" in git(repo, "log", "-1", "--format=%B", snapshot)
 
-    restored = subprocess.run(
-        ["gitml", "runs", "code", run.id, "--into", str(tmp_path / "code")],
-        cwd=repo,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    restored = gitml_exe(repo, "runs", "code", run.id, "--into", str(tmp_path / "code"))
+    assert restored.returncode == 0, restored.stderr
     assert restored.stderr == (
         "warning: not reproducible: untracked files too large for the snapshot "
         "were left out (data.csv)\n"
     )
-    shown = subprocess.run(
-        ["gitml", "runs", "show", run.id],
-        cwd=repo,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    shown = gitml_exe(repo, "runs", "show", run.id)
+    assert shown.returncode == 0, shown.stderr
     assert "not reproducible" in shown.stdout and "data.csv" in shown.stdout
 
 
@@ -1043,9 +1022,7 @@ def journal_files(repo: Path) -> list[Path]:
 
 
 def gitml_cli(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["gitml", *args], cwd=repo, env=child_env(), capture_output=True, text=True, check=False
-    )
+    done = gitml_exe(repo, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
