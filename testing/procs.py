@@ -99,6 +99,26 @@ def read_until(proc: subprocess.Popen[str], marker: str = READY, timeout: float 
             data += chunk
 
 
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    *,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> float:
+    """Poll ``condition()`` until it is true (one of ``retry_on`` raised counts as not
+    yet); the seconds it took. The test fails after ``timeout`` seconds."""
+    started = time.monotonic()
+    while True:
+        try:
+            if condition():
+                return time.monotonic() - started
+        except retry_on:
+            pass
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def wait_stopped(pid: int, timeout: float = 60) -> None:
     """Return once process ``pid`` is stopped (SIGSTOP); fail if it exits or keeps running."""
     deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from the pushed revision once the propagation window has passed.
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 import gitml
 from gitml.registry import Registry
 from gitml.stages import Stages, branch
+from testing import procs
 from testing.git import git, init_repo
 from testing.git_http import git_http_server, processes_mentioning
 from testing.procs import child_env
@@ -116,17 +118,8 @@ def stop(replica: Replica) -> None:
             replica.proc.wait()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until ``condition()``; returns the time it took."""
-    started = time.monotonic()
-    while True:
-        try:
-            if condition():
-                return time.monotonic() - started
-        except httpx2.HTTPError:
-            pass
-        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
-        time.sleep(0.05)
+# Until the server answers, a request fails: that is "not yet".
+wait_for = functools.partial(procs.wait_for, retry_on=(httpx2.HTTPError,))
 
 
 def status(replica: Replica) -> dict[str, Any]:

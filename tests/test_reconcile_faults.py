@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from gitml.registry import Registry
 from gitml.stages import Stages, branch
 from testing.git import git, init_repo
 from testing.git_http import GitHttpServer, git_http_server, processes_mentioning
+from testing.procs import wait_for
 from testing.reconcile import CountingLoader, write_declaration
 
 STAGE = "production"
@@ -56,13 +57,6 @@ def remote(adder_repo: Path, stages: Stages, tmp_path: Path) -> Path:
 def server(remote: Path) -> Iterator[GitHttpServer]:
     with git_http_server(remote.parent, credentials=("deploy", "secret")) as server:
         yield server
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def served(reconciler: Reconciler) -> dict[str, list[int]]:

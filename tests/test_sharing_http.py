@@ -10,13 +10,13 @@ command runs as a real process, and none may print the password.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from gitml.registry import Registry
 from gitml.stages import Stages
 from gitml.store import Store
 from gitml.tracking import fluent
-from testing import git_server
+from testing import git_server, procs
 from testing.git import fsck, git, git_env, init_repo
 from testing.git_server import GitHttpServer, git_http_server
 from testing.procs import finish, spawn
@@ -303,16 +303,8 @@ def test_concurrent_pushes_from_three_clones_lose_nothing(
     fsck(server.repos / "shared.git")
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except httpx2.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+# Until the server answers, a request fails: that is "not yet".
+wait_for = functools.partial(procs.wait_for, retry_on=(httpx2.HTTPError,))
 
 
 @pytest.mark.slow
