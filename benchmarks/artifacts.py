@@ -31,7 +31,7 @@ import pytest
 
 from benchmarks.common import ROOT
 from gitml.artifacts import BucketStore, SharedStore, bucket_store
-from gitml.tracking.artifacts import ExternalStore
+from gitml.artifacts.folder import ExternalStore
 from testing.buckets import harness
 
 PREFIX = "bench"
@@ -108,10 +108,20 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
             lambda i: store.copy_to(larges[i][1], work / f"back-{i}.bin", "large"), args.repeats
         )
         native_down = best(lambda i: down(f"native/{i}.bin", work / "n.bin"), args.repeats)
-        row(f"{name}: {args.large_mb} MB upload", mb_s(size, gitml_up), mb_s(size, native_up),
-            native_up / gitml_up, 0.8)
-        row(f"{name}: {args.large_mb} MB download", mb_s(size, gitml_down),
-            mb_s(size, native_down), native_down / gitml_down, 0.8)
+        row(
+            f"{name}: {args.large_mb} MB upload",
+            mb_s(size, gitml_up),
+            mb_s(size, native_up),
+            native_up / gitml_up,
+            0.8,
+        )
+        row(
+            f"{name}: {args.large_mb} MB download",
+            mb_s(size, gitml_down),
+            mb_s(size, native_down),
+            native_down / gitml_down,
+            0.8,
+        )
 
         cache = ExternalStore(work / f"cache-{name}")
         small: dict[str, Path] = {}
@@ -124,8 +134,13 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
         parallel_up = timed(lambda: shared.upload(small))
         serial_up = timed(lambda: [up(path, f"serial/{d}") for d, path in small.items()])
         count = f"{args.small_count} x {args.small_kb} KB"
-        row(f"{name}: {count} upload", f"{args.small_count / parallel_up:,.0f} files/s",
-            f"{args.small_count / serial_up:,.0f} files/s", serial_up / parallel_up, 3.0)
+        row(
+            f"{name}: {count} upload",
+            f"{args.small_count / parallel_up:,.0f} files/s",
+            f"{args.small_count / serial_up:,.0f} files/s",
+            serial_up / parallel_up,
+            3.0,
+        )
 
         fresh = ExternalStore(work / f"fresh-{name}")
         shared = SharedStore(store, fresh)
@@ -133,15 +148,23 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
         parallel_down = timed(lambda: shared.download(wanted))
         assert fresh.missing(wanted) == set()
         serial_down = timed(lambda: [down(f"serial/{d}", work / "one.bin") for d in small])
-        row(f"{name}: {count} download", f"{args.small_count / parallel_down:,.0f} files/s",
-            f"{args.small_count / serial_down:,.0f} files/s", serial_down / parallel_down, 3.0)
+        row(
+            f"{name}: {count} download",
+            f"{args.small_count / parallel_down:,.0f} files/s",
+            f"{args.small_count / serial_down:,.0f} files/s",
+            serial_down / parallel_down,
+            3.0,
+        )
         store.close()
 
 
 def row(name: str, gitml: str, other: str, ratio: float, target: float) -> None:
     verdict = "met" if ratio >= target else "NOT met"
-    print(f"{name:<34} gitml {gitml:>14}   provider {other:>14}   "
-          f"{ratio:5.2f}x (target >= {target}x: {verdict})", flush=True)
+    print(
+        f"{name:<34} gitml {gitml:>14}   provider {other:>14}   "
+        f"{ratio:5.2f}x (target >= {target}x: {verdict})",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -155,8 +178,11 @@ def main() -> None:
     args = parse.parse_args()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-    print(f"gitml {ROOT}; provider = the provider's client with its defaults, serially "
-          "for small files", flush=True)
+    print(
+        f"gitml {ROOT}; provider = the provider's client with its defaults, serially "
+        "for small files",
+        flush=True,
+    )
     for name in args.providers.split(","):
         server = harness(name, in_process=False)
         with tempfile.TemporaryDirectory(dir=args.workdir) as work, server as provider:

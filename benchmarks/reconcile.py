@@ -76,8 +76,8 @@ class Repo:
 
     def __init__(self, base: Path, versions: int) -> None:
         import gitml
-        from gitml.registry import Registry
-        from gitml.stages import Stages
+        from gitml.registry.stages import Stages
+        from gitml.registry.versions import Registry
         from testing.registry import log_iris_run
 
         self.bare = init_repo(base / "remote.git", bare=True)

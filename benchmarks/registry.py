@@ -62,8 +62,8 @@ def median_ms(seconds: Sequence[float]) -> float:
 def setup(base: Path) -> tuple[Path, str, Any, Any]:
     """A repository with one run holding a real sklearn model: (path, run id, registry, stages)."""
     import gitml.sklearn
-    from gitml.registry import Registry
-    from gitml.stages import Stages
+    from gitml.registry.stages import Stages
+    from gitml.registry.versions import Registry
     from gitml.tracking import fluent
     from gitml.tracking.client import Client
     from testing.models import iris_classifier
@@ -114,7 +114,8 @@ class Commands:
         if self.cli:
             return [self.gitml, "models", "register", uri, MODEL]
         return self._script(
-            "from gitml.registry import Registry; from gitml.tracking.client import Client; "
+            "from gitml.registry.versions import Registry; "
+            "from gitml.tracking.client import Client; "
             f"Registry(Client()).register({uri!r}, {MODEL!r})"
         )
 
@@ -122,7 +123,8 @@ class Commands:
         if self.cli:
             return [self.gitml, "stage", "assign", MODEL, str(version), STAGE]
         return self._script(
-            "from gitml.registry import Registry; from gitml.stages import Stages; "
+            "from gitml.registry.versions import Registry; "
+            "from gitml.registry.stages import Stages; "
             "from gitml.tracking.client import Client; c = Client(); "
             f"Stages(Registry(c), c.config).assign({MODEL!r}, {version}, {STAGE!r})"
         )

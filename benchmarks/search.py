@@ -37,8 +37,8 @@ ORDER_BY = ["metrics.m1 DESC"]
 
 def generate(path: Path, count: int, seed: int = 0) -> Path:
     """A repository with ``count`` runs in experiment 0, made in bulk."""
-    from gitml.records import MetricValue, Run
-    from gitml.store import Store
+    from gitml.format.records import MetricValue, Run
+    from gitml.git.store import Store
     from gitml.tracking.client import Client
 
     init_repo(path)

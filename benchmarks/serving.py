@@ -54,7 +54,7 @@ model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
 
 THREADPOOL_SERVER = """
 import sys, uvicorn
-from gitml.server.scoring_app import create_app, load_model
+from gitml.serving.scoring_app import create_app, load_model
 app = create_app(load_model(sys.argv[1]), offload_above_bytes=0)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=False, log_level="warning")
 """

@@ -66,8 +66,9 @@ def bench(count: int, base: Path) -> None:
     work = generate(base / f"runs-{count}", count)
     for remote in ("gitml.git", "git.git"):
         bare(base / f"{remote}-{count}")
-    subprocess.run(["git", "remote", "add", "origin", str(base / f"gitml.git-{count}")],
-                   cwd=work, check=True)
+    subprocess.run(
+        ["git", "remote", "add", "origin", str(base / f"gitml.git-{count}")], cwd=work, check=True
+    )
     pushed = timed([gitml, "push", "origin"], work)
     plain = timed(["git", "push", "-q", str(base / f"git.git-{count}"), REFSPEC], work)
     row(f"{count:,} runs: first push", pushed, plain, 1.5)
@@ -75,17 +76,27 @@ def bench(count: int, base: Path) -> None:
     clones = []
     for name in ("gitml", "git"):
         clone = base / f"clone-{name}-{count}"
-        subprocess.run(["git", "clone", "-q", str(base / f"gitml.git-{count}"), str(clone)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "clone", "-q", str(base / f"gitml.git-{count}"), str(clone)],
+            check=True,
+            capture_output=True,
+        )
         clones.append(clone)
-    subprocess.run([gitml, "remote", "setup", "origin"], cwd=clones[0], check=True,
-                   capture_output=True, env=child_env())
+    subprocess.run(
+        [gitml, "remote", "setup", "origin"],
+        cwd=clones[0],
+        check=True,
+        capture_output=True,
+        env=child_env(),
+    )
     pulled = timed([gitml, "pull", "origin"], clones[0])
     fetched = timed(["git", "fetch", "-q", "origin", REFSPEC], clones[1])
     row(f"{count:,} runs: first pull (fresh clone)", pulled, fetched, 1.5)
     listed = timed([gitml, "runs", "list", "--max", "20"], clones[0])
-    print(f"{count:,} runs: first 'gitml runs list' after the pull {listed:8.2f} s "
-          "(target <= 2 s)", flush=True)
+    print(
+        f"{count:,} runs: first 'gitml runs list' after the pull {listed:8.2f} s (target <= 2 s)",
+        flush=True,
+    )
     noop = timed([gitml, "pull", "origin"], clones[0])
     noop_git = timed(["git", "fetch", "-q", "origin", REFSPEC], clones[1])
     row(f"{count:,} runs: pull with nothing new", noop, noop_git, 1.2)
@@ -97,9 +108,7 @@ SHAPES = {
 }
 
 
-def log_runs(
-    client: object, count: int, shape: tuple[int, int, int, int], metric: type
-) -> None:
+def log_runs(client: object, count: int, shape: tuple[int, int, int, int], metric: type) -> None:
     """``count`` runs of ``shape`` through ``client`` (gitml's or MLflow's: same calls).
 
     The points go in one ``log_batch`` (``metric``: its Metric class): MLflow's

@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from gitml._version import __version__
 
 if TYPE_CHECKING:
-    from .errors import (
+    from gitml.errors import (
         Conflict,
         Corrupt,
         GitmlError,
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
         NotARepository,
         NotFound,
     )
-    from .records import Experiment, ModelVersion, RegisteredModel, Run
-    from .registry import Registry, register_model
-    from .tracking.client import Client
-    from .tracking.entities import Metric, Param, RunTag
-    from .tracking.fluent import (
+    from gitml.format.records import Experiment, ModelVersion, RegisteredModel, Run
+    from gitml.registry.versions import Registry, register_model
+    from gitml.tracking.client import Client
+    from gitml.tracking.entities import Metric, Param, RunTag
+    from gitml.tracking.fluent import (
         ActiveRun,
         active_run,
         end_run,
@@ -88,12 +88,12 @@ _WHERE: dict[str, str] = {
     "Metric": "gitml.tracking.entities",
     "Param": "gitml.tracking.entities",
     "RunTag": "gitml.tracking.entities",
-    "Experiment": "gitml.records",
-    "Run": "gitml.records",
-    "ModelVersion": "gitml.records",
-    "RegisteredModel": "gitml.records",
-    "Registry": "gitml.registry",
-    "register_model": "gitml.registry",
+    "Experiment": "gitml.format.records",
+    "Run": "gitml.format.records",
+    "ModelVersion": "gitml.format.records",
+    "RegisteredModel": "gitml.format.records",
+    "Registry": "gitml.registry.versions",
+    "register_model": "gitml.registry.versions",
 }
 
 __all__ = [

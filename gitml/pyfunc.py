@@ -5,7 +5,7 @@ Loading a pickle runs code: only load models you trust.
 
 from __future__ import annotations
 
-from .models.pyfunc import (
+from gitml.models.pyfunc import (
     PyFuncModel,
     PythonModel,
     PythonModelContext,

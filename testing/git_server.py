@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitml.hooks import install_server_hook
+from gitml.registry.hooks import install_server_hook
 
 from .git import git, init_repo
 

@@ -90,7 +90,7 @@ class FailsOnPredict(PythonModel):
 def edit_flavor(model: Path, flavor: str, **settings: Any) -> None:
     """Change ``flavor``'s settings in ``model/MLmodel`` and list the files again in
     ``gitml.sha256``, as someone who rewrote the model by hand would."""
-    from gitml import yamlio
+    from gitml.format import yamlio
     from gitml.models import mlmodel
 
     data = yamlio.load((model / mlmodel.MLMODEL).read_bytes())

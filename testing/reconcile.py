@@ -17,12 +17,12 @@ import pytest
 
 import gitml
 import gitml.pyfunc
-from gitml.reconcile import Source
-from gitml.records import ModelVersion, StageDeclaration
-from gitml.registry import Registry
-from gitml.scoring import Predictor
-from gitml.stages import branch, declaration_path
-from gitml.store import Change, Snapshot, Store
+from gitml.format.records import ModelVersion, StageDeclaration
+from gitml.git.store import Change, Snapshot, Store
+from gitml.registry.stages import branch, declaration_path
+from gitml.registry.versions import Registry
+from gitml.serving.reconcile import Source
+from gitml.serving.scoring import Predictor
 
 from .git import IDENTITY, init_repo
 from .models import AddOffset, FailsOnPredict

@@ -225,8 +225,8 @@ def test_codeowners_on_the_production_branch_passes_the_hook_and_outlives_promot
     """examples/github/protect-stages.sh against a bare remote with gitml's hook; ``gh``
     (GitHub's API, out of reach here) is a script that records how it was called."""
     import gitml
-    from gitml.registry import Registry
-    from gitml.stages import Stages
+    from gitml.registry.stages import Stages
+    from gitml.registry.versions import Registry
     from testing.cli import cli
     from testing.git import git, init_repo
     from testing.registry import log_iris_run

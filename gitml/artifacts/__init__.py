@@ -31,10 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GitmlError, InvalidInput
-from ..records import Config
-from ..tracking.artifacts import ExternalStore
-from .base import WORKERS, ArtifactStore, ArtifactStoreUnavailable, BucketStore
+from gitml.artifacts.base import WORKERS, ArtifactStore, ArtifactStoreUnavailable, BucketStore
+from gitml.artifacts.folder import ExternalStore
+from gitml.errors import GitmlError, InvalidInput
+from gitml.format.records import Config
 
 __all__ = [
     "ArtifactStore",
@@ -53,19 +53,19 @@ _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def _s3(url: str, endpoint_url: str | None, **options: int) -> BucketStore:
-    from .s3 import S3Store
+    from gitml.artifacts.s3 import S3Store
 
     return S3Store(url, endpoint_url=endpoint_url, **options)
 
 
 def _gcs(url: str, endpoint_url: str | None, **options: int) -> BucketStore:
-    from .gcs import GCSStore
+    from gitml.artifacts.gcs import GCSStore
 
     return GCSStore(url, endpoint_url=endpoint_url, **options)
 
 
 def _azure(url: str, endpoint_url: str | None, **options: int) -> BucketStore:
-    from .azure import AzureBlobStore
+    from gitml.artifacts.azure import AzureBlobStore
 
     return AzureBlobStore(url, endpoint_url=endpoint_url, **options)
 
@@ -82,9 +82,7 @@ BACKENDS: dict[str, Callable[..., BucketStore]] = {
 }
 
 
-def bucket_store(
-    value: str, endpoint_url: str | None = None, **options: int
-) -> BucketStore | None:
+def bucket_store(value: str, endpoint_url: str | None = None, **options: int) -> BucketStore | None:
     """The bucket store a URL names, None for a folder, ``InvalidInput`` for anything else
     (``options``: ``part_size``, ``workers``, else each provider's own defaults)."""
     match = _SCHEME.match(value)

@@ -17,8 +17,7 @@ import os
 import re
 from typing import Any, BinaryIO
 
-from ..errors import InvalidInput
-from .base import (
+from gitml.artifacts.base import (
     DOWNLOAD,
     LOOKUP,
     PART_SIZE,
@@ -29,6 +28,7 @@ from .base import (
     BucketStore,
     HashingReader,
 )
+from gitml.errors import InvalidInput
 
 # Container names: 3 to 63 lowercase letters, digits and single hyphens.
 _CONTAINER = r"(?P<bucket>[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})"
@@ -179,9 +179,7 @@ class AzureBlobStore(BucketStore):
 
 def _shared_key(connection: str) -> dict[str, str]:
     """The account name and key of a connection string (for another endpoint than its own)."""
-    fields = dict(
-        part.split("=", 1) for part in connection.split(";") if "=" in part
-    )
+    fields = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
     try:
         return {"account_name": fields["AccountName"], "account_key": fields["AccountKey"]}
     except KeyError as exc:

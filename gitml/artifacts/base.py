@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
 
-from ..errors import Corrupt, GitmlError, InvalidInput
-from ..tracking.artifacts import CHUNK, verify
+from gitml.artifacts.folder import CHUNK, verify
+from gitml.errors import Corrupt, GitmlError, InvalidInput
 
 # Parts of a transfer above this size go in parallel (S3 wants parts of at least 5 MiB,
 # GCS chunks are multiples of 256 KiB: 8 MiB suits all three).
@@ -223,7 +223,7 @@ class BucketStore(ABC):
     def _errors(self, operation: str, doing: str, *, absent: str | None = None) -> Iterator[None]:
         """The provider's errors as gitml's: ``NotFound(absent)`` for a missing object, else
         one line naming the store, what was being done and, when refused, what to grant."""
-        from ..errors import NotFound
+        from gitml.errors import NotFound
 
         self.client()
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, BinaryIO
 
-from .base import (
+from gitml.artifacts.base import (
     DOWNLOAD,
     LOOKUP,
     REMOVE,

@@ -13,8 +13,7 @@ import re
 import threading
 from typing import Any, BinaryIO
 
-from ..errors import InvalidInput
-from .base import (
+from gitml.artifacts.base import (
     DOWNLOAD,
     LOOKUP,
     PART_SIZE,
@@ -26,6 +25,7 @@ from .base import (
     HashingReader,
     bucket_location,
 )
+from gitml.errors import InvalidInput
 
 # S3 wants at least 5 MiB for every part but the last.
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -48,8 +48,10 @@ os.register_at_fork(after_in_child=_forget_session_in_child)
 
 def s3_location(value: str) -> tuple[str, str]:
     return bucket_location(
-        value, "s3", _URL, "bucket/prefix (3 to 63 characters: lowercase letters, digits, '.' "
-        "and '-')"
+        value,
+        "s3",
+        _URL,
+        "bucket/prefix (3 to 63 characters: lowercase letters, digits, '.' and '-')",
     )
 
 

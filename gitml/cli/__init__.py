@@ -19,7 +19,7 @@ import importlib
 
 import click
 
-from .._version import __version__
+from gitml._version import __version__
 
 # name -> (module under gitml.cli, attribute): a command's module is imported
 # only when that command runs (or --help lists it). Importing all of them
@@ -75,7 +75,7 @@ class _Group(click.Group):
         return load_command(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from ..errors import GitmlError
+        from gitml.errors import GitmlError
 
         try:
             return super().invoke(ctx)

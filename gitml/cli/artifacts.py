@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput, NotFound
-from .common import emit_json, open_run, table, tracking_option
+from gitml.cli.common import emit_json, open_run, table, tracking_option
+from gitml.errors import InvalidInput, NotFound
 
 
 @click.group("artifacts")
@@ -48,7 +48,7 @@ def list_artifacts(run_id: str, as_json: bool, tracking_uri: str | None) -> None
 def get(run_id: str, path: str, out: Path | None, tracking_uri: str | None) -> None:
     """Write one artifact, a folder of them, or (without PATH) every artifact of a run,
     after checking each sha256."""
-    from ..tracking.artifacts import clean_path
+    from gitml.format.paths import clean_path
 
     client, full = open_run(tracking_uri, run_id)
     clean = clean_path(path) if path else ""

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from ..errors import InvalidRecord
-    from ..tracking.client import Client
+    from gitml.errors import InvalidRecord
+    from gitml.tracking.client import Client
 
 
 def emit_json(data: Any) -> None:
@@ -72,7 +72,7 @@ def tracking_option(func: Any) -> Any:
 
 def open_run(tracking_uri: str | None, run_id: str) -> tuple[Client, str]:
     """A client on the tracking repository (or server) and the full id a prefix names."""
-    from ..tracking.client import Client
+    from gitml.tracking.client import Client
 
     client = Client(tracking_uri)
     return client, client.resolve_run_id(run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, table, tracking_option, warn_malformed
+from gitml.cli.common import emit_json, table, tracking_option, warn_malformed
 
 
 @click.group("experiments")
@@ -17,8 +17,8 @@ def group() -> None:
 @tracking_option
 def list_experiments(as_json: bool, tracking_uri: str | None) -> None:
     """Every experiment with its number of runs (active, and deleted)."""
-    from ..errors import InvalidRecord
-    from ..tracking.client import Client
+    from gitml.errors import InvalidRecord
+    from gitml.tracking.client import Client
 
     client = Client(tracking_uri)
     problems: list[InvalidRecord] = []
@@ -49,7 +49,7 @@ def list_experiments(as_json: bool, tracking_uri: str | None) -> None:
 @tracking_option
 def create(name: str, tracking_uri: str | None) -> None:
     """Create an experiment; runs name it with --experiment or set_experiment()."""
-    from ..tracking.client import Client
+    from gitml.tracking.client import Client
 
     exp_id = Client(tracking_uri).create_experiment(name)
     click.echo(f"Created experiment '{name}' with id {exp_id}")

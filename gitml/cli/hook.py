@@ -21,7 +21,7 @@ def pre_receive() -> None:
     Run by git from hooks/pre-receive (see 'gitml hook install --server');
     problems go to stderr, which git shows the pusher as 'remote: ...'.
     """
-    from ..hooks import run_pre_receive
+    from gitml.registry.hooks import run_pre_receive
 
     lines = run_pre_receive(sys.stdin.read(), os.environ)
     for line in lines:
@@ -44,7 +44,7 @@ def pre_receive() -> None:
 @click.option("--force", is_flag=True, help="Replace a pre-receive hook that is not gitml's.")
 def install(server: bool, repo: Path, force: bool) -> None:
     """Install the pre-receive hook into a repository that receives pushes."""
-    from ..hooks import install_server_hook
+    from gitml.registry.hooks import install_server_hook
 
     if not server:
         raise click.UsageError("give --server: only the server-side hook exists")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import emit_json, tracking_option, utc_time, warn_malformed
+from gitml.cli.common import emit_json, tracking_option, utc_time, warn_malformed
 
 
 @click.group("index")
@@ -20,7 +20,7 @@ def group() -> None:
 @tracking_option
 def rebuild(tracking_uri: str | None) -> None:
     """Index every run again from the refs (a progress bar on a terminal)."""
-    from ..tracking.client import Client
+    from gitml.tracking.client import Client
 
     client = Client(tracking_uri)
     bar: Any = None
@@ -61,7 +61,7 @@ def status(as_json: bool, tracking_uri: str | None) -> None:
     Shows the index as it is; any search (or ``gitml index rebuild``) brings it
     up to date with the refs first.
     """
-    from ..tracking.client import Client
+    from gitml.tracking.client import Client
 
     state = Client(tracking_uri).index.status()
     if as_json:

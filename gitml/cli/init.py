@@ -30,7 +30,7 @@ def command(
     force: bool,
 ) -> None:
     """Set up DIRECTORY for gitml: git init where needed, then write .gitml.yaml."""
-    from ..init import init_project
+    from gitml.format.init import init_project
 
     path, created_repo = init_project(
         directory,

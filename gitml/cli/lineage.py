@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, tracking_option
+from gitml.cli.common import emit_json, tracking_option
 
 
 @click.command("lineage")
@@ -18,8 +18,8 @@ def command(target: str, as_json: bool, tracking_uri: str | None) -> None:
     (a unique prefix is enough), or stage:STAGE for every model a stage declares
     (stage:STAGE/NAME for one; gitml/STAGE is the same as stage:STAGE).
     """
-    from ..lineage import lineage, render_tree
-    from ..tracking.client import Client
+    from gitml.registry.lineage import lineage, render_tree
+    from gitml.tracking.client import Client
 
     doc = lineage(Client(tracking_uri), target)
     if as_json:

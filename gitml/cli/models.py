@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 
 def is_loopback(host: str) -> bool:
@@ -60,7 +60,7 @@ def serve(
     max_body_bytes: int,
 ) -> None:
     """Serve MODEL_URI: POST /invocations, GET /ping, /health, /version."""
-    from ..server.auth import read_tokens
+    from gitml.server.auth import read_tokens
 
     if token and token_file is not None:
         raise InvalidInput("give --token or --token-file, not both")
@@ -98,7 +98,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from ..server import scoring_app
+    from gitml.serving import scoring_app
 
     click.echo(f"serving {model_uri} on http://{host}:{port} ({workers} worker(s))", err=True)
     # No websockets: the scoring protocol has none, and probing for a websocket
@@ -111,7 +111,7 @@ def _serve(
         "ws": "none",
     }
     if workers == 1:
-        from ..server.auth import read_tokens
+        from gitml.server.auth import read_tokens
 
         app = scoring_app.create_app(
             scoring_app.load_model(model_uri),
@@ -132,7 +132,7 @@ def _serve(
     if token_file is not None:
         os.environ[scoring_app.ENV_TOKEN_FILE] = str(token_file.resolve())
     uvicorn.run(
-        "gitml.server.scoring_app:app_from_environment",
+        "gitml.serving.scoring_app:app_from_environment",
         factory=True,
         workers=workers,
         **settings,  # type: ignore[arg-type]
@@ -166,8 +166,8 @@ def predict(
     model_uri: str, input_path: Path, content_type: str | None, output_path: Path | None
 ) -> None:
     """Score INPUT with MODEL_URI once; print {"predictions": ...}."""
-    from .. import scoring
-    from ..server.scoring_app import load_model
+    from gitml.serving import scoring
+    from gitml.serving.scoring_app import load_model
 
     kind = content_type or ("csv" if input_path.suffix.lower() == ".csv" else "json")
     mime = scoring.CONTENT_TYPE_CSV if kind == "csv" else scoring.CONTENT_TYPE_JSON

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import emit_json, tracking_option
+from gitml.cli.common import emit_json, tracking_option
 
 if TYPE_CHECKING:
-    from ..projects import Plan, ProjectRun
+    from gitml.projects import Plan, ProjectRun
 
 _MANAGERS = click.Choice(["local", "virtualenv", "uv", "conda", "docker"])
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:
-    from ..projects.params import parse_assignments
+    from gitml.projects.params import parse_assignments
 
     return parse_assignments(pairs)
 
@@ -58,7 +58,7 @@ def run_command(
     gitml run examples/project -P alpha=0.5
     gitml run https://github.com/org/repo.git#projects/train --version v1.2 -e main
     """
-    from .. import projects
+    from gitml import projects
 
     parameters = _params(param_pairs)
     if dry_run:
@@ -142,7 +142,7 @@ def reproduce_command(
 ) -> None:
     """Run a project run again: its exact code (dirty snapshot included), entry point and
     parameters, as a new run tagged gitml.reproduces."""
-    from .. import projects
+    from gitml import projects
 
     done = projects.reproduce(
         run_id,

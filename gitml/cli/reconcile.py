@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 # What each uvicorn worker process reads to build its own reconciler.
 ENV_SETTINGS = "GITML_RECONCILE_SETTINGS"
@@ -71,10 +71,10 @@ def command(
 
     import uvicorn
 
-    from ..reconcile import parse_interval, redact
-    from ..server.auth import read_tokens
-    from ..stages import check_stage
-    from .models import is_loopback
+    from gitml.cli.models import is_loopback
+    from gitml.registry.stages import check_stage
+    from gitml.server.auth import read_tokens
+    from gitml.serving.reconcile import parse_interval, redact
 
     check_stage(stage)
     seconds = parse_interval(interval)
@@ -127,12 +127,12 @@ def build_app(settings: dict[str, object]) -> object:
     Called once per process: in each uvicorn worker too, so each worker has
     its own reconciler and its own log handler.
     """
-    from .. import config as config_file
-    from ..reconcile import Reconciler, RemoteSource, Source
-    from ..records import Config
-    from ..server.auth import LoopbackHostOnly, Tokens
-    from ..server.reconcile_app import create_app
-    from ..store import Store
+    from gitml.format import config as config_file
+    from gitml.format.records import Config
+    from gitml.git.store import Store
+    from gitml.server.auth import LoopbackHostOnly, Tokens
+    from gitml.serving.reconcile import Reconciler, RemoteSource, Source
+    from gitml.serving.reconcile_app import create_app
 
     interval = float(str(settings["interval"]))
     if settings["remote"]:
@@ -171,7 +171,7 @@ def app_from_environment() -> object:
 
 def _log_events() -> None:
     """The reconciler's events, one JSON object a line, on stderr (once per process)."""
-    log = logging.getLogger("gitml.reconcile")
+    log = logging.getLogger("gitml.serving.reconcile")
     if not any(getattr(h, "gitml_events", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -181,6 +181,6 @@ def _log_events() -> None:
 
 
 def _repo_root(repo: Path | None) -> Path:
-    from ..store import Store
+    from gitml.git.store import Store
 
     return Store.discover(repo or Path.cwd()).root

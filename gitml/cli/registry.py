@@ -10,25 +10,25 @@ from typing import TYPE_CHECKING, Any, overload
 
 import click
 
-from ..stage_refs import served_summary
-from .common import emit_json, table, tracking_option, utc_time, warn_malformed
+from gitml.cli.common import emit_json, table, tracking_option, utc_time, warn_malformed
+from gitml.registry.declarations import served_summary
 
 if TYPE_CHECKING:
-    from ..errors import InvalidRecord
-    from ..records import ModelVersion, StageDeclaration
-    from ..registry import Registry
+    from gitml.errors import InvalidRecord
+    from gitml.format.records import ModelVersion, StageDeclaration
+    from gitml.registry.versions import Registry
 
 
 def _registry(tracking_uri: str | None) -> Registry:
-    from ..registry import Registry
-    from ..tracking.client import Client
+    from gitml.registry.versions import Registry
+    from gitml.tracking.client import Client
 
     return Registry(Client(tracking_uri))
 
 
 def parse_tags(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``KEY=VALUE`` arguments as a mapping; the value may be empty or hold '='."""
-    from ..errors import InvalidInput
+    from gitml.errors import InvalidInput
 
     tags: dict[str, str] = {}
     for pair in pairs:
@@ -41,7 +41,7 @@ def parse_tags(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 def _registration_commit(registry: Registry, name: str, number: int) -> str | None:
     """The commit that registered version ``number`` (walking back from the model's tip)."""
-    from ..registry import MODELS
+    from gitml.registry.versions import MODELS
 
     tip = registry.store.tip(MODELS + name)
     if tip is None:
@@ -55,7 +55,7 @@ def _registration_commit(registry: Registry, name: str, number: int) -> str | No
 
 def _stages_of(registry: Registry, name: str) -> dict[str, StageDeclaration]:
     """What each configured stage declares for model ``name`` (stages without it left out)."""
-    from .. import stages
+    from gitml.registry import stages
 
     found = {}
     for stage in registry.client.config.stages:
@@ -246,7 +246,7 @@ def tag(
     """
     version, pairs = (args[0], list(args[1:])) if args and args[0].isdigit() else (None, list(args))
     if pairs and "=" not in pairs[0] and version is None:
-        from ..errors import InvalidInput
+        from gitml.errors import InvalidInput
 
         raise InvalidInput(f"'{pairs[0]}' is neither a VERSION (a positive integer) nor KEY=VALUE")
     set_tags = parse_tags(pairs)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import (
+from gitml.cli.common import (
     emit_csv,
     emit_json,
     one_format,
@@ -21,18 +21,18 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..errors import InvalidRecord
-    from ..records import Run
-    from ..store import FileChange
-    from ..tracking.client import Client
-    from ..tracking.reports import RunComparison, RunDetails
+    from gitml.errors import InvalidRecord
+    from gitml.format.records import Run
+    from gitml.git.store import FileChange
+    from gitml.tracking.client import Client
+    from gitml.tracking.reports import RunComparison, RunDetails
 
 DEFAULT_MAX = 1000  # MLflow's default for search_runs
 PAGE = 50_000  # the most one search_runs call returns
 
 
 def _client(tracking_uri: str | None) -> Client:
-    from ..tracking.client import Client
+    from gitml.tracking.client import Client
 
     return Client(tracking_uri)
 
@@ -125,7 +125,7 @@ def _search(
     as_csv: bool,
     tracking_uri: str | None,
 ) -> None:
-    from ..query.columns import Column, export_columns, parse_columns, table_columns
+    from gitml.query.columns import Column, export_columns, parse_columns, table_columns
 
     one_format(as_json, as_csv)
     if show_all and only_deleted:
@@ -198,7 +198,7 @@ def show(run_id: str, as_json: bool, tracking_uri: str | None) -> None:
 
     A unique prefix of the id is enough.
     """
-    from ..tracking.reports import run_details
+    from gitml.tracking.reports import run_details
 
     client, full = open_run(tracking_uri, run_id)
     details = run_details(client, full)
@@ -245,7 +245,7 @@ def _print_details(details: RunDetails) -> None:
     _pairs(list(run.params.items()))
     click.echo("\nMetrics (latest)" + ("" if run.metrics else ": none"))
     _pairs([(k, f"{m.value:.6g}  (step {m.step})") for k, m in run.metrics.items()])
-    from ..models.mlmodel import HISTORY_TAG, logged_models
+    from gitml.models.mlmodel import HISTORY_TAG, logged_models
 
     models = logged_models(run.tags)
     tags = [(k, v) for k, v in run.tags.items() if models is None or k != HISTORY_TAG]
@@ -272,7 +272,7 @@ def _print_details(details: RunDetails) -> None:
 @tracking_option
 def diff(run_a: str, run_b: str, as_json: bool, tracking_uri: str | None) -> None:
     """Compare two runs: params, latest metrics, tags and code (as git diff --stat)."""
-    from ..tracking.reports import compare_runs
+    from gitml.tracking.reports import compare_runs
 
     client, full_a = open_run(tracking_uri, run_a)
     full_b = client.resolve_run_id(run_b)

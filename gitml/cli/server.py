@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 # What each uvicorn worker process reads to build its own app.
 ENV_SETTINGS = "GITML_SERVER_SETTINGS"
@@ -58,13 +58,13 @@ def command(
     import uvicorn
 
     try:
-        from ..server.tracking_app import read_tokens
+        from gitml.server.tracking_app import read_tokens
     except ModuleNotFoundError as exc:
         raise InvalidInput(
             f"gitml server needs {exc.name}, which is not installed: pip install 'gitml[server]'"
         ) from None
-    from ..store import Store
-    from .models import is_loopback
+    from gitml.cli.models import is_loopback
+    from gitml.git.store import Store
 
     tokens = read_tokens(token_file) if token_file is not None else None
     if tokens is None and not is_loopback(host):
@@ -97,7 +97,7 @@ def app_from_environment() -> object:
     """The app for one worker, from the settings ``command`` left in the environment."""
     import json
 
-    from ..server.tracking_app import ServerSettings, create_app, read_tokens
+    from gitml.server.tracking_app import ServerSettings, create_app, read_tokens
 
     settings = json.loads(os.environ[ENV_SETTINGS])
     token_file = settings["token_file"]

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..stage_refs import served_summary
-from .common import emit_json, table, tracking_option, utc_time
-from .registry import declaration_json
+from gitml.cli.common import emit_json, table, tracking_option, utc_time
+from gitml.cli.registry import declaration_json
+from gitml.registry.declarations import served_summary
 
 if TYPE_CHECKING:
-    from ..records import StageDeclaration
-    from ..stages import StageChange, Stages
+    from gitml.format.records import StageDeclaration
+    from gitml.registry.stages import StageChange, Stages
 
 # A forge's merge subject names the branch: "Merge pull request #7 from o/gitml/proposals/...".
 _PROPOSAL_IN_TEXT = re.compile(r"gitml/proposals/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
@@ -35,7 +35,7 @@ _AT = re.compile(
 
 def parse_at(text: str) -> int:
     """Unix seconds of ``2026-11-01T12:00[:SS][Z|+HH:MM]``; without a zone it is UTC."""
-    from ..errors import InvalidInput
+    from gitml.errors import InvalidInput
 
     match = _AT.match(text.strip())
     problem = None
@@ -62,9 +62,9 @@ def parse_at(text: str) -> int:
 
 
 def _stages(tracking_uri: str | None) -> Stages:
-    from ..registry import Registry
-    from ..stages import Stages
-    from ..tracking.client import Client
+    from gitml.registry.stages import Stages
+    from gitml.registry.versions import Registry
+    from gitml.tracking.client import Client
 
     client = Client(tracking_uri)
     return Stages(Registry(client), client.config)
@@ -144,7 +144,7 @@ def assign(
             "--archive-existing cannot be combined with --propose: "
             "archive when the proposal is merged, with a direct assignment"
         )
-    from ..stages import branch, check_stage
+    from gitml.registry.stages import branch, check_stage
 
     stages = _stages(tracking_uri)
     before = stages.store.tip(branch(check_stage(stage, stages.config)))
@@ -188,7 +188,7 @@ def _say_unarchived(stages: Stages, model: str, versions: Sequence[int]) -> None
 
 def _push(stages: Stages, remote: str, ref: str) -> None:
     """``git push REMOTE ref:ref`` in the store's repository; git's complaint becomes an error."""
-    from ..errors import GitmlError
+    from gitml.errors import GitmlError
 
     try:
         done = subprocess.run(
@@ -222,10 +222,10 @@ def _push(stages: Stages, remote: str, ref: str) -> None:
 @tracking_option
 def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | None) -> None:
     """What STAGE declares (every stage of .gitml.yaml when STAGE is omitted)."""
-    from .. import config as config_file
-    from ..record_cache import ValidatedRecords
-    from ..stage_refs import branch, check_name, commit_at, declared
-    from ..tracking.uri import resolve_store
+    from gitml.format import config as config_file
+    from gitml.format.record_cache import ValidatedRecords
+    from gitml.registry.declarations import branch, check_name, commit_at, declared
+    from gitml.tracking.uri import resolve_store
 
     when = parse_at(at) if at is not None else None
     # The 200 ms budget of this command: no tracking Client (which recovers
@@ -311,8 +311,8 @@ def history(
     """
     from itertools import islice
 
-    from ..registry import check_name
-    from ..stages import check_stage
+    from gitml.registry.stages import check_stage
+    from gitml.registry.versions import check_name
 
     stages = _stages(tracking_uri)
     check_stage(stage, stages.config)
@@ -350,7 +350,7 @@ def history(
 @tracking_option
 def rollback(stage: str, model: str, message: str | None, tracking_uri: str | None) -> None:
     """A new commit on STAGE restoring what it declared for MODEL before its last change."""
-    from ..registry import check_name
+    from gitml.registry.versions import check_name
 
     check_name(model)
     stages = _stages(tracking_uri)
@@ -369,7 +369,7 @@ def rollback(stage: str, model: str, message: str | None, tracking_uri: str | No
 @tracking_option
 def remove(stage: str, model: str, message: str | None, tracking_uri: str | None) -> None:
     """Stop declaring MODEL on STAGE (the reconciler stops serving it)."""
-    from ..registry import check_name
+    from gitml.registry.versions import check_name
 
     check_name(model)
     stages = _stages(tracking_uri)
@@ -387,8 +387,8 @@ def describe(rev: str, as_json: bool, tracking_uri: str | None) -> None:
     REV is a commit-ish on a stage or proposal branch, e.g.
     gitml/proposals/production/churn-v5 or a commit sha.
     """
-    from ..lineage import describe_stage_change
-    from ..tracking.client import Client
+    from gitml.registry.lineage import describe_stage_change
+    from gitml.tracking.client import Client
 
     client = Client(tracking_uri)
     markdown = describe_stage_change(client.store, rev, client.config)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 
 @click.command("ui")
@@ -33,13 +33,13 @@ def command(repo: Path | None, host: str, port: int, allow_writes: bool) -> None
     import uvicorn
 
     try:
-        from ..server.tracking_app import ServerSettings, create_app
+        from gitml.server.tracking_app import ServerSettings, create_app
     except ModuleNotFoundError as exc:
         raise InvalidInput(
             f"gitml ui needs {exc.name}, which is not installed: pip install 'gitml[server]'"
         ) from None
-    from ..store import Store
-    from .models import is_loopback
+    from gitml.cli.models import is_loopback
+    from gitml.git.store import Store
 
     if not is_loopback(host):
         raise InvalidInput(

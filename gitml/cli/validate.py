@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import tracking_option
+from gitml.cli.common import tracking_option
 
 
 @click.command("validate")
@@ -36,11 +36,11 @@ def command(
     promotion policy in .gitml.yaml. Prints one line per problem (ref or file,
     field, reason) and exits 1 if any. Nothing is written.
     """
-    from ..validate import load_config, validate_files, validate_ref, validate_refs
+    from gitml.registry.validate import load_config, validate_files, validate_ref, validate_refs
 
     problems = validate_files(files)
     if refs or check_all:
-        from ..tracking.uri import resolve_store
+        from gitml.tracking.uri import resolve_store
 
         store, work = resolve_store(tracking_uri)
         # The settings of the project you stand in, as the tracking client reads them.

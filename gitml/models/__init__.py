@@ -8,8 +8,8 @@ Loading a pickle runs code: only load models you trust (see ``pyfunc``).
 
 from __future__ import annotations
 
-from .mlmodel import MLmodel, Model, ModelInfo
-from .signature import (
+from gitml.models.mlmodel import MLmodel, Model, ModelInfo
+from gitml.models.signature import (
     ColSpec,
     ModelSignature,
     ParamSchema,
@@ -18,7 +18,7 @@ from .signature import (
     TensorSpec,
     infer_signature,
 )
-from .uri import register_resolver, resolve
+from gitml.models.uri import register_resolver, resolve
 
 __all__ = [
     "ColSpec",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from .. import yamlio
+from gitml.format import yamlio
 
 REQUIREMENTS = "requirements.txt"
 PYTHON_ENV = "python_env.yaml"

@@ -26,10 +26,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field
 
-from ..errors import Corrupt, InvalidInput, NotFound
-from ..records import Integer, Record, parse
-from ..tracking.artifacts import inside
-from .signature import ModelSignature, Schema, infer_schema
+from gitml.errors import Corrupt, InvalidInput, NotFound
+from gitml.format.paths import inside
+from gitml.format.records import Integer, Record, parse
+from gitml.models.signature import ModelSignature, Schema, infer_schema
 
 MLMODEL = "MLmodel"
 MANIFEST = "gitml.sha256"
@@ -189,7 +189,7 @@ def save(
     ``loader_module``), ``load(path, flavor_conf)`` (the native model) and
     ``load_pyfunc(path, model)`` (an object with ``predict(data, params)``).
     """
-    from . import environment  # importlib.metadata: only saving needs it, not loading
+    from gitml.models import environment  # importlib.metadata: only saving needs it, not loading
 
     target = Path(path)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -337,7 +337,7 @@ def flavor_of(
 
     Nothing is verified yet: a loader calls ``verify`` before it unpickles.
     """
-    from . import uri
+    from gitml.models import uri
 
     directory = uri.resolve(model_uri)
     model = Model.load(directory)
@@ -405,8 +405,8 @@ def log(
     ``registered_model_name`` the logged model is also registered as the
     next version of that model (created if needed).
     """
-    from ..tracking import artifacts as artifact_paths
-    from ..tracking import fluent
+    from gitml.format import paths as artifact_paths
+    from gitml.tracking import fluent
 
     artifact_path = artifact_paths.clean_path(name)
     client = fluent._get_client()
@@ -429,7 +429,7 @@ def log(
     model_uri = f"runs:/{run_id}/{artifact_path}"
     registered = None
     if registered_model_name is not None:
-        from ..registry import Registry
+        from gitml.registry.versions import Registry
 
         registered = Registry(client).register(model_uri, registered_model_name).version
     return ModelInfo(

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import InvalidInput
-from . import mlmodel
-from .mlmodel import Model, ModelInfo
-from .signature import ModelSignature, enforce, enforce_params
+from gitml.errors import InvalidInput
+from gitml.models import mlmodel
+from gitml.models.mlmodel import Model, ModelInfo
+from gitml.models.signature import ModelSignature, enforce, enforce_params
 
 FLAVOR_NAME = "python_function"
 LOADER_MODULE = "gitml.models.pyfunc"

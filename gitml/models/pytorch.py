@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput
-from . import mlmodel
-from .mlmodel import Model, ModelInfo
-from .signature import ModelSignature
+from gitml.errors import InvalidInput
+from gitml.models import mlmodel
+from gitml.models.mlmodel import Model, ModelInfo
+from gitml.models.signature import ModelSignature
 
 FLAVOR_NAME = "pytorch"
 LOADER_MODULE = "gitml.models.pytorch"

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 # MLflow's type name -> the numpy dtype a column of that type holds.
 DATA_TYPES: dict[str, str] = {

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import Corrupt, InvalidInput
+from gitml.errors import Corrupt, InvalidInput
 
 if TYPE_CHECKING:
-    from ..tracking.client import Client
+    from gitml.tracking.client import Client
 
 Resolver = Callable[[str], Path]
 
@@ -66,8 +66,8 @@ def _local(path: str) -> Path:
 
 def resolve_runs_uri(uri: str, client: Client | None = None) -> Path:
     """The run's model files, from ``client``'s repository (default: the fluent client's)."""
-    from ..tracking import artifacts as artifact_paths
-    from ..tracking import fluent
+    from gitml.format import paths as artifact_paths
+    from gitml.tracking import fluent
 
     match = _RUNS.match(uri)
     if match is None:
@@ -114,8 +114,8 @@ def _check(directory: Path, base: Path, entries: list[tuple[str, str]]) -> None:
 
 def resolve_models_uri(uri: str) -> Path:
     """``models:/<name>/<version>``, ``/latest`` or ``@<stage>``: the version's run files."""
-    from ..registry import Registry
-    from ..tracking import fluent
+    from gitml.registry.versions import Registry
+    from gitml.tracking import fluent
 
     return Registry(fluent._get_client()).local_path(uri)
 

@@ -7,9 +7,9 @@ again with its exact code, entry point and parameters.
 
 from __future__ import annotations
 
-from .environments import EnvironmentUnavailable
-from .run import Plan, ProjectRun, plan, reproduce, run
-from .spec import MLproject, Project, load_project
+from gitml.projects.environments import EnvironmentUnavailable
+from gitml.projects.run import Plan, ProjectRun, plan, reproduce, run
+from gitml.projects.spec import MLproject, Project, load_project
 
 __all__ = [
     "EnvironmentUnavailable",

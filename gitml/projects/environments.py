@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import yamlio
-from .._version import __version__
-from ..errors import GitmlError, InvalidInput
-from . import runtime
-from .spec import DockerEnv, Project
+from gitml._version import __version__
+from gitml.errors import GitmlError, InvalidInput
+from gitml.format import yamlio
+from gitml.projects import runtime
+from gitml.projects.spec import DockerEnv, Project
 
 MANAGERS = ("local", "virtualenv", "uv", "conda", "docker")
 DOCKER_WORKDIR = "/gitml/project"

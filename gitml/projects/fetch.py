@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import InvalidInput, NotFound
-from .environments import _locked, cache_root
+from gitml.errors import InvalidInput, NotFound
+from gitml.projects.environments import _locked, cache_root
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 

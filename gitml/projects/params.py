@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInput
-from .spec import EntryPoint, Parameter
+from gitml.errors import InvalidInput
+from gitml.projects.spec import EntryPoint, Parameter
 
 CHECKED_TYPES = ("float", "int", "string", "path", "uri")
 

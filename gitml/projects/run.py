@@ -35,14 +35,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from ..errors import InvalidInput, NotARepository, NotFound
-from ..store import CodeVersion, Store
-from ..tracking import validation
-from ..tracking.client import Client
-from . import environments, params
-from .environments import Environment
-from .fetch import FetchedProject, fetch, repository_of
-from .spec import DEFAULT_ENTRY_POINT, EntryPoint, Project, load_project
+from gitml.errors import InvalidInput, NotARepository, NotFound
+from gitml.git.store import CodeVersion, Store
+from gitml.projects import environments, params
+from gitml.projects.environments import Environment
+from gitml.projects.fetch import FetchedProject, fetch, repository_of
+from gitml.projects.spec import DEFAULT_ENTRY_POINT, EntryPoint, Project, load_project
+from gitml.tracking import validation
+from gitml.tracking.client import Client
 
 LOG_ARTIFACT = "project.log"
 TAG_ENTRY_POINT = "mlflow.project.entryPoint"

@@ -38,8 +38,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .._version import __version__
-from ..schemas import schema_dir
+from gitml._version import __version__
+from gitml.format.schemas import schema_dir
 
 DOCKER_LIB = "/gitml/lib"
 # What an installer writes itself: a repacked wheel must not carry this machine's.

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from ..errors import InvalidInput, NotFound
-from ..records import Record, parse
+from gitml.errors import InvalidInput, NotFound
+from gitml.format.records import Record, parse
 
 MLPROJECT = "MLproject"
 PYTHON_ENV_FILE = "python_env.yaml"

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInput
-from ..records import Run
-from .frame import INFO_COLUMNS, artifact_uri, system_tags
+from gitml.errors import InvalidInput
+from gitml.format.records import Run
+from gitml.query.frame import INFO_COLUMNS, artifact_uri, system_tags
 
 # attribute -> its header in a table
 _ATTRIBUTES: dict[str, str] = {

@@ -47,8 +47,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..errors import InvalidInput
-from .grammar import And, Comparison, Expr, Identifier, Or, OrderKey
+from gitml.errors import InvalidInput
+from gitml.query.grammar import And, Comparison, Expr, Identifier, Or, OrderKey
 
 __all__ = [
     "compile_order",

@@ -19,8 +19,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import InvalidInput
-from ..records import Run
+from gitml.errors import InvalidInput
+from gitml.format.records import Run
 
 INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
 

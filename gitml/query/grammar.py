@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 Kind = Literal["metric", "param", "tag", "attribute", "dataset"]
 

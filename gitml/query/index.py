@@ -37,12 +37,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidRecord, NotFound
-from ..record_cache import discard
-from ..store import Store
+from gitml.errors import InvalidRecord, NotFound
+from gitml.format.record_cache import discard
+from gitml.git.store import Store
 
 if TYPE_CHECKING:
-    from ..records import Run
+    from gitml.format.records import Run
 
 RUNS_PREFIX = "refs/gitml/runs"
 SCHEMA_VERSION = "2"
@@ -431,7 +431,7 @@ class QueryIndex:
             conn.execute("COMMIT")
 
     def runs(self, records: Iterable[str]) -> list[Run]:
-        from ..records import Run
+        from gitml.format.records import Run
 
         return [Run.model_validate_json(record) for record in records]
 
@@ -456,7 +456,7 @@ class _Rows:
 
     def add_ref(self, store: Store, run_id: str, sha: str) -> None:
         """The rows of the run record at ``sha`` (or of why it is broken)."""
-        from ..records import Run, parse
+        from gitml.format.records import Run, parse
 
         self.count += 1
         ref = f"{RUNS_PREFIX}/{run_id}"

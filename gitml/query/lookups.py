@@ -7,10 +7,10 @@ number of runs in each experiment, for ``gitml experiments list``.
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
-from ..records import Run
-from .index import QueryIndex
-from .search import VIEW_TYPES
+from gitml.errors import InvalidInput
+from gitml.format.records import Run
+from gitml.query.index import QueryIndex
+from gitml.query.search import VIEW_TYPES
 
 
 def child_runs(index: QueryIndex, run_id: str, run_view_type: str = "ACTIVE_ONLY") -> list[Run]:

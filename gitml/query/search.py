@@ -13,11 +13,11 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ..errors import InvalidInput
-from ..records import Run
-from .compile import compile_order, compile_where
-from .grammar import parse_filter, parse_order_by
-from .index import QueryIndex
+from gitml.errors import InvalidInput
+from gitml.format.records import Run
+from gitml.query.compile import compile_order, compile_where
+from gitml.query.grammar import parse_filter, parse_order_by
+from gitml.query.index import QueryIndex
 
 VIEW_TYPES = {
     "ACTIVE_ONLY": "r.lifecycle_stage = 'active'",

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 Scope = Literal["read", "write"]
 Tokens = dict[str, Scope]

@@ -40,8 +40,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from .._version import __version__
-from ..errors import (
+from gitml._version import __version__
+from gitml.errors import (
     Conflict,
     Corrupt,
     GitmlError,
@@ -50,16 +50,16 @@ from ..errors import (
     NotFound,
     RefBusy,
 )
-from ..records import Experiment, ModelVersion, RegisteredModel, Run, StageDeclaration
-from ..registry import Registry
-from ..stages import Stages
-from ..tracking import artifacts as artifact_paths
-from ..tracking import journal, metrics, validation
-from ..tracking.client import EXPERIMENTS, RUNS, Client
-from ..tracking.entities import metric_from_json, metric_to_json
-from ..tracking.writer import Latest
-from .auth import LoopbackHostOnly, Scope, read_tokens, token_scope
-from .ui import attach_ui
+from gitml.format import paths as artifact_paths
+from gitml.format.records import Experiment, ModelVersion, RegisteredModel, Run, StageDeclaration
+from gitml.registry.stages import Stages
+from gitml.registry.versions import Registry
+from gitml.server.auth import LoopbackHostOnly, Scope, read_tokens, token_scope
+from gitml.server.ui import attach_ui
+from gitml.tracking import journal, metrics, validation
+from gitml.tracking.client import EXPERIMENTS, RUNS, Client
+from gitml.tracking.entities import metric_from_json, metric_to_json
+from gitml.tracking.writer import Latest
 
 PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

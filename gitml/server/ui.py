@@ -15,9 +15,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from ..registry import Registry
-from ..tracking.client import Client
-from .ui_api import ui_router
+from gitml.registry.versions import Registry
+from gitml.server.ui_api import ui_router
+from gitml.tracking.client import Client
 
 STATIC = Path(__file__).resolve().parent.parent / "ui" / "static"
 _TYPES = {

@@ -24,15 +24,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import GitmlError, InvalidInput, NotFound
-from ..lineage import Lineage, iso_time, lineage
-from ..models.mlmodel import logged_models
-from ..query.compile import compile_order, compile_where
-from ..query.grammar import FilterSyntaxError, parse_filter, parse_order_by
-from ..query.search import VIEW_TYPES
-from ..registry import Registry
-from ..stages import declarations
-from ..tracking.client import Client
+from gitml.errors import GitmlError, InvalidInput, NotFound
+from gitml.models.mlmodel import logged_models
+from gitml.query.compile import compile_order, compile_where
+from gitml.query.grammar import FilterSyntaxError, parse_filter, parse_order_by
+from gitml.query.search import VIEW_TYPES
+from gitml.registry.lineage import Lineage, iso_time, lineage
+from gitml.registry.stages import declarations
+from gitml.registry.versions import Registry
+from gitml.tracking.client import Client
 
 PREFIX = "/api/v1/ui"
 MAX_WINDOW = 5_000  # rows in one runs-table answer

@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from typing_extensions import Self
 
-from .. import config as config_file
-from ..artifacts import open_store
-from ..errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
-from ..records import (
+from gitml.artifacts import folder as local_files
+from gitml.artifacts import open_store
+from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
+from gitml.format import config as config_file
+from gitml.format import paths as artifact_paths
+from gitml.format.records import (
     TERMINAL_STATUSES,
     Artifact,
     ArtifactManifest,
@@ -40,16 +42,15 @@ from ..records import (
     latest,
     parse,
 )
-from ..store import BlobRef, Change, Clock, CodeVersion, Snapshot, Store
-from . import artifacts as artifact_paths
-from . import journal, metrics, names, validation
-from .entities import Metric, Param, RunTag
-from .uri import is_remote, resolve_store
-from .writer import Files, Latest, Rejected, RunEdit, RunWriter, checked_metric
+from gitml.git.store import BlobRef, Change, Clock, CodeVersion, Snapshot, Store
+from gitml.tracking import journal, metrics, names, validation
+from gitml.tracking.entities import Metric, Param, RunTag
+from gitml.tracking.uri import is_remote, resolve_store
+from gitml.tracking.writer import Files, Latest, Rejected, RunEdit, RunWriter, checked_metric
 
 if TYPE_CHECKING:
-    from ..query.index import QueryIndex
-    from ..query.search import RunPage
+    from gitml.query.index import QueryIndex
+    from gitml.query.search import RunPage
 
 log = logging.getLogger("gitml.tracking")
 
@@ -81,7 +82,7 @@ class Client:
         identity: str | None = None,
     ) -> Self:
         if cls is Client and is_remote(tracking_uri or os.environ.get("GITML_TRACKING_URI")):
-            from .rest import RestClient
+            from gitml.tracking.rest import RestClient
 
             return cast(Self, object.__new__(RestClient))
         return object.__new__(cls)
@@ -283,7 +284,7 @@ class Client:
     def index(self) -> QueryIndex:
         """The query index of this store (``.git/gitml/index.sqlite``)."""
         if self._index is None:
-            from ..query.index import QueryIndex
+            from gitml.query.index import QueryIndex
 
             self._index = QueryIndex(self.store)
         return self._index
@@ -302,7 +303,7 @@ class Client:
         ``experiment_ids`` None searches every experiment; names are accepted
         too. The result is a list with ``.token`` for the next page.
         """
-        from ..query.search import search_runs
+        from gitml.query.search import search_runs
 
         self.flush()  # what this process logged is part of the answer
         ids = None if experiment_ids is None else [self._experiment_ref(e) for e in experiment_ids]
@@ -312,7 +313,7 @@ class Client:
 
     def run_counts(self) -> dict[str, dict[str, int]]:
         """Experiment id to its number of ``active`` and ``deleted`` runs."""
-        from ..query.lookups import run_counts
+        from gitml.query.lookups import run_counts
 
         return run_counts(self.index)
 
@@ -510,7 +511,7 @@ class Client:
 
     def get_child_runs(self, run_id: str, run_view_type: str = "ACTIVE_ONLY") -> list[Run]:
         """The runs started as children (nested runs) of ``run_id``, newest first."""
-        from ..query.lookups import child_runs
+        from gitml.query.lookups import child_runs
 
         self.flush()
         return child_runs(self.index, run_id, run_view_type)
@@ -555,7 +556,7 @@ class Client:
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidInput(f"log_artifacts: {root} is not a directory")
-        self._log_files(run_id, artifact_paths.folder_files(root, artifact_path))
+        self._log_files(run_id, local_files.folder_files(root, artifact_path))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._log_files(run_id, [(artifact_paths.clean_path(artifact_file), text.encode())])
@@ -566,7 +567,7 @@ class Client:
         if path.endswith(".json"):
             data = json.dumps(dictionary, indent=2).encode()
         else:
-            from .. import yamlio
+            from gitml.format import yamlio
 
             data = yamlio.dump(dict(dictionary))
         self._log_files(run_id, [(path, data)])
@@ -580,7 +581,7 @@ class Client:
             if isinstance(source, bytes):
                 sha, size = hashlib.sha256(source).hexdigest(), len(source)
             else:
-                sha, size = artifact_paths.digest_file(source)
+                sha, size = local_files.digest_file(source)
             if size > self.config.artifact_threshold:
                 if isinstance(source, bytes):
                     self._external.put_bytes(source, sha)
@@ -652,7 +653,7 @@ class Client:
         data = snap.read(f"artifacts/{artifact.path}")
         if data is None:
             raise NotFound(f"{what} is in the manifest but not in the run's tree")
-        return artifact_paths.verify(data, artifact.sha256, what)
+        return local_files.verify(data, artifact.sha256, what)
 
     def download_artifacts(
         self, run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None

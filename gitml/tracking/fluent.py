@@ -19,12 +19,12 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput
+from gitml.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from ..records import Experiment, Run
-    from .client import Client
-    from .entities import RunData, RunInfo
+    from gitml.format.records import Experiment, Run
+    from gitml.tracking.client import Client
+    from gitml.tracking.entities import RunData, RunInfo
 
 _lock = threading.RLock()
 _tracking_uri: str | None = None
@@ -41,7 +41,7 @@ def _get_client() -> Client:
     global _client
     with _lock:
         if _client is None:
-            from .client import Client
+            from gitml.tracking.client import Client
 
             _client = Client(_tracking_uri)
         return _client
@@ -216,7 +216,7 @@ def search_runs(
         if token is None or len(runs) >= max_results:
             break
     if output_format == "pandas":
-        from ..query.frame import runs_to_frame
+        from gitml.query.frame import runs_to_frame
 
         return runs_to_frame(runs)
     return runs

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput
-from ..records import Run
-from . import metrics, validation
+from gitml.errors import InvalidInput
+from gitml.format.records import Run
+from gitml.tracking import metrics, validation
 
 
 @dataclass

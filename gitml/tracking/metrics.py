@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..store import Snapshot
-from .entities import Metric
+from gitml.git.store import Snapshot
+from gitml.tracking.entities import Metric
 
 CHUNK_POINTS = 1000
 CHUNKS_PER_GROUP = 100

@@ -10,12 +10,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFound
-from ..records import Artifact, Experiment, Run
-from ..store import FileChange
+from gitml.errors import NotFound
+from gitml.format.records import Artifact, Experiment, Run
+from gitml.git.store import FileChange
 
 if TYPE_CHECKING:
-    from .client import Client
+    from gitml.tracking.client import Client
 
 
 @dataclass(frozen=True)

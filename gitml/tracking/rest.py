@@ -55,18 +55,19 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
-from ..errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
-from ..records import TERMINAL_STATUSES, Artifact, Experiment, Run, validate
-from ..store import Clock
-from . import artifacts as artifact_paths
-from . import validation
-from .client import Client, _pairs
-from .entities import Metric, Param, RunTag, metric_from_json, metric_to_json
-from .writer import checked_metric
+from gitml.artifacts import folder as local_files
+from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
+from gitml.format import paths as artifact_paths
+from gitml.format.records import TERMINAL_STATUSES, Artifact, Experiment, Run, validate
+from gitml.git.store import Clock
+from gitml.tracking import validation
+from gitml.tracking.client import Client, _pairs
+from gitml.tracking.entities import Metric, Param, RunTag, metric_from_json, metric_to_json
+from gitml.tracking.writer import checked_metric
 
 if TYPE_CHECKING:
-    from ..query.index import QueryIndex
-    from ..query.search import RunPage
+    from gitml.query.index import QueryIndex
+    from gitml.query.search import RunPage
 
 API = "/api/v1"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -550,7 +551,7 @@ class RestClient(Client):
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> RunPage:
-        from ..query.search import RunPage
+        from gitml.query.search import RunPage
 
         self.flush()
         body = {
@@ -892,7 +893,7 @@ class RestClient(Client):
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidInput(f"log_artifacts: {root} is not a directory")
-        for path, source in artifact_paths.folder_files(root, artifact_path):
+        for path, source in local_files.folder_files(root, artifact_path):
             self._upload(run_id, path, source)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
@@ -903,7 +904,7 @@ class RestClient(Client):
         if path.endswith(".json"):
             data = json.dumps(dictionary, indent=2).encode()
         else:
-            from .. import yamlio
+            from gitml.format import yamlio
 
             data = yamlio.dump(dict(dictionary))
         self._upload(run_id, path, data)
@@ -929,7 +930,7 @@ class RestClient(Client):
         if wanted is None:
             raise NotFound(f"run {run_id} has no artifact '{clean}'")
         data = self._http.request("GET", f"/runs/{_seg(run_id)}/artifacts/{quote(clean)}").content
-        return artifact_paths.verify(data, wanted.sha256, f"run {run_id} artifact '{clean}'")
+        return local_files.verify(data, wanted.sha256, f"run {run_id} artifact '{clean}'")
 
     def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:
         """Stream one artifact to ``target``, checked against its sha256 before it lands."""

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, NotARepository
-from ..store import Clock, Store
+from gitml.errors import InvalidInput, NotARepository
+from gitml.git.store import Clock, Store
 
 
 def resolve_store(

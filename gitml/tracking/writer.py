@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Conflict
-from ..records import Run
-from ..store import BlobRef, Snapshot, deferred_signals
-from . import journal, metrics, validation
+from gitml.errors import Conflict
+from gitml.format.records import Run
+from gitml.git.store import BlobRef, Snapshot, deferred_signals
+from gitml.tracking import journal, metrics, validation
 
 # (step, timestamp, value): the latest point of a key, compared as MLflow does.
 Latest = tuple[int, int, float]

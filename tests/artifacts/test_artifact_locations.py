@@ -9,10 +9,10 @@ import pytest
 import gitml
 from gitml.artifacts import configured_store, open_store
 from gitml.artifacts.azure import AzureBlobStore, azure_location
+from gitml.artifacts.folder import ExternalStore
 from gitml.artifacts.gcs import GCSStore
 from gitml.artifacts.s3 import S3Store
-from gitml.records import Config
-from gitml.tracking.artifacts import ExternalStore
+from gitml.format.records import Config
 
 
 @pytest.mark.parametrize(
@@ -37,11 +37,15 @@ def test_a_url_names_its_provider(value: str, kind: type, location: str | None) 
 
 def test_azure_account_urls() -> None:
     assert azure_location("wasbs://models@acct1.blob.core.windows.net/a/b") == (
-        "models", "a/b", "https://acct1.blob.core.windows.net"
+        "models",
+        "a/b",
+        "https://acct1.blob.core.windows.net",
     )
     # ADLS Gen2 accounts answer the Blob API on their blob endpoint.
     assert azure_location("abfss://models@acct1.dfs.core.windows.net") == (
-        "models", "", "https://acct1.blob.core.windows.net"
+        "models",
+        "",
+        "https://acct1.blob.core.windows.net",
     )
     assert azure_location("az://models/x") == ("models", "x", None)
 

@@ -13,7 +13,7 @@ import pytest
 import gitml
 from gitml.artifacts import CachedStore, open_store
 from gitml.artifacts.s3 import MIN_PART_SIZE, S3Store, s3_location
-from gitml.records import Config
+from gitml.format.records import Config
 
 pytestmark = pytest.mark.parametrize("provider", ["s3"], indirect=True)
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 import gitml
-from gitml import sharing
 from gitml.artifacts import BucketStore
-from gitml.registry import Registry
-from gitml.store import Store
+from gitml.git import remote as sharing
+from gitml.git.store import Store
+from gitml.registry.versions import Registry
 from testing.cli import cli
 from testing.git import git, init_repo
 from testing.procs import write_config

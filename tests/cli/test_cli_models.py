@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gitml.server import scoring_app
+from gitml.serving import scoring_app
 from testing.cli import cli, one_error_line
 from testing.serving import StandInModel
 
@@ -71,7 +71,7 @@ def test_serve_runs_uvicorn_on_loopback(loaded: list[str], monkeypatch: pytest.M
     assert calls[0][1]["port"] == 5123
     monkeypatch.setenv("GITML_SERVE_TOKEN", "t")
     cli("models", "serve", "-m", "m", "--host", "0.0.0.0", "--workers", "2")
-    assert calls[1][0] == "gitml.server.scoring_app:app_from_environment"
+    assert calls[1][0] == "gitml.serving.scoring_app:app_from_environment"
     assert calls[1][1]["workers"] == 2
 
 

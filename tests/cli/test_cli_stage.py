@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 import gitml
-from gitml import lineage, yamlio
 from gitml.errors import NotFound
-from gitml.records import Config
-from gitml.registry import Registry
-from gitml.stages import Stages
-from gitml.store import Store
+from gitml.format import yamlio
+from gitml.format.records import Config
+from gitml.git.store import Store
+from gitml.registry import lineage
+from gitml.registry.stages import Stages
+from gitml.registry.versions import Registry
 from testing.cli import cli, gitml_exe, one_error_line
 from testing.git import FixedClock, git, init_repo
 from testing.procs import child_env
@@ -479,7 +480,7 @@ def test_stage_show_as_a_real_process_stays_light(churn: Path) -> None:
         "import sys\n"
         "from gitml.cli import main\n"
         "main(['stage', 'show'], standalone_mode=False)\n"
-        "heavy = ('numpy', 'pandas', 'sklearn', 'pydantic', 'yaml', 'gitml.records',\n"
+        "heavy = ('numpy', 'pandas', 'sklearn', 'pydantic', 'yaml', 'gitml.format.records',\n"
         "         'gitml.query.index', 'gitml.models')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
     )

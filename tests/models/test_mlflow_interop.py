@@ -32,10 +32,11 @@ import pytest
 import gitml
 import gitml.pyfunc
 import gitml.sklearn
-from gitml import records, schemas, scoring
+from gitml.format import records, schemas
 from gitml.models import uri
 from gitml.models.mlmodel import MLMODEL, MLmodel, Model
 from gitml.models.signature import infer_signature
+from gitml.serving import scoring
 from testing.mlflow_ref import mlflow_answer
 from testing.models import AddOffset, iris, iris_classifier
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gitml import records, schemas
 from gitml.errors import InvalidRecord
+from gitml.format import records, schemas
 from gitml.models.mlmodel import MLmodel, SignatureRecord
 
 FLAVORS = {

@@ -20,9 +20,9 @@ import pytest
 import gitml
 import gitml.pyfunc
 import gitml.pytorch
-from gitml import yamlio
-from gitml.server.scoring_app import create_app
-from gitml.server.scoring_app import load_model as load_for_serving
+from gitml.format import yamlio
+from gitml.serving.scoring_app import create_app
+from gitml.serving.scoring_app import load_model as load_for_serving
 from testing.models import edit_flavor, torch_predict, torch_regressor
 from testing.serving import uvicorn_server
 

@@ -12,7 +12,7 @@ import pytest
 import gitml
 import gitml.pyfunc
 import gitml.sklearn
-from gitml import yamlio
+from gitml.format import yamlio
 from gitml.models.mlmodel import HISTORY_TAG, Model
 from testing.models import edit_flavor, iris_classifier, leads_outside
 

@@ -19,10 +19,10 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from gitml import schemas
+from gitml.format import schemas
 from gitml.models import mlmodel
 from gitml.models import sklearn as sklearn_flavor
-from gitml.server.scoring_app import create_app, load_model
+from gitml.serving.scoring_app import create_app, load_model
 from testing.cli import cli
 from testing.models import iris, iris_classifier
 

@@ -523,8 +523,8 @@ def test_the_mounted_gitml_imports_with_its_schemas_in_a_container_layout(tmp_pa
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(source)
     check = (
-        "import gitml, gitml.schemas; "
-        "print(gitml.__file__); print(len(gitml.schemas.load('run')['properties']))"
+        "import gitml, gitml.format.schemas; "
+        "print(gitml.__file__); print(len(gitml.format.schemas.load('run')['properties']))"
     )
     done = subprocess.run(
         [sys.executable, "-c", check],

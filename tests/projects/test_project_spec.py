@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gitml import schemas
 from gitml.errors import GitmlError, InvalidInput, InvalidRecord, NotFound
+from gitml.format import schemas
 from gitml.projects.spec import MLproject, find_spec_file, load_project, read_spec
-from gitml.validate import validate_files
+from gitml.registry.validate import validate_files
 from testing.projects import COMPAT, write_project
 
 SOURCES = json.loads((COMPAT / "SOURCES.json").read_text()) if COMPAT.is_dir() else {"projects": []}

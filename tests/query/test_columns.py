@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gitml.errors import InvalidInput
+from gitml.format.records import MetricValue, Run, Source
 from gitml.query.columns import (
     Column,
     export_columns,
@@ -12,7 +13,6 @@ from gitml.query.columns import (
     parse_columns,
     table_columns,
 )
-from gitml.records import MetricValue, Run, Source
 
 T0 = 1_700_000_000_000
 

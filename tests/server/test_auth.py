@@ -15,12 +15,12 @@ from starlette.testclient import TestClient
 import gitml
 from gitml.cli import main
 from gitml.errors import InvalidInput
-from gitml.reconcile import Reconciler, Source
-from gitml.registry import Registry
-from gitml.server import reconcile_app, scoring_app
+from gitml.registry.stages import Stages
+from gitml.registry.versions import Registry
 from gitml.server.auth import bearer, loopback_host, read_tokens
 from gitml.server.tracking_app import PREFIX, ServerSettings, create_app
-from gitml.stages import Stages
+from gitml.serving import reconcile_app, scoring_app
+from gitml.serving.reconcile import Reconciler, Source
 from testing.procs import child_env, spawn
 from testing.reconcile import CountingLoader
 from testing.serving import StandInModel, free_socket

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gitml.store import Change, Snapshot, Store
+from gitml.git.store import Change, Snapshot, Store
 from gitml.tracking import metrics
 from gitml.tracking.entities import Metric
 from testing.git import FixedClock, git

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 import gitml
 from gitml.errors import GitmlError, InvalidInput
-from gitml.records import Run
+from gitml.format.records import Run
 from gitml.server.tracking_app import PREFIX, ServerSettings, create_app
 from gitml.tracking import validation
 from gitml.tracking.validation import (

@@ -19,8 +19,8 @@ import pytest
 from ui_seed import inside, served
 
 import gitml
-from gitml.records import MetricValue, Run
-from gitml.store import Store
+from gitml.format.records import MetricValue, Run
+from gitml.git.store import Store
 from testing.git import init_repo
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import gitml
-from gitml.registry import Registry
-from gitml.stages import Stages, branch
+from gitml.registry.stages import Stages, branch
+from gitml.registry.versions import Registry
 from gitml.tracking import fluent
 from testing.git import IDENTITY, FixedClock, git, init_repo
 from testing.serving import uvicorn_server

@@ -1,0 +1,5 @@
+"""What is stored and where.
+
+Records and their schemas, canonical YAML, the validated-record cache, the
+layout of refs, paths and trailers.
+"""

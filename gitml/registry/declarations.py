@@ -1,0 +1,106 @@
+"""Stages in Git, without the record models: branch names, paths, and reads for ``stage show``.
+
+``gitml stage show`` must answer within 200 ms with a thousand versions and
+stage changes; importing pydantic and building the record models takes over
+100 ms of that. So the names and the history walk live here, free of
+pydantic, and ``declared`` reads declarations through the cache of validated
+records (``record_cache``): only bytes never validated before import the
+models. ``stages`` holds everything that writes stage branches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gitml.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from gitml.format.record_cache import ValidatedRecords
+    from gitml.git.store import Snapshot, Store
+
+BRANCHES = "refs/heads/gitml/"
+PROPOSALS = BRANCHES + "proposals/"
+MODELS_DIR = "models"
+STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+_STAGE = re.compile(STAGE_NAME)
+
+
+def check_name(stage: str, stages: Sequence[str] | None = None) -> str:
+    """``stage`` if it can name a stage (and, given the project's ``stages``, is one of them)."""
+    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == "proposals":
+        raise InvalidInput(
+            f"stage {stage!r}: use lowercase letters, digits, '_' and '-', starting with a letter"
+        )
+    if stages is not None and stage not in stages:
+        raise InvalidInput(
+            f"stage '{stage}' is not one of this project's stages "
+            f"({', '.join(stages)}); list it under 'stages' in .gitml.yaml"
+        )
+    return stage
+
+
+def branch(stage: str) -> str:
+    return BRANCHES + stage
+
+
+def declaration_path(model: str) -> str:
+    return f"{MODELS_DIR}/{model}.yaml"
+
+
+def commit_at(store: Store, stage: str, at: int) -> str | None:
+    """The commit of ``gitml/<stage>`` in effect at unix time ``at`` (None: none yet)."""
+    tip = store.tip(branch(stage))
+    if tip is None:
+        return None
+    for info in store.history(tip, stop=lambda _: False):
+        if info.time <= at:
+            return info.sha
+    return None
+
+
+def served_summary(declared: Mapping[str, Any] | None) -> str:
+    """``nothing``, ``v3``, or ``v3 (90%) + v4 (10%)`` for a canary (a declaration's JSON form)."""
+    if declared is None:
+        return "nothing"
+    versions = declared["versions"]
+    if len(versions) == 1:
+        return f"v{versions[0]['version']}"
+    return " + ".join(f"v{v['version']} ({v['weight']}%)" for v in versions)
+
+
+def declaration_files(snap: Snapshot) -> Iterator[tuple[str, bytes]]:
+    """``(model, bytes)`` of every ``models/<model>.yaml`` in a stage branch's tree."""
+    for name, is_dir, _ in snap.listdir(MODELS_DIR):
+        if is_dir or not name.endswith(".yaml"):
+            continue
+        model = name[: -len(".yaml")]
+        data = snap.read(declaration_path(model))
+        if data is not None:
+            yield model, data
+
+
+def declared(
+    store: Store, stage: str, commit: str, cache: ValidatedRecords
+) -> dict[str, dict[str, Any]]:
+    """Every model's declaration at ``commit`` of ``stage``, in its JSON form.
+
+    The same declarations, and the same errors for a bad one, as
+    ``stages.declarations``; a declaration validated before costs no pydantic.
+    """
+    found = {}
+    for model, data in declaration_files(store.snapshot(commit)):
+
+        def validate(model: str = model, data: bytes = data) -> dict[str, Any]:
+            from gitml.registry.stages import parse_declaration
+
+            return parse_declaration(data, stage, model).model_dump(mode="json")
+
+        found[model] = cache.validated(declaration_kind(model), data, validate)
+    return found
+
+
+def declaration_kind(model: str) -> str:
+    """The cache's kind for ``models/<model>.yaml``: the file name is part of what is checked."""
+    return f"stage-declaration:{model}"

@@ -1,0 +1,1 @@
+"""Serving models: the scoring protocol, the scoring app, the reconciler and its app."""

@@ -1,0 +1,591 @@
+"""Sharing through a Git remote: gitml push/pull, plain git with gitml's refspecs, renumbering.
+
+Two machines are two clones of one bare remote, each with its own identity;
+every network step runs the real ``git``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import gitml
+import gitml.registry.stages
+from gitml.format import yamlio
+from gitml.format.record_cache import ValidatedRecords
+from gitml.git import remote as sharing
+from gitml.git.store import Store
+from gitml.query.index import QueryIndex
+from gitml.registry.declarations import declared
+from gitml.registry.stages import Stages, read_declaration
+from gitml.registry.versions import MODELS, Registry
+from gitml.tracking import fluent
+from testing.artifacts import add_manifest_entry
+from testing.cli import cli
+from testing.git import commit_file_on_ref, fsck, git, git_env, init_repo
+from testing.procs import child_env, finish, limit_memory, spawn, write_config
+from testing.records import billion_laughs
+from testing.registry import log_iris_run
+
+RUNS = "refs/gitml/runs/"
+
+
+@dataclass
+class Machine:
+    name: str
+    path: Path
+    env: dict[str, str]
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name} <{self.name.lower()}@example.com>"
+
+    def git(self, *args: str) -> str:
+        return git(self.path, *args, env=self.env)
+
+    def refs(self, prefix: str = "refs/gitml/") -> dict[str, str]:
+        return _refs(self.path, prefix, self.env)
+
+
+def _refs(repo: Path, prefix: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", prefix, env=env)
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def _machine(tmp: Path, name: str, remote: Path, *, clone: bool) -> Machine:
+    home = tmp / f"home-{name}"
+    home.mkdir()
+    env = git_env(home)
+    env.update(
+        GIT_AUTHOR_NAME=name,
+        GIT_COMMITTER_NAME=name,
+        GIT_AUTHOR_EMAIL=f"{name.lower()}@example.com",
+        GIT_COMMITTER_EMAIL=f"{name.lower()}@example.com",
+    )
+    path = tmp / name.lower()
+    if clone:
+        git(tmp, "clone", "-q", str(remote), str(path), env=env)
+    else:
+        init_repo(path)
+        git(path, "remote", "add", "origin", str(remote), env=env)
+        git(path, "push", "-q", "origin", "main", env=env)
+    return Machine(name, path, env)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return init_repo(tmp_path / "remote.git", bare=True)
+
+
+@pytest.fixture
+def a(tmp_path: Path, remote: Path) -> Machine:
+    return _machine(tmp_path, "A", remote, clone=False)
+
+
+@pytest.fixture
+def b(tmp_path: Path, remote: Path, a: Machine) -> Machine:
+    return _machine(tmp_path, "B", remote, clone=True)
+
+
+@contextlib.contextmanager
+def on(machine: Machine, monkeypatch: pytest.MonkeyPatch) -> Iterator[gitml.Client]:
+    """A client working in ``machine``'s repository (the fluent API too, for log_model)."""
+    monkeypatch.chdir(machine.path)
+    fluent.set_tracking_uri(str(machine.path))
+    client = gitml.Client(str(machine.path), identity=machine.identity)
+    try:
+        yield client
+    finally:
+        client.close()
+        fluent.set_tracking_uri(None)
+
+
+def log_run(client: gitml.Client, name: str) -> str:
+    run = client.create_run(run_name=name)
+    client.log_metric(run.id, "acc", 0.5)
+    client.set_terminated(run.id)
+    return run.id
+
+
+def store(machine: Machine) -> Store:
+    return Store(machine.path, identity=machine.identity)
+
+
+def push(machine: Machine) -> sharing.PushReport:
+    s = store(machine)
+    try:
+        return sharing.push(s, "origin")
+    finally:
+        s.close()
+
+
+def pull(machine: Machine) -> sharing.PullReport:
+    s = store(machine)
+    try:
+        return sharing.pull(s, "origin")
+    finally:
+        s.close()
+
+
+def test_push_then_pull_moves_runs_models_and_stages(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(b, monkeypatch) as client_b:
+        assert list(client_b.search_runs()) == []  # B's index exists before the pull
+    with on(a, monkeypatch) as client:
+        run_id, _, _ = log_iris_run(client)
+        other = log_run(client, "plain")
+        registry = Registry(client)
+        registry.register(f"runs:/{run_id}/model", "churn")
+        Stages(registry, client.config).assign("churn", 1, "production")
+    report = push(a)
+    assert not report.problems and RUNS + run_id in report.pushed
+    assert "refs/heads/gitml/production" in report.pushed
+    assert _refs(remote, "refs/gitml/") == a.refs()
+    assert push(a).pushed == {}  # nothing left to push
+
+    monkeypatch.chdir(b.path)
+    result = cli("pull")
+    assert "updated" in result.output
+    assert b.refs() == a.refs()
+    assert b.refs("refs/heads/gitml/") == a.refs("refs/heads/gitml/")
+    # The pull put the declarations it applied in the cache of validated records:
+    # `gitml stage show` reads them without validating (without pydantic).
+    with monkeypatch.context() as patch:
+        patch.setattr(gitml.registry.stages, "parse_declaration", None)
+        s = store(b)
+        tip = s.tip("refs/heads/gitml/production")
+        assert tip is not None
+        found = declared(s, "production", tip, ValidatedRecords(s.data_dir))
+        assert found["churn"]["versions"] == [{"version": 1, "weight": 100}]
+        s.close()
+    with on(b, monkeypatch) as client_b:
+        assert client_b.get_run(run_id).name == "iris"
+        assert {r.id for r in client_b.search_runs()} == {run_id, other}
+        assert {r.id for r in client_b.search_runs(filter_string="metrics.acc > 0.4")} == {other}
+        registry_b = Registry(client_b)
+        version = registry_b.get_version("churn", 1)
+        assert version.run_id == run_id
+        registry_b.check_digest(version)  # the model's files came with the run
+        assert gitml.sklearn.load_model("models:/churn@production") is not None
+    assert pull(b).updated == {}  # up to date: nothing moves twice
+    fsck(b.path)
+
+
+def test_plain_git_push_and_fetch_after_remote_setup(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(a.path)
+    assert "added remote.origin.push = refs/gitml/*:refs/gitml/*" in cli("remote", "setup").output
+    config = a.git("config", "--get-regexp", r"^remote\.origin\.")
+    assert "already has" in cli("remote", "setup", "origin").output  # idempotent
+    assert a.git("config", "--get-regexp", r"^remote\.origin\.") == config
+    assert "remote.origin.fetch refs/gitml/*:refs/gitml/*" in config
+    assert "refs/remotes/origin/gitml" not in config  # +refs/heads/*:refs/remotes/origin/* does it
+    a.git("remote", "add", "-t", "main", "narrow", str(remote))  # fetches main only
+    assert (
+        "+refs/heads/gitml/*:refs/remotes/narrow/gitml/*" in cli("remote", "setup", "narrow").output
+    )
+    with on(a, monkeypatch) as client:
+        run_id, _, _ = log_iris_run(client)
+        registry = Registry(client)
+        registry.register(f"runs:/{run_id}/model", "churn")
+        Stages(registry, client.config).assign("churn", 1, "staging")
+    a.git("push", "-q")  # no arguments: the configured refspecs
+    assert _refs(remote, "refs/gitml/") == a.refs()
+    assert _refs(remote, "refs/heads/gitml/") == a.refs("refs/heads/gitml/")
+
+    with on(b, monkeypatch) as client_b:
+        assert list(client_b.search_runs()) == []
+        monkeypatch.chdir(b.path)
+        added = cli("remote", "setup").output
+        assert "refs/remotes" not in added  # the clone's refs/heads/* refspec covers stages
+        b.git("fetch", "-q")
+        assert b.refs() == a.refs()
+        assert b.git("rev-parse", "origin/gitml/staging") == a.git("rev-parse", "gitml/staging")
+        # The index notices refs that git (not gitml) wrote.
+        assert [r.id for r in client_b.search_runs()] == [run_id]
+        mine = log_run(client_b, "from-b")
+        Registry(client_b).register(f"runs:/{run_id}/model", "churn")
+    b.git("push", "-q")
+    a.git("fetch", "-q")
+    assert a.refs() == b.refs()
+    with on(a, monkeypatch) as client:
+        assert client.get_run(mine).name == "from-b"
+        assert [v.version for v in Registry(client).versions("churn")] == [1, 2]
+
+    # And across: plain git push is read by gitml pull, gitml push by plain git fetch.
+    with on(a, monkeypatch) as client:
+        again = log_run(client, "plain-push")
+    a.git("push", "-q")
+    assert RUNS + again in pull(b).updated
+    with on(b, monkeypatch) as client_b:
+        last = log_run(client_b, "gitml-push")
+    assert RUNS + last in push(b).pushed
+    a.git("fetch", "-q")
+    assert RUNS + last in a.refs()
+
+
+def test_offline_version_5_on_both_machines_is_renumbered(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        first, _, _ = log_iris_run(client)
+        registry = Registry(client)
+        for _ in range(4):
+            registry.register(f"runs:/{first}/model", "churn")
+    push(a)
+    pull(b)
+    # Offline: each machine logs a model and registers it; both get version 5.
+    with on(a, monkeypatch) as client:
+        run_a, _, _ = log_iris_run(client)
+        assert Registry(client).register(f"runs:/{run_a}/model", "churn").version == 5
+    with on(b, monkeypatch) as client_b:
+        run_b, _, _ = log_iris_run(client_b)
+        registry_b = Registry(client_b)
+        assert registry_b.register(f"runs:/{run_b}/model", "churn").version == 5
+        assert registry_b.register(f"runs:/{run_b}/model", "churn").version == 6
+        registry_b.update_version("churn", 5, description="from B")
+        stages_b = Stages(registry_b, client_b.config)
+        stages_b.assign("churn", 5, "staging")
+        stages_b.assign("churn", 6, "production", propose=True)
+    assert push(a).pushed
+    before = b.git("rev-parse", MODELS + "churn").strip()
+
+    # Plain git fetch does not overwrite B's offline versions (no forced refspec) ...
+    monkeypatch.chdir(b.path)
+    cli("remote", "setup")
+    fetched = subprocess.run(
+        ["git", "fetch"], cwd=b.path, env=b.env, capture_output=True, text=True, check=False
+    )
+    assert fetched.returncode == 1 and "refs/gitml/models/churn" in fetched.stderr
+    assert "non-fast-forward" in fetched.stderr
+    assert b.git("rev-parse", MODELS + "churn").strip() == before
+    # ... and gitml push renumbers them.
+    result = cli("push")
+    assert "churn: your version 5 is now version 6" in result.output
+    assert "churn: your version 6 is now version 7" in result.output
+    with on(b, monkeypatch) as client_b:
+        registry_b = Registry(client_b)
+        versions = {v.version: v for v in registry_b.versions("churn")}
+        assert sorted(versions) == [1, 2, 3, 4, 5, 6, 7]
+        assert versions[5].run_id == run_a and versions[6].run_id == run_b
+        assert versions[7].run_id == run_b and versions[6].description == "from B"
+        declared = read_declaration(client_b.store, "staging", "churn")
+        assert declared is not None and [v.version for v in declared.versions] == [6]
+        run_commit = versions[6].run_commit
+    message = b.git("log", "-1", "--format=%B", "gitml/staging")
+    assert message.startswith("gitml: staging: churn v6") and "Gitml-Version: 6" in message
+    assert _refs(remote, "refs/gitml/") == {**b.refs(), RUNS + run_a: a.refs()[RUNS + run_a]}
+    assert _refs(remote, "refs/heads/gitml/") == b.refs("refs/heads/gitml/")
+    proposals = b.refs("refs/heads/gitml/proposals/")
+    assert list(proposals) == ["refs/heads/gitml/proposals/production/churn-v7"]
+    # Each new version's registration commit keeps its run's commit as second parent.
+    tip = b.git("rev-parse", MODELS + "churn").strip()
+    log = b.git("log", "--first-parent", "--format=%H %P%n%B%x00", tip).split("\0")
+    six = next(entry for entry in log if "register churn version 6 " in entry)
+    assert six.split()[2] == run_commit and "Gitml-Version: 6" in six
+    assert (
+        b.git("merge-base", "--is-ancestor", a.git("rev-parse", MODELS + "churn").strip(), tip)
+        == ""
+    )
+    assert before != tip
+
+    pull(a)
+    with on(a, monkeypatch) as client:
+        assert Registry(client).get_version("churn", 6).run_id == run_b
+    fsck(remote)
+
+
+def test_concurrent_pushers_lose_nothing(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each machine created the Default experiment on its own: one experiment, two commits.
+    for machine in (a, b):
+        with on(machine, monkeypatch) as client:
+            for i in range(3):
+                log_run(client, f"{machine.name}-{i}")
+    script = """
+        import sys
+        import gitml
+        from gitml.git import remote as sharing
+        client = gitml.Client(identity=sys.argv[1])
+        for i in range(3):
+            run = client.create_run(run_name=f"late-{i}")
+            client.set_terminated(run.id)
+            client.flush()
+            report = sharing.push(client.store, "origin")
+            assert not report.problems, report.problems
+        client.close()
+    """
+    procs = [spawn(script, m.path, m.identity, env=child_env(Path(m.env["HOME"]))) for m in (a, b)]
+    for proc in procs:
+        code, _, err = finish(proc)
+        assert code == 0, err
+    pushed = _refs(remote, RUNS)
+    local = {**a.refs(RUNS), **b.refs(RUNS)}
+    assert len(local) == 12 and pushed == local
+    assert len(_refs(remote, "refs/gitml/experiments/")) == 1
+    # What waited to be pushed is gone, whether its push won or lost the race.
+    assert a.refs("refs/gitml-outgoing/") == {} and b.refs("refs/gitml-outgoing/") == {}
+
+
+def test_diverged_run_is_reported_not_overwritten(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id = log_run(client, "shared")
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        client.set_tag(run_id, "by", "A")
+    with on(b, monkeypatch) as client_b:
+        client_b.set_tag(run_id, "by", "B")
+        extra = log_run(client_b, "innocent")
+    push(a)
+    on_remote = _refs(remote, "refs/gitml/")
+    report = push(b)
+    assert any(f"run {run_id} has diverged" in p for p in report.problems)
+    assert report.pushed == {} and _refs(remote, "refs/gitml/") == on_remote
+    assert RUNS + extra not in on_remote  # all or nothing
+    mine = b.refs()[RUNS + run_id]
+    pulled = pull(b)
+    assert any("has diverged" in p and "nothing was overwritten" in p for p in pulled.problems)
+    assert b.refs()[RUNS + run_id] == mine
+
+    monkeypatch.chdir(b.path)
+    result = cli("push", ok=False)
+    assert result.exit_code == 1 and f"run {run_id} has diverged" in result.stderr
+
+
+def test_stage_branch_that_is_not_a_fast_forward_is_refused(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id, _, _ = log_iris_run(client)
+        registry = Registry(client)
+        registry.register(f"runs:/{run_id}/model", "churn")
+        registry.register(f"runs:/{run_id}/model", "churn")
+        Stages(registry, client.config).assign("churn", 1, "production")
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        Stages(Registry(client), client.config).assign("churn", 2, "production")
+    push(a)
+    with on(b, monkeypatch) as client_b:
+        Stages(Registry(client_b), client_b.config).remove("churn", "production")
+    before = _refs(remote, "refs/heads/gitml/")
+    report = push(b)
+    [problem] = report.problems
+    assert "gitml/production is not a fast-forward" in problem and "never forced" in problem
+    assert _refs(remote, "refs/heads/gitml/") == before
+    # Pulling leaves B's branch alone and says why.
+    mine = b.refs("refs/heads/gitml/")
+    assert any("branch gitml/production has diverged" in p for p in pull(b).problems)
+    assert b.refs("refs/heads/gitml/") == mine
+
+
+def test_missing_external_artifact_refuses_the_push(
+    a: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(a.path, artifact_threshold=16)
+    with on(a, monkeypatch) as client:
+        run = client.create_run(run_name="big")
+        client.log_text(run.id, "x" * 100, "weights.bin")
+        client.set_terminated(run.id)
+        small = log_run(client, "small")
+        sha = client.list_artifacts(run.id)[0].sha256
+    stored = a.path / ".git" / "gitml" / "artifacts" / sha[:2] / sha[2:]
+    assert stored.is_file()
+    hidden = stored.with_name("hidden")
+    os.replace(stored, hidden)
+    before = _refs(remote, "refs/")
+    report = push(a)
+    [problem] = report.problems
+    assert f"run {run.id}" in problem and "'weights.bin'" in problem and sha in problem
+    assert _refs(remote, "refs/") == before and report.pushed == {}
+    assert RUNS + small not in _refs(remote, RUNS)
+    os.replace(hidden, stored)
+    assert RUNS + run.id in push(a).pushed
+
+
+def test_fetched_malformed_record_is_reported_and_not_applied(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        bad = log_run(client, "to-break")
+        good = log_run(client, "fine")
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        client.set_tag(good, "round", "2")
+    # Someone pushes a broken record with plain git.
+    record = yamlio.load(a.git("show", f"{RUNS}{bad}:run.yaml").encode())
+    record["status"] = "EXPLODED"
+    commit_file_on_ref(a.path, RUNS + bad, "run.yaml", yamlio.dump(record).decode())
+    a.git("push", "-q", "origin", f"{RUNS}{bad}:{RUNS}{bad}", f"{RUNS}{good}:{RUNS}{good}")
+    before = b.refs()[RUNS + bad]
+    report = pull(b)
+    [problem] = report.problems
+    assert f"run {bad} not applied" in problem and "run.yaml" in problem and "status" in problem
+    assert b.refs()[RUNS + bad] == before  # left as it was
+    assert report.updated == {RUNS + good: a.refs()[RUNS + good]}  # the rest is applied
+    monkeypatch.chdir(b.path)
+    result = cli("pull", ok=False)
+    assert result.exit_code == 1 and "status" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_fetched_billion_laughs_run_is_refused_at_once(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id = log_run(client, "bomb")
+    bomb = billion_laughs(a.git("show", f"{RUNS}{run_id}:run.yaml"))
+    commit_file_on_ref(a.path, RUNS + run_id, "run.yaml", bomb)
+    a.git("push", "-q", "origin", f"{RUNS}{run_id}:{RUNS}{run_id}")
+    line = bomb.splitlines().index("  l1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]") + 1
+    done = subprocess.run(
+        ["gitml", "pull"],
+        cwd=b.path,
+        env=b.env,
+        preexec_fn=limit_memory(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"error: run {run_id} not applied: {RUNS}{run_id}:run.yaml: field '(document)': "
+        f"not valid YAML: line {line}: alias *l0: "
+        "records take no anchors and aliases; write the value out"
+    ) in done.stderr.splitlines()
+    assert RUNS + run_id not in b.refs()
+
+
+def test_a_pulled_manifest_path_that_escapes_the_run_is_not_applied(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id = log_run(client, "shared")
+        client.log_text(run_id, "weights", "model/w.txt")
+    push(a)
+    pull(b)
+    before = b.refs()[RUNS + run_id]
+    add_manifest_entry(a.path, run_id, "model/../../../.bashrc")
+    a.git("push", "-q", "origin", f"{RUNS}{run_id}:{RUNS}{run_id}")
+    [problem] = pull(b).problems
+    assert f"run {run_id} not applied" in problem
+    assert "artifacts.yaml: field 'artifacts.1.path': 'model/../../../.bashrc'" in problem
+    assert b.refs()[RUNS + run_id] == before
+
+
+def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(a.path)
+    result = cli("push", "upstream", ok=False)
+    assert result.exit_code == 1
+    assert "no remote 'upstream'" in result.stderr and "git remote add upstream" in result.stderr
+
+
+def test_a_version_edited_on_both_sides_is_a_conflict(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        run_id, _, _ = log_iris_run(client)
+        Registry(client).register(f"runs:/{run_id}/model", "churn")
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        Registry(client).update_version("churn", 1, description="said A")
+    push(a)
+    with on(b, monkeypatch) as client_b:
+        Registry(client_b).update_version("churn", 1, description="said B")
+    mine = b.refs()[MODELS + "churn"]
+    pulled = pull(b)
+    assert any("both sides added commits" in note for note in pulled.notes)
+    before = _refs(remote, "refs/")
+    monkeypatch.chdir(b.path)
+    line = cli("push", ok=False).stderr
+    assert "versions/1.yaml was changed both here and on the remote" in line
+    assert _refs(remote, "refs/") == before and b.refs()[MODELS + "churn"] == mine
+
+
+def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        ids = [log_run(client, f"r{i}") for i in range(3)]
+    push(a)
+    report = pull(b)
+    assert set(report.updated) == {RUNS + i for i in ids} | {"refs/gitml/experiments/0"}
+    assert not report.problems
+    assert b.refs(RUNS) == a.refs(RUNS)
+    # Git keeps no reflog for refs/gitml/*, and neither does the pull.
+    assert not (b.path / ".git" / "logs" / "refs" / "gitml").exists()
+    # The pull filled the query index itself (status does not refresh it).
+    s = store(b)
+    index = QueryIndex(s)
+    assert index.status()["runs"] == 3
+    index.close()
+    s.close()
+
+    with on(a, monkeypatch) as client:
+        client.log_metric(ids[0], "acc", 0.9)
+    push(a)
+    assert pull(b).updated == {RUNS + ids[0]: a.refs(RUNS)[RUNS + ids[0]]}
+    with on(b, monkeypatch) as client_b:
+        found = client_b.search_runs(filter_string="metrics.acc > 0.8")
+        assert [r.id for r in found] == [ids[0]]
+
+
+def test_pull_checks_records_gitml_did_not_write_against_the_schema(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        edited, renamed, other = (log_run(client, name) for name in ("edited", "x", "y"))
+    # Valid, but not as gitml writes it (flow style, keys out of order): still applied.
+    record = yamlio.load(a.git("show", f"{RUNS}{edited}:run.yaml").encode())
+    flow = "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in reversed(record.items())) + "}\n"
+    commit_file_on_ref(a.path, RUNS + edited, "run.yaml", flow)
+    # Exactly as gitml writes a run, on another run's ref: the id does not match.
+    commit_file_on_ref(a.path, RUNS + renamed, "run.yaml", a.git("show", f"{RUNS}{other}:run.yaml"))
+    a.git("push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    report = pull(b)
+    [problem] = report.problems
+    assert f"run {renamed} not applied" in problem and "id" in problem
+    assert set(report.updated) == {RUNS + edited, RUNS + other, "refs/gitml/experiments/0"}
+    with on(b, monkeypatch) as client_b:
+        assert client_b.get_run(edited).name == "edited"
+        assert {r.id for r in client_b.search_runs()} == {edited, other}
+
+
+def test_a_ref_moved_locally_is_left_out_of_the_batch(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        first, second = log_run(client, "first"), log_run(client, "second")
+    push(a)
+    tips = a.refs(RUNS)
+    s = store(b)
+    sharing.setup_remote(s)
+    b.git("fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    b.git("update-ref", "-d", RUNS + second)
+    report = sharing.PullReport("origin")
+    # Planned from a stale listing: "first" is expected at another commit than it is.
+    moves: dict[str, tuple[str | None, str]] = {
+        RUNS + first: (tips[RUNS + second], tips[RUNS + first]),  # it is at its own tip
+        RUNS + second: (None, tips[RUNS + second]),  # deleted here: it may be created
+    }
+    sharing._move_refs(s, moves, "gitml pull origin", report)
+    s.close()
+    assert report.updated == {RUNS + second: tips[RUNS + second]}
+    assert report.problems == [f"run {first} moved locally during the pull; pull again"]
+    assert b.refs(RUNS) == tips
