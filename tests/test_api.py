@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 import gitml
@@ -85,15 +81,3 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(gitml.__version__, str) and gitml.__version__[0].isdigit()
-
-
-def test_import_is_cheap() -> None:
-    code = (
-        "import json, sys, gitml; "
-        "print(json.dumps(sorted(m for m in sys.modules "
-        "if m.split('.')[0] in ('dulwich', 'pydantic', 'yaml', 'jsonschema', 'click'))))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert json.loads(done.stdout) == []
