@@ -1,6 +1,9 @@
-"""The public surface: exactly the intended names, each resolvable, cheap to import."""
+"""The public surface: exactly the intended names, each resolvable, as mypy sees them."""
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +60,24 @@ def test_all_is_exactly_the_public_names() -> None:
     assert len(gitml.__all__) == len(set(gitml.__all__))
     assert set(gitml.__all__) == PUBLIC
     assert sorted(dir(gitml)) == sorted(PUBLIC)
+
+
+def test_what_mypy_sees_is_the_table_of_public_names() -> None:
+    """The ``if TYPE_CHECKING:`` imports re-export each name of the table from its module."""
+    tree = ast.parse(Path(gitml.__file__).read_text())
+    (block,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    seen = {}
+    for statement in block.body:
+        assert isinstance(statement, ast.ImportFrom) and statement.module is not None
+        for alias in statement.names:
+            assert alias.asname == alias.name, f"{alias.name} is not re-exported"
+            seen[alias.name] = statement.module
+    assert seen == gitml._WHERE
+    assert set(gitml.__all__) == {*gitml._WHERE, "__version__"}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLIC))
