@@ -19,7 +19,7 @@ from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.tracking import fluent
 from gitml.tracking.rest import AccessDenied, RestClient, ServerUnavailable, journal_root
 from testing.cli import cli
-from testing.procs import child_env, finish, read_until, spawn
+from testing.procs import child_env, finish, read_until, spawn, wait_stopped
 from testing.tracking_server import TrackingServer, tracking_server
 
 
@@ -134,35 +134,56 @@ def test_client_methods_over_http(server: TrackingServer) -> None:
 
 
 def test_a_killed_client_is_resent_exactly_once_by_the_next(
-    server: TrackingServer, repo: Path
+    server: TrackingServer, repo: Path, tmp_path: Path
 ) -> None:
+    go = tmp_path / "go"
     env = child_env(GITML_TRACKING_URI=server.url)
     child = spawn(
-        """
-        import time, gitml
-        run = gitml.start_run()
-        print(run.info.run_id, flush=True)
-        for i in range(20000):
-            gitml.log_metric("m", i, step=i)
-        gitml.log_param("done", "yes")
+        f"""
+        import os, time, gitml
+        client = gitml.Client()
+        run = client.create_run()
+        client.flush()
+        print(run.id, flush=True)
+        print("STARTED", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        for i in range(5000):
+            client.log_metric(run.id, "m", i, step=i)
+        client.log_param(run.id, "done", "yes")
         print("READY", flush=True)
         time.sleep(60)
         """,
         repo,
         env=env,
     )
-    lines = read_until(child)
-    run_id = lines[0]
-    child.send_signal(signal.SIGKILL)
-    finish(child)
-    # What the dead process journaled but did not send, the next client sends.
+    assert server.proc is not None
+    try:
+        run_id = read_until(child, "STARTED", timeout=30)[0]
+        # A stopped server accepts the child's first batch and answers nothing: the
+        # child dies with every value journaled and none acknowledged, one of them
+        # perhaps applied by the server once it runs again.
+        server.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(server.proc.pid)
+        go.touch()
+        read_until(child)
+        child.send_signal(signal.SIGKILL)
+        finish(child)
+    finally:
+        child.kill()
+        server.proc.send_signal(signal.SIGCONT)
+    # What the dead process journaled, the next client sends; the server keeps one copy.
     recovering = spawn(
-        "import gitml; c = gitml.Client(); c.flush(); print(c.recovered)", repo, env=env
+        "import json, gitml; c = gitml.Client(); c.flush(); print(json.dumps(c.recovered))",
+        repo,
+        env=env,
     )
-    code, _, err = finish(recovering)
+    code, out, err = finish(recovering)
     assert code == 0, err
+    (report,) = json.loads(out)
+    assert report.endswith(": resent 5001 values"), report
     history = local(repo).get_metric_history(run_id, "m")
-    assert sorted(p.step for p in history) == list(range(20000))  # each point once
+    assert sorted(p.step for p in history) == list(range(5000))  # each point once
     assert local(repo).get_run(run_id).params == {"done": "yes"}
     assert list(journal_root(server.url).glob("*.log")) == []
 
