@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -443,10 +442,9 @@ def test_buffer_is_committed_in_the_background(repo: Path) -> None:
     tip = git(repo, "rev-parse", RUNS + run.id)
     writer.log_metric(run.id, "loss", 0.5, timestamp=1, step=0)
     assert git(repo, "rev-parse", RUNS + run.id) == tip  # buffered, not committed per call
-    deadline = time.monotonic() + 10
-    while git(repo, "rev-parse", RUNS + run.id) == tip:
-        assert time.monotonic() < deadline, "the background flusher never committed"
-        time.sleep(0.05)
+    procs.wait_for(
+        lambda: git(repo, "rev-parse", RUNS + run.id) != tip, 10, "the background flusher"
+    )
     # Another process (here: another client that never saw the buffer) reads it.
     record = yaml.safe_load(show(repo, RUNS + run.id, "run.yaml"))
     assert record["metrics"]["loss"]["value"] == 0.5
@@ -1186,7 +1184,9 @@ def test_sigterm_while_logging_and_committing(repo: Path) -> None:
     write_config(repo, flush_points=20)
     child = procs.spawn(STEADY_LOGGER, repo)
     run_id = procs.read_until(child)[0]
-    time.sleep(0.3)
+    # Signalled once a commit lands after READY: the child is logging and committing.
+    ready = git(repo, "rev-parse", RUNS + run_id)
+    procs.wait_for(lambda: git(repo, "rev-parse", RUNS + run_id) != ready, 30, "a commit")
     child.send_signal(signal.SIGTERM)
     code, _, err = procs.finish(child)
     assert code == 128 + signal.SIGTERM, err
