@@ -574,33 +574,46 @@ def test_the_real_loader_reads_the_cache(
     np.testing.assert_array_equal(predictor.predict(EXAMPLE), EXAMPLE + 1)
 
 
+# Installed in the reconciler's cache: git runs it on every ref transaction. After
+# the first fetch into scratch refs (before the cache's branch is moved), the
+# branch moves on the remote and another reconciler's fetch lands it in the cache.
+RACING_HOOK = """#!/bin/sh
+[ "$1" = committed ] || exit 0
+grep -Eq '^[0-9a-f]+ [0-9a-f]*[1-9a-f][0-9a-f]* refs/gitml-reconcile/' || exit 0
+echo fetched >> "{log}"
+[ -e "{raced}" ] && exit 0
+touch "{raced}"
+unset $(git rev-parse --local-env-vars)
+git -C "{work}" push -q "{remote}" "refs/gitml/*:refs/gitml/*" "{branch}:{branch}"
+git -C "{cache}" fetch -q "{remote}" "{branch}:{branch}"
+"""
+
+
 def test_a_fetch_never_overwrites_a_newer_one(
-    adder_repo: Path, stages: Stages, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    adder_repo: Path, stages: Stages, remote: Path, tmp_path: Path
 ) -> None:
     """A fetch that listed the remote before another fetch landed must not write its view."""
     source = RemoteSource(str(remote), tmp_path / "cache")
     source.refresh(STAGE)
     seen = stages.assign("adder", 2, STAGE).commit
     push(adder_repo, remote)
-    real = source._ref_values
-    calls: list[str] = []
-    newest: list[str] = []
-
-    def racing(prefix: str) -> dict[str, str]:
-        values = real(prefix)  # what our fetch saw: ``seen``
-        if not calls:
-            # Meanwhile the branch moves again and another reconciler's fetch lands it.
-            newest.append(stages.assign("adder", 3, STAGE).commit)
-            push(adder_repo, remote)
-            git(source.store.root, "fetch", "-q", str(remote), f"{branch(STAGE)}:{branch(STAGE)}")
-        calls.append(prefix)
-        return values
-
-    monkeypatch.setattr(source, "_ref_values", racing)
+    newest = stages.assign("adder", 3, STAGE).commit  # pushed by the hook, mid-fetch
+    log, hook = tmp_path / "fetches", source.store.root / "hooks" / "reference-transaction"
+    hook.write_text(
+        RACING_HOOK.format(
+            log=log,
+            raced=tmp_path / "raced",
+            work=adder_repo,
+            remote=remote,
+            cache=source.store.root,
+            branch=branch(STAGE),
+        )
+    )
+    hook.chmod(0o755)
     source.refresh(STAGE)
-    assert seen != newest[0] and source.store.tip(branch(STAGE)) == newest[0]
+    assert seen != newest and source.store.tip(branch(STAGE)) == newest
     # Our first write lost its compare-and-swap; the second fetch saw the newest tip.
-    assert len(calls) == 4  # (read the scratch refs, delete them) twice
+    assert log.read_text().splitlines() == ["fetched", "fetched"]
     assert git(source.store.root, "for-each-ref", "refs/gitml-reconcile/") == ""
 
 
