@@ -1,4 +1,5 @@
-""".ci/run: the README's two commands, and a failure of either fails CI.
+""".ci/run: the README's first two commands, and a failure of either fails CI; the
+third, for development, leaves out the slow tests.
 
 The script runs with stand-ins for python, ruff, mypy and apt-get that record
 their calls and exit as told, so what is checked is the script's own logic.
@@ -81,11 +82,18 @@ def run_ci(work: Path, **exits: str) -> tuple[int, list[str]]:
 
 def test_ci_runs_both_readme_commands_verbatim() -> None:
     script = (ROOT / ".ci" / "run").read_text()
-    first, tests = readme_commands()
+    first, tests, _ = readme_commands()
     assert first == "python -m pip install -e '.[sklearn]' && bash examples/demo.sh"
     assert tests.startswith("python -m pip install -e '.[dev]' && ")
     lines = [ln.strip().strip("()") for ln in script.splitlines()]
     assert first in lines and tests in lines
+
+
+def test_the_development_command_leaves_out_the_slow_tests(pytestconfig: pytest.Config) -> None:
+    *_, fast = readme_commands()
+    assert fast == "python -m pytest -m 'not slow'"
+    assert pytestconfig.option.strict_markers  # a misspelt marker is an error, not a no-op
+    assert any(m.startswith("slow:") for m in pytestconfig.getini("markers"))
 
 
 def test_the_first_command_runs_in_a_fresh_venv_after_the_tests(ci: Path) -> None:
