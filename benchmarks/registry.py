@@ -2,7 +2,7 @@
 
     python benchmarks/registry.py [--versions 1000] [--mlflow-python PY] [--quick]
 
-Issue 5's targets: register a version in at most 5 ms in process and 300 ms
+The targets: register a version in at most 5 ms in process and 300 ms
 as a whole ``gitml models register`` process, flat from version 1 to 1,000; a
 stage assignment likewise; ``gitml stage show`` at most 200 ms as a process
 with 1,000 versions and 1,000 stage changes in history. Prints the median of
@@ -11,8 +11,8 @@ each command as a process early (a few versions) and late (after the 1,000);
 ``stage show`` also cold, with the cache of validated records deleted first.
 MLflow's figures are measured when ``--mlflow-python`` can import MLflow (on
 SQLite, ``create_model_version``, ``transition_model_version_stage`` and
-``set_registered_model_alias``, over ``--mlflow-versions``); GTO's are the
-issue's reference figures, not measured here.
+``set_registered_model_alias``, over ``--mlflow-versions``); GTO's are
+figures from the reference machines, not measured here.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from testing.git import init_repo
 
 MODEL = "churn"
 STAGE = "production"
-# GTO 1.x on the reference machines (issue 5), not measured here.
+# GTO 1.x on the reference machines, not measured here.
 GTO_REGISTER_S = 0.6
 GTO_ASSIGN_S = 0.9
 GTO_PER_TAG_MS = 2.8
@@ -322,7 +322,7 @@ def main() -> None:
                 f"MLflow 3.17 on SQLite, one process, {args.mlflow_versions} versions "
                 f"(median of the first and last {min(100, args.mlflow_versions)})"
             )
-        print(f"GTO: the issue's reference figures, plus {GTO_PER_TAG_MS} ms per tag; not measured")
+        print(f"GTO: reference machines' figures, plus {GTO_PER_TAG_MS} ms per tag; not measured")
     finally:
         os.chdir(ROOT)
         shutil.rmtree(base, ignore_errors=True)

@@ -2,8 +2,8 @@
 
     python benchmarks/search.py [--runs 100000] [--mlflow-python PY]
 
-Generates the runs itself (10 params, 5 metrics, 3 tags each, as in issue 3's
-reference): objects through the store's writer, refs written as loose files as
+Generates the runs itself (10 params, 5 metrics, 3 tags each, as the reference
+figures had): objects through the store's writer, refs written as loose files as
 ``git fetch`` would, so the index meets them as foreign refs. Prints, for
 1,000 and for ``--runs`` runs: a full index rebuild, a filtered search with an
 order, returning every run of 1,000 as objects, the refresh after one new run

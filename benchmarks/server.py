@@ -3,7 +3,7 @@
     python benchmarks/server.py [--points 100000] [--clients 16] [--runs 10000]
                                 [--quick] [--mlflow-python PY]
 
-Prints, for issue 8's targets, against a real ``gitml server`` process on
+Prints, for each target, against a real ``gitml server`` process on
 127.0.0.1: ``log_metric`` with a remote tracking URI, in microseconds a call
 (the loop alone, and amortized over the loop and the final ``flush`` that
 waits until the server has committed every point), the points per second one

@@ -10,8 +10,8 @@ requests and reports requests/s, p50 and p99; then the latency of one
 answers (the median of ``--starts`` starts, after one unmeasured start that
 warms the bytecode caches). MLflow's figures are measured the same way when
 ``--mlflow-python`` can import MLflow (``mlflow models serve --env-manager
-local --workers 1``, the model saved by that MLflow); otherwise issue 4's
-reference figures are shown.
+local --workers 1``, the model saved by that MLflow); otherwise the reference
+machine's figures are shown.
 
 Children run without PYTHONDONTWRITEBYTECODE (as installed code runs), gitml's
 with this checkout first on PYTHONPATH, MLflow's with its interpreter's
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import ROOT, child_env, parser, row, work_folder
 
 CLIENTS = 4
-# Issue 4's figures for `mlflow models serve` on the reference machine.
+# `mlflow models serve` measured on the reference machine.
 MLFLOW_REFERENCE = {"rps": 448.0, "p50": 8.5, "p99": 15.6, "rows1000": 3.3, "startup": 4.1}
 
 SAVE_SKLEARN = """
@@ -293,7 +293,7 @@ def main() -> None:
         threadpool = measure(command, gitml_env, args, "threadpool")
 
     mlflow: dict[str, float] = MLFLOW_REFERENCE
-    source = "issue 4's reference"
+    source = "the reference machine's"
     if can_import(args.mlflow_python, "mlflow"):
         python = Path(args.mlflow_python)
         mlflow_env = child_env(
@@ -314,7 +314,7 @@ def main() -> None:
             source = f"measured ({python})"
         except ServerFailed as exc:
             print(f"mlflow models serve failed: {exc}", flush=True)
-            source = "issue 4's reference (mlflow models serve failed; see above)"
+            source = "the reference machine's (mlflow models serve failed; see above)"
 
     load1, load5, _ = os.getloadavg()
     busy = f"load average {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPUs"

@@ -2,7 +2,7 @@
 
     python benchmarks/tracking.py [--points 1000000] [--mlflow-python PY]
 
-Prints, for each target of issue 2: per-call ``log_metric`` in a 100,000-step
+Prints, for each target: per-call ``log_metric`` in a 100,000-step
 loop (flushes included), creating and finishing a run with 10 params,
 5 metrics and 3 tags, 1,000,000 points in one run (repository growth after
 ``git gc`` against the same points as plain text, first and last flush

@@ -61,8 +61,8 @@ class Record(BaseModel):
     # Strict: the JSON Schemas accept no "5" for 5, no true for 1, no 1 for true,
     # and a record must mean the same to ``gitml validate`` and to the library.
     # defer_build: a model's validator is built on its first use, so a command
-    # that reads runs does not pay for building the other records' (issue 3's
-    # 400 ms budget for a whole `gitml runs search`).
+    # that reads runs does not pay for building the other records' (a whole
+    # `gitml runs search` has 400 ms).
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     # Maps whose keys come from users are written sorted, so two writers of
@@ -265,7 +265,7 @@ class Config(Record):
     """``.gitml.yaml``: per-project settings; every field has a working default."""
 
     experiment: str = Field(default="Default", min_length=1, max_length=500)
-    artifact_store: str | None = None  # a folder, or s3://bucket/prefix (issue 8)
+    artifact_store: str | None = None  # a folder, or s3://bucket/prefix
     artifact_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     artifact_threshold: Integer = Field(default=10 * 1024 * 1024, ge=0)
     flush_interval: float = Field(default=5.0, gt=0)

@@ -6,10 +6,10 @@ to one value is a one-line diff in a pull request.
 
 ``dump`` writes the few shapes records have (maps, lists of maps, strings,
 numbers, booleans, null) itself: PyYAML's Python representer spends about
-0.7 ms on a run record, a sixth of issue 2's budget for a whole short run,
+0.7 ms on a run record, a sixth of the 4 ms a whole short run may take,
 where this takes about 20 us. Strings are left plain only when YAML 1.1 (what
 PyYAML and most tools read) cannot take them for anything else; all others are
-double-quoted with JSON's escapes, which YAML shares. ``tests/test_yamlio.py``
+double-quoted with JSON's escapes, which YAML shares. ``tests/format/test_yamlio.py``
 checks that PyYAML reads back exactly what was dumped. ``load`` is PyYAML's
 safe loader, stricter: files may come from anywhere. A key given twice (which
 PyYAML resolves by keeping the last) and aliases are refused: records never

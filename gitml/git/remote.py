@@ -6,14 +6,14 @@ custom refs). Local refs move only by compare-and-swap, logged for the
 query index: ``Store.set_ref``, or a pull's one ``git update-ref`` transaction
 through ``Store.moved_together``.
 
-Decisions (issue 5):
+Decisions:
 
 - **Refspecs.** ``remote setup`` adds ``refs/gitml/*:refs/gitml/*`` as a fetch
   *and* a push refspec, and ``refs/heads/gitml/*:refs/heads/gitml/*`` as a push
   refspec; stage branches are fetched to ``refs/remotes/<remote>/gitml/*``
   (skipped when the remote's ``refs/heads/*`` refspec already covers them, as
   in a clone). Running it twice adds nothing. The fetch refspec has no ``+``
-  (DESIGN §1 shows one): a forced fetch would silently replace a local model
+  (unlike git's default one): a forced fetch would silently replace a local model
   ref that registered versions offline, losing them; without it plain
   ``git fetch`` reports that ref as rejected and ``gitml push`` renumbers.
   Once ``remote.<r>.push`` is set, a bare ``git push`` pushes those refspecs
@@ -60,7 +60,7 @@ Decisions (issue 5):
   fast-forward check is the compare-and-swap: a concurrent pusher makes it
   fail, nothing of ours lands, and the whole classification runs again
   (``PUSH_ATTEMPTS`` times).
-- **External artifacts** (issue 8). ``artifact_store_holds`` opens the
+- **External artifacts**. ``artifact_store_holds`` opens the
   store of ``.gitml.yaml`` (a folder, or a bucket: ``gitml.artifacts``)
   with this machine's cache, ``.git/gitml/artifacts``. Push asks the store
   in one batch which of the digests the pushed records name it lacks,

@@ -3,8 +3,8 @@
 A ``Store`` is one Git repository (bare or not). Records are written as
 commits on refs with an explicit identity and clock, through a
 compare-and-swap loop that retries on a lost race and on a held lock
-(``../shared/DULWICH-NOTES.md``: ``set_if_equals`` returns False on the
-first, raises ``FileLocked`` on the second). Nothing here reads or writes the
+(dulwich's ``set_if_equals`` returns False on the first and raises
+``FileLocked`` on the second). Nothing here reads or writes the
 user's index, work tree or branches: the snapshot of a dirty tree is built
 from the index and files into new objects, as ``git stash create`` does.
 """
@@ -198,7 +198,7 @@ class Snapshot:
         """The entry names under ``path``, unsorted (empty when missing).
 
         A tenth of ``listdir``'s cost on a large folder: no sorting, no shas
-        (the registry scans ``versions/`` on every registration, issue 5).
+        (the registry scans ``versions/`` on every registration).
         """
         sha = self.lookup(path) if path else self.tree
         obj = None if sha is None else self._store._object(sha)
@@ -335,7 +335,7 @@ class Store:
 
         dulwich looks in every pack (and lists the pack folder) before it
         tries a loose file: 115 us against 35 us here, for each of the three
-        objects behind a run record (indexing 100,000 runs, issue 3). Packed
+        objects behind a run record (when indexing 100,000 runs). Packed
         objects still go through dulwich.
         """
         try:
@@ -859,7 +859,7 @@ class Store:
 
         dulwich serialises a changed tree entry by entry in Python (3 us each):
         a registry's ``versions/`` folder made every registration 3 ms slower
-        per 1,000 versions (issue 5). Here only the changed entries are
+        per 1,000 versions. Here only the changed entries are
         encoded; finding them and copying the rest is done in C, and the sort
         keys and sizes of the tree written are kept for the next edit of it.
         False: the tree is written unusually (a mode as "040000") and needs

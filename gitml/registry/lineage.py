@@ -1,6 +1,6 @@
 """Lineage: walks over the commit graph from a stage change to the code.
 
-Nothing here is bookkeeping of its own (DESIGN.md section 2). A stage
+Nothing here is bookkeeping of its own: Git's history is the lineage. A stage
 branch's commit declares versions; a version's registration commit on
 ``refs/gitml/models/<name>`` has the run's commit as its second parent; the
 run's first commit has the code commit (or the snapshot of a dirty work tree,

@@ -448,7 +448,7 @@ def _highest(snap: Snapshot | None) -> int:
     if not names:
         return 0
     # Without leading zeros, the highest number is the longest name, then the
-    # greatest: found in C, where parsing 1,000 names cost 1.5 ms (issue 5).
+    # greatest: found in C, where parsing 1,000 names cost 1.5 ms.
     longest = len(max(names, key=len))
     number = _file_number(max(n for n in names if len(n) == longest))
     if number is not None:

@@ -13,7 +13,7 @@ Logging is durable when the call returns: ``log-batch`` is one commit before
 it answers, and its ``batch_id`` is a trailer of that same commit
 (``Gitml-Journal: <batch_id>``), so a batch sent again after a timeout or a
 server restart is recognised from the run's history and counts once; there
-is no window in which the data is stored and its id is not (issue 8); a file
+is no window in which the data is stored and its id is not; a file
 lock makes the check and the commit one step across ``--workers`` too.
 Request bodies are capped (``max_body_bytes``; artifacts ``max_artifact_bytes``,
 counted as they stream, with or without a Content-Length).
@@ -586,7 +586,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             body.page_token,
         )
         # Encoded directly: a page of 1,000 runs through FastAPI's generic
-        # encoder costs more than the query itself (issue 8's 100 ms target).
+        # encoder costs more than the query itself (a page must answer within 100 ms).
         data = {
             "runs": [_run_json(run) for run in page],
             "next_page_token": page.token,
@@ -747,7 +747,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
         return _error(413, "REQUEST_LIMIT_EXCEEDED", str(exc))
 
-    attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui (issue 9)
+    attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui
     app.state.client = client
     return app
 

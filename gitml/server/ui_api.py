@@ -1,7 +1,7 @@
 """The JSON the web UI's pages are drawn from, under ``/api/v1/ui``.
 
 Each page of the UI is one or two of these calls, so every view's data is
-also an API answer (issue 9). They read through the same library as the rest
+also an API answer. They read through the same library as the rest
 of the REST API: the query index for anything over many runs, the tracking
 ``Client`` for one run, ``Registry`` and ``Lineage`` for models and stages.
 

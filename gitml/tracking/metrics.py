@@ -11,7 +11,7 @@ the millionth point as at the first (a single flat folder grew by 45 bytes per
 1,000 points and made late flushes measurably slower). Groups are shared by
 all keys rather than one folder per key, because every folder is one more
 object to create on each flush, and creating files is what a short run's
-commit spends its time on (issue 2's 4 ms target). The key is everything
+commit spends its time on (it has 4 ms). The key is everything
 before the last two dots. Each line is
 ``step<TAB>timestamp<TAB>value`` with the value in Python's round-trip repr
 (``nan``, ``inf`` and ``-inf`` included).

@@ -5,7 +5,7 @@
 ``Client`` subclass, so the fluent API and ``isinstance`` checks work
 unchanged. ``GITML_TRACKING_TOKEN`` is sent as ``Authorization: Bearer``.
 
-Logging is batched and durable, as local logging is (issue 8):
+Logging is batched and durable, as local logging is:
 
 - ``log_metric``, ``log_param`` and ``set_tag`` validate, append one line to
   this process's journal segment

@@ -474,7 +474,7 @@ def test_stage_show_as_a_real_process_stays_light(churn: Path) -> None:
     assert json.loads(done.stdout)[0]["models"][0]["model"] == "churn"
     done = gitml_exe(churn, "stage", "show", "--at", "soon")
     assert done.returncode == 1 and done.stderr.startswith("error: --at 'soon': expected")
-    # The start-up budget (issue 5: 200 ms) leaves no room for the query index or numpy,
+    # The start-up budget (200 ms) leaves no room for the query index or numpy,
     # nor, for records validated before (the assignment and the first show), pydantic.
     script = (
         "import sys\n"

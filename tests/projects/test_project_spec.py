@@ -16,7 +16,7 @@ from testing.projects import COMPAT, write_project
 
 SOURCES = json.loads((COMPAT / "SOURCES.json").read_text()) if COMPAT.is_dir() else {"projects": []}
 FOLDERS = [p["folder"] for p in SOURCES["projects"]]
-# What MLflow's loader refuses (../shared/compat/README.md), and why.
+# The corpus projects MLflow's own loader refuses too, and why.
 REFUSED = {
     "bigml__bigml_linear": "conda.yaml",  # the env file it names is missing
     "tests-resources__example_yarn_project": "conda.yaml",  # likewise

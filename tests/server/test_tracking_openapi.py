@@ -19,7 +19,7 @@ def api_schema(repo: Path) -> Any:
     return schemathesis.openapi.from_asgi(f"{PREFIX}/openapi.json", app)
 
 
-# The web UI's own routes (issue 9) are tested with the UI.
+# The web UI's own routes are tested with the UI (tests/ui).
 schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="/ui/")
 
 

@@ -294,7 +294,7 @@ def test_the_server_refuses_to_bind_beyond_loopback_without_tokens(repo: Path) -
 
 
 def test_log_metric_costs_microseconds(server: TrackingServer) -> None:
-    """Issue 8: at most 50 µs a call amortized (benchmarks/server.py measures it properly)."""
+    """At most 50 µs a call amortized (benchmarks/server.py measures it properly)."""
     import time
 
     client = gitml.Client(server.url)

@@ -1,4 +1,4 @@
-// gitml's web UI: a hash router over pages drawn from /api/v1/ui (issue 9).
+// gitml's web UI: a hash router over pages drawn from /api/v1/ui.
 // Every page's URL is stable (#/runs/<id>, #/compare?runs=a,b, ...) and every
 // view's data is one of the API's answers.
 import { fmt, lineChart, numeric, parallelCoordinates, PALETTE, scatter } from "./charts.js";

@@ -1,6 +1,6 @@
 // Small SVG charts: metric lines (zoom, smoothing, log scale), parallel
 // coordinates and scatter plots. No library: the UI must work with no
-// network access and stay light (issue 9).
+// network access and stay light.
 
 const NS = "http://www.w3.org/2000/svg";
 export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
