@@ -24,7 +24,8 @@ from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from gitml.serving.reconcile import Reconciler, Source
 from gitml.serving.reconcile_app import create_app
-from testing.reconcile import CountingLoader, write_declaration
+from testing.procs import wait_for
+from testing.reconcile import CountingLoader, CountingSource, write_declaration
 from testing.serving import read_until_closed, stalled_request, uvicorn_server
 
 STAGE = "production"
@@ -228,34 +229,31 @@ def test_the_hook_needs_a_configured_token(reconciler: Reconciler) -> None:
 
 def test_the_hook_reconciles_now(client: gitml.Client, stages: Stages) -> None:
     """With the loop running on a long interval, only the hook can pick up a new commit."""
-    reconciler = Reconciler(Source(client.store), STAGE, client.config, loader=CountingLoader())
+    source = CountingSource(client.store)
+    reconciler = Reconciler(source, STAGE, client.config, loader=CountingLoader())
     stages.assign("adder", 1, STAGE)
     app = create_app(reconciler, interval=3600, tokens={TOKEN: "write"})
     with TestClient(app) as http:
-        wait_for(lambda: http.get("/health").status_code == 200)
+        wait_for(lambda: http.get("/health").status_code == 200, 10, "/health")
         assert http.get("/ping").status_code == 200
         stages.assign("adder", 2, STAGE)
-        time.sleep(0.1)
         assert score(http, Authorization=f"Bearer {TOKEN}").json() == {"predictions": [1]}
         http.post("/hooks/git", headers={"Authorization": f"Bearer {TOKEN}"})
         wait_for(
-            lambda: score(http, Authorization=f"Bearer {TOKEN}").json() == {"predictions": [2]}
+            lambda: score(http, Authorization=f"Bearer {TOKEN}").json() == {"predictions": [2]},
+            10,
+            "version 2",
         )
+        # Two passes over the source: the one at start-up and the hook's, none of the loop's.
+        assert source.refreshes == 2
     assert reconciler._stop.is_set()  # the lifespan stopped the loop
-
-
-def wait_for(condition: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_real_uvicorn_serves_and_follows(client: gitml.Client, stages: Stages) -> None:
     reconciler = Reconciler(Source(client.store), STAGE, client.config, loader=CountingLoader())
     stages.assign("adder", 1, STAGE)
     with uvicorn_server(create_app(reconciler, interval=0.05)) as url, httpx2.Client() as http:
-        wait_for(lambda: http.get(f"{url}/health").status_code == 200)
+        wait_for(lambda: http.get(f"{url}/health").status_code == 200, 10, "/health")
         assert http.post(f"{url}/invocations", content=BODY, headers=JSON).json() == {
             "predictions": [1]
         }
@@ -266,7 +264,9 @@ def test_a_real_uvicorn_serves_and_follows(client: gitml.Client, stages: Stages)
                     "x-gitml-model-version"
                 ]
                 == "adder/3"
-            )
+            ),
+            10,
+            "version 3",
         )
         assert http.get(f"{url}/status").json()["models"]["adder"][0]["version"] == 3
 
@@ -319,7 +319,7 @@ def test_build_app_logs_events_as_json_on_stderr(
     }
     app = cli_reconcile.build_app(settings)
     with TestClient(app, base_url="http://127.0.0.1:8080") as http:  # type: ignore[arg-type]
-        wait_for(lambda: http.get("/health").status_code == 200)
+        wait_for(lambda: http.get("/health").status_code == 200, 10, "/health")
     out, err = capfd.readouterr()
     assert out == ""
     events = [json.loads(line) for line in err.splitlines()]
