@@ -23,6 +23,7 @@ from gitml.projects import environments, runtime
 from gitml.projects.environments import EnvironmentUnavailable, docker_argv, prepare
 from gitml.projects.spec import DockerEnv, load_project
 from gitml.tracking.client import Client
+from testing.procs import wait_for
 from testing.projects import write_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,18 +134,21 @@ def test_concurrent_builds_build_once_and_a_crashed_build_leaves_nothing(tmp_pat
     link = tmp_path / "envs" / "abc"
     calls: list[Path] = []
 
-    def slow_builder(target: Path) -> None:
+    def builder(target: Path) -> None:
         calls.append(target)
         target.mkdir()
-        time.sleep(0.3)
+        if len(calls) == 1:  # the second build starts while this one holds the lock
+            second.start()
+            # The kernel names what a thread sleeps in: here, waiting for a flock.
+            wchan = Path(f"/proc/self/task/{second.native_id}/wchan")
+            wait_for(lambda: wchan.read_text().endswith("lock_inode_wait"), 30, "the lock")
         (target / "done").write_text("")
 
-    threads = [threading.Thread(target=environments._build_once, args=(link, slow_builder))]
-    threads.append(threading.Thread(target=environments._build_once, args=(link, slow_builder)))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    first = threading.Thread(target=environments._build_once, args=(link, builder))
+    second = threading.Thread(target=environments._build_once, args=(link, builder))
+    first.start()
+    first.join()
+    second.join()
     assert len(calls) == 1 and (link / "done").is_file()
 
     def crash(target: Path) -> None:
