@@ -185,12 +185,16 @@ def test_promote_canary_break_fix_and_roll_back_under_load(
         step = Step(what, commit, push(repo, remote), serves)
         steps.append(step)
         step.converged = step.pushed + wait_for(lambda: converged(replicas, step), WINDOW, what)
-        time.sleep(0.3)  # steady traffic on the new revision
+        traffic(step.converged, f"steady traffic after {what}")
         return step
+
+    def traffic(since: float, what: str) -> None:
+        """Wait until the load has had 50 answers to requests sent after ``since``."""
+        wait_for(lambda: sum(a.sent >= since for a in list(load.answers)) >= 50, WINDOW, what)
 
     targets = [replicas[0].url, replicas[0].url, replicas[1].url, replicas[2].url]
     with LoadGenerator(targets, BODY, deadline=60) as load:
-        time.sleep(0.5)
+        traffic(steps[0].converged, "traffic on the first revision")
         change("promote v2", {2: 100}, lambda: stages.assign("adder", 2, STAGE).commit)
         canary = change(
             "canary v4", {2: 80, 4: 20}, lambda: stages.assign("adder", 4, STAGE, weight=20).commit
