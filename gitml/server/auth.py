@@ -4,10 +4,11 @@ Every server (``gitml server``, ``gitml ui``, ``gitml models serve``,
 ``gitml reconcile``) reads the same token file, ``TOKEN read|write`` per line,
 through ``read_tokens``, and checks ``Authorization`` the same way, as
 Starlette's ``AuthenticationMiddleware`` does: the ``BearerAuth`` middleware
-puts what the request's token allows (a ``Grant``) in the ASGI scope, and each
-route that needs a token calls ``requires(scope, "read")`` or ``"write"``,
-which raises ``Refused`` (401 without a known token, 403 for a read token on a
-route that writes). Routes that call neither (probes, metrics) stay open.
+puts the server's ``Access`` (its tokens) in the ASGI scope, and each route
+that needs a token calls ``requires(scope, "read")`` or ``"write"``, which
+raises ``Refused`` (401 without a known token, 403 for a read token on a
+route that writes). Routes that call neither (probes, metrics) stay open and
+cost no token comparison.
 A server without tokens binds loopback only; ``LoopbackHostOnly`` also refuses
 a request whose ``Host`` is not a loopback name, so a web page whose DNS name
 is rebound to 127.0.0.1 cannot reach it from a browser.
@@ -28,7 +29,7 @@ from gitml.server.asgi import Scope as ASGIScope
 Scope = Literal["read", "write"]
 Tokens = dict[str, Scope]
 # The ASGI scope key BearerAuth fills, the one Starlette's AuthenticationMiddleware uses.
-GRANT = "auth"
+ACCESS = "auth"
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -104,12 +105,18 @@ def loopback_host(host: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Grant:
-    """What one request may do: its token's scope (None: no token, or an unknown one)."""
+class Access:
+    """Who may do what on one server."""
 
-    scope: Scope | None
+    tokens: Tokens | None  # None: no token is asked for, every request may write
     # Why no request may write here whatever its token (a read-only server), or None.
     writes_refused: str | None = None
+
+    def scope_of(self, scope: ASGIScope) -> Scope | None:
+        """What the request's token allows (None: no token, or an unknown one)."""
+        if self.tokens is None:
+            return "write"
+        return token_scope(header(scope, b"authorization"), self.tokens)
 
 
 class Refused(GitmlError):
@@ -129,15 +136,16 @@ class Refused(GitmlError):
 
 
 def requires(scope: ASGIScope, need: Scope) -> None:
-    """Raise ``Refused`` unless the request's ``Grant`` allows ``need`` (a write token may
-    also read)."""
-    grant: Grant = scope[GRANT]
-    if need == "write" and grant.writes_refused is not None:
-        raise Refused(403, grant.writes_refused)
-    if grant.scope is None:
+    """Raise ``Refused`` unless the server's ``Access`` lets the request do ``need`` (a
+    write token may also read)."""
+    access: Access = scope[ACCESS]
+    if need == "write" and access.writes_refused is not None:
+        raise Refused(403, access.writes_refused)
+    given = access.scope_of(scope)
+    if given is None:
         wanted = "a read or write token" if need == "read" else "a write token"
         raise Refused(401, f"send 'Authorization: Bearer <token>' with {wanted}")
-    if need == "write" and grant.scope != "write":
+    if need == "write" and given != "write":
         raise Refused(403, "this route needs a write token; this one may only read")
 
 
@@ -153,25 +161,20 @@ async def granted(scope: ASGIScope, send: Send, need: Scope) -> bool:
 
 
 class BearerAuth:
-    """Put the request's ``Grant`` in its ASGI scope, for ``requires`` to check.
+    """Put the server's ``Access`` in each request's ASGI scope, for ``requires``.
 
-    ``tokens`` None: no token is asked for, every request may write (unless
-    ``writes_refused`` says why none may).
+    The token is compared only where a route requires one: a probe or a metrics
+    scrape costs none.
     """
 
     def __init__(
         self, app: ASGIApp, tokens: Tokens | None, writes_refused: str | None = None
     ) -> None:
         self.app = app
-        self.tokens = tokens
-        self.writes_refused = writes_refused
+        self.access = Access(tokens, writes_refused)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given: Scope | None = "write"
-            if self.tokens is not None:
-                given = token_scope(header(scope, b"authorization"), self.tokens)
-            scope[GRANT] = Grant(given, self.writes_refused)
+        scope[ACCESS] = self.access
         await self.app(scope, receive, send)
 
 

@@ -5,6 +5,13 @@ when Content-Length declares it, and as it streams in otherwise (a chunked
 body is counted as it arrives, so nothing unbounded is buffered). A limit may
 depend on the request: the tracking server takes artifacts far larger than
 any JSON body.
+
+Only a body of undeclared length is counted. A declared one is as long as it
+says: HTTP/1.1 servers read exactly Content-Length bytes, and HTTP/2 treats a
+body of another length as a malformed request (RFC 9113, 8.1.1). An HTTP/1
+request with neither Content-Length nor Transfer-Encoding has no body (RFC
+9112, 6.3). So a probe or a one-row scoring request passes with one scan of
+its headers, not through two wrapped callables.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gitml.errors import GitmlError
-from gitml.server.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_error
+from gitml.server.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
 
 LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 
@@ -34,8 +41,15 @@ class BodyCap:
             await self.app(scope, receive, send)
             return
         limit = self.limit if isinstance(self.limit, int) else self.limit(scope)
-        declared = header(scope, b"content-length")
-        if declared is not None:
+        declared: str | None = None
+        chunked = False
+        # ASGI servers give header names in lower case (Starlette reads them so too).
+        for name, value in scope["headers"]:
+            if name == b"content-length" and declared is None:
+                declared = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and not chunked:
             if not declared.isdigit():
                 message = f"Content-Length '{declared}' is not a number"
                 await send_error(send, 400, "BAD_REQUEST", message)
@@ -44,6 +58,11 @@ class BodyCap:
                 message = f"request body of {declared} bytes is over the limit of {limit} bytes"
                 await send_error(send, 413, LIMIT_EXCEEDED, message)
                 return
+            await self.app(scope, receive, send)
+            return
+        if not chunked and scope.get("http_version", "1.1").startswith("1"):
+            await self.app(scope, receive, send)  # no body at all
+            return
         refusal = f"request body over the limit of {limit} bytes"
         received = 0
         over = False
