@@ -13,10 +13,16 @@ Logging is durable when the call returns: ``log-batch`` is one commit before
 it answers, and its ``batch_id`` is a trailer of that same commit
 (``Gitml-Journal: <batch_id>``), so a batch sent again after a timeout or a
 server restart is recognised from the run's history and counts once; there
-is no window in which the data is stored and its id is not; a file
-lock makes the check and the commit one step across ``--workers`` too.
+is no window in which the data is stored and its id is not; a file lock
+makes the check and the commit one step across ``--workers`` too.
 Request bodies are capped (``max_body_bytes``; artifacts ``max_artifact_bytes``,
 counted as they stream, with or without a Content-Length).
+
+The routes are module-level functions, one router per resource (experiments,
+runs, artifacts, models, stages), that take the app's ``Client`` and
+``Registry`` as parameters; ``create_app`` assembles them with the web UI's
+and the middleware every gitml server shares: ``BearerAuth`` (tokens and
+their scopes) and ``BodyCap``.
 """
 
 from __future__ import annotations
@@ -27,18 +33,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Send
-from starlette.types import Scope as ASGIScope
 
 from gitml._version import __version__
 from gitml.errors import (
@@ -54,7 +59,10 @@ from gitml.format import paths as artifact_paths
 from gitml.format.records import Experiment, ModelVersion, RegisteredModel, Run, StageDeclaration
 from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
-from gitml.server.auth import LoopbackHostOnly, Scope, read_tokens, token_scope
+from gitml.server.asgi import Scope as ASGIScope
+from gitml.server.auth import BearerAuth, LoopbackHostOnly, Refused, Scope, read_tokens
+from gitml.server.depends import AppClient, AppRegistry, Read, Write
+from gitml.server.limits import BodyCap, BodyTooLarge
 from gitml.server.ui import attach_ui
 from gitml.tracking import journal, metrics, validation
 from gitml.tracking.client import EXPERIMENTS, RUNS, Client
@@ -222,6 +230,7 @@ _STATUS = {
     InvalidRecord: 422,
     Corrupt: 409,
     RefBusy: 503,  # nothing was written: the client sends it again
+    BodyTooLarge: 413,
 }
 
 
@@ -298,77 +307,435 @@ class _BatchLock:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-class _BodyCap:
-    """Refuse request bodies over the limit: by Content-Length, or as they stream in."""
+@dataclass
+class _Batches:
+    """Which batch ids are applied, and the lock held while one is checked and committed."""
 
-    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
-        self.app = app
-        self.settings = settings
+    applied: _AppliedBatches
+    lock: _BatchLock
 
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        upload = scope["method"] == "PUT" and "/artifacts/" in scope["path"]
-        limit = self.settings.max_artifact_bytes if upload else self.settings.max_body_bytes
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            text = declared.decode("latin-1")
-            if not text.isdigit():
-                await _error(400, "BAD_REQUEST", f"Content-Length '{text}' is not a number")(
-                    scope, receive, send
-                )
-                return
-            if int(text) > limit:
-                message = f"request body of {text} bytes is over the limit of {limit} bytes"
-                await _error(413, "REQUEST_LIMIT_EXCEEDED", message)(scope, receive, send)
-                return
-        received = 0
-        over = False
-        started = False
-        refusal = _error(
-            413, "REQUEST_LIMIT_EXCEEDED", f"request body over the limit of {limit} bytes"
+
+async def _batches(request: Request) -> _Batches:
+    batches: _Batches = request.app.state.batches
+    return batches
+
+
+Batches = Annotated[_Batches, Depends(_batches)]
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+async def gitml_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 500)
+    code = {
+        400: "INVALID_PARAMETER_VALUE",
+        404: "RESOURCE_DOES_NOT_EXIST",
+        409: "RESOURCE_CONFLICT",
+        413: "REQUEST_LIMIT_EXCEEDED",
+        422: "INVALID_STATE",
+        503: "TEMPORARILY_UNAVAILABLE",
+    }.get(status, "INTERNAL_ERROR")
+    return _error(status, code, str(exc))
+
+
+async def refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    answer = _error(exc.status, exc.error_code, exc.message)
+    answer.headers.update({k.decode(): v.decode() for k, v in exc.headers})
+    return answer
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
+        exc.status_code, "BAD_REQUEST"
+    )
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    answer = _error(exc.status_code, code, message)
+    answer.headers.update(exc.headers or {})  # 405's Allow
+    return answer
+
+
+async def bad_body(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return _error(400, "INVALID_PARAMETER_VALUE", f"{where}: {first.get('msg', 'invalid')}")
+
+
+# -- server -----------------------------------------------------------------------------
+
+service = APIRouter()
+
+
+@service.get("/health", include_in_schema=False)
+def health() -> Response:
+    return Response("OK", media_type="text/plain")
+
+
+@service.get(f"{PREFIX}/version")
+def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+# -- experiments ----------------------------------------------------------------------
+
+experiments = APIRouter(prefix=PREFIX)
+
+
+@experiments.get("/experiments", dependencies=[Read])
+def list_experiments(client: AppClient) -> list[Experiment]:
+    return client.list_experiments()
+
+
+@experiments.post("/experiments", dependencies=[Write], status_code=201)
+def create_experiment(body: CreateExperiment, client: AppClient) -> Experiment:
+    return client.get_experiment(client.create_experiment(body.name, body.tags))
+
+
+@experiments.get("/experiments/{id_or_name}", dependencies=[Read])
+def get_experiment(id_or_name: str, client: AppClient) -> Experiment:
+    """An experiment by id, or else by name (a 404 when neither exists)."""
+    if client.store.tip(EXPERIMENTS + id_or_name) is not None:
+        return client.get_experiment(id_or_name)
+    found = client.get_experiment_by_name(id_or_name)
+    if found is None:
+        raise NotFound(f"no experiment with id or name '{id_or_name}'")
+    return found
+
+
+@experiments.get("/default-experiment", dependencies=[Write])
+def default_experiment(client: AppClient) -> Experiment:
+    """The experiment runs go to when none is named (created on first use)."""
+    return client.get_experiment(client.experiment_id(None))
+
+
+@experiments.get("/run-counts", dependencies=[Read])
+async def run_counts(client: AppClient) -> dict[str, dict[str, int]]:
+    """Experiment id to its number of active and deleted runs."""
+    return await run_in_threadpool(client.run_counts)
+
+
+@experiments.get("/broken-records", dependencies=[Read])
+async def broken_records(client: AppClient) -> list[str]:
+    """Run records the query index skipped because they fail validation."""
+
+    def refreshed() -> list[str]:
+        client.index.refresh()
+        return client.broken_records()
+
+    return await run_in_threadpool(refreshed)
+
+
+# -- runs -------------------------------------------------------------------------------
+
+runs = APIRouter(prefix=PREFIX)
+
+
+@runs.post("/runs", dependencies=[Write], status_code=201, response_model=Run)
+def create_run(body: CreateRun, client: AppClient) -> Response:
+    run = client.create_run(
+        body.experiment_id,
+        body.run_name,
+        body.start_time,
+        body.tags,
+        parent_run_id=body.parent_run_id,
+        entry_point=body.entry_point,
+    )
+    return _run_answer(run, 201)
+
+
+@runs.get("/runs/{run_id}", dependencies=[Read], response_model=Run)
+def get_run(run_id: str, client: AppClient) -> Response:
+    return _run_answer(client.get_run(client.resolve_run_id(run_id)))
+
+
+@runs.patch("/runs/{run_id}", dependencies=[Write], response_model=Run)
+def update_run(run_id: str, body: UpdateRun, client: AppClient) -> Response:
+    if body.status in ("FINISHED", "FAILED", "KILLED"):
+        client.set_terminated(run_id, body.status, body.end_time)
+        if body.run_name is not None:
+            client.update_run(run_id, name=body.run_name)
+    elif body.status is not None or body.run_name is not None:
+        client.update_run(run_id, status=body.status, name=body.run_name)
+    return _run_answer(client.get_run(run_id))
+
+
+@runs.delete("/runs/{run_id}", dependencies=[Write], status_code=204)
+def delete_run(run_id: str, client: AppClient) -> Response:
+    client.delete_run(run_id)
+    return Response(status_code=204)
+
+
+@runs.post("/runs/{run_id}/restore", dependencies=[Write], response_model=Run)
+def restore_run(run_id: str, client: AppClient) -> Response:
+    client.restore_run(run_id)
+    return _run_answer(client.get_run(run_id))
+
+
+@runs.delete("/runs/{run_id}/tags/{key:path}", dependencies=[Write], response_model=Run)
+def delete_tag(run_id: str, key: str, client: AppClient) -> Response:
+    client.delete_tag(run_id, key)
+    return _run_answer(client.get_run(run_id))
+
+
+@runs.post("/runs/{run_id}/log-batch", dependencies=[Write])
+def log_batch(run_id: str, body: LogBatch, client: AppClient, batches: Batches) -> LogBatchResult:
+    """Metrics, params and tags in one commit, made before this answers.
+
+    A ``batch_id`` already among the run's commits is not applied again.
+    """
+    applied, batch_lock = batches.applied, batches.lock
+    entries, latest = _batch_entries(body, client._now())
+    with batch_lock():
+        if body.batch_id is not None and applied.contains(run_id, body.batch_id):
+            return LogBatchResult(applied=False, reason="batch_id was applied before")
+        if client.store.tip(RUNS + run_id) is None:
+            raise NotFound(f"no run with id '{run_id}'")
+        trailers = [body.batch_id] if body.batch_id is not None else []
+        # The run's own commit path, with the batch id as the commit's
+        # Gitml-Journal trailer: the data and its id land together. When
+        # the commit fails (a full disk, a busy ref) the id is not
+        # recorded, so the client's resend is applied; when it lands
+        # without a param the run contradicts, the next check finds the
+        # id in the run's history.
+        client._commit_run(run_id, entries, latest, trailers, None)
+        if body.batch_id is not None:
+            applied.add(run_id, body.batch_id)
+    return LogBatchResult(applied=True)
+
+
+@runs.get("/runs/{run_id}/metrics/{key:path}", dependencies=[Read])
+def metric_history(run_id: str, key: str, client: AppClient) -> MetricHistory:
+    points = client.get_metric_history(run_id, key)
+    return MetricHistory(
+        key=key,
+        points=[
+            {"value": metric_to_json(p.value), "step": p.step, "timestamp": p.timestamp}
+            for p in points
+        ],
+    )
+
+
+@runs.post(
+    "/runs/search",
+    dependencies=[Read],
+    response_model=RunsPage,
+    responses={200: {"model": RunsPage}},
+)
+async def search(body: SearchRuns, client: AppClient) -> Response:
+    """Runs matching an MLflow filter string (the CLI's grammar and query engine)."""
+    page = await run_in_threadpool(
+        client.search_runs,
+        body.experiment_ids,
+        body.filter,
+        body.run_view_type,
+        body.max_results,
+        body.order_by,
+        body.page_token,
+    )
+    # Encoded directly: a page of 1,000 runs through FastAPI's generic
+    # encoder costs more than the query itself.
+    data = {
+        "runs": [_run_json(run) for run in page],
+        "next_page_token": page.token,
+    }
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+# -- artifacts --------------------------------------------------------------------------
+
+artifacts = APIRouter(prefix=PREFIX)
+
+
+@artifacts.get("/runs/{run_id}/artifacts", dependencies=[Read])
+def list_artifacts(
+    run_id: str, client: AppClient, path: Annotated[str | None, Query()] = None
+) -> list[ArtifactEntry]:
+    return [
+        ArtifactEntry(path=a.path, sha256=a.sha256, size=a.size, storage=a.storage)
+        for a in client.list_artifacts(run_id, path)
+    ]
+
+
+@artifacts.put("/runs/{run_id}/artifacts/{path:path}", dependencies=[Write])
+async def upload_artifact(
+    run_id: str, path: str, request: Request, client: AppClient
+) -> ArtifactEntry:
+    """Store the body as the artifact ``path`` (streamed to disk, then one commit)."""
+    # Its size is capped as it streams by the app's BodyCap (max_artifact_bytes).
+    clean = artifact_paths.clean_path(path)
+    # A missing run is a 404 before anything is read.
+    await run_in_threadpool(client.get_run, run_id)
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_incoming(client)))
+    try:
+        target = folder / Path(clean).name
+        with open(target, "wb") as f:
+            async for chunk in request.stream():
+                f.write(chunk)
+        parent = str(Path(clean).parent)
+        await run_in_threadpool(
+            client.log_artifact, run_id, target, None if parent == "." else parent
         )
+    finally:
+        for file in folder.iterdir():
+            file.unlink()
+        folder.rmdir()
+    listed = await run_in_threadpool(client.list_artifacts, run_id, clean)
+    entry = next(a for a in listed if a.path == clean)
+    return ArtifactEntry(
+        path=entry.path, sha256=entry.sha256, size=entry.size, storage=entry.storage
+    )
 
-        async def counted() -> Message:
-            nonlocal received, over
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    over = True
-                    raise _TooLarge(f"request body over the limit of {limit} bytes")
-            return message
 
-        async def answer(message: Message) -> None:
-            # Whatever the app makes of the aborted read (FastAPI turns it into a
-            # 400 about parsing), the client is told the body was too large.
-            nonlocal started
-            if over:
-                if not started:
-                    started = True
-                    await refusal(scope, receive, send)
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+@artifacts.get("/runs/{run_id}/artifacts/{path:path}", dependencies=[Read])
+def download_artifact(run_id: str, path: str, client: AppClient) -> StreamingResponse:
+    data = client.read_artifact(run_id, path)  # checked against its sha256
 
-        try:
-            await self.app(scope, counted, answer)
-        except _TooLarge:
-            if not started:
-                await refusal(scope, receive, send)
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), _CHUNK):
+            yield data[start : start + _CHUNK]
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(len(data))},
+    )
+
+
+# -- registry ---------------------------------------------------------------------------
+
+models = APIRouter(prefix=PREFIX)
+
+
+@models.get("/models", dependencies=[Read])
+def list_models(registry: AppRegistry) -> list[RegisteredModel]:
+    return registry.list_models()
+
+
+@models.post("/models", dependencies=[Write], status_code=201)
+def create_model(body: CreateModel, registry: AppRegistry) -> RegisteredModel:
+    return registry.create_model(body.name, body.description, body.tags)
+
+
+@models.get("/models/{name}", dependencies=[Read])
+def get_model(name: str, registry: AppRegistry) -> RegisteredModel:
+    return registry.get_model(name)
+
+
+@models.get("/models/{name}/versions", dependencies=[Read])
+def list_versions(
+    name: str, registry: AppRegistry, include_deleted: bool = False
+) -> list[ModelVersion]:
+    return registry.versions(name, include_deleted=include_deleted)
+
+
+@models.post("/models/{name}/versions", dependencies=[Write], status_code=201)
+def register(name: str, body: RegisterVersion, registry: AppRegistry) -> ModelVersion:
+    return registry.register(body.source, name, description=body.description, tags=body.tags)
+
+
+@models.get("/models/{name}/versions/{version}", dependencies=[Read])
+def get_version(name: str, version: int, registry: AppRegistry) -> ModelVersion:
+    return registry.get_version(name, version)
+
+
+@models.patch("/models/{name}/versions/{version}", dependencies=[Write])
+def update_version(
+    name: str, version: int, body: UpdateVersion, registry: AppRegistry
+) -> ModelVersion:
+    return registry.update_version(
+        name,
+        version,
+        description=body.description,
+        set_tags=body.set_tags,
+        delete_tags=body.delete_tags,
+    )
+
+
+@models.delete("/models/{name}/versions/{version}", dependencies=[Write])
+def delete_version(name: str, version: int, registry: AppRegistry) -> ModelVersion:
+    return registry.delete_version(name, version)
+
+
+# -- stages -----------------------------------------------------------------------------
+
+stages = APIRouter(prefix=PREFIX)
+
+
+@stages.get("/stages", dependencies=[Read])
+def list_stages(client: AppClient, registry: AppRegistry) -> dict[str, dict[str, StageDeclaration]]:
+    declared = Stages(registry, client.config)
+    return {stage: declared.show(stage) for stage in client.config.stages}
+
+
+@stages.get("/stages/{stage}", dependencies=[Read])
+def show_stage(
+    stage: str, client: AppClient, registry: AppRegistry, at: int | None = None
+) -> dict[str, StageDeclaration]:
+    return Stages(registry, client.config).show(stage, at=at)
+
+
+@stages.get("/stages/{stage}/history", dependencies=[Read])
+def stage_history(
+    stage: str,
+    client: AppClient,
+    registry: AppRegistry,
+    model: str | None = None,
+    limit: int = Query(default=100, ge=1, le=10_000),
+) -> list[StageChangeOut]:
+    changes = []
+    for change in Stages(registry, client.config).history(stage, model=model):
+        changes.append(
+            StageChangeOut(
+                commit=change.commit,
+                time=change.time,
+                author=change.author,
+                subject=change.subject,
+                model=change.model,
+                before=change.before.to_plain() if change.before else None,
+                after=change.after.to_plain() if change.after else None,
+                merge=change.merge,
+            )
+        )
+        if len(changes) >= limit:
+            break
+    return changes
+
+
+@stages.post("/stages/{stage}/assignments", dependencies=[Write], status_code=201)
+def assign(stage: str, body: Assign, client: AppClient, registry: AppRegistry) -> AssignResult:
+    done = Stages(registry, client.config).assign(
+        body.model,
+        body.version,
+        stage,
+        weight=body.weight,
+        archive_existing=body.archive_existing,
+        message=body.message,
+        propose=body.propose,
+    )
+    return AssignResult(
+        stage=done.stage,
+        model=done.model,
+        ref=done.ref,
+        commit=done.commit,
+        declaration=done.declaration.to_plain(),
+        archived=done.archived,
+    )
+
+
+# -- the app ----------------------------------------------------------------------------
+
+ROUTERS = (service, experiments, runs, artifacts, models, stages)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    """The REST API over ``settings.repo``."""
+    """The REST API over ``settings.repo``: the routers above, the web UI, auth and the cap."""
     client = Client(str(settings.repo))
     # Runs created here belong to remote clients: the code the server process
     # happens to stand in is not theirs, so no code commit is recorded.
     client._work = None
-    registry = Registry(client)
-    applied = _AppliedBatches(client)
-    batch_lock = _BatchLock(client.store.data_dir / "server" / "log-batch.lock")
     app = FastAPI(
         title="gitml tracking server",
         version=__version__,
@@ -376,392 +743,41 @@ def create_app(settings: ServerSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         responses=_ERRORS,
+        exception_handlers={
+            GitmlError: gitml_error,
+            Refused: refused,
+            StarletteHTTPException: http_error,
+            RequestValidationError: bad_body,
+        },
     )
-
-    def scope_of(request: Request) -> Scope | None:
-        if settings.tokens is None:
-            return "write"
-        return token_scope(request.headers.get("authorization"), settings.tokens)
-
-    def reader(request: Request) -> None:
-        if scope_of(request) is None:
-            raise _Unauthorized("send 'Authorization: Bearer <token>' with a read or write token")
-
-    def writer(request: Request) -> None:
-        if settings.read_only:
-            raise _Forbidden("this server is read-only (gitml ui: start it with --allow-writes)")
-        scope = scope_of(request)
-        if scope is None:
-            raise _Unauthorized("send 'Authorization: Bearer <token>' with a write token")
-        if scope != "write":
-            raise _Forbidden("this token may only read")
-
-    Read = Depends(reader)
-    Write = Depends(writer)
-
-    app.add_middleware(_BodyCap, settings=settings)
+    app.state.client = client
+    app.state.registry = Registry(client)
+    app.state.batches = _Batches(
+        _AppliedBatches(client), _BatchLock(client.store.data_dir / "server" / "log-batch.lock")
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    attach_ui(app)  # the web UI: /ui/ and /api/v1/ui
+    # The last added runs first: the Host rule, then the cap, then the token.
+    app.add_middleware(
+        BearerAuth,
+        tokens=settings.tokens,
+        writes_refused=(
+            "this server is read-only (gitml ui: start it with --allow-writes)"
+            if settings.read_only
+            else None
+        ),
+    )
+    app.add_middleware(BodyCap, limit=partial(_body_limit, settings))
     if settings.loopback_only:
         app.add_middleware(LoopbackHostOnly)
-
-    @app.exception_handler(GitmlError)
-    async def gitml_error(request: Request, exc: GitmlError) -> JSONResponse:
-        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 500)
-        if isinstance(exc, _Unauthorized):
-            status = 401
-        elif isinstance(exc, _Forbidden):
-            status = 403
-        code = {
-            400: "INVALID_PARAMETER_VALUE",
-            401: "UNAUTHENTICATED",
-            403: "PERMISSION_DENIED",
-            404: "RESOURCE_DOES_NOT_EXIST",
-            409: "RESOURCE_CONFLICT",
-            413: "REQUEST_LIMIT_EXCEEDED",
-            422: "INVALID_STATE",
-            503: "TEMPORARILY_UNAVAILABLE",
-        }.get(status, "INTERNAL_ERROR")
-        return _error(status, code, str(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
-            exc.status_code, "BAD_REQUEST"
-        )
-        message = f"{request.method} {request.url.path}: {exc.detail}"
-        answer = _error(exc.status_code, code, message)
-        answer.headers.update(exc.headers or {})  # 405's Allow
-        return answer
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(400, "INVALID_PARAMETER_VALUE", f"{where}: {first.get('msg', 'invalid')}")
-
-    # -- server ---------------------------------------------------------------
-
-    @app.get("/health", include_in_schema=False)
-    def health() -> Response:
-        return Response("OK", media_type="text/plain")
-
-    @app.get(f"{PREFIX}/version")
-    def version() -> dict[str, str]:
-        return {"version": __version__}
-
-    # -- experiments ----------------------------------------------------------
-
-    @app.get(f"{PREFIX}/experiments", dependencies=[Read])
-    def list_experiments() -> list[Experiment]:
-        return client.list_experiments()
-
-    @app.post(f"{PREFIX}/experiments", dependencies=[Write], status_code=201)
-    def create_experiment(body: CreateExperiment) -> Experiment:
-        return client.get_experiment(client.create_experiment(body.name, body.tags))
-
-    @app.get(f"{PREFIX}/experiments/{{id_or_name}}", dependencies=[Read])
-    def get_experiment(id_or_name: str) -> Experiment:
-        """An experiment by id, or else by name (a 404 when neither exists)."""
-        if client.store.tip(EXPERIMENTS + id_or_name) is not None:
-            return client.get_experiment(id_or_name)
-        found = client.get_experiment_by_name(id_or_name)
-        if found is None:
-            raise NotFound(f"no experiment with id or name '{id_or_name}'")
-        return found
-
-    @app.get(f"{PREFIX}/default-experiment", dependencies=[Write])
-    def default_experiment() -> Experiment:
-        """The experiment runs go to when none is named (created on first use)."""
-        return client.get_experiment(client.experiment_id(None))
-
-    @app.get(f"{PREFIX}/run-counts", dependencies=[Read])
-    async def run_counts() -> dict[str, dict[str, int]]:
-        """Experiment id to its number of active and deleted runs."""
-        return await run_in_threadpool(client.run_counts)
-
-    @app.get(f"{PREFIX}/broken-records", dependencies=[Read])
-    async def broken_records() -> list[str]:
-        """Run records the query index skipped because they fail validation."""
-
-        def refreshed() -> list[str]:
-            client.index.refresh()
-            return client.broken_records()
-
-        return await run_in_threadpool(refreshed)
-
-    # -- runs -------------------------------------------------------------------
-
-    @app.post(f"{PREFIX}/runs", dependencies=[Write], status_code=201, response_model=Run)
-    def create_run(body: CreateRun) -> Response:
-        run = client.create_run(
-            body.experiment_id,
-            body.run_name,
-            body.start_time,
-            body.tags,
-            parent_run_id=body.parent_run_id,
-            entry_point=body.entry_point,
-        )
-        return _run_answer(run, 201)
-
-    @app.get(f"{PREFIX}/runs/{{run_id}}", dependencies=[Read], response_model=Run)
-    def get_run(run_id: str) -> Response:
-        return _run_answer(client.get_run(client.resolve_run_id(run_id)))
-
-    @app.patch(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write], response_model=Run)
-    def update_run(run_id: str, body: UpdateRun) -> Response:
-        if body.status in ("FINISHED", "FAILED", "KILLED"):
-            client.set_terminated(run_id, body.status, body.end_time)
-            if body.run_name is not None:
-                client.update_run(run_id, name=body.run_name)
-        elif body.status is not None or body.run_name is not None:
-            client.update_run(run_id, status=body.status, name=body.run_name)
-        return _run_answer(client.get_run(run_id))
-
-    @app.delete(f"{PREFIX}/runs/{{run_id}}", dependencies=[Write], status_code=204)
-    def delete_run(run_id: str) -> Response:
-        client.delete_run(run_id)
-        return Response(status_code=204)
-
-    @app.post(f"{PREFIX}/runs/{{run_id}}/restore", dependencies=[Write], response_model=Run)
-    def restore_run(run_id: str) -> Response:
-        client.restore_run(run_id)
-        return _run_answer(client.get_run(run_id))
-
-    @app.delete(
-        f"{PREFIX}/runs/{{run_id}}/tags/{{key:path}}", dependencies=[Write], response_model=Run
-    )
-    def delete_tag(run_id: str, key: str) -> Response:
-        client.delete_tag(run_id, key)
-        return _run_answer(client.get_run(run_id))
-
-    @app.post(f"{PREFIX}/runs/{{run_id}}/log-batch", dependencies=[Write])
-    def log_batch(run_id: str, body: LogBatch) -> LogBatchResult:
-        """Metrics, params and tags in one commit, made before this answers.
-
-        A ``batch_id`` already among the run's commits is not applied again.
-        """
-        entries, latest = _batch_entries(body, client._now())
-        with batch_lock():
-            if body.batch_id is not None and applied.contains(run_id, body.batch_id):
-                return LogBatchResult(applied=False, reason="batch_id was applied before")
-            if client.store.tip(RUNS + run_id) is None:
-                raise NotFound(f"no run with id '{run_id}'")
-            trailers = [body.batch_id] if body.batch_id is not None else []
-            # The run's own commit path, with the batch id as the commit's
-            # Gitml-Journal trailer: the data and its id land together. When
-            # the commit fails (a full disk, a busy ref) the id is not
-            # recorded, so the client's resend is applied; when it lands
-            # without a param the run contradicts, the next check finds the
-            # id in the run's history.
-            client._commit_run(run_id, entries, latest, trailers, None)
-            if body.batch_id is not None:
-                applied.add(run_id, body.batch_id)
-        return LogBatchResult(applied=True)
-
-    @app.get(f"{PREFIX}/runs/{{run_id}}/metrics/{{key:path}}", dependencies=[Read])
-    def metric_history(run_id: str, key: str) -> MetricHistory:
-        points = client.get_metric_history(run_id, key)
-        return MetricHistory(
-            key=key,
-            points=[
-                {"value": metric_to_json(p.value), "step": p.step, "timestamp": p.timestamp}
-                for p in points
-            ],
-        )
-
-    @app.post(
-        f"{PREFIX}/runs/search",
-        dependencies=[Read],
-        response_model=RunsPage,
-        responses={200: {"model": RunsPage}},
-    )
-    async def search(body: SearchRuns) -> Response:
-        """Runs matching an MLflow filter string (the CLI's grammar and query engine)."""
-        page = await run_in_threadpool(
-            client.search_runs,
-            body.experiment_ids,
-            body.filter,
-            body.run_view_type,
-            body.max_results,
-            body.order_by,
-            body.page_token,
-        )
-        # Encoded directly: a page of 1,000 runs through FastAPI's generic
-        # encoder costs more than the query itself (a page must answer within 100 ms).
-        data = {
-            "runs": [_run_json(run) for run in page],
-            "next_page_token": page.token,
-        }
-        return Response(orjson.dumps(data), media_type="application/json")
-
-    # -- artifacts ------------------------------------------------------------------
-
-    @app.get(f"{PREFIX}/runs/{{run_id}}/artifacts", dependencies=[Read])
-    def list_artifacts(
-        run_id: str, path: Annotated[str | None, Query()] = None
-    ) -> list[ArtifactEntry]:
-        return [
-            ArtifactEntry(path=a.path, sha256=a.sha256, size=a.size, storage=a.storage)
-            for a in client.list_artifacts(run_id, path)
-        ]
-
-    @app.put(f"{PREFIX}/runs/{{run_id}}/artifacts/{{path:path}}", dependencies=[Write])
-    async def upload_artifact(run_id: str, path: str, request: Request) -> ArtifactEntry:
-        """Store the body as the artifact ``path`` (streamed to disk, then one commit)."""
-        clean = artifact_paths.clean_path(path)
-        # A missing run is a 404 before anything is read.
-        await run_in_threadpool(client.get_run, run_id)
-        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_incoming(client)))
-        try:
-            target = folder / Path(clean).name
-            size = 0
-            with open(target, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > settings.max_artifact_bytes:
-                        raise _TooLarge(
-                            f"artifact over the limit of {settings.max_artifact_bytes} bytes"
-                        )
-                    f.write(chunk)
-            parent = str(Path(clean).parent)
-            await run_in_threadpool(
-                client.log_artifact, run_id, target, None if parent == "." else parent
-            )
-        finally:
-            for file in folder.iterdir():
-                file.unlink()
-            folder.rmdir()
-        listed = await run_in_threadpool(client.list_artifacts, run_id, clean)
-        entry = next(a for a in listed if a.path == clean)
-        return ArtifactEntry(
-            path=entry.path, sha256=entry.sha256, size=entry.size, storage=entry.storage
-        )
-
-    @app.get(f"{PREFIX}/runs/{{run_id}}/artifacts/{{path:path}}", dependencies=[Read])
-    def download_artifact(run_id: str, path: str) -> StreamingResponse:
-        data = client.read_artifact(run_id, path)  # checked against its sha256
-
-        def chunks() -> Iterator[bytes]:
-            for start in range(0, len(data), _CHUNK):
-                yield data[start : start + _CHUNK]
-
-        return StreamingResponse(
-            chunks(),
-            media_type="application/octet-stream",
-            headers={"Content-Length": str(len(data))},
-        )
-
-    # -- registry -------------------------------------------------------------------
-
-    @app.get(f"{PREFIX}/models", dependencies=[Read])
-    def list_models() -> list[RegisteredModel]:
-        return registry.list_models()
-
-    @app.post(f"{PREFIX}/models", dependencies=[Write], status_code=201)
-    def create_model(body: CreateModel) -> RegisteredModel:
-        return registry.create_model(body.name, body.description, body.tags)
-
-    @app.get(f"{PREFIX}/models/{{name}}", dependencies=[Read])
-    def get_model(name: str) -> RegisteredModel:
-        return registry.get_model(name)
-
-    @app.get(f"{PREFIX}/models/{{name}}/versions", dependencies=[Read])
-    def list_versions(name: str, include_deleted: bool = False) -> list[ModelVersion]:
-        return registry.versions(name, include_deleted=include_deleted)
-
-    @app.post(f"{PREFIX}/models/{{name}}/versions", dependencies=[Write], status_code=201)
-    def register(name: str, body: RegisterVersion) -> ModelVersion:
-        return registry.register(body.source, name, description=body.description, tags=body.tags)
-
-    @app.get(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=[Read])
-    def get_version(name: str, version: int) -> ModelVersion:
-        return registry.get_version(name, version)
-
-    @app.patch(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=[Write])
-    def update_version(name: str, version: int, body: UpdateVersion) -> ModelVersion:
-        return registry.update_version(
-            name,
-            version,
-            description=body.description,
-            set_tags=body.set_tags,
-            delete_tags=body.delete_tags,
-        )
-
-    @app.delete(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=[Write])
-    def delete_version(name: str, version: int) -> ModelVersion:
-        return registry.delete_version(name, version)
-
-    # -- stages -----------------------------------------------------------------------
-
-    @app.get(f"{PREFIX}/stages", dependencies=[Read])
-    def list_stages() -> dict[str, dict[str, StageDeclaration]]:
-        stages = Stages(registry, client.config)
-        return {stage: stages.show(stage) for stage in client.config.stages}
-
-    @app.get(f"{PREFIX}/stages/{{stage}}", dependencies=[Read])
-    def show_stage(stage: str, at: int | None = None) -> dict[str, StageDeclaration]:
-        return Stages(registry, client.config).show(stage, at=at)
-
-    @app.get(f"{PREFIX}/stages/{{stage}}/history", dependencies=[Read])
-    def stage_history(
-        stage: str, model: str | None = None, limit: int = Query(default=100, ge=1, le=10_000)
-    ) -> list[StageChangeOut]:
-        changes = []
-        for change in Stages(registry, client.config).history(stage, model=model):
-            changes.append(
-                StageChangeOut(
-                    commit=change.commit,
-                    time=change.time,
-                    author=change.author,
-                    subject=change.subject,
-                    model=change.model,
-                    before=change.before.to_plain() if change.before else None,
-                    after=change.after.to_plain() if change.after else None,
-                    merge=change.merge,
-                )
-            )
-            if len(changes) >= limit:
-                break
-        return changes
-
-    @app.post(f"{PREFIX}/stages/{{stage}}/assignments", dependencies=[Write], status_code=201)
-    def assign(stage: str, body: Assign) -> AssignResult:
-        done = Stages(registry, client.config).assign(
-            body.model,
-            body.version,
-            stage,
-            weight=body.weight,
-            archive_existing=body.archive_existing,
-            message=body.message,
-            propose=body.propose,
-        )
-        return AssignResult(
-            stage=done.stage,
-            model=done.model,
-            ref=done.ref,
-            commit=done.commit,
-            declaration=done.declaration.to_plain(),
-            archived=done.archived,
-        )
-
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
-        return _error(413, "REQUEST_LIMIT_EXCEEDED", str(exc))
-
-    attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui
-    app.state.client = client
     return app
 
 
-class _Unauthorized(GitmlError):
-    pass
-
-
-class _Forbidden(GitmlError):
-    pass
-
-
-class _TooLarge(GitmlError):
-    pass
+def _body_limit(settings: ServerSettings, scope: ASGIScope) -> int:
+    """Artifact uploads take ``max_artifact_bytes``; every other body ``max_body_bytes``."""
+    upload = scope["method"] == "PUT" and "/artifacts/" in scope["path"]
+    return settings.max_artifact_bytes if upload else settings.max_body_bytes
 
 
 def _run_json(run: Run) -> dict[str, Any]:

@@ -9,15 +9,12 @@ every page has a stable URL that the server answers with the same
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from gitml.registry.versions import Registry
-from gitml.server.ui_api import ui_router
-from gitml.tracking.client import Client
+from gitml.server import ui_api
 
 STATIC = Path(__file__).resolve().parent.parent / "ui" / "static"
 _TYPES = {
@@ -28,14 +25,10 @@ _TYPES = {
 }
 
 
-def attach_ui(
-    app: FastAPI,
-    client: Client,
-    registry: Registry,
-    reader: Callable[[Request], None],
-) -> None:
-    """Add the UI's pages, and their JSON behind ``reader`` (the read-token check), to ``app``."""
-    app.include_router(ui_router(client, registry, reader))
+def attach_ui(app: FastAPI) -> None:
+    """Add the UI's pages, and their JSON behind the read-token check, to ``app``."""
+    for router in ui_api.ROUTERS:
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:

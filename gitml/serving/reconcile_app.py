@@ -15,8 +15,11 @@
   fetch that has had no answer for a while is killed and started afresh: a
   push webhook means the remote is up.
 
-Tokens come from the token file every gitml server reads (``auth.read_tokens``):
-scoring takes a read or a write token, the webhook a write token.
+Tokens come from the token file every gitml server reads (``auth.read_tokens``)
+and are checked by the middleware every gitml server shares (``BearerAuth``,
+with ``BodyCap`` for the body): scoring takes a read or a write token, the
+webhook a write token. The handlers are module-level functions that find the
+``Reconciler`` in the app's state.
 """
 
 from __future__ import annotations
@@ -38,23 +41,25 @@ from starlette.routing import Route
 from gitml._version import __version__
 from gitml.errors import NotFound
 from gitml.server import auth
-from gitml.serving import scoring
-from gitml.serving.reconcile import Reconciler
-from gitml.serving.scoring_app import (
+from gitml.server.asgi import (
     JSON,
-    OFFLOAD_ABOVE_BYTES,
-    UNAUTHENTICATED,
-    WWW_AUTHENTICATE,
     ASGIApp,
-    ClientDisconnect,
+    Headers,
     Receive,
     Scope,
     Send,
-    authorised,
-    error_headers,
+    error_body,
     header,
-    read_body,
     respond,
+)
+from gitml.server.limits import LIMIT_EXCEEDED, BodyCap, BodyTooLarge
+from gitml.serving import scoring
+from gitml.serving.reconcile import Reconciler
+from gitml.serving.scoring_app import (
+    OFFLOAD_ABOVE_BYTES,
+    ClientDisconnect,
+    error_headers,
+    read_body,
     send_error,
 )
 
@@ -65,42 +70,127 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"error_code": code, "message": message}, status, headers)
-
-
 def _failure(status: int, code: str, message: str) -> scoring.ScoringError:
     return scoring.ScoringError(message, status=status, error_code=code)
 
 
-def _unauthenticated() -> Response:
-    return Response(
-        UNAUTHENTICATED.body(),
-        status_code=UNAUTHENTICATED.status,
-        media_type=JSON,
-        headers={"WWW-Authenticate": "Bearer"},
+def _reconciler(request: Request) -> Reconciler:
+    reconciler: Reconciler = request.app.state.reconciler
+    return reconciler
+
+
+# -- the routes besides scoring -------------------------------------------------------------
+
+
+async def ping(request: Request) -> Response:
+    loops: list[threading.Thread] = request.app.state.loops
+    alive = all(loop.is_alive() for loop in loops)
+    return Response(b"\n", status_code=200 if alive else 503)
+
+
+async def health(request: Request) -> Response:
+    reconciler = _reconciler(request)
+    current = reconciler.current
+    if current is not None and reconciler.synced:
+        return _json({"ready": True, "revision": current.commit})
+    return _json({"ready": False, "reason": reconciler.last_error or "not synced yet"}, status=503)
+
+
+async def status(request: Request) -> Response:
+    return _json(_reconciler(request).status())
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_reconciler(request).prometheus(), media_type="text/plain; version=0.0.4")
+
+
+async def hook(request: Request) -> Response:
+    auth.requires(request.scope, "write")
+    reconciler = _reconciler(request)
+    stalled = reconciler.stalled()
+    if reconciler.wake() and stalled is not None:
+        answer = {"reconcile": "triggered", "restarted": f"a stalled fetch ({stalled})"}
+        return _json(answer, status=202)
+    return _json({"reconcile": "triggered"}, status=202)
+
+
+async def version(request: Request) -> Response:
+    return Response(__version__, media_type="text/plain")
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, auth.Refused)
+    headers = {k.decode(): v.decode() for k, v in exc.headers}
+    return _json({"error_code": exc.error_code, "message": exc.message}, exc.status, headers)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """With ``run_loop``, the reconcile loop runs in a thread while the app serves."""
+    state = app.state
+    if not state.run_loop:
+        yield
+        return
+    reconciler: Reconciler = state.reconciler
+    loop = threading.Thread(
+        target=reconciler.run, args=(state.interval,), name="gitml-reconcile", daemon=True
     )
+    loop.start()
+    state.loops.append(loop)
+    try:
+        yield
+    finally:
+        reconciler.stop()
+        loop.join(timeout=30)
 
 
-def create_app(
-    reconciler: Reconciler,
-    *,
-    interval: float,
-    tokens: auth.Tokens | None = None,
-    max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
-    run_loop: bool = True,
-    body_seconds: float = scoring.DEFAULT_BODY_SECONDS,
-) -> ASGIApp:
-    """The ASGI app; with ``run_loop`` its lifespan runs the reconcile loop in a thread."""
-    expected = tokens
+ROUTES = [
+    Route("/ping", ping, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/status", status, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/hooks/git", hook, methods=["POST"]),
+    Route("/version", version, methods=["GET"]),
+]
 
-    # Scoring is answered in plain ASGI, before Starlette's router, Request and
-    # Response: about 30 us of a 0.7 ms one-row request (benchmarks/reconcile.py),
-    # the reconciler's margin against `gitml models serve`.
-    async def score(scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
-        if not authorised(scope, expected):
-            await send_error(send, UNAUTHENTICATED, WWW_AUTHENTICATE)
+
+# -- scoring ----------------------------------------------------------------------------------
+
+
+class ReconcileApp:
+    """Scoring (``/invocations``, ``/models/<name>/invocations``) and then ``routes``.
+
+    Scoring is answered in plain ASGI, before Starlette's router, Request and
+    Response: about 30 us of a 0.7 ms one-row request (benchmarks/reconcile.py),
+    the reconciler's margin against `gitml models serve`.
+    """
+
+    def __init__(self, reconciler: Reconciler, routes: ASGIApp, body_seconds: float) -> None:
+        self.reconciler = reconciler
+        self.routes = routes
+        self.body_seconds = body_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            name: str | None = None
+            if path.startswith("/models/") and path.endswith("/invocations"):
+                name = unquote(path[len("/models/") : -len("/invocations")])
+            if path == "/invocations" or (name and "/" not in name):
+                if scope["method"] != "POST":
+                    allow = ((b"allow", b"POST"),)
+                    await respond(
+                        send, b"Method Not Allowed", 405, "text/plain; charset=utf-8", allow
+                    )
+                    return
+                await self.score(scope, receive, send, name)
+                return
+        await self.routes(scope, receive, send)
+
+    async def score(self, scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
+        if not await auth.granted(scope, send, "read"):
             return
+        reconciler = self.reconciler
         revision = reconciler.current  # held for the whole request: swaps do not touch it
         if revision is None:
             await send_error(
@@ -136,12 +226,12 @@ def create_app(
             await send_error(send, _failure(404, "RESOURCE_DOES_NOT_EXIST", message))
             return
         started = time.perf_counter()
-        headers: tuple[tuple[bytes, bytes], ...] = (
+        headers: Headers = (
             (b"x-gitml-model-version", f"{name}/{chosen.version}".encode()),
             (b"x-gitml-revision", revision.commit.encode()),
         )
         try:
-            body = await read_body(scope, receive, max_body_bytes, body_seconds)
+            body = await read_body(receive, self.body_seconds)
             content_type = header(scope, b"content-type")
             predictor = chosen.predictor
             if len(body) > OFFLOAD_ABOVE_BYTES:
@@ -151,92 +241,34 @@ def create_app(
             status = 200
         except scoring.ScoringError as exc:
             status, result, headers = exc.status, exc.body(), error_headers(exc, headers)
+        except BodyTooLarge as exc:
+            # BodyCap answers it; the answer here is the same, for the metrics.
+            status, result = 413, error_body(LIMIT_EXCEEDED, str(exc))
         except ClientDisconnect:
             return  # nobody is left to read an answer
         await respond(send, result, status, JSON, headers)
         reconciler.metrics.observe(name, chosen.version, status, time.perf_counter() - started)
 
-    loops: list[threading.Thread] = []
 
-    async def ping(request: Request) -> Response:
-        alive = all(loop.is_alive() for loop in loops)
-        return Response(b"\n", status_code=200 if alive else 503)
-
-    async def health(request: Request) -> Response:
-        current = reconciler.current
-        if current is not None and reconciler.synced:
-            return _json({"ready": True, "revision": current.commit})
-        return _json(
-            {"ready": False, "reason": reconciler.last_error or "not synced yet"}, status=503
-        )
-
-    async def status(request: Request) -> Response:
-        return _json(reconciler.status())
-
-    async def metrics(request: Request) -> Response:
-        return Response(reconciler.prometheus(), media_type="text/plain; version=0.0.4")
-
-    async def hook(request: Request) -> Response:
-        if expected is None:
-            return _error(
-                403, "PERMISSION_DENIED", "start the reconciler with --token-file to use webhooks"
-            )
-        if not authorised(request.scope, expected, "write"):
-            if authorised(request.scope, expected):
-                return _error(403, "PERMISSION_DENIED", "the webhook needs a write token")
-            return _unauthenticated()
-        stalled = reconciler.stalled()
-        if reconciler.wake() and stalled is not None:
-            answer = {"reconcile": "triggered", "restarted": f"a stalled fetch ({stalled})"}
-            return _json(answer, status=202)
-        return _json({"reconcile": "triggered"}, status=202)
-
-    async def version(request: Request) -> Response:
-        return Response(__version__, media_type="text/plain")
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if not run_loop:
-            yield
-            return
-        loop = threading.Thread(
-            target=reconciler.run, args=(interval,), name="gitml-reconcile", daemon=True
-        )
-        loop.start()
-        loops.append(loop)
-        try:
-            yield
-        finally:
-            reconciler.stop()
-            loop.join(timeout=30)
-
-    routes = Starlette(
-        routes=[
-            Route("/ping", ping, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/status", status, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/hooks/git", hook, methods=["POST"]),
-            Route("/version", version, methods=["GET"]),
-        ],
-        lifespan=lifespan,
+def create_app(
+    reconciler: Reconciler,
+    *,
+    interval: float,
+    tokens: auth.Tokens | None = None,
+    max_body_bytes: int = scoring.DEFAULT_MAX_BODY_BYTES,
+    run_loop: bool = True,
+    body_seconds: float = scoring.DEFAULT_BODY_SECONDS,
+) -> ASGIApp:
+    """The ASGI app; with ``run_loop`` its lifespan runs the reconcile loop in a thread."""
+    routes = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={auth.Refused: refused})
+    routes.state.reconciler = reconciler
+    routes.state.interval = interval
+    routes.state.run_loop = run_loop
+    routes.state.loops = []
+    # Without a token file scoring is open and the webhook refused: anyone could
+    # otherwise make the reconciler fetch.
+    writes_refused = (
+        "start the reconciler with --token-file to use webhooks" if tokens is None else None
     )
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            name: str | None = None
-            if path.startswith("/models/") and path.endswith("/invocations"):
-                name = unquote(path[len("/models/") : -len("/invocations")])
-            if path == "/invocations" or (name and "/" not in name):
-                if scope["method"] != "POST":
-                    allow = ((b"allow", b"POST"),)
-                    await respond(
-                        send, b"Method Not Allowed", 405, "text/plain; charset=utf-8", allow
-                    )
-                    return
-                await score(scope, receive, send, name)
-                return
-        await routes(scope, receive, send)
-
-    return app
+    app = ReconcileApp(reconciler, routes, body_seconds)
+    return BodyCap(auth.BearerAuth(app, tokens, writes_refused), max_body_bytes)

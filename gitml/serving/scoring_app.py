@@ -1,8 +1,10 @@
 """The scoring server: MLflow's ``/invocations``, ``/ping``, ``/health``, ``/version``.
 
-A thin ASGI layer over :mod:`gitml.serving.scoring`: it reads the body under a size
-cap, calls the scoring core and maps a ``ScoringError`` to its status and JSON
-body. A model exception is one 500; the server goes on serving.
+A thin ASGI layer over :mod:`gitml.serving.scoring`: it reads the body, calls
+the scoring core and maps a ``ScoringError`` to its status and JSON body. A
+model exception is one 500; the server goes on serving. The token check and
+the body cap are the middleware every gitml server shares
+(``gitml.server.auth.BearerAuth``, ``gitml.server.limits.BodyCap``).
 
 The app is plain ASGI rather than a Starlette app: four fixed routes need no
 router, and not importing Starlette (and anyio) takes about a tenth off the
@@ -17,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from gitml._version import __version__
 from gitml.server import auth
+from gitml.server.asgi import JSON, ASGIApp, Headers, Receive, Scope, Send, header, respond
+from gitml.server.limits import BodyCap
 from gitml.serving import scoring
-
-JSON = "application/json"
 
 # What ``gitml models serve --workers N`` passes to each worker process, which
 # loads the model itself through ``app_from_environment``.
@@ -41,12 +43,6 @@ ENV_MAX_BODY = "GITML_SERVE_MAX_BODY_BYTES"
 # is about 90 kB, so batches of that size still leave the event loop free.
 OFFLOAD_ABOVE_BYTES = 64 * 1024
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 _GET = ("GET", "HEAD")
 _POST = ("POST",)
 _TEXT = "text/plain; charset=utf-8"
@@ -56,32 +52,14 @@ class ClientDisconnect(Exception):
     """The client went away before its whole body arrived; nothing is answered."""
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of request header ``name`` (lower case), as Starlette reads it."""
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
+async def read_body(receive: Receive, timeout: float = scoring.DEFAULT_BODY_SECONDS) -> bytes:
+    """The request body, refusing it (408) when it has not all arrived ``timeout`` seconds
+    after the request began.
 
-
-async def read_body(
-    scope: Scope, receive: Receive, limit: int, timeout: float = scoring.DEFAULT_BODY_SECONDS
-) -> bytes:
-    """The request body, refusing (413) as soon as it passes ``limit`` bytes, and (408)
-    when it has not all arrived ``timeout`` seconds after the request began.
-
-    A declared Content-Length over the cap is refused before anything is read;
-    a chunked body is counted as it arrives, so nothing unbounded is buffered.
-    uvicorn's own timeouts do not cover a body that stops half-way.
+    uvicorn's own timeouts do not cover a body that stops half-way. Its size is
+    the app's ``BodyCap``'s to check, as the body arrives.
     """
-    declared = header(scope, b"content-length")
-    if declared is not None:
-        try:
-            scoring.check_size(int(declared), limit)
-        except ValueError:
-            raise scoring.BadRequest(f"Content-Length '{declared}' is not a number") from None
     chunks: list[bytes] = []
-    size = 0
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
@@ -96,26 +74,9 @@ async def read_body(
             raise ClientDisconnect
         chunk = message.get("body", b"")
         if chunk:
-            size += len(chunk)
-            scoring.check_size(size, limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def respond(
-    send: Send,
-    body: bytes,
-    status: int = 200,
-    media_type: str | None = JSON,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    raw = [(b"content-length", str(len(body)).encode())]
-    if media_type is not None:
-        raw.append((b"content-type", media_type.encode()))
-    raw.extend(headers)
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _score(model: scoring.Predictor, body: bytes, content_type: str | None) -> bytes:
@@ -125,37 +86,17 @@ def _score(model: scoring.Predictor, body: bytes, content_type: str | None) -> b
     )
 
 
-def send_error(
-    send: Send, exc: scoring.ScoringError, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> Awaitable[None]:
+def send_error(send: Send, exc: scoring.ScoringError, headers: Headers = ()) -> Awaitable[None]:
     """Answer with ``exc``'s status and MLflow's JSON error body."""
     return respond(send, exc.body(), exc.status, JSON, error_headers(exc, headers))
 
 
-def error_headers(
-    exc: scoring.ScoringError, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> tuple[tuple[bytes, bytes], ...]:
+def error_headers(exc: scoring.ScoringError, headers: Headers = ()) -> Headers:
     """``headers`` for an answer to ``exc``: after a 408 uvicorn must close the connection,
     or it waits on it for the rest of the body."""
     if isinstance(exc, scoring.RequestTimeout):
         return (*headers, (b"connection", b"close"))
     return headers
-
-
-# What a request without the right bearer token gets, from every server here.
-UNAUTHENTICATED = scoring.ScoringError(
-    "send 'Authorization: Bearer <token>'", status=401, error_code="UNAUTHENTICATED"
-)
-WWW_AUTHENTICATE = ((b"www-authenticate", b"Bearer"),)
-
-
-def authorised(scope: Scope, tokens: auth.Tokens | None, need: auth.Scope = "read") -> bool:
-    """No token is required (``tokens`` None), or the request's bearer token has ``need``
-    (a write token may also read)."""
-    if tokens is None:
-        return True
-    given = auth.token_scope(header(scope, b"authorization"), tokens)
-    return given is not None and (need == "read" or given == "write")
 
 
 def tokens_of(token: str | None, tokens: auth.Tokens | None) -> auth.Tokens | None:
@@ -204,11 +145,9 @@ def create_app(
     one-row request costs less (see ``OFFLOAD_ABOVE_BYTES``).
     ``body_seconds``: how long a request may take to send its body (then 408).
     """
-    expected = tokens_of(token, tokens)
 
     async def invocations(scope: Scope, receive: Receive, send: Send) -> None:
-        if not authorised(scope, expected):
-            await send_error(send, UNAUTHENTICATED, WWW_AUTHENTICATE)
+        if not await auth.granted(scope, send, "read"):
             return
         if model is None:
             await send_error(
@@ -219,7 +158,7 @@ def create_app(
             )
             return
         try:
-            body = await read_body(scope, receive, max_body_bytes, body_seconds)
+            body = await read_body(receive, body_seconds)
             content_type = header(scope, b"content-type")
             if len(body) > offload_above_bytes:
                 loop = asyncio.get_running_loop()
@@ -276,7 +215,7 @@ def create_app(
             return
         await handler(scope, receive, send)
 
-    return app
+    return BodyCap(auth.BearerAuth(app, tokens_of(token, tokens)), max_body_bytes)
 
 
 def load_model(uri: str) -> scoring.Predictor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -23,19 +22,12 @@ from gitml.serving import reconcile_app, scoring_app
 from gitml.serving.reconcile import Reconciler, Source
 from testing.procs import child_env, spawn
 from testing.reconcile import CountingLoader
+from testing.servers import every_server
 from testing.serving import StandInModel, free_socket
 from testing.tracking_server import SERVE
 
 BODY = b'{"inputs": [[1.0, 2.0]]}'
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    """The tracking server's documented format, as every server reads it."""
-    path = tmp_path / "tokens.txt"
-    path.write_text("# who may do what\nabc write\ndef read  # the dashboards\n")
-    return path
 
 
 def test_read_tokens_reads_scopes(token_file: Path) -> None:
@@ -118,13 +110,6 @@ def test_loopback_host_names(host: str, allowed: bool) -> None:
 # -- the servers ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def adder(adder_repo: Path) -> Iterator[gitml.Client]:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    yield client
-    client.close()
-
-
 def test_the_reconciler_takes_the_tracking_servers_token_file(
     adder: gitml.Client, token_file: Path
 ) -> None:
@@ -194,6 +179,41 @@ def test_a_read_only_server_refuses_every_write(repo: Path) -> None:
         assert refused.status_code == 403
         assert "--allow-writes" in refused.json()["message"]
         assert http.post(f"{PREFIX}/runs", json={}).status_code == 403
+
+
+def answer(response: httpx2.Response) -> tuple[int, object, str | None]:
+    return response.status_code, response.json(), response.headers.get("www-authenticate")
+
+
+def refusal(status: int, message: str) -> tuple[int, object, str | None]:
+    code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
+    return status, {"error_code": code, "message": message}, "Bearer" if status == 401 else None
+
+
+def test_one_token_file_gives_the_same_answers_on_every_server(
+    adder: gitml.Client, token_file: Path
+) -> None:
+    reads, writes = [], []
+    with every_server(adder, read_tokens(token_file)) as servers, httpx2.Client() as http:
+        for server in servers:
+            for token in ("def", "abc"):  # a write token may also read
+                assert server.call(http, server.read, token).status_code == 200, server.name
+            for token in (None, "guess"):
+                reads.append(answer(server.call(http, server.read, token)))
+            if server.write is not None:
+                for token in (None, "def"):
+                    writes.append(answer(server.call(http, server.write, token)))
+                assert server.call(http, server.write, "abc").status_code in (201, 202)
+    unknown = refusal(401, "send 'Authorization: Bearer <token>' with a read or write token")
+    assert reads == [unknown] * 6
+    assert (
+        writes
+        == [
+            refusal(401, "send 'Authorization: Bearer <token>' with a write token"),
+            refusal(403, "this route needs a write token; this one may only read"),
+        ]
+        * 2
+    )
 
 
 # -- gitml ui, the real process --------------------------------------------------------
