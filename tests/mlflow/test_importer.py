@@ -133,7 +133,8 @@ def many(count):
 
 
 def files_of(location):
-    if location.startswith("file://") and not Path(location[len("file://"):]).exists():
+    path = location[len("file://"):] if location.startswith("file://") else location
+    if ":" not in path and not Path(path).exists():
         return {}  # a run that logged no artifact has no folder
     if location.startswith("mlflow-artifacts:"):
         root = served / location[len("mlflow-artifacts:/"):]
