@@ -589,16 +589,21 @@ class _Importer:
         except NotFound:
             here = None
         if here is None:
-            self.summary.versions.imported += 1
             if not self.dry_run:
-                self.registry.register(
-                    f"runs:/{run_id}/{path}",
-                    name,
-                    description=description,
-                    tags=tags,
-                    version=number,
-                    creation_time=version.creation_timestamp,
-                )
+                try:
+                    self.registry.register(
+                        f"runs:/{run_id}/{path}",
+                        name,
+                        description=description,
+                        tags=tags,
+                        version=number,
+                        creation_time=version.creation_timestamp,
+                    )
+                except InvalidInput as exc:  # no model there, a tag gitml refuses...
+                    self.summary.problems.append(f"model '{name}' version {number}: {exc}")
+                    self.summary.versions.skipped += 1
+                    return
+            self.summary.versions.imported += 1
         elif (here.description or None) != description or here.tags != tags:
             self.summary.versions.updated += 1
             if not self.dry_run:

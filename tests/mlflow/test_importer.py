@@ -151,6 +151,10 @@ def files_of(location):
 
 def answer(with_files):
     out = {"experiments": {}, "runs": {}, "logged_models": [], "models": {}}
+    if with_files:
+        # First: loading a registered model writes a file into a local store's folder.
+        loaded = mlflow.pyfunc.load_model("models:/churn/1")
+        out["prediction"] = [int(v) for v in loaded.predict([[0.5], [2.5]])]
     exps = client.search_experiments(view_type=ViewType.ALL)
     for exp in exps:
         out["experiments"][exp.experiment_id] = {
@@ -192,8 +196,6 @@ def answer(with_files):
                 for mv in client.search_model_versions(f"name = '{model.name}'")
             },
         }
-    loaded = mlflow.pyfunc.load_model("models:/churn/1")
-    out["prediction"] = [int(v) for v in loaded.predict([[0.5], [2.5]])]
     return out
 
 
