@@ -302,10 +302,11 @@ def new_repo(path: Path) -> Path:
 @needs_mlflow
 @pytest.mark.slow
 def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is_new(
-    sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path
+    sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     work, uri, served, answer = sqlite_store
     repo = new_repo(tmp_path / "work")
+    monkeypatch.chdir(repo)  # gitml's Client reads the .gitml.yaml of where it stands
     before = refs(repo)
 
     # The served experiment's files are only where its server kept them.
@@ -325,7 +326,7 @@ def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is
     assert counts(done, "versions") == (2, 0, 0)
     assert done["problems"] == []
 
-    client = Client(str(repo))
+    client = Client()
     assert {e.id: e.name for e in client.list_experiments()} == {
         k: v["name"] for k, v in answer["experiments"].items()
     }
@@ -373,19 +374,20 @@ def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is
     third = summary(repo, uri, "--artifacts-from", str(served))
     assert counts(third, "runs") == (1, 1, len(answer["runs"]) - 1)
     assert counts(third, "metrics")[0] == 1
-    assert_same_runs(Client(str(repo)), {**later, "logged_models": answer["logged_models"]})
+    assert_same_runs(Client(), {**later, "logged_models": answer["logged_models"]})
 
 
 @needs_mlflow
 @pytest.mark.slow
 def test_experiment_option_imports_that_experiment_only(
-    sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path
+    sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _work, uri, _served, answer = sqlite_store
     repo = new_repo(tmp_path / "work")
+    monkeypatch.chdir(repo)
     done = summary(repo, uri, "--experiment", "exp-b")
     wanted = {r for r, v in answer["runs"].items() if v["experiment_id"] in _ids(answer, "exp-b")}
-    client = Client(str(repo))
+    client = Client()
     runs, _ = client.list_runs(include_deleted=True)
     assert {r.id for r in runs} == wanted
     assert counts(done, "runs")[0] == len(wanted)
@@ -400,24 +402,30 @@ def _ids(answer: dict[str, Any], name: str) -> set[str]:
 
 @needs_mlflow
 @pytest.mark.slow
-def test_file_store_is_copied_as_mlflow_reports_it(tmp_path: Path) -> None:
+def test_file_store_is_copied_as_mlflow_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "mlflow"
     answer = fill(work, str(work / "mlruns"), "fill")
     repo = new_repo(tmp_path / "work")
+    monkeypatch.chdir(repo)
     done = summary(repo, str(work / "mlruns"))
     assert counts(done, "runs") == (len(answer["runs"]), 0, 0)
-    assert_same_runs(Client(str(repo)), answer)
-    assert read_declaration(Client(str(repo)).store, "champion", "churn") is not None
+    assert_same_runs(Client(), answer)
+    assert read_declaration(Client().store, "champion", "churn") is not None
 
 
 @needs_mlflow
 @pytest.mark.slow
-def test_import_killed_midway_leaves_whole_runs_and_resumes(tmp_path: Path) -> None:
+def test_import_killed_midway_leaves_whole_runs_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "mlflow"
     uri = f"sqlite:///{work / 'mlflow.db'}"
     total = 150
     answer = fill(work, uri, str(total))
     repo = init_repo(tmp_path / "work")
+    monkeypatch.chdir(repo)
     loose = repo / ".git" / "refs" / "gitml" / "runs"
     proc = subprocess.Popen(
         ["gitml", "import", "mlflow", uri],
@@ -433,7 +441,7 @@ def test_import_killed_midway_leaves_whole_runs_and_resumes(tmp_path: Path) -> N
     finally:
         proc.kill()
         proc.communicate()
-    client = Client(str(repo))
+    client = Client()
     present, _ = client.list_runs()
     assert 5 <= len(present) < total, "the import finished before it was killed"
     for run in present:  # each run there is whole: every point MLflow has
@@ -445,7 +453,7 @@ def test_import_killed_midway_leaves_whole_runs_and_resumes(tmp_path: Path) -> N
 
     resumed = summary(repo, uri)
     assert counts(resumed, "runs") == (total - len(present), 0, len(present))
-    runs, _ = Client(str(repo)).list_runs()
+    runs, _ = Client().list_runs()
     assert {r.id for r in runs} == set(answer["runs"])
 
 
