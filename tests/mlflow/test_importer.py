@@ -74,12 +74,13 @@ def fill():
             mlflow.log_metric("acc", 0.5, step=0)
             mlflow.log_metric("acc", 0.7, step=1)
         model = LogisticRegression().fit(X, [0, 0, 1, 1])
-        for name in ("model", "model2"):
-            # Naming the requirements spares MLflow a child process that infers them.
-            mlflow.sklearn.log_model(
-                model, name=name, registered_model_name="churn",
-                pip_requirements=["scikit-learn"],
-            )
+        # Naming the requirements spares MLflow a child process that infers them.
+        logged = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name="churn", pip_requirements=["scikit-learn"]
+        )
+        client.create_model_version(
+            "churn", logged.model_uri, logged.run_id, model_id=logged.model_id
+        )
     exp_b = client.create_experiment("exp-b")
     failed = client.create_run(exp_b, run_name="failed", start_time=5000)
     client.log_batch(
@@ -301,6 +302,7 @@ def new_repo(path: Path) -> Path:
 
 @needs_mlflow
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # MLflow's import alone takes 10 s and more on a busy machine
 def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is_new(
     sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -379,6 +381,7 @@ def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is
 
 @needs_mlflow
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # MLflow's import alone takes 10 s and more on a busy machine
 def test_experiment_option_imports_that_experiment_only(
     sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -402,6 +405,7 @@ def _ids(answer: dict[str, Any], name: str) -> set[str]:
 
 @needs_mlflow
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # MLflow's import alone takes 10 s and more on a busy machine
 def test_file_store_is_copied_as_mlflow_reports_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,6 +421,7 @@ def test_file_store_is_copied_as_mlflow_reports_it(
 
 @needs_mlflow
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # MLflow's import alone takes 10 s and more on a busy machine
 def test_import_killed_midway_leaves_whole_runs_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
