@@ -107,6 +107,11 @@ def import_mlflow(
     (runs done, runs in all) after each run.
     """
     uri = check_source(source)
+    if client.remote:
+        raise InvalidInput(
+            "gitml import mlflow writes to a repository directly: run it in the repository "
+            "(or give its path as --tracking-uri), not through a gitml server"
+        )
     mlflow = _mlflow()
     try:
         return _Importer(mlflow, uri, client, artifacts_from, dry_run).run(experiments, progress)

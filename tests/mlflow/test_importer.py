@@ -515,6 +515,14 @@ def _free_port() -> int:
     return port  # closed again: nothing listens there
 
 
+def test_a_gitml_server_is_not_a_destination(repo: Path, tmp_path: Path) -> None:
+    store = _folder(tmp_path / "mlruns")
+    (store / ".trash").mkdir()
+    server = f"http://127.0.0.1:{_free_port()}"
+    line = one_error_line(cli("import", "mlflow", str(store), "--tracking-uri", server, ok=False))
+    assert "writes to a repository directly" in line
+
+
 def test_missing_mlflow_names_the_extra(repo: Path, tmp_path: Path) -> None:
     """Without the mlflow package the command says which extra brings it."""
     store = str(_folder(tmp_path / "mlruns"))
