@@ -231,6 +231,7 @@ def gitml_import(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def summary(repo: Path, *args: str) -> dict[str, Any]:
     done = gitml_import(repo, *args, "--json")
     assert done.returncode == 0, done.stderr
+    assert "runs  [" not in done.stderr  # no progress bar when stderr is not a terminal
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -397,6 +398,43 @@ def test_experiment_option_imports_that_experiment_only(
     # churn's versions come from exp-a's run: left out, and said so.
     assert counts(done, "versions") == (0, 0, 2)
     assert len(done["problems"]) == 2
+
+
+@needs_mlflow
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_terminal_sees_a_progress_bar(
+    sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path
+) -> None:
+    import pty
+
+    _work, uri, served, answer = sqlite_store
+    repo = init_repo(tmp_path / "work")
+    leader, follower = pty.openpty()
+    with os.fdopen(leader, "rb", buffering=0) as terminal:
+        proc = subprocess.Popen(
+            ["gitml", "import", "mlflow", uri, "--artifacts-from", str(served), "--dry-run"],
+            cwd=repo,
+            env=child_env(MLFLOW_DISABLE_TELEMETRY="true"),
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = terminal.read(4096)
+            except OSError:  # EIO: the child closed the terminal's last writer
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, shown
+    text = shown.decode(errors="replace")
+    assert "runs  [" in text and "100%" in text
+    assert f"runs: would import {len(answer['runs'])}" in out
 
 
 def _ids(answer: dict[str, Any], name: str) -> set[str]:
