@@ -538,6 +538,13 @@ class _Importer:
             aliases = {a.lower(): int(v) for a, v in (model.aliases or {}).items()}
             config = self.client.config
             extra = [a for a in aliases if a not in config.stages]
+            # An alias is a stage branch the project's settings do not list yet;
+            # `gitml stage` commands refuse it until they do.
+            self.summary.problems += [
+                f"alias '{a}' of model '{model.name}' is the stage branch gitml/{a}: list "
+                f"'{a}' under 'stages' in .gitml.yaml to use gitml stage commands on it"
+                for a in extra
+            ]
             stages = Stages(
                 self.registry, config.model_copy(update={"stages": [*config.stages, *extra]})
             )

@@ -327,7 +327,10 @@ def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is
     }
     assert counts(done, "runs") == (len(answer["runs"]), 0, 0)
     assert counts(done, "versions") == (2, 0, 0)
-    assert done["problems"] == []
+    assert done["problems"] == [
+        "alias 'champion' of model 'churn' is the stage branch gitml/champion: list "
+        "'champion' under 'stages' in .gitml.yaml to use gitml stage commands on it"
+    ]
 
     client = Client()
     assert {e.id: e.name for e in client.list_experiments()} == {
