@@ -29,6 +29,7 @@ COMMANDS = {
     "artifacts": ("artifacts", "group"),
     "experiments": ("experiments", "group"),
     "hook": ("hook", "group"),
+    "import": ("importer", "group"),
     "index": ("index", "group"),
     "init": ("init", "command"),
     "lineage": ("lineage", "command"),

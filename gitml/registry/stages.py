@@ -257,6 +257,14 @@ class Stages:
         assert tip is not None
         return tip
 
+    def archive(self, model: str, versions: list[int]) -> None:
+        """List ``versions`` of ``model`` on the archive stage, as MLflow 2's "Archived" does."""
+        if self.config.archive_stage is None:
+            raise InvalidInput("this project has no archive stage ('archive_stage' in .gitml.yaml)")
+        for number in versions:
+            self.registry.get_version(model, number)
+        self._archive(model, versions)
+
     def _archive(self, model: str, versions: list[int]) -> None:
         stage = self.config.archive_stage
         assert stage is not None

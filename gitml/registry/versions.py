@@ -190,12 +190,18 @@ class Registry:
         *,
         description: str | None = None,
         tags: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        creation_time: int | None = None,
     ) -> ModelVersion:
         """A new version of ``name`` (created if needed) for the model at ``model_uri``.
 
         ``model_uri`` is ``runs:/<run_id>/<path>`` or a ``models:/`` URI (which
-        registers the same run's files again, under this name).
+        registers the same run's files again, under this name). ``version`` and
+        ``creation_time`` keep another registry's number and time (an import);
+        a number already given out is a ``Conflict``.
         """
+        if version is not None:
+            _number(version)
         check_name(name)
         run_id, model_path = self._source(model_uri)
         self.client.flush()  # a model logged by this process must be committed first
@@ -212,14 +218,16 @@ class Registry:
         mlmodel = self._mlmodel(run_id, snap, entry)
         self._create_model(name, None, None)
         tag_values = self.client._tags(tags or {})
-        now = self.client._now()
+        now = self.client._now() if creation_time is None else creation_time
         from gitml.tracking.client import _user
 
         made: list[ModelVersion] = []
 
         def edit(snap: Snapshot | None) -> Change | None:
-            number = _highest(snap) + 1
-            version = ModelVersion(
+            number = _highest(snap) + 1 if version is None else version
+            if version is not None and snap is not None and snap.lookup(version_path(number)):
+                raise Conflict(f"model '{name}' already has a version {number}")
+            made_version = ModelVersion(
                 name=name,
                 version=number,
                 source=model_uri,
@@ -234,11 +242,11 @@ class Registry:
                 user=_user(),
                 creation_time=now,
             )
-            made[:] = [version]
+            made[:] = [made_version]
             subject = f"register {name} version {number} from run {run_id[:12]}"
             trailers = [f"Gitml-Version: {number}", f"Gitml-Run: {run_id}"]
             return Change(
-                {version_path(number): version.to_yaml()},
+                {version_path(number): made_version.to_yaml()},
                 merge_parents=(run_commit,),
                 message=_message(subject, name, trailers),
             )

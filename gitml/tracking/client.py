@@ -199,6 +199,32 @@ class Client:
             self._experiment_ids[wanted] = found
         return found
 
+    def import_experiment(self, experiment: Experiment) -> bool:
+        """Write an experiment recorded elsewhere (an MLflow store) with its own id and times.
+
+        False when this repository already holds it exactly so; ``Conflict`` when
+        its id names another experiment here.
+        """
+        ref = EXPERIMENTS + experiment.id
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            if snap is not None:
+                existing = self._read_experiment(ref, snap)
+                if existing.name != experiment.name:
+                    raise Conflict(
+                        f"experiment id {experiment.id} is taken by '{existing.name}' "
+                        f"(importing '{experiment.name}')"
+                    )
+                if existing == experiment:
+                    return None
+            return Change({EXPERIMENT_FILE: experiment.to_yaml()})
+
+        before = self.store.tip(ref)
+        with self._lock:
+            after = self.store.update(ref, edit, f"gitml: import experiment {experiment.name}")
+        self._experiments.pop(experiment.id, None)
+        return after != before
+
     # -- runs ---------------------------------------------------------------
 
     def create_run(
@@ -540,6 +566,39 @@ class Client:
         points.sort(key=lambda p: (p.step, p.timestamp))
         return points
 
+    def import_run(
+        self,
+        run: Run,
+        history: Mapping[str, Sequence[Metric]] | None = None,
+        artifacts: Sequence[tuple[str, Path | bytes]] = (),
+    ) -> None:
+        """Write a run recorded elsewhere (an MLflow store), its id and times kept, as one commit.
+
+        ``run`` replaces the record (a new run's first commit has the code
+        commit ``run.source`` names as parent, when this repository has it),
+        ``history`` is appended to the metric history and ``artifacts`` join
+        the manifest, all in that commit: a reader sees the run whole or not at
+        all. Nothing is journaled, as the source still holds everything.
+        """
+        batch = journal.Entries()
+        for key, points in (history or {}).items():
+            batch.metrics[key] = [
+                metrics.line(*checked_metric(key, p.value, p.step, p.timestamp)) for p in points
+            ]
+        if self.store.tip(RUNS + run.id) is None:
+            code = run.source.snapshot or run.source.commit
+            parents = [code] if code is not None and self.store.has_object(code) else []
+            batch.create = {"run": run.to_plain(), "parents": parents}
+        added = self._artifact_edit(run.id, artifacts) if artifacts else None
+
+        def apply(current: Run, snap: Snapshot | None) -> Files:
+            files = added.apply(current, snap) if added is not None else {}
+            for name in Run.model_fields:
+                setattr(current, name, getattr(run, name))
+            return files
+
+        self._commit_run(run.id, batch, {}, [], RunEdit(f"import run {run.id[:12]}", apply))
+
     # -- artifacts ------------------------------------------------------------
 
     def log_artifact(
@@ -576,6 +635,10 @@ class Client:
         self._log_files(run_id, [(artifact_paths.clean_path(artifact_file), data)])
 
     def _log_files(self, run_id: str, items: Sequence[tuple[str, Path | bytes]]) -> None:
+        self._edit(run_id, self._artifact_edit(run_id, items))
+
+    def _artifact_edit(self, run_id: str, items: Sequence[tuple[str, Path | bytes]]) -> RunEdit:
+        """Store ``items`` (blobs, or the external store) and the edit listing them."""
         entries: list[tuple[Artifact, BlobRef | None]] = []
         for path, source in items:
             if isinstance(source, bytes):
@@ -616,7 +679,7 @@ class Client:
             return files
 
         what = entries[0][0].path if len(entries) == 1 else f"{len(entries)} artifacts"
-        self._edit(run_id, RunEdit(f"log {what} to run {run_id[:12]}", apply))
+        return RunEdit(f"log {what} to run {run_id[:12]}", apply)
 
     def _manifest(self, snap: Snapshot | None) -> list[Artifact]:
         data = snap.read(MANIFEST_FILE) if snap is not None else None

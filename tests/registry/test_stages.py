@@ -92,6 +92,16 @@ def test_archive_existing_lists_the_replaced_versions(stages: Stages) -> None:
     assert served(stages, "archived") == [(1, 0), (2, 0)]
 
 
+def test_archive_lists_versions_on_the_archive_stage(stages: Stages) -> None:
+    stages.archive("churn", [2, 1])
+    assert served(stages, "archived") == [(2, 0), (1, 0)]
+    stages.archive("churn", [1, 3])
+    assert served(stages, "archived") == [(2, 0), (1, 0), (3, 0)]
+    with pytest.raises(NotFound, match="no version 9"):
+        stages.archive("churn", [9])
+    assert served(stages, "archived") == [(2, 0), (1, 0), (3, 0)]
+
+
 def test_a_proposal_is_a_branch_on_top_of_the_stage(repo: Path, stages: Stages) -> None:
     stages.assign("churn", 1, "production")
     stage_tip = stages.store.tip(branch("production"))

@@ -82,6 +82,20 @@ def test_numbers_are_consecutive_and_never_reused(client: gitml.Client, registry
     assert registry.latest_version("churn").version == 4
 
 
+def test_an_import_keeps_numbers_and_times_and_never_reuses_one(
+    client: gitml.Client, registry: Registry
+) -> None:
+    run_id, _, _ = log_iris_run(client)
+    uri = f"runs:/{run_id}/model"
+    kept = registry.register(uri, "churn", version=3, creation_time=1234)
+    assert (kept.version, kept.creation_time) == (3, 1234)
+    assert registry.register(uri, "churn", version=1).version == 1  # a gap is free
+    with pytest.raises(Conflict, match="already has a version 3"):
+        registry.register(uri, "churn", version=3)
+    assert registry.register(uri, "churn").version == 4
+    assert [v.version for v in registry.versions("churn")] == [1, 3, 4]
+
+
 def test_eight_processes_registering_at_once_get_distinct_numbers(
     repo: Path, client: gitml.Client
 ) -> None:

@@ -81,3 +81,38 @@ def test_a_malformed_record_still_resolves(repo: Path) -> None:
     record["status"] = "EXPLODED"
     commit_file_on_ref(repo, RUNS + a.id, "run.yaml", yaml.safe_dump(record))
     assert client.resolve_run_id(a.id[:10]) == a.id  # resolving needs no valid record
+
+
+def test_import_run_writes_a_run_made_elsewhere_as_one_commit(repo: Path) -> None:
+    from gitml.format.records import Experiment, MetricValue, Run
+
+    client = gitml.Client()
+    assert client.import_experiment(Experiment(id="7", name="old", creation_time=5, tags={}))
+    assert not client.import_experiment(Experiment(id="7", name="old", creation_time=5, tags={}))
+    with pytest.raises(gitml.Conflict, match="taken by 'old'"):
+        client.import_experiment(Experiment(id="7", name="other", creation_time=5))
+    run_id = "0123456789abcdef0123456789abcdef"
+    record = Run(
+        id=run_id,
+        experiment_id="7",
+        name="kept",
+        status="FAILED",
+        start_time=10,
+        end_time=20,
+        user="ada",
+        params={"p": "1"},
+        metrics={"m": MetricValue(value=2.0, step=1, timestamp=12)},
+    )
+    points = [gitml.Metric("m", 1.0, 11, 0), gitml.Metric("m", 2.0, 12, 1)]
+    client.import_run(record, {"m": points}, [("notes/a.txt", b"hello")])
+    ref = f"refs/gitml/runs/{run_id}"
+    assert git(repo, "rev-list", "--count", ref).strip() == "1"
+    assert client.get_run(run_id) == record
+    assert client.read_artifact(run_id, "notes/a.txt") == b"hello"
+
+    later = record.model_copy(update={"status": "FINISHED"})
+    client.import_run(later, {"m": [gitml.Metric("m", 3.0, 13, 2)]})
+    assert git(repo, "rev-list", "--count", ref).strip() == "2"
+    assert client.get_run(run_id).status == "FINISHED"
+    assert [p.value for p in client.get_metric_history(run_id, "m")] == [1.0, 2.0, 3.0]
+    assert client.read_artifact(run_id, "notes/a.txt") == b"hello"
