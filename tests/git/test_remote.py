@@ -389,7 +389,7 @@ def test_a_ref_moved_locally_is_left_out_of_the_batch(
         RUNS + first: (tips[RUNS + second], tips[RUNS + first]),  # it is at its own tip
         RUNS + second: (None, tips[RUNS + second]),  # deleted here: it may be created
     }
-    sharing._moverefs_of(s, moves, "gitml pull origin", report)
+    sharing._move_refs(s, moves, "gitml pull origin", report)
     s.close()
     assert report.updated == {RUNS + second: tips[RUNS + second]}
     assert report.problems == [f"run {first} moved locally during the pull; pull again"]
