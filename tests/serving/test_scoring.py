@@ -87,16 +87,16 @@ def test_bad_json_bodies_are_400_naming_the_problem(body: bytes, words: str) -> 
     }
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    [None, "text/plain", "application/xml", "application/json; charset=latin-1", "text/csv; x=1"],
-)
 def test_params_that_are_no_object_are_an_invalid_parameter_as_in_mlflow() -> None:
     body = json.dumps({"inputs": [1], "params": [1]}).encode()
     with pytest.raises(scoring.SchemaViolation, match="'params' must be a JSON object, got list"):
         scoring.parse_request(body, "application/json")
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/xml", "application/json; charset=latin-1", "text/csv; x=1"],
+)
 def test_other_content_types_are_415(content_type: str | None) -> None:
     with pytest.raises(scoring.UnsupportedContentType) as caught:
         scoring.parse_request(b"{}", content_type)
