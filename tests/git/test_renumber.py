@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gitml.git.renumber import renumber_message
 from gitml.registry.stages import Stages, read_declaration
 from gitml.registry.versions import MODELS, Registry
 from testing.cli import cli
@@ -113,3 +114,17 @@ def test_a_version_edited_on_both_sides_is_a_conflict(
     line = cli("push", ok=False).stderr
     assert "versions/1.yaml was changed both here and on the remote" in line
     assert refs_of(remote, "refs/") == before and b.refs()[MODELS + "churn"] == mine
+
+
+def test_commit_messages_follow_the_new_numbers_of_one_model_only() -> None:
+    message = (
+        "gitml: register churn version 5 from run abc\n\n"
+        "churn v5 beside other v5 and churn v12\n\n"
+        "Gitml-Model: churn\nGitml-Version: 5"
+    )
+    assert renumber_message(message, {5: 6, 12: 13}, "churn") == (
+        "gitml: register churn version 6 from run abc\n\n"
+        "churn v6 beside other v5 and churn v13\n\n"
+        "Gitml-Model: churn\nGitml-Version: 6"
+    )
+    assert renumber_message(message, {7: 8}, "churn") == message
