@@ -123,6 +123,9 @@ class ScoringInput:
     # precision: ``predict`` gives them the signature's float dtype, as MLflow's
     # server does, so a float32 model is not refused float64 input it cannot tell.
     json_tensors: bool = False
+    # A DataFrame from ``dataframe_split``, ``dataframe_records`` or CSV: text in a
+    # column the signature declares numeric is read as numbers, as MLflow's server does.
+    frame: bool = False
 
 
 def check_size(size: int, limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
@@ -156,7 +159,7 @@ def parse_request(body: bytes, content_type: str | None) -> ScoringInput:
     """Turn a request body into the model input, per its Content-Type."""
     mime = media_type(content_type)
     if mime == CONTENT_TYPE_CSV:
-        return ScoringInput(parse_csv(body))
+        return ScoringInput(parse_csv(body), frame=True)
     try:
         return parse_json(body)
     except RecursionError:  # arrays nested too deeply for numpy or pandas to take apart
@@ -212,7 +215,7 @@ def parse_json(body: bytes) -> ScoringInput:
         data = _dataframe_records(value)
     else:
         return ScoringInput(_tensor_input(key, value), params, json_tensors=True)
-    return ScoringInput(data, params)
+    return ScoringInput(data, params, frame=True)
 
 
 def _pandas(key: str) -> Any:
@@ -295,7 +298,11 @@ def parse_csv(body: bytes) -> Any:
 
 def predict(model: Predictor, request: ScoringInput) -> Any:
     """Call the model; the input it refuses or raises on is a 400, as MLflow answers."""
-    data = _as_signature_takes(model, request.data) if request.json_tensors else request.data
+    data = request.data
+    if request.json_tensors:
+        data = _as_signature_takes(model, data)
+    elif request.frame:
+        data = _numeric_columns(model, data)
     try:
         return model.predict(data, params=request.params)
     except InvalidInput as exc:
@@ -341,6 +348,36 @@ def _rows(inputs: Any, data: Any) -> Any:
         f"got rows of values by position; the model's signature names its columns {names}: "
         "send an object of columns, records, or 'dataframe_split' with 'columns'"
     )
+
+
+# The numpy type each numeric column type of a signature reads text as.
+_NUMERIC = {"integer": "int32", "long": "int64", "float": "float32", "double": "float64"}
+
+
+def _numeric_columns(model: Predictor, frame: Any) -> Any:
+    """``frame`` with its text columns that the signature declares numeric read as numbers.
+
+    MLflow's server converts them while it parses the request, and answers text
+    that is no number ``BAD_REQUEST``; only text columns are converted, so a
+    float where the signature wants an integer is still refused, not truncated.
+    """
+    inputs = getattr(getattr(model, "signature", None), "inputs", None)
+    if inputs is None or inputs.is_tensor_spec() or not hasattr(frame, "columns"):
+        return frame
+    converted = frame
+    for spec in inputs.inputs:
+        dtype = _NUMERIC.get(spec.type)
+        if dtype is None or spec.name not in frame.columns:
+            continue
+        # Text is object dtype, or pandas' own string dtype (its kind is "O" too).
+        if getattr(frame[spec.name].dtype, "kind", None) not in ("O", "S", "U"):
+            continue
+        try:
+            column = frame[spec.name].astype(dtype)
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"column {spec.name!r} cannot be read as {spec.type}: {exc}") from None
+        converted = converted.assign(**{spec.name: column})
+    return converted
 
 
 def _one_row(value: Any) -> Any:

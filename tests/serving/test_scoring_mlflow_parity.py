@@ -54,28 +54,13 @@ BODIES: list[tuple[str, str, str]] = [
     ("ragged inputs", json.dumps({"inputs": [[1, 2], [3]]}), JSON),
     ("a missing column", json.dumps({"dataframe_records": [dict(list(RECORD.items())[1:])]}), JSON),
     ("a string for a number", split(["x", *ROW[1:]]), JSON),
+    ("a number as text", split([str(ROW[0]), *ROW[1:]]), JSON),
+    ("csv with text for a number", ",".join(COLUMNS) + "\nx,3.5,1.4,0.2\n", "text/csv"),
     ("two input keys", json.dumps({"inputs": [ROW], "instances": [ROW]}), JSON),
     ("no input key", json.dumps({"data": [ROW]}), JSON),
     ("not JSON", "{", JSON),
     ("a JSON list", json.dumps([ROW]), JSON),
     ("params not an object", json.dumps({"inputs": {"a": [1]}, "params": [1]}), JSON),
-]
-
-# Where gitml deliberately answers otherwise; each is still sent, and must still differ.
-DIFFERENCES = {
-    "a string for a number": "MLflow converts DataFrame columns to the signature's types while "
-    "parsing and answers a failed conversion BAD_REQUEST; gitml checks them against the "
-    "signature and answers INVALID_PARAMETER_VALUE (both 400)",
-}
-CASES = [
-    pytest.param(
-        *case,
-        id=case[0],
-        marks=[pytest.mark.xfail(strict=True, reason=DIFFERENCES[case[0]])]
-        if case[0] in DIFFERENCES
-        else [],
-    )
-    for case in BODIES
 ]
 
 MLFLOW_SERVER = """
@@ -89,7 +74,10 @@ from starlette.testclient import TestClient
 features, labels = load_iris(return_X_y=True, as_frame=True)
 model = LogisticRegression(max_iter=1000).fit(features, labels)
 path = sys.argv[1] + "/mlflow-model"
-mlflow.sklearn.save_model(model, path, input_example=features.head(3))
+# Requirements given: MLflow would otherwise infer them by loading the model in a child.
+mlflow.sklearn.save_model(
+    model, path, input_example=features.head(3), pip_requirements=["scikit-learn"]
+)
 client = TestClient(scoring_server.init(mlflow.pyfunc.load_model(path)))
 answers = []
 for body, content_type in json.load(open(sys.argv[2])):
@@ -130,7 +118,7 @@ def gitml_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("what", "body", "content_type"), CASES)
+@pytest.mark.parametrize(("what", "body", "content_type"), BODIES, ids=[b[0] for b in BODIES])
 def test_gitml_answers_as_mlflow_does(
     what: str,
     body: str,
