@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -188,25 +187,17 @@ def _say_unarchived(stages: Stages, model: str, versions: Sequence[int]) -> None
 
 def _push(stages: Stages, remote: str, ref: str) -> None:
     """``git push REMOTE ref:ref`` in the store's repository; git's complaint becomes an error."""
-    from gitml.errors import GitmlError
+    from gitml.git import command
+    from gitml.git.command import GitFailed
 
     try:
-        done = subprocess.run(
-            ["git", "push", remote, f"{ref}:{ref}"],
-            cwd=stages.store.root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError as exc:
-        raise GitmlError(f"cannot run git to push {ref}: {exc}") from None
-    if done.returncode != 0:
-        said = "; ".join(line.strip() for line in done.stderr.splitlines() if line.strip())
-        raise GitmlError(
-            f"git push {remote} {ref} failed: {said or f'exit {done.returncode}'} "
-            f"(the proposal branch exists locally; push it again with "
-            f"'git push {remote} {ref[len('refs/heads/') :]}')"
-        )
+        command.run(["push", remote, f"{ref}:{ref}"], cwd=stages.store.root)
+    except GitFailed as exc:
+        again = f"git push {remote} {ref[len('refs/heads/') :]}"
+        raise GitFailed(
+            f"git push {remote} {ref}",
+            f"{exc.said} (the proposal branch exists locally; push it again with '{again}')",
+        ) from None
 
 
 @group.command("show")

@@ -43,15 +43,9 @@ Decisions:
   locally; runs refer to experiments by id, so nothing is lost. Any other
   divergence of an experiment is a conflict.
 - **Model versions.** A diverged model ref means both sides registered
-  versions. Push re-creates the local commits made after the merge base on
-  top of the remote's tip: new versions get the next free numbers (same
-  record except ``version``; the run commit stays the second parent), edits
-  of a version or of ``model.yaml`` apply when the remote did not change the
-  same file (else a conflict). Unpushed commits of local stage branches and
-  proposal branches that declare a renumbered version are rewritten the same
-  way (a proposal named ``<model>-v5`` is renamed ``<model>-v6``), so no local
-  ref keeps pointing at a number that now means another machine's model. Then
-  the local refs move (CAS) and the push is retried; each renumbering is
+  versions. Push renumbers the local ones on top of the remote's tip, and the
+  unpushed stage and proposal commits that declare them (``renumber.py``);
+  then the local refs move (CAS) and the push is retried; each renumbering is
   reported ("churn: your version 5 is now version 6").
 - **Atomic, compare-and-swap.** One ``git push --atomic`` carries every ref,
   through glob refspecs from ``refs/gitml-outgoing/<remote>/`` (the planned
@@ -73,17 +67,18 @@ Decisions:
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
+from gitml.errors import Conflict, InvalidInput, InvalidRecord, NotFound
 from gitml.format import schemas, yamlio
 from gitml.format.record_cache import ValidatedRecords
+from gitml.git import command
+from gitml.git.command import GitFailed
+from gitml.git.renumber import VERSION_FILE, Renumbering, rebase_model, renumber_stages
 from gitml.git.store import Store
 from gitml.registry.declarations import declared
 
@@ -105,49 +100,20 @@ PUSH_ATTEMPTS = 6
 
 Holds = Callable[[str], bool]
 
-_VERSION_FILE = re.compile(r"^versions/([1-9][0-9]*)\.yaml\Z")
-
-
-class GitFailed(GitmlError):
-    """The ``git`` command failed for a reason other than a lost race."""
-
-
 # -- git ------------------------------------------------------------------------
 
 
 def _git(
     store: Store, *args: str, stdin: str | None = None, ok: Iterable[int] = (0,)
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, LC_ALL="C", GIT_TERMINAL_PROMPT="0")
-    done = subprocess.run(
-        ["git", *args],
-        cwd=store.root,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode not in tuple(ok):
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        raise GitFailed(f"git {args[0]} failed: {' / '.join(detail[-3:]) or done.returncode}")
-    return done
+    return command.run(args, cwd=store.root, stdin=stdin, ok=ok)
 
 
 def _cat_files(store: Store, names: list[str]) -> list[bytes | None]:
     """The content of each blob ``names`` name (``<rev>:<path>``), None for anything else,
     read by one ``git cat-file --batch`` (dulwich reads a packed object in Python)."""
-    done = subprocess.run(
-        ["git", "cat-file", "--batch"],
-        cwd=store.root,
-        env=dict(os.environ, LC_ALL="C"),
-        input="".join(f"{name}\n" for name in names).encode(),
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise GitFailed(f"git cat-file failed: {done.stderr.decode(errors='replace').strip()}")
-    out, pos = done.stdout, 0
+    listing = "".join(f"{name}\n" for name in names).encode()
+    out, pos = command.run_binary(["cat-file", "--batch"], cwd=store.root, stdin=listing), 0
     blobs: list[bytes | None] = []
     for _ in names:
         end = out.index(b"\n", pos)
@@ -171,11 +137,6 @@ def _check_remote(store: Store, remote: str) -> None:
 
 def _is_ancestor(store: Store, older: str, newer: str) -> bool:
     return _git(store, "merge-base", "--is-ancestor", older, newer, ok=(0, 1)).returncode == 0
-
-
-def _merge_base(store: Store, a: str, b: str) -> str | None:
-    done = _git(store, "merge-base", a, b, ok=(0, 1))
-    return done.stdout.strip() or None
 
 
 def _ls_remote(store: Store, remote: str) -> dict[str, str]:
@@ -309,7 +270,7 @@ def check_record(store: Store, ref: str, commit: str) -> list[InvalidRecord]:
     elif kind == "model":
         check("model.yaml", "registered-model", True, name=name)
         for entry, is_dir, _ in snap.listdir("versions"):
-            match = _VERSION_FILE.match(f"versions/{entry}")
+            match = VERSION_FILE.match(f"versions/{entry}")
             if is_dir or match is None:
                 problems.append(
                     InvalidRecord(ref, f"versions/{entry}", "(document)", "not a version file")
@@ -817,21 +778,20 @@ def _apply_locally(store: Store, plan: _Plan, report: PushReport) -> None:
     for ref, (mine, theirs) in plan.adopt.items():
         if not store.set_ref(ref, theirs, mine, "gitml push: same experiment as the remote"):
             raise Conflict(f"{_short(ref)} moved locally during the push; push again")
-    renumbered: dict[str, dict[int, int]] = {}
+    renumbered: Renumbering = {}
     rebased: dict[str, tuple[str | None, str | None]] = {}
     for ref, (mine, theirs) in plan.rebase.items():
-        name = ref[len(MODELS) :]
-        tip, mapping = _rebase_model(store, name, mine, theirs)
+        tip, mapping = rebase_model(store, ref, mine, theirs)
         rebased[ref] = (mine, tip)
         if mapping:
-            renumbered[name] = mapping
-    stage_moves = _renumber_stages(store, renumbered, plan) if renumbered else {}
+            renumbered[ref[len(MODELS) :]] = mapping
+    stage_moves = renumber_stages(store, renumbered, plan.remote) if renumbered else {}
     for ref, (old, new) in [*rebased.items(), *stage_moves.items()]:
         if old != new and not store.set_ref(ref, new, old, "gitml push: renumbered versions"):
             raise Conflict(f"{_short(ref)} moved locally during the push; push again")
         if new is None:
             plan.push.pop(ref, None)
-        elif ref in plan.push:
+        elif ref in plan.push or old is None:  # old None: a renamed proposal's new name
             plan.push[ref] = new
     # A retried push may renumber again: report each version's first and last number.
     for name, mapping in sorted(renumbered.items()):
@@ -882,10 +842,10 @@ def _push_atomic(store: Store, remote: str, plan: _Plan) -> str | None:
         "(atomic transaction failed)",
         "(failed to update ref)",
     )
-    detail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    detail = command.said(done.stderr, done.stdout, done.returncode)
     if any(word in done.stdout for word in lost):
         return detail
-    raise GitFailed(f"git push to {remote} failed: {detail}")
+    raise GitFailed(f"git push to {remote}", detail)
 
 
 def _outgoing(base: str, ref: str) -> str:
@@ -905,177 +865,3 @@ def _set_refs(store: Store, base: str, wanted: dict[str, str]) -> None:
     lines += [f"update {ref} {sha}" for ref, sha in sorted(wanted.items())]
     if lines:
         _git(store, "update-ref", "--stdin", stdin="".join(f"{line}\n" for line in lines))
-
-
-# -- renumbering ---------------------------------------------------------------------------
-
-
-def _version_bytes(data: bytes, number: int, where: str, path: str) -> bytes:
-    from gitml.format.records import ModelVersion, parse
-
-    version = parse(ModelVersion, data, where=where, path=path)
-    return version.model_copy(update={"version": number}).to_yaml()
-
-
-def _highest(store: Store, commit: str) -> int:
-    numbers = [
-        int(m.group(1))
-        for entry, _, _ in store.snapshot(commit).listdir("versions")
-        if (m := _VERSION_FILE.match(f"versions/{entry}"))
-    ]
-    return max(numbers, default=0)
-
-
-def _chain(store: Store, tip: str, stop: Callable[[str], bool]) -> list[str]:
-    """First-parent commits from ``tip`` until ``stop`` (excluded) or the root; oldest first."""
-    chain = []
-    sha: str | None = tip
-    while sha is not None and not stop(sha):
-        chain.append(sha)
-        parents = store.commit_info(sha).parents
-        sha = parents[0] if parents else None
-    return chain[::-1]
-
-
-def _files(store: Store, commit: str | None) -> dict[str, str]:
-    """``model.yaml`` and ``versions/*.yaml`` of a model commit, path to blob sha."""
-    if commit is None:
-        return {}
-    snap = store.snapshot(commit)
-    out = {f"versions/{e}": sha for e, is_dir, sha in snap.listdir("versions") if not is_dir}
-    top = snap.lookup("model.yaml")
-    if top is not None:
-        out["model.yaml"] = top
-    return out
-
-
-def _renumber_message(message: str, mapping: dict[int, int], model: str) -> str:
-    """A commit message with each renumbered version's new number."""
-
-    def number(m: re.Match[str]) -> str:
-        old = int(m.group(2))
-        return f"{m.group(1)}{mapping.get(old, old)}"
-
-    message = re.sub(r"(\bversion )(\d+)\b", number, message)
-    message = re.sub(rf"(\b{re.escape(model)} v)(\d+)\b", number, message)
-    return re.sub(r"^(Gitml-Version: )(\d+)$", number, message, flags=re.M)
-
-
-def _rebase_model(store: Store, name: str, mine: str, theirs: str) -> tuple[str, dict[int, int]]:
-    """Re-create the local commits of model ``name`` after the merge base on top of ``theirs``.
-
-    Returns the new tip and the renumbering (local number to new number).
-    """
-    ref = MODELS + name
-    base = _merge_base(store, mine, theirs)
-    tip = theirs
-    mapping: dict[int, int] = {}
-    for sha in _chain(store, mine, lambda c: c == base):
-        info = store.commit_info(sha)
-        parent = info.parents[0] if info.parents else None
-        before, after = _files(store, parent), _files(store, sha)
-        current = store.snapshot(tip)
-        files: dict[str, bytes | None] = {}
-        here: dict[int, int] = {}
-        for path in sorted(before.keys() | after.keys()):
-            if before.get(path) == after.get(path):
-                continue
-            new_data = store.read_blob(after[path]) if path in after else None
-            old_data = store.read_blob(before[path]) if path in before else None
-            match = _VERSION_FILE.match(path)
-            if match and old_data is None and new_data is not None:  # a registration
-                number = _highest(store, tip) + 1 + len(here)
-                mapping[int(match.group(1))] = here[int(match.group(1))] = number
-                files[f"versions/{number}.yaml"] = _version_bytes(new_data, number, ref, path)
-                continue
-            if path == "model.yaml" and old_data is None and current.read(path) is not None:
-                continue  # the model was created on both sides: the remote's record stays
-            target = path
-            wanted, expected = new_data, old_data
-            if match:
-                number = mapping.get(int(match.group(1)), int(match.group(1)))
-                target = f"versions/{number}.yaml"
-                wanted = None if new_data is None else _version_bytes(new_data, number, ref, path)
-                expected = None if old_data is None else _version_bytes(old_data, number, ref, path)
-            now = current.read(target)
-            if now == wanted:
-                continue
-            if now != expected:
-                raise Conflict(
-                    f"model {name}: {target} was changed both here and on the remote; "
-                    "'gitml pull', make your change again, and push"
-                )
-            files[target] = wanted
-        merges = info.parents[1:]
-        if not files and not merges:
-            continue
-        message = _renumber_message(info.message.rstrip("\n"), mapping, name)
-        tip = store.write_commit(current.tree, files, (tip, *merges), message)
-    return tip, mapping
-
-
-def _renumber_stages(
-    store: Store, renumbered: dict[str, dict[int, int]], plan: _Plan
-) -> dict[str, tuple[str | None, str | None]]:
-    """Rewrite the unpushed stage and proposal commits that declare a renumbered version.
-
-    Unpushed: not reachable from any of the remote's stage branches. Returns
-    ref -> (old tip, new tip); a renamed proposal's old name gets None.
-    """
-    from gitml.format.records import StageDeclaration, parse
-
-    remote_tips = [sha for ref, sha in plan.remote.items() if ref.startswith(STAGES)]
-    pushed = set(_git(store, "rev-list", *remote_tips).stdout.split()) if remote_tips else set()
-    rewritten: dict[str, str] = {}
-    moves: dict[str, tuple[str | None, str | None]] = {}
-    refs = store.refs(STAGES.rstrip("/"))
-    # Stage branches before proposals: a proposal starts on a stage commit.
-    for ref in sorted(refs, key=lambda r: (r.startswith(PROPOSALS), r)):
-        mine = refs[ref]
-        for sha in _chain(store, mine, lambda c: c in pushed or c in rewritten):
-            info = store.commit_info(sha)
-            snap = store.snapshot(sha)
-            files: dict[str, bytes | None] = {}
-            message = info.message.rstrip("\n")
-            for model, mapping in renumbered.items():
-                path = f"models/{model}.yaml"
-                data = snap.read(path)
-                if data is not None:
-                    declared = parse(StageDeclaration, data, where=ref, path=path)
-                    versions = [
-                        v.model_copy(update={"version": mapping.get(v.version, v.version)})
-                        for v in declared.versions
-                    ]
-                    if versions != declared.versions:
-                        new = declared.model_copy(update={"versions": versions})
-                        files[path] = new.to_yaml()
-                if f"Gitml-Model: {model}" in message:
-                    message = _renumber_message(message, mapping, model)
-            parents = tuple(rewritten.get(p, p) for p in info.parents)
-            if files or parents != info.parents or message != info.message.rstrip("\n"):
-                rewritten[sha] = store.write_commit(snap.tree, files, parents, message)
-        new_tip = rewritten.get(mine, mine)
-        if new_tip == mine:
-            continue
-        target = _renamed_proposal(ref, renumbered)
-        if target != ref:
-            if store.tip(target) is not None or target in plan.remote:
-                raise Conflict(f"cannot rename {_short(ref)}: {_short(target)} exists")
-            moves[target] = (None, new_tip)
-            moves[ref] = (mine, None)
-            plan.push.pop(ref, None)
-            plan.push[target] = new_tip
-        else:
-            moves[ref] = (mine, new_tip)
-    return moves
-
-
-def _renamed_proposal(ref: str, renumbered: dict[str, dict[int, int]]) -> str:
-    if not ref.startswith(PROPOSALS):
-        return ref
-    head, _, leaf = ref.rpartition("/")
-    for model, mapping in renumbered.items():
-        match = re.fullmatch(rf"{re.escape(model)}-v(\d+)", leaf)
-        if match and int(match.group(1)) in mapping:
-            return f"{head}/{model}-v{mapping[int(match.group(1))]}"
-    return ref

@@ -2,7 +2,8 @@
 
 A model is a directory in MLflow's format (``MLmodel`` and its files), saved
 by a flavor module (``gitml.models.sklearn``, ``gitml.models.pyfunc`` for
-custom models) and loaded through ``gitml.models.pyfunc.load_model(uri)``.
+custom models; each listed in ``gitml.models.flavor.FLAVORS``) and loaded
+through ``gitml.models.pyfunc.load_model(uri)``.
 Loading a pickle runs code: only load models you trust (see ``pyfunc``).
 """
 

@@ -21,8 +21,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -30,6 +29,9 @@ from gitml.errors import Corrupt, InvalidInput, NotFound
 from gitml.format.paths import inside
 from gitml.format.records import Integer, Record, parse
 from gitml.models.signature import ModelSignature, Schema, infer_schema
+
+if TYPE_CHECKING:
+    from gitml.models.flavor import Flavor
 
 MLMODEL = "MLmodel"
 MANIFEST = "gitml.sha256"
@@ -170,7 +172,7 @@ class ModelInfo:
 
 
 def save(
-    flavor: ModuleType,
+    flavor: Flavor,
     model: Any,
     path: str | Path,
     *,
@@ -183,11 +185,7 @@ def save(
 ) -> Model:
     """Write ``model`` as a directory in MLflow's format; ``path`` must not exist yet.
 
-    ``flavor`` is a flavor module: ``FLAVOR_NAME``, ``REQUIREMENTS`` (the
-    distributions to pin), ``save(model, path, **options) -> flavor_conf``,
-    ``pyfunc_conf(flavor_conf)`` (the python_function keys it adds, such as
-    ``loader_module``), ``load(path, flavor_conf)`` (the native model) and
-    ``load_pyfunc(path, model)`` (an object with ``predict(data, params)``).
+    ``flavor`` is one of ``gitml.models.flavor.FLAVORS``; ``options`` are its own keywords.
     """
     from gitml.models import environment  # importlib.metadata: only saving needs it, not loading
 
@@ -229,9 +227,7 @@ def save(
     return Model(record, target)
 
 
-def _infer_from_example(
-    flavor: ModuleType, path: Path, model: Model, example: Any
-) -> ModelSignature:
+def _infer_from_example(flavor: Flavor, path: Path, model: Model, example: Any) -> ModelSignature:
     inputs = infer_schema(example)
     outputs = None
     try:
@@ -387,7 +383,7 @@ def verify(path: Path) -> None:
 
 
 def log(
-    flavor: ModuleType,
+    flavor: Flavor,
     model: Any,
     name: str,
     *,

@@ -17,48 +17,25 @@ written at save time for directories (``gitml.Corrupt`` if anything changed).
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput
-from gitml.models import mlmodel
+from gitml.models import flavor, mlmodel
+from gitml.models.flavor import Flavor, Predictor
 from gitml.models.mlmodel import Model, ModelInfo
 from gitml.models.signature import ModelSignature, enforce, enforce_params
 
-FLAVOR_NAME = "python_function"
+FLAVOR_NAME = flavor.PYTHON_FUNCTION
 LOADER_MODULE = "gitml.models.pyfunc"
 REQUIREMENTS: tuple[str, ...] = ()
 PYTHON_MODEL = "python_model.pkl"
 ARTIFACTS = "artifacts"
-
-# loader_module (as MLmodel names it) -> the gitml module that loads it. MLflow's
-# own loader modules map to gitml's flavors, so MLflow-saved models load too.
-LOADERS: dict[str, str] = {
-    "gitml.models.pyfunc": "gitml.models.pyfunc",
-    "gitml.models.sklearn": "gitml.models.sklearn",
-    "mlflow.sklearn": "gitml.models.sklearn",
-    "gitml.models.pytorch": "gitml.models.pytorch",
-    "mlflow.pytorch": "gitml.models.pytorch",
-}
-# flavor name -> gitml module, for a python_function whose loader_module is unknown.
-FLAVORS: dict[str, str] = {"sklearn": "gitml.models.sklearn", "pytorch": "gitml.models.pytorch"}
-
-
-def register_flavor(flavor_name: str, module: str, loader_modules: tuple[str, ...] = ()) -> None:
-    """Make ``module`` (a flavor module) load ``flavor_name`` and these loader modules."""
-    FLAVORS[flavor_name] = module
-    for name in (module, *loader_modules):
-        LOADERS[name] = module
-
-
-class Predictor(Protocol):
-    def predict(self, data: Any, params: Mapping[str, Any] | None) -> Any: ...
 
 
 class PyFuncModel:
@@ -101,17 +78,15 @@ def load_model(model_uri: str | os.PathLike[str]) -> PyFuncModel:
     return PyFuncModel(model, module.load_pyfunc(directory, model))
 
 
-def _loader(conf: Mapping[str, Any], model: Model) -> Any:
+def _loader(conf: Mapping[str, Any], model: Model) -> Flavor:
     loader = conf.get("loader_module")
-    name = LOADERS.get(str(loader))
-    if name is None:
-        name = next((FLAVORS[f] for f in model.flavors if f in FLAVORS), None)
-    if name is None:
+    found = flavor.for_model(loader, model.flavors)
+    if found is None:
         raise InvalidInput(
             f"python_function loader_module {loader!r} has no gitml flavor; "
-            f"known: {', '.join(sorted(LOADERS))}"
+            f"known: {', '.join(flavor.loader_modules())}"
         )
-    return importlib.import_module(name)
+    return found
 
 
 # -- custom models -------------------------------------------------------------------
@@ -183,8 +158,8 @@ def save(
     return conf
 
 
-def pyfunc_conf(flavor_conf: dict[str, Any]) -> dict[str, Any]:
-    return flavor_conf
+def pyfunc_conf(flavor_conf: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(flavor_conf)
 
 
 def load(path: Path, flavor_conf: Mapping[str, Any]) -> PythonModel:
@@ -268,5 +243,11 @@ def log_model(
     )
 
 
-def _self() -> Any:
-    return importlib.import_module(__name__)
+def _self() -> Flavor:
+    return flavor.named(FLAVOR_NAME)
+
+
+if TYPE_CHECKING:  # mypy checks that this module provides what a flavor must
+    from gitml.models import pyfunc as _this
+
+    _CHECKED: Flavor = _this

@@ -26,16 +26,17 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput
-from gitml.models import mlmodel
+from gitml.models import flavor, mlmodel
+from gitml.models.flavor import Flavor
 from gitml.models.mlmodel import Model, ModelInfo
 from gitml.models.signature import ModelSignature
 
 FLAVOR_NAME = "pytorch"
 LOADER_MODULE = "gitml.models.pytorch"
-REQUIREMENTS = ("torch", "numpy")
+REQUIREMENTS: tuple[str, ...] = ("torch", "numpy")
 MODEL_DATA = "data"
 MODEL_FILE = "model.pth"
 EXPORTED_FILE = "model.pt2"  # MLflow 3's default serialization_format "pt2"
@@ -214,5 +215,11 @@ def load_model(model_uri: str | os.PathLike[str]) -> Any:
     return load(directory, conf)
 
 
-def _self() -> Any:
-    return importlib.import_module(__name__)
+def _self() -> Flavor:
+    return flavor.named(FLAVOR_NAME)
+
+
+if TYPE_CHECKING:  # mypy checks that this module provides what a flavor must
+    from gitml.models import pytorch as _this
+
+    _CHECKED: Flavor = _this

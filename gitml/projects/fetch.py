@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import urllib.parse
 import uuid
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gitml.errors import InvalidInput, NotFound
+from gitml.git import command
+from gitml.git.command import GitFailed
 from gitml.projects.environments import _locked, cache_root
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
@@ -60,18 +61,10 @@ def is_git_url(uri: str) -> bool:
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        raise NotFound(f"git {' '.join(args)}: {reason}")
-    return done.stdout.strip()
+    try:
+        return command.run(args, cwd=cwd).stdout.strip()
+    except GitFailed as exc:
+        raise NotFound(str(exc)) from None
 
 
 def fetch(uri: str, version: str | None = None) -> FetchedProject:

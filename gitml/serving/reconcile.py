@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -52,6 +51,8 @@ import orjson
 
 from gitml.errors import GitmlError, InvalidInput, NotFound
 from gitml.format.records import Config, ModelVersion, StageDeclaration
+from gitml.git import command
+from gitml.git.command import GitFailed
 from gitml.git.store import Store
 from gitml.serving.scoring import Predictor
 
@@ -360,47 +361,27 @@ class RemoteSource(Source):
     def _call(
         self, args: list[str], stdin: str | None, remote: bool
     ) -> subprocess.CompletedProcess[str]:
-        """One git call in its own process group, killed whole at the deadline or on stop."""
-        proc = subprocess.Popen(
-            ["git", *args],
-            cwd=self.store.root,
-            # git asks nobody for a password (a prompt would hang the loop); a
-            # credential helper or GIT_ASKPASS still answers.
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        started = time.monotonic()
+        """One git call, killed with every process it started at the deadline or on stop."""
         if remote:
             self._restart.clear()
-            self._busy_since = started
-        pending = stdin
+            self._busy_since = time.monotonic()
+
+        def stop(waited: float) -> FetchTimeout | None:
+            if self.cancelled.is_set():
+                why = "stopped: the reconciler is shutting down"
+            elif remote and self._restart.is_set():
+                why = f"restarted after {waited:.1f} s without an answer (a webhook came in)"
+            elif waited >= self._deadline:
+                why = f"no answer in {self._deadline:g} s (--fetch-timeout); killed it"
+            else:
+                return None
+            return FetchTimeout(f"git {args[0]} {self.shown}: {why}")
+
         try:
-            while True:
-                try:
-                    out, err = proc.communicate(pending, timeout=0.05)
-                    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-                except subprocess.TimeoutExpired:
-                    pending = None  # communicate() keeps what it has not written yet
-                waited = time.monotonic() - started
-                if self.cancelled.is_set():
-                    why = "stopped: the reconciler is shutting down"
-                elif remote and self._restart.is_set():
-                    why = f"restarted after {waited:.1f} s without an answer (a webhook came in)"
-                elif waited >= self._deadline:
-                    why = f"no answer in {self._deadline:g} s (--fetch-timeout); killed it"
-                else:
-                    continue
-                _kill_group(proc)
-                raise FetchTimeout(f"git {args[0]} {self.shown}: {why}")
+            return command.run_watched(args, cwd=self.store.root, stdin=stdin, stop=stop)
         finally:
             if remote:
                 self._busy_since = None
-            if proc.returncode is None:
-                _kill_group(proc)
 
     def _break_stale_lock(self, lock: Path) -> bool:
         """Remove ``lock`` if it is in the cache and older than any live git call holds one."""
@@ -494,24 +475,16 @@ _LOCKED = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
 
 
 def _new_cache(cache: Path) -> Store:
-    done = subprocess.run(
-        ["git", "init", "-q", "--bare"], cwd=cache, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise ReconcileError(f"cannot make a cache in {cache}: {done.stderr.strip()}")
+    try:
+        command.run(["init", "-q", "--bare"], cwd=cache)
+    except GitFailed as exc:
+        raise ReconcileError(f"cannot make a cache in {cache}: {exc}") from None
     return Store(cache)
 
 
 def _said(done: subprocess.CompletedProcess[str]) -> str:
     """What a failed git call said, without any credentials a URL in it carries."""
-    return redact(done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}")
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Kill git and every process it started (remote helpers, upload-pack), then reap."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    return redact(command.said(done.stderr, done.stdout, done.returncode))
 
 
 def _alive(pid: int) -> bool:

@@ -95,8 +95,19 @@ class SchemaViolation(ScoringError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+class UnscorableInput(ScoringError):
+    """The model raised on the input it was given (a NaN, an infinity, a shape it refuses).
+
+    MLflow's scoring server answers these 400 ``BAD_REQUEST``, so clients that
+    retry 5xx answers do not send the same input again.
+    """
+
+    status = 400
+    error_code = "BAD_REQUEST"
+
+
 class ModelFailure(ScoringError):
-    """The model itself raised; the message is the model's."""
+    """The model's predictions cannot be sent back (not JSON)."""
 
     status = 500
     error_code = "INTERNAL_ERROR"
@@ -112,6 +123,9 @@ class ScoringInput:
     # precision: ``predict`` gives them the signature's float dtype, as MLflow's
     # server does, so a float32 model is not refused float64 input it cannot tell.
     json_tensors: bool = False
+    # A DataFrame from ``dataframe_split``, ``dataframe_records`` or CSV: text in a
+    # column the signature declares numeric is read as numbers, as MLflow's server does.
+    frame: bool = False
 
 
 def check_size(size: int, limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
@@ -145,7 +159,7 @@ def parse_request(body: bytes, content_type: str | None) -> ScoringInput:
     """Turn a request body into the model input, per its Content-Type."""
     mime = media_type(content_type)
     if mime == CONTENT_TYPE_CSV:
-        return ScoringInput(parse_csv(body))
+        return ScoringInput(parse_csv(body), frame=True)
     try:
         return parse_json(body)
     except RecursionError:  # arrays nested too deeply for numpy or pandas to take apart
@@ -192,7 +206,7 @@ def parse_json(body: bytes) -> ScoringInput:
         )
     params = document.get(PARAMS)
     if params is not None and not isinstance(params, dict):
-        raise BadRequest(f"'params' must be a JSON object, got {type(params).__name__}")
+        raise SchemaViolation(f"'params' must be a JSON object, got {type(params).__name__}")
     key = keys[0]
     value = document[key]
     if key == DATAFRAME_SPLIT:
@@ -201,7 +215,7 @@ def parse_json(body: bytes) -> ScoringInput:
         data = _dataframe_records(value)
     else:
         return ScoringInput(_tensor_input(key, value), params, json_tensors=True)
-    return ScoringInput(data, params)
+    return ScoringInput(data, params, frame=True)
 
 
 def _pandas(key: str) -> Any:
@@ -283,22 +297,95 @@ def parse_csv(body: bytes) -> Any:
 
 
 def predict(model: Predictor, request: ScoringInput) -> Any:
-    """Call the model; a signature violation is a 400, anything else it raises a 500."""
-    data = _signature_floats(model, request.data) if request.json_tensors else request.data
+    """Call the model; the input it refuses or raises on is a 400, as MLflow answers."""
+    data = request.data
+    if request.json_tensors:
+        data = _as_signature_takes(model, data)
+    elif request.frame:
+        data = _numeric_columns(model, data)
     try:
         return model.predict(data, params=request.params)
     except InvalidInput as exc:
         raise SchemaViolation(str(exc)) from exc
     except Exception as exc:
-        raise ModelFailure(f"the model raised {type(exc).__name__}: {exc}") from exc
+        raise UnscorableInput(
+            f"the model could not score this input: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def _signature_floats(model: Predictor, data: Any) -> Any:
-    """Float arrays in the float dtype the model's tensor signature declares."""
+def _as_signature_takes(model: Predictor, data: Any) -> Any:
+    """``inputs``/``instances`` data shaped as the model's signature takes it, as MLflow does."""
     signature = getattr(model, "signature", None)
     inputs = getattr(signature, "inputs", None)
-    if inputs is None or not inputs.is_tensor_spec():
+    if inputs is None:
         return data
+    if inputs.is_tensor_spec():
+        return _signature_floats(inputs, data)
+    return _rows(inputs, data)
+
+
+def _rows(inputs: Any, data: Any) -> Any:
+    """Column-signature input: a single object is one row, an array of objects is records.
+
+    A bare value, or rows given by position, name no column: MLflow refuses
+    both for a signature that names its columns.
+    """
+    if isinstance(data, dict):
+        return {name: _one_row(value) for name, value in data.items()}
+    ndim = getattr(data, "ndim", None)
+    if ndim is None:
+        return data
+    names = [spec.name for spec in inputs.inputs]
+    if ndim == 0:
+        raise SchemaViolation(
+            f"got the single value {data.tolist()!r}; the model takes rows with columns {names}"
+        )
+    if data.dtype.kind == "O" and all(isinstance(row, dict) for row in data.tolist()):
+        return data.tolist()
+    if None in names:
+        return data
+    raise SchemaViolation(
+        f"got rows of values by position; the model's signature names its columns {names}: "
+        "send an object of columns, records, or 'dataframe_split' with 'columns'"
+    )
+
+
+# The numpy type each numeric column type of a signature reads text as.
+_NUMERIC = {"integer": "int32", "long": "int64", "float": "float32", "double": "float64"}
+
+
+def _numeric_columns(model: Predictor, frame: Any) -> Any:
+    """``frame`` with its text columns that the signature declares numeric read as numbers.
+
+    MLflow's server converts them while it parses the request, and answers text
+    that is no number ``BAD_REQUEST``; only text columns are converted, so a
+    float where the signature wants an integer is still refused, not truncated.
+    """
+    inputs = getattr(getattr(model, "signature", None), "inputs", None)
+    if inputs is None or inputs.is_tensor_spec() or not hasattr(frame, "columns"):
+        return frame
+    converted = frame
+    for spec in inputs.inputs:
+        dtype = _NUMERIC.get(spec.type)
+        if dtype is None or spec.name not in frame.columns:
+            continue
+        # Text is object dtype, or pandas' own string dtype (its kind is "O" too).
+        if getattr(frame[spec.name].dtype, "kind", None) not in ("O", "S", "U"):
+            continue
+        try:
+            column = frame[spec.name].astype(dtype)
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"column {spec.name!r} cannot be read as {spec.type}: {exc}") from None
+        converted = converted.assign(**{spec.name: column})
+    return converted
+
+
+def _one_row(value: Any) -> Any:
+    return value.reshape(1) if getattr(value, "ndim", None) == 0 else value
+
+
+def _signature_floats(inputs: Any, data: Any) -> Any:
+    """Float arrays in the float dtype the model's tensor signature declares."""
     wanted = {spec.name: spec.dtype for spec in inputs.inputs}
 
     def cast(array: Any, dtype: str | None) -> Any:

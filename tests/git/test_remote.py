@@ -1,4 +1,4 @@
-"""Sharing through a Git remote: gitml push/pull, plain git with gitml's refspecs, renumbering.
+"""Sharing through a Git remote: gitml push/pull, plain git with gitml's refspecs.
 
 Two machines are two clones of one bare remote, each with its own identity;
 every network step runs the real ``git``.
@@ -6,12 +6,9 @@ every network step runs the real ``git``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,117 +18,19 @@ import gitml.registry.stages
 from gitml.format import yamlio
 from gitml.format.record_cache import ValidatedRecords
 from gitml.git import remote as sharing
-from gitml.git.store import Store
 from gitml.query.index import QueryIndex
 from gitml.registry.declarations import declared
-from gitml.registry.stages import Stages, read_declaration
-from gitml.registry.versions import MODELS, Registry
-from gitml.tracking import fluent
+from gitml.registry.stages import Stages
+from gitml.registry.versions import Registry
 from testing.artifacts import add_manifest_entry
 from testing.cli import cli
-from testing.git import commit_file_on_ref, fsck, git, git_env, init_repo
+from testing.git import commit_file_on_ref, fsck
+from testing.machines import Machine, log_run, on, pull, push, refs_of, store
 from testing.procs import child_env, finish, limit_memory, spawn, write_config
 from testing.records import billion_laughs
 from testing.registry import log_iris_run
 
 RUNS = "refs/gitml/runs/"
-
-
-@dataclass
-class Machine:
-    name: str
-    path: Path
-    env: dict[str, str]
-
-    @property
-    def identity(self) -> str:
-        return f"{self.name} <{self.name.lower()}@example.com>"
-
-    def git(self, *args: str) -> str:
-        return git(self.path, *args, env=self.env)
-
-    def refs(self, prefix: str = "refs/gitml/") -> dict[str, str]:
-        return _refs(self.path, prefix, self.env)
-
-
-def _refs(repo: Path, prefix: str, env: dict[str, str] | None = None) -> dict[str, str]:
-    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", prefix, env=env)
-    return dict(line.split(" ", 1) for line in out.splitlines())
-
-
-def _machine(tmp: Path, name: str, remote: Path, *, clone: bool) -> Machine:
-    home = tmp / f"home-{name}"
-    home.mkdir()
-    env = git_env(home)
-    env.update(
-        GIT_AUTHOR_NAME=name,
-        GIT_COMMITTER_NAME=name,
-        GIT_AUTHOR_EMAIL=f"{name.lower()}@example.com",
-        GIT_COMMITTER_EMAIL=f"{name.lower()}@example.com",
-    )
-    path = tmp / name.lower()
-    if clone:
-        git(tmp, "clone", "-q", str(remote), str(path), env=env)
-    else:
-        init_repo(path)
-        git(path, "remote", "add", "origin", str(remote), env=env)
-        git(path, "push", "-q", "origin", "main", env=env)
-    return Machine(name, path, env)
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "remote.git", bare=True)
-
-
-@pytest.fixture
-def a(tmp_path: Path, remote: Path) -> Machine:
-    return _machine(tmp_path, "A", remote, clone=False)
-
-
-@pytest.fixture
-def b(tmp_path: Path, remote: Path, a: Machine) -> Machine:
-    return _machine(tmp_path, "B", remote, clone=True)
-
-
-@contextlib.contextmanager
-def on(machine: Machine, monkeypatch: pytest.MonkeyPatch) -> Iterator[gitml.Client]:
-    """A client working in ``machine``'s repository (the fluent API too, for log_model)."""
-    monkeypatch.chdir(machine.path)
-    fluent.set_tracking_uri(str(machine.path))
-    client = gitml.Client(str(machine.path), identity=machine.identity)
-    try:
-        yield client
-    finally:
-        client.close()
-        fluent.set_tracking_uri(None)
-
-
-def log_run(client: gitml.Client, name: str) -> str:
-    run = client.create_run(run_name=name)
-    client.log_metric(run.id, "acc", 0.5)
-    client.set_terminated(run.id)
-    return run.id
-
-
-def store(machine: Machine) -> Store:
-    return Store(machine.path, identity=machine.identity)
-
-
-def push(machine: Machine) -> sharing.PushReport:
-    s = store(machine)
-    try:
-        return sharing.push(s, "origin")
-    finally:
-        s.close()
-
-
-def pull(machine: Machine) -> sharing.PullReport:
-    s = store(machine)
-    try:
-        return sharing.pull(s, "origin")
-    finally:
-        s.close()
 
 
 def test_push_then_pull_moves_runs_models_and_stages(
@@ -148,7 +47,7 @@ def test_push_then_pull_moves_runs_models_and_stages(
     report = push(a)
     assert not report.problems and RUNS + run_id in report.pushed
     assert "refs/heads/gitml/production" in report.pushed
-    assert _refs(remote, "refs/gitml/") == a.refs()
+    assert refs_of(remote, "refs/gitml/") == a.refs()
     assert push(a).pushed == {}  # nothing left to push
 
     monkeypatch.chdir(b.path)
@@ -199,8 +98,8 @@ def test_plain_git_push_and_fetch_after_remote_setup(
         registry.register(f"runs:/{run_id}/model", "churn")
         Stages(registry, client.config).assign("churn", 1, "staging")
     a.git("push", "-q")  # no arguments: the configured refspecs
-    assert _refs(remote, "refs/gitml/") == a.refs()
-    assert _refs(remote, "refs/heads/gitml/") == a.refs("refs/heads/gitml/")
+    assert refs_of(remote, "refs/gitml/") == a.refs()
+    assert refs_of(remote, "refs/heads/gitml/") == a.refs("refs/heads/gitml/")
 
     with on(b, monkeypatch) as client_b:
         assert list(client_b.search_runs()) == []
@@ -233,77 +132,6 @@ def test_plain_git_push_and_fetch_after_remote_setup(
     assert RUNS + last in a.refs()
 
 
-def test_offline_version_5_on_both_machines_is_renumbered(
-    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with on(a, monkeypatch) as client:
-        first, _, _ = log_iris_run(client)
-        registry = Registry(client)
-        for _ in range(4):
-            registry.register(f"runs:/{first}/model", "churn")
-    push(a)
-    pull(b)
-    # Offline: each machine logs a model and registers it; both get version 5.
-    with on(a, monkeypatch) as client:
-        run_a, _, _ = log_iris_run(client)
-        assert Registry(client).register(f"runs:/{run_a}/model", "churn").version == 5
-    with on(b, monkeypatch) as client_b:
-        run_b, _, _ = log_iris_run(client_b)
-        registry_b = Registry(client_b)
-        assert registry_b.register(f"runs:/{run_b}/model", "churn").version == 5
-        assert registry_b.register(f"runs:/{run_b}/model", "churn").version == 6
-        registry_b.update_version("churn", 5, description="from B")
-        stages_b = Stages(registry_b, client_b.config)
-        stages_b.assign("churn", 5, "staging")
-        stages_b.assign("churn", 6, "production", propose=True)
-    assert push(a).pushed
-    before = b.git("rev-parse", MODELS + "churn").strip()
-
-    # Plain git fetch does not overwrite B's offline versions (no forced refspec) ...
-    monkeypatch.chdir(b.path)
-    cli("remote", "setup")
-    fetched = subprocess.run(
-        ["git", "fetch"], cwd=b.path, env=b.env, capture_output=True, text=True, check=False
-    )
-    assert fetched.returncode == 1 and "refs/gitml/models/churn" in fetched.stderr
-    assert "non-fast-forward" in fetched.stderr
-    assert b.git("rev-parse", MODELS + "churn").strip() == before
-    # ... and gitml push renumbers them.
-    result = cli("push")
-    assert "churn: your version 5 is now version 6" in result.output
-    assert "churn: your version 6 is now version 7" in result.output
-    with on(b, monkeypatch) as client_b:
-        registry_b = Registry(client_b)
-        versions = {v.version: v for v in registry_b.versions("churn")}
-        assert sorted(versions) == [1, 2, 3, 4, 5, 6, 7]
-        assert versions[5].run_id == run_a and versions[6].run_id == run_b
-        assert versions[7].run_id == run_b and versions[6].description == "from B"
-        declared = read_declaration(client_b.store, "staging", "churn")
-        assert declared is not None and [v.version for v in declared.versions] == [6]
-        run_commit = versions[6].run_commit
-    message = b.git("log", "-1", "--format=%B", "gitml/staging")
-    assert message.startswith("gitml: staging: churn v6") and "Gitml-Version: 6" in message
-    assert _refs(remote, "refs/gitml/") == {**b.refs(), RUNS + run_a: a.refs()[RUNS + run_a]}
-    assert _refs(remote, "refs/heads/gitml/") == b.refs("refs/heads/gitml/")
-    proposals = b.refs("refs/heads/gitml/proposals/")
-    assert list(proposals) == ["refs/heads/gitml/proposals/production/churn-v7"]
-    # Each new version's registration commit keeps its run's commit as second parent.
-    tip = b.git("rev-parse", MODELS + "churn").strip()
-    log = b.git("log", "--first-parent", "--format=%H %P%n%B%x00", tip).split("\0")
-    six = next(entry for entry in log if "register churn version 6 " in entry)
-    assert six.split()[2] == run_commit and "Gitml-Version: 6" in six
-    assert (
-        b.git("merge-base", "--is-ancestor", a.git("rev-parse", MODELS + "churn").strip(), tip)
-        == ""
-    )
-    assert before != tip
-
-    pull(a)
-    with on(a, monkeypatch) as client:
-        assert Registry(client).get_version("churn", 6).run_id == run_b
-    fsck(remote)
-
-
 def test_concurrent_pushers_lose_nothing(
     a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -329,10 +157,10 @@ def test_concurrent_pushers_lose_nothing(
     for proc in procs:
         code, _, err = finish(proc)
         assert code == 0, err
-    pushed = _refs(remote, RUNS)
+    pushed = refs_of(remote, RUNS)
     local = {**a.refs(RUNS), **b.refs(RUNS)}
     assert len(local) == 12 and pushed == local
-    assert len(_refs(remote, "refs/gitml/experiments/")) == 1
+    assert len(refs_of(remote, "refs/gitml/experiments/")) == 1
     # What waited to be pushed is gone, whether its push won or lost the race.
     assert a.refs("refs/gitml-outgoing/") == {} and b.refs("refs/gitml-outgoing/") == {}
 
@@ -350,10 +178,10 @@ def test_diverged_run_is_reported_not_overwritten(
         client_b.set_tag(run_id, "by", "B")
         extra = log_run(client_b, "innocent")
     push(a)
-    on_remote = _refs(remote, "refs/gitml/")
+    on_remote = refs_of(remote, "refs/gitml/")
     report = push(b)
     assert any(f"run {run_id} has diverged" in p for p in report.problems)
-    assert report.pushed == {} and _refs(remote, "refs/gitml/") == on_remote
+    assert report.pushed == {} and refs_of(remote, "refs/gitml/") == on_remote
     assert RUNS + extra not in on_remote  # all or nothing
     mine = b.refs()[RUNS + run_id]
     pulled = pull(b)
@@ -381,11 +209,11 @@ def test_stage_branch_that_is_not_a_fast_forward_is_refused(
     push(a)
     with on(b, monkeypatch) as client_b:
         Stages(Registry(client_b), client_b.config).remove("churn", "production")
-    before = _refs(remote, "refs/heads/gitml/")
+    before = refs_of(remote, "refs/heads/gitml/")
     report = push(b)
     [problem] = report.problems
     assert "gitml/production is not a fast-forward" in problem and "never forced" in problem
-    assert _refs(remote, "refs/heads/gitml/") == before
+    assert refs_of(remote, "refs/heads/gitml/") == before
     # Pulling leaves B's branch alone and says why.
     mine = b.refs("refs/heads/gitml/")
     assert any("branch gitml/production has diverged" in p for p in pull(b).problems)
@@ -406,12 +234,12 @@ def test_missing_external_artifact_refuses_the_push(
     assert stored.is_file()
     hidden = stored.with_name("hidden")
     os.replace(stored, hidden)
-    before = _refs(remote, "refs/")
+    before = refs_of(remote, "refs/")
     report = push(a)
     [problem] = report.problems
     assert f"run {run.id}" in problem and "'weights.bin'" in problem and sha in problem
-    assert _refs(remote, "refs/") == before and report.pushed == {}
-    assert RUNS + small not in _refs(remote, RUNS)
+    assert refs_of(remote, "refs/") == before and report.pushed == {}
+    assert RUNS + small not in refs_of(remote, RUNS)
     os.replace(hidden, stored)
     assert RUNS + run.id in push(a).pushed
 
@@ -493,29 +321,6 @@ def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.Monkey
     result = cli("push", "upstream", ok=False)
     assert result.exit_code == 1
     assert "no remote 'upstream'" in result.stderr and "git remote add upstream" in result.stderr
-
-
-def test_a_version_edited_on_both_sides_is_a_conflict(
-    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with on(a, monkeypatch) as client:
-        run_id, _, _ = log_iris_run(client)
-        Registry(client).register(f"runs:/{run_id}/model", "churn")
-    push(a)
-    pull(b)
-    with on(a, monkeypatch) as client:
-        Registry(client).update_version("churn", 1, description="said A")
-    push(a)
-    with on(b, monkeypatch) as client_b:
-        Registry(client_b).update_version("churn", 1, description="said B")
-    mine = b.refs()[MODELS + "churn"]
-    pulled = pull(b)
-    assert any("both sides added commits" in note for note in pulled.notes)
-    before = _refs(remote, "refs/")
-    monkeypatch.chdir(b.path)
-    line = cli("push", ok=False).stderr
-    assert "versions/1.yaml was changed both here and on the remote" in line
-    assert _refs(remote, "refs/") == before and b.refs()[MODELS + "churn"] == mine
 
 
 def test_pull_moves_runs_together_without_reflogs_and_indexes_them(

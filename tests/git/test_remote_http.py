@@ -219,11 +219,6 @@ def test_the_hooks_refusal_reaches_the_pusher_and_nothing_moves(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="gitml/git/remote.py's GitFailed keeps only the last 3 lines of git's stderr, so "
-    "of a hook's refusal with more than one problem the summary and the first problems are cut",
-)
 def test_every_problem_the_hook_finds_reaches_the_pusher(a: Machine) -> None:
     declare(a, "staging", 7, 8)
     declare(a, "production", 9)

@@ -71,7 +71,6 @@ def test_csv_is_a_frame() -> None:
         (b"[1, 2]", "got a list"),
         (json.dumps({"inputs": [1], "instances": [1]}).encode(), "found instances, inputs"),
         (json.dumps({"data": [1]}).encode(), "only data"),
-        (json.dumps({"inputs": [1], "params": [1]}).encode(), "'params' must be"),
         (json.dumps({"dataframe_split": [[1]]}).encode(), "dataframe_split"),
         (json.dumps({"dataframe_records": {"a": 1}}).encode(), "list of objects"),
         (b"\xff\xfe", "not valid JSON"),
@@ -86,6 +85,12 @@ def test_bad_json_bodies_are_400_naming_the_problem(body: bytes, words: str) -> 
         "error_code": "BAD_REQUEST",
         "message": caught.value.message,
     }
+
+
+def test_params_that_are_no_object_are_an_invalid_parameter_as_in_mlflow() -> None:
+    body = json.dumps({"inputs": [1], "params": [1]}).encode()
+    with pytest.raises(scoring.SchemaViolation, match="'params' must be a JSON object, got list"):
+        scoring.parse_request(body, "application/json")
 
 
 @pytest.mark.parametrize(
@@ -106,15 +111,15 @@ def test_oversized_body_is_413() -> None:
     assert "101 bytes" in caught.value.message
 
 
-def test_schema_violation_is_400_and_model_exception_500() -> None:
+def test_schema_violation_and_a_model_exception_are_400() -> None:
     model = StandInModel(echo, columns=["a", "b"])
     with pytest.raises(scoring.SchemaViolation) as caught:
         scoring.score(model, b'{"dataframe_records": [{"a": 1}]}', "application/json")
     assert caught.value.status == 400
     assert "'b'" in caught.value.message
-    with pytest.raises(scoring.ModelFailure) as failure:
+    with pytest.raises(scoring.UnscorableInput) as failure:
         scoring.score(model, b'{"inputs": [1], "params": {"fail": true}}', "application/json")
-    assert failure.value.status == 500
+    assert (failure.value.status, failure.value.error_code) == (400, "BAD_REQUEST")
     assert "the model broke" in failure.value.message
     assert isinstance(failure.value, GitmlError)
 

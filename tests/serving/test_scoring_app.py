@@ -113,12 +113,12 @@ def test_missing_content_type_is_415(client: TestClient) -> None:
     assert response.status_code == 415
 
 
-def test_a_model_exception_is_500_and_the_server_keeps_serving(client: TestClient) -> None:
+def test_a_model_exception_is_400_and_the_server_keeps_serving(client: TestClient) -> None:
     broken = post(client, {"inputs": [[1, 2]], "params": {"fail": True}})
-    assert broken.status_code == 500
+    assert broken.status_code == 400
     assert broken.json() == {
-        "error_code": "INTERNAL_ERROR",
-        "message": "the model raised RuntimeError: the model broke",
+        "error_code": "BAD_REQUEST",
+        "message": "the model could not score this input: RuntimeError: the model broke",
     }
     assert post(client, {"inputs": [[1, 2]]}).json() == {"predictions": [3]}
 
