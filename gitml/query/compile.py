@@ -12,8 +12,8 @@ Semantics, as MLflow's stores have them:
 - A comparison on a metric, param or tag the run lacks is false, ``!=`` and
   ``NOT IN`` included; ``IS NULL`` (gitml's) is true exactly when it is missing.
   ``end_time`` is NULL while a run is live: comparisons on it are false then.
-- A NaN metric (stored as NULL, ``is_nan`` 1) matches no numeric comparison;
-  +/-inf compare as infinities.
+- A NaN metric (stored as NULL, ``is_nan`` 1) satisfies ``!=`` and no other
+  numeric comparison, as in MLflow's SQL store; +/-inf compare as infinities.
 - ``LIKE`` is case-sensitive, ``ILIKE`` case-insensitive (ASCII letters only,
   as SQLite's LIKE folds case); both match the whole value, ``%`` any run of
   characters, ``_`` one character, and ``\\`` makes the next character literal
@@ -174,7 +174,10 @@ def _comparison(comparison: Comparison, params: list[object]) -> str:
             return f"r.run_id IN (SELECT run_id FROM {table} WHERE key = ? AND {condition})"
         # Ranges, patterns, !=: a primary-key probe per run, which costs no more
         # than a scan and lets a LIMIT stop it early.
-        return f"EXISTS ({probe} AND {_condition('x.value', op, value, params)})"
+        condition = _condition("x.value", op, value, params)
+        if ident.kind == "metric" and op == "!=":
+            condition = f"({condition} OR x.is_nan)"
+        return f"EXISTS ({probe} AND {condition})"
     return _condition(_column(ident, params), op, value, params)
 
 
