@@ -52,6 +52,7 @@ from gitml.query.grammar import And, Comparison, Expr, Identifier, Or, OrderKey
 
 __all__ = [
     "compile_order",
+    "compile_value",
     "compile_where",
     "like_to_glob",
     "like_to_sqlite_like",
@@ -226,6 +227,23 @@ def _column(ident: Identifier, params: list[object]) -> str:
     raise InvalidInput(f"cannot compile {ident.kind} {ident.key!r} as a column")
 
 
+def compile_value(ident: Identifier) -> tuple[str, list[object]]:
+    """A SQL expression over ``runs r`` for the value ``ident`` compares, and its parameters.
+
+    NULL when the run has none; a NaN metric reads as the text ``'nan'``
+    (``float()`` takes it), since the index stores it as NULL.
+    """
+    params: list[object] = []
+    if ident.kind == "dataset":
+        return "NULL", params
+    if ident.kind in _TABLES and not _mirrored(ident):
+        params.append(ident.key)
+        value = "COALESCE(v.value, 'nan')" if ident.kind == "metric" else "v.value"
+        table = _TABLES[ident.kind]
+        return f"(SELECT {value} FROM {table} v WHERE v.run_id = r.run_id AND v.key = ?)", params
+    return _column(ident, params), params
+
+
 # -- ORDER BY -----------------------------------------------------------------------
 
 
@@ -250,16 +268,9 @@ def compile_order(keys: Sequence[OrderKey]) -> tuple[str, list[object]]:
                 "WHERE m.run_id = r.run_id AND m.key = ?), X'') ASC"
             )
             continue
-        if ident.kind in _TABLES and not _mirrored(ident):
-            params.append(ident.key)
-            column = (
-                f"(SELECT v.value FROM {_TABLES[ident.kind]} v "
-                "WHERE v.run_id = r.run_id AND v.key = ?)"
-            )
-            nullable = True
-        else:
-            column = _column(ident, params)
-            nullable = _mirrored(ident) or ident.key in _NULLABLE_ATTRIBUTES
+        column, value_params = compile_value(ident)
+        params.extend(value_params)
+        nullable = ident.kind in _TABLES or ident.key in _NULLABLE_ATTRIBUTES
         if order_key.ascending:
             terms.append(f"COALESCE({column}, X'') ASC" if nullable else f"{column} ASC")
         else:

@@ -23,15 +23,15 @@ naming the branch, the declaration file, the field and the rule.
 from __future__ import annotations
 
 import fnmatch
-import math
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from gitml.errors import GitmlError, InvalidRecord
 from gitml.format.records import Config, ModelVersion, Run, StageDeclaration, StagePolicy, parse
 from gitml.git.store import Store
 from gitml.query import grammar
+from gitml.query.compile import compile_value, compile_where
+from gitml.query.index import add_run, memory_index
 
 Tips = Callable[[str], str | None]
 """Ref name to commit: ``Store.tip``, or a view with a push's updates laid over it."""
@@ -64,6 +64,7 @@ class PolicyCheck:
         self._declared: dict[tuple[str, str], set[int]] = {}
         self._versions: dict[tuple[str, int], ModelVersion | None] = {}
         self._runs: dict[str, Run | None] = {}
+        self._conditions: RunConditions | None = None
 
     def rules(self, stage: str) -> StagePolicy:
         return self.config.policy.stages.get(stage) or StagePolicy()
@@ -155,8 +156,10 @@ class PolicyCheck:
             if run is None:
                 problem(f"{rule}: the source run {version.run_id} of version {number} is missing")
                 continue
+            if self._conditions is None:
+                self._conditions = RunConditions()
             try:
-                reason = check_condition(condition, run)
+                reason = self._conditions.check(condition, run)
             except GitmlError as exc:
                 first = str(exc).split("\n", 1)[0]
                 problem(f"{rule}: not a valid condition: {first}")
@@ -239,40 +242,71 @@ def _allowed(author: str, patterns: list[str]) -> bool:
 # -- conditions on one run -------------------------------------------------------------
 
 
-def check_condition(condition: str, run: Run) -> str | None:
-    """None when ``condition`` (the search grammar) holds for ``run``, else why not.
+class RunConditions:
+    """Conditions of the search grammar decided for given runs by search's own SQL.
 
-    ``InvalidInput`` (``FilterSyntaxError``) when it does not parse.
+    Each run is put in an in-memory database with the query index's tables and
+    the condition compiled as ``search_runs`` compiles a filter, so a promotion
+    rule and a search with the same words decide alike, NaN, ``LIKE`` escapes
+    and case folding included.
     """
-    expr = grammar.parse_filter(condition)
-    if expr is None:
-        return None
-    missing: list[str] = []
-    seen: list[str] = []
-    if _evaluate(expr, run, missing, seen):
-        return None
-    if missing:
-        return f"the run has no {', '.join(dict.fromkeys(missing))}"
-    return "false for " + ", ".join(dict.fromkeys(seen))
+
+    def __init__(self) -> None:
+        self._conn = memory_index()
+        self._held: dict[str, Run] = {}
+
+    def check(self, condition: str, run: Run) -> str | None:
+        """None when ``condition`` holds for ``run``, else why not.
+
+        ``InvalidInput`` (``FilterSyntaxError``) when it does not parse.
+        """
+        expr = grammar.parse_filter(condition)
+        if expr is None:
+            return None
+        if self._held.get(run.id) is not run:
+            unstorable = add_run(self._conn, run)
+            if unstorable is not None:
+                field, why = unstorable
+                return f"the run cannot be searched: {field}: {why}"
+            self._held[run.id] = run
+        where, params = compile_where(expr)
+        sql = f"SELECT 1 FROM runs r WHERE r.run_id = ? AND ({where})"
+        if self._conn.execute(sql, [run.id, *params]).fetchone() is not None:
+            return None
+        return self._why_not(expr, run.id)
+
+    def _why_not(self, expr: grammar.Expr, run_id: str) -> str:
+        """The run's values of what ``expr`` compares: the ones it lacks, else all of them."""
+        idents = list(dict.fromkeys(_comparisons(expr)))
+        values: list[str] = []
+        params: list[object] = []
+        for ident, _ in idents:
+            value, value_params = compile_value(ident)
+            values.append(value)
+            params.extend(value_params)
+        row = self._conn.execute(
+            f"SELECT {', '.join(values)} FROM runs r WHERE r.run_id = ?", [*params, run_id]
+        ).fetchone()
+        pairs = list(zip(idents, row, strict=True))
+        missing = [_noun(i) for (i, null_test), v in pairs if v is None and not null_test]
+        if missing:
+            return f"the run has no {', '.join(dict.fromkeys(missing))}"
+        shown = [_shown(i, v) for (i, _), v in pairs if v is not None]
+        return "false for " + ", ".join(dict.fromkeys(shown))
 
 
-def _evaluate(expr: grammar.Expr, run: Run, missing: list[str], seen: list[str]) -> bool:
-    if isinstance(expr, grammar.And):
-        return all([_evaluate(p, run, missing, seen) for p in expr.parts])
-    if isinstance(expr, grammar.Or):
-        return any([_evaluate(p, run, missing, seen) for p in expr.parts])
-    ident = expr.ident
-    label = f"{ident.kind}s.{ident.key}" if ident.kind != "attribute" else ident.key
-    value = _value(ident, run)
-    if expr.op == "IS NULL":
-        return value is None
-    if expr.op == "IS NOT NULL":
-        return value is not None
-    if value is None:
-        missing.append(_noun(ident))
-        return False
-    seen.append(f"{label} = {value!r}" if isinstance(value, str) else f"{label} = {value:g}")
-    return _compare(value, expr.op, expr.value)
+def check_condition(condition: str, run: Run) -> str | None:
+    """None when ``condition`` (the search grammar) holds for ``run``, else why not."""
+    return RunConditions().check(condition, run)
+
+
+def _comparisons(expr: grammar.Expr) -> Iterator[tuple[grammar.Identifier, bool]]:
+    """(identifier, whether it is an ``IS [NOT] NULL`` test) of every comparison, in order."""
+    if isinstance(expr, grammar.Comparison):
+        yield expr.ident, expr.op in grammar.NULL_OPS
+        return
+    for part in expr.parts:
+        yield from _comparisons(part)
 
 
 def _noun(ident: grammar.Identifier) -> str:
@@ -280,52 +314,8 @@ def _noun(ident: grammar.Identifier) -> str:
     return f"{names.get(ident.kind, 'attribute')} '{ident.key}'"
 
 
-def _value(ident: grammar.Identifier, run: Run) -> str | float | None:
+def _shown(ident: grammar.Identifier, value: object) -> str:
+    label = f"{ident.kind}s.{ident.key}" if ident.kind != "attribute" else ident.key
     if ident.kind == "metric":
-        metric = run.metrics.get(ident.key)
-        return None if metric is None else metric.value
-    if ident.kind == "param":
-        return run.params.get(ident.key)
-    if ident.kind == "tag":
-        return run.tags.get(ident.key)
-    if ident.kind == "attribute":
-        attributes: dict[str, Any] = {
-            "run_id": run.id,
-            "run_name": run.name,
-            "status": run.status,
-            "user_id": run.user,
-            "start_time": run.start_time,
-            "end_time": run.end_time,
-            "artifact_uri": None,
-        }
-        value = attributes.get(ident.key)
-        return float(value) if isinstance(value, int) else value
-    return None  # datasets are not recorded in run.yaml
-
-
-def _compare(value: str | float, op: str, target: Any) -> bool:
-    if op in ("IN", "NOT IN"):
-        return (value in target) == (op == "IN")
-    if op in ("LIKE", "ILIKE"):
-        flags = re.IGNORECASE if op == "ILIKE" else 0
-        return re.fullmatch(_like(str(target)), str(value), flags | re.DOTALL) is not None
-    if isinstance(value, float) and math.isnan(value):
-        return op == "!="
-    if isinstance(value, float) != isinstance(target, float):
-        return False
-    if op == "=":
-        return bool(value == target)
-    if op == "!=":
-        return bool(value != target)
-    if op == "<":
-        return bool(value < target)
-    if op == "<=":
-        return bool(value <= target)
-    if op == ">":
-        return bool(value > target)
-    return bool(value >= target)
-
-
-def _like(pattern: str) -> str:
-    """SQL LIKE as a regular expression: ``%`` any run, ``_`` one character."""
-    return "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+        return f"{label} = {float(str(value)):g}"
+    return f"{label} = {value!r}" if isinstance(value, str) else f"{label} = {value}"

@@ -22,7 +22,7 @@ RUN = Run(
     status="FINISHED",
     start_time=1000,
     user="ada",
-    params={"alpha": "0.1"},
+    params={"alpha": "0.1", "p": "100%x", "q": "ÄB"},
     tags={"team": "growth"},
     metrics={
         "accuracy": MetricValue(value=0.93, step=3, timestamp=1),
@@ -47,6 +47,10 @@ RUN = Run(
         "metrics.f1 IS NULL",
         "run_id IN ('x', '00000000000000000000000000000000')",
         "metrics.loss != 1",
+        "params.p LIKE '100\\%x'",
+        "metrics.'accuracy' > 0.9",
+        "tags.mlflow.runName = 'iris'",
+        "attributes.artifact_uri = 'runs:/00000000000000000000000000000000/'",
         "",
     ],
 )
@@ -63,7 +67,9 @@ def test_conditions_that_hold(condition: str) -> None:
         ("tags.team = 'core'", "false for tags.team = 'growth'"),
         ("status != 'FINISHED'", "false for status = 'FINISHED'"),
         ("metrics.loss < 1", "false for metrics.loss = nan"),
-        ("metrics.accuracy IS NULL", "false for "),
+        ("metrics.accuracy IS NULL", "false for metrics.accuracy = 0.93"),
+        ("params.q ILIKE 'äb'", "false for params.q = 'ÄB'"),
+        ("params.p LIKE '100\\%'", "false for params.p = '100%x'"),
     ],
 )
 def test_conditions_that_fail_say_why(condition: str, reason: str) -> None:
