@@ -529,20 +529,21 @@ class _Rows:
 
 def memory_index() -> sqlite3.Connection:
     """An empty in-memory database with the index's tables, for the search SQL over
-    runs held in memory (``add_run``) rather than read from the refs."""
+    a run held in memory (``hold_run``) rather than read from the refs."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     _create(conn)
     return conn
 
 
-def add_run(conn: sqlite3.Connection, run: Run) -> tuple[str, str] | None:
-    """Put ``run`` in ``conn`` (replacing a run of that id) as a refresh indexes it;
-    (field, why) instead when the index could not hold it, as for a refresh."""
+def hold_run(conn: sqlite3.Connection, run: Run) -> tuple[str, str] | None:
+    """Make ``run`` the one run in ``conn``, indexed as a refresh indexes it; (field, why)
+    instead when the index could not hold it, as for a refresh."""
+    for table in ("runs", "params", "tags", "metrics"):
+        conn.execute(f"DELETE FROM {table}")
     unstorable = _unstorable(run.to_plain(), "")
     if unstorable is not None:
         return unstorable
     rows = _Rows()
-    rows.drop(run.id)
     rows.add(run, "")
     rows.write(conn)
     return None

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 
 from gitml.errors import GitmlError, InvalidRecord
@@ -31,7 +33,7 @@ from gitml.format.records import Config, ModelVersion, Run, StageDeclaration, St
 from gitml.git.store import Store
 from gitml.query import grammar
 from gitml.query.compile import compile_value, compile_where
-from gitml.query.index import add_run, memory_index
+from gitml.query.index import hold_run, memory_index
 
 Tips = Callable[[str], str | None]
 """Ref name to commit: ``Store.tip``, or a view with a push's updates laid over it."""
@@ -64,7 +66,6 @@ class PolicyCheck:
         self._declared: dict[tuple[str, str], set[int]] = {}
         self._versions: dict[tuple[str, int], ModelVersion | None] = {}
         self._runs: dict[str, Run | None] = {}
-        self._conditions: RunConditions | None = None
 
     def rules(self, stage: str) -> StagePolicy:
         return self.config.policy.stages.get(stage) or StagePolicy()
@@ -156,10 +157,8 @@ class PolicyCheck:
             if run is None:
                 problem(f"{rule}: the source run {version.run_id} of version {number} is missing")
                 continue
-            if self._conditions is None:
-                self._conditions = RunConditions()
             try:
-                reason = self._conditions.check(condition, run)
+                reason = check_condition(condition, run)
             except GitmlError as exc:
                 first = str(exc).split("\n", 1)[0]
                 problem(f"{rule}: not a valid condition: {first}")
@@ -242,62 +241,57 @@ def _allowed(author: str, patterns: list[str]) -> bool:
 # -- conditions on one run -------------------------------------------------------------
 
 
-class RunConditions:
-    """Conditions of the search grammar decided for given runs by search's own SQL.
-
-    Each run is put in an in-memory database with the query index's tables and
-    the condition compiled as ``search_runs`` compiles a filter, so a promotion
-    rule and a search with the same words decide alike, NaN, ``LIKE`` escapes
-    and case folding included.
-    """
-
-    def __init__(self) -> None:
-        self._conn = memory_index()
-        self._held: dict[str, Run] = {}
-
-    def check(self, condition: str, run: Run) -> str | None:
-        """None when ``condition`` holds for ``run``, else why not.
-
-        ``InvalidInput`` (``FilterSyntaxError``) when it does not parse.
-        """
-        expr = grammar.parse_filter(condition)
-        if expr is None:
-            return None
-        if self._held.get(run.id) is not run:
-            unstorable = add_run(self._conn, run)
-            if unstorable is not None:
-                field, why = unstorable
-                return f"the run cannot be searched: {field}: {why}"
-            self._held[run.id] = run
-        where, params = compile_where(expr)
-        sql = f"SELECT 1 FROM runs r WHERE r.run_id = ? AND ({where})"
-        if self._conn.execute(sql, [run.id, *params]).fetchone() is not None:
-            return None
-        return self._why_not(expr, run.id)
-
-    def _why_not(self, expr: grammar.Expr, run_id: str) -> str:
-        """The run's values of what ``expr`` compares: the ones it lacks, else all of them."""
-        idents = list(dict.fromkeys(_comparisons(expr)))
-        values: list[str] = []
-        params: list[object] = []
-        for ident, _ in idents:
-            value, value_params = compile_value(ident)
-            values.append(value)
-            params.extend(value_params)
-        row = self._conn.execute(
-            f"SELECT {', '.join(values)} FROM runs r WHERE r.run_id = ?", [*params, run_id]
-        ).fetchone()
-        pairs = list(zip(idents, row, strict=True))
-        missing = [_noun(i) for (i, null_test), v in pairs if v is None and not null_test]
-        if missing:
-            return f"the run has no {', '.join(dict.fromkeys(missing))}"
-        shown = [_shown(i, v) for (i, _), v in pairs if v is not None]
-        return "false for " + ", ".join(dict.fromkeys(shown))
-
-
 def check_condition(condition: str, run: Run) -> str | None:
-    """None when ``condition`` (the search grammar) holds for ``run``, else why not."""
-    return RunConditions().check(condition, run)
+    """None when ``condition`` (the search grammar) holds for ``run``, else why not.
+
+    Decided by search's own SQL: the run is put in an in-memory database with
+    the query index's tables and the condition compiled as ``search_runs``
+    compiles a filter, so a promotion rule and a search with the same words
+    decide alike, NaN, ``LIKE`` escapes and case folding included.
+    ``InvalidInput`` (``FilterSyntaxError``) when it does not parse.
+    """
+    expr = grammar.parse_filter(condition)
+    if expr is None:
+        return None
+    conn = getattr(_held, "conn", None)
+    if conn is None:
+        # One database per thread, kept: making one costs more than a check.
+        conn = _held.conn = memory_index()
+    if getattr(_held, "run", None) is not run:
+        _held.run = None
+        unstorable = hold_run(conn, run)
+        if unstorable is not None:
+            field, why = unstorable
+            return f"the run cannot be searched: {field}: {why}"
+        _held.run = run
+    where, params = compile_where(expr)
+    sql = f"SELECT 1 FROM runs r WHERE r.run_id = ? AND ({where})"
+    if conn.execute(sql, [run.id, *params]).fetchone() is not None:
+        return None
+    return _why_not(conn, expr, run.id)
+
+
+_held = threading.local()
+
+
+def _why_not(conn: sqlite3.Connection, expr: grammar.Expr, run_id: str) -> str:
+    """The run's values of what ``expr`` compares: the ones it lacks, else all of them."""
+    idents = list(dict.fromkeys(_comparisons(expr)))
+    values: list[str] = []
+    params: list[object] = []
+    for ident, _ in idents:
+        value, value_params = compile_value(ident)
+        values.append(value)
+        params.extend(value_params)
+    row = conn.execute(
+        f"SELECT {', '.join(values)} FROM runs r WHERE r.run_id = ?", [*params, run_id]
+    ).fetchone()
+    pairs = list(zip(idents, row, strict=True))
+    missing = [_noun(i) for (i, null_test), v in pairs if v is None and not null_test]
+    if missing:
+        return f"the run has no {', '.join(dict.fromkeys(missing))}"
+    shown = [_shown(i, v) for (i, _), v in pairs if v is not None]
+    return "false for " + ", ".join(dict.fromkeys(shown))
 
 
 def _comparisons(expr: grammar.Expr) -> Iterator[tuple[grammar.Identifier, bool]]:
