@@ -8,7 +8,8 @@ declaration on a stage: ``before`` -> ``after``. The rules, per stage:
   outside the order); ``after: [stages]`` asks the same of named stages.
 - ``metrics``: conditions in the search grammar (``metrics.accuracy >= 0.9``)
   on the source run's latest values; ``params.``, ``tags.`` and
-  ``attributes.`` work too.
+  ``attributes.`` work too. Search's own SQL decides them, so a condition
+  passes exactly when ``gitml runs search`` with it would find the run.
 - ``tags``: tags the version must carry.
 - ``authors``: ``fnmatch`` patterns one of which the change's author (email,
   or name) must match. Signatures are not checked: a server that needs them
@@ -18,6 +19,10 @@ Only versions the change adds to the stage are checked against the version
 rules, so shifting a canary's weights or removing a model needs no metrics;
 ``authors`` applies to every change. Problems are ``InvalidRecord`` values
 naming the branch, the declaration file, the field and the rule.
+
+Each rule is one entry of ``CHANGE_RULES`` or ``VERSION_RULES``, keyed by the
+field of ``StagePolicy`` it reads; a new rule is that field (in the record and
+its schema) and one function here.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from gitml.errors import GitmlError, InvalidRecord
 from gitml.format.records import Config, ModelVersion, Run, StageDeclaration, StagePolicy, parse
@@ -95,16 +101,12 @@ class PolicyCheck:
         path = f"models/{model}.yaml"
         rules = self.rules(stage)
         problems: list[InvalidRecord] = []
-        if author is not None and rules.authors and not _allowed(author, rules.authors):
-            problems.append(
-                InvalidRecord(
-                    where,
-                    path,
-                    "(document)",
-                    f"policy stages.{stage}.authors: {author} may not change stage '{stage}' "
-                    f"(allowed: {', '.join(rules.authors)})",
-                )
-            )
+
+        def report(field: str, reason: str) -> None:
+            problems.append(InvalidRecord(where, path, field, reason))
+
+        for change_rule in CHANGE_RULES.values():
+            change_rule(self, _Change(stage, model, rules, author, report))
         if after is None:
             return problems
         old = {v.version for v in before.versions} if before else set()
@@ -114,57 +116,12 @@ class PolicyCheck:
             field = f"versions.{i}.version"
 
             def problem(reason: str, field: str = field) -> None:
-                problems.append(InvalidRecord(where, path, field, reason))
+                report(field, reason)
 
-            self._check_version(stage, model, served.version, rules, problem)
+            added = _Added(stage, model, served.version, rules, problem)
+            for version_rule in VERSION_RULES.values():
+                version_rule(self, added)
         return problems
-
-    def _check_version(
-        self,
-        stage: str,
-        model: str,
-        number: int,
-        rules: StagePolicy,
-        problem: Callable[[str], None],
-    ) -> None:
-        for earlier in self.required_stages(stage):
-            if number not in self.ever_declared(earlier, model):
-                rule = (
-                    f"stages.{stage}.after"
-                    if earlier in rules.after
-                    else f"ordered (stage '{earlier}' comes before '{stage}')"
-                )
-                problem(
-                    f"policy {rule}: version {number} of '{model}' was never declared on "
-                    f"stage '{earlier}'; promote it there first"
-                )
-        if not rules.tags and not rules.metrics:
-            return
-        version = self.version(model, number)
-        if version is None:
-            return  # the missing version is a reference problem, reported elsewhere
-        missing = [t for t in rules.tags if t not in version.tags]
-        if missing:
-            problem(
-                f"policy stages.{stage}.tags: version {number} of '{model}' lacks the tag(s) "
-                f"{', '.join(missing)}"
-            )
-        if not rules.metrics:
-            return
-        run = self.run(version.run_id)
-        for i, condition in enumerate(rules.metrics):
-            rule = f"policy stages.{stage}.metrics.{i} '{condition}'"
-            if run is None:
-                problem(f"{rule}: the source run {version.run_id} of version {number} is missing")
-                continue
-            try:
-                reason = check_condition(condition, run)
-            except GitmlError as exc:
-                first = str(exc).split("\n", 1)[0]
-                problem(f"{rule}: not a valid condition: {first}")
-                continue
-            if reason is not None:
-                problem(f"{rule}: {reason} (version {number}, run {run.id})")
 
     # -- reading, cached --------------------------------------------------------
 
@@ -203,6 +160,106 @@ class PolicyCheck:
         if run_id not in self._runs:
             self._runs[run_id] = read_run(self.store, self.tip, run_id)
         return self._runs[run_id]
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A change of ``model``'s declaration on ``stage``; ``author`` None for a proposal."""
+
+    stage: str
+    model: str
+    rules: StagePolicy
+    author: str | None
+    report: Callable[[str, str], None]  # (field, reason)
+
+
+@dataclass(frozen=True)
+class _Added:
+    """A version a change adds to ``stage``; ``problem`` reports what it breaks."""
+
+    stage: str
+    model: str
+    number: int
+    rules: StagePolicy
+    problem: Callable[[str], None]
+
+
+def _authors_rule(check: PolicyCheck, change: _Change) -> None:
+    allowed = change.rules.authors
+    if change.author is None or not allowed or _allowed(change.author, allowed):
+        return
+    change.report(
+        "(document)",
+        f"policy stages.{change.stage}.authors: {change.author} may not change stage "
+        f"'{change.stage}' (allowed: {', '.join(allowed)})",
+    )
+
+
+def _after_rule(check: PolicyCheck, added: _Added) -> None:
+    stage, model, number = added.stage, added.model, added.number
+    for earlier in check.required_stages(stage):
+        if number not in check.ever_declared(earlier, model):
+            rule = (
+                f"stages.{stage}.after"
+                if earlier in added.rules.after
+                else f"ordered (stage '{earlier}' comes before '{stage}')"
+            )
+            added.problem(
+                f"policy {rule}: version {number} of '{model}' was never declared on "
+                f"stage '{earlier}'; promote it there first"
+            )
+
+
+def _tags_rule(check: PolicyCheck, added: _Added) -> None:
+    if not added.rules.tags:
+        return
+    version = check.version(added.model, added.number)
+    if version is None:
+        return  # the missing version is a reference problem, reported elsewhere
+    missing = [t for t in added.rules.tags if t not in version.tags]
+    if missing:
+        added.problem(
+            f"policy stages.{added.stage}.tags: version {added.number} of '{added.model}' "
+            f"lacks the tag(s) {', '.join(missing)}"
+        )
+
+
+def _metrics_rule(check: PolicyCheck, added: _Added) -> None:
+    if not added.rules.metrics:
+        return
+    number = added.number
+    version = check.version(added.model, number)
+    if version is None:
+        return  # the missing version is a reference problem, reported elsewhere
+    run = check.run(version.run_id)
+    for i, condition in enumerate(added.rules.metrics):
+        rule = f"policy stages.{added.stage}.metrics.{i} '{condition}'"
+        if run is None:
+            added.problem(f"{rule}: the source run {version.run_id} of version {number} is missing")
+            continue
+        try:
+            reason = check_condition(condition, run)
+        except GitmlError as exc:
+            first = str(exc).split("\n", 1)[0]
+            added.problem(f"{rule}: not a valid condition: {first}")
+            continue
+        if reason is not None:
+            added.problem(f"{rule}: {reason} (version {number}, run {run.id})")
+
+
+# The rules of ``policy.stages.<stage>``, by the field of ``.gitml.yaml`` (and of
+# ``StagePolicy``) each is read from: a rule is one field and one function here.
+CHANGE_RULES: dict[str, Callable[[PolicyCheck, _Change], None]] = {"authors": _authors_rule}
+"""Rules every change of a declaration meets (a proposal, without an author, skips them)."""
+VERSION_RULES: dict[str, Callable[[PolicyCheck, _Added], None]] = {
+    "after": _after_rule,  # and ``policy.ordered``
+    "tags": _tags_rule,
+    "metrics": _metrics_rule,
+}
+"""Rules each version a change adds meets; versions already declared are not checked again."""
 
 
 def read_version(store: Store, tip: Tips, model: str, number: int) -> ModelVersion | None:

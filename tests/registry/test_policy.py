@@ -9,7 +9,13 @@ import pytest
 import gitml
 from gitml.errors import InvalidInput
 from gitml.format.records import Config, MetricValue, Policy, Run, StageDeclaration, StagePolicy
-from gitml.registry.policy import PolicyCheck, author_parts, check_condition
+from gitml.registry.policy import (
+    CHANGE_RULES,
+    VERSION_RULES,
+    PolicyCheck,
+    author_parts,
+    check_condition,
+)
 from gitml.registry.stages import Stages, read_declaration
 from gitml.registry.versions import Registry
 from testing.git import FixedClock
@@ -199,3 +205,7 @@ def test_a_bad_condition_in_the_policy_is_reported(registry: Registry) -> None:
     one = StageDeclaration.model_validate({"model": "churn", "versions": [{"version": 1}]})
     [problem] = check.change("production", "churn", None, one, None)
     assert "not a valid condition: unknown attribute 'accuracy'" in problem.reason
+
+
+def test_every_field_of_a_stages_policy_is_one_rule() -> None:
+    assert sorted([*CHANGE_RULES, *VERSION_RULES]) == sorted(StagePolicy.model_fields)
