@@ -18,7 +18,8 @@ def command(target: str, as_json: bool, tracking_uri: str | None) -> None:
     (a unique prefix is enough), or stage:STAGE for every model a stage declares
     (stage:STAGE/NAME for one; gitml/STAGE is the same as stage:STAGE).
     """
-    from gitml.registry.lineage import lineage, render_tree
+    from gitml.registry.lineage import lineage
+    from gitml.registry.lineage_render import render_tree
     from gitml.tracking.client import Client
 
     doc = lineage(Client(tracking_uri), target)

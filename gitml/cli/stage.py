@@ -17,10 +17,9 @@ import click
 
 from gitml.cli.common import emit_json, table, tracking_option, utc_time
 from gitml.cli.registry import declaration_json
-from gitml.registry.declarations import served_summary
+from gitml.registry.declarations import describe_declaration, served_summary
 
 if TYPE_CHECKING:
-    from gitml.format.records import StageDeclaration
     from gitml.registry.stages import StageChange, Stages
 
 # A forge's merge subject names the branch: "Merge pull request #7 from o/gitml/proposals/...".
@@ -71,10 +70,6 @@ def _stages(tracking_uri: str | None) -> Stages:
 
 def _short(sha: str | None) -> str:
     return sha[:12] if sha else "-"
-
-
-def _served(declared: StageDeclaration | None) -> str:
-    return served_summary(declaration_json(declared))
 
 
 def _seconds(unix: int) -> str:
@@ -156,7 +151,7 @@ def assign(
         message=message,
         propose=propose,
     )
-    served = _served(done.declaration)
+    served = describe_declaration(done.declaration)
     if propose:
         name = done.ref[len("refs/heads/") :]
         click.echo(
@@ -280,7 +275,7 @@ def _change_json(stages: Stages, change: StageChange) -> dict[str, Any]:
         "model": change.model,
         "before": declaration_json(change.before),
         "after": declaration_json(change.after),
-        "change": f"{_served(change.before)} -> {_served(change.after)}",
+        "change": f"{describe_declaration(change.before)} -> {describe_declaration(change.after)}",
         "subject": change.subject,
         "merge": merge,
     }
@@ -325,7 +320,7 @@ def history(
                 _short(c.commit),
                 c.author.split(" <", 1)[0],
                 c.model,
-                f"{_served(c.before)} -> {_served(c.after)}",
+                f"{describe_declaration(c.before)} -> {describe_declaration(c.after)}",
                 c.subject,
                 _short(c.merge) if c.merge else "",
             ]
@@ -346,10 +341,7 @@ def rollback(stage: str, model: str, message: str | None, tracking_uri: str | No
     check_name(model)
     stages = _stages(tracking_uri)
     change = stages.rollback(stage, model, message=message)
-    click.echo(
-        f"{stage}: {model} {_served(change.before)} -> {_served(change.after)} "
-        f"({_short(change.commit)})"
-    )
+    click.echo(f"{stage}: {model} {change.summary} ({_short(change.commit)})")
     _say_unarchived(stages, model, change.unarchived)
 
 
@@ -378,7 +370,7 @@ def describe(rev: str, as_json: bool, tracking_uri: str | None) -> None:
     REV is a commit-ish on a stage or proposal branch, e.g.
     gitml/proposals/production/churn-v5 or a commit sha.
     """
-    from gitml.registry.lineage import describe_stage_change
+    from gitml.registry.lineage_render import describe_stage_change
     from gitml.tracking.client import Client
 
     client = Client(tracking_uri)

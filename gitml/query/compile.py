@@ -12,8 +12,8 @@ Semantics, as MLflow's stores have them:
 - A comparison on a metric, param or tag the run lacks is false, ``!=`` and
   ``NOT IN`` included; ``IS NULL`` (gitml's) is true exactly when it is missing.
   ``end_time`` is NULL while a run is live: comparisons on it are false then.
-- A NaN metric (stored as NULL, ``is_nan`` 1) matches no numeric comparison;
-  +/-inf compare as infinities.
+- A NaN metric (stored as NULL, ``is_nan`` 1) satisfies ``!=`` and no other
+  numeric comparison, as in MLflow's SQL store; +/-inf compare as infinities.
 - ``LIKE`` is case-sensitive, ``ILIKE`` case-insensitive (ASCII letters only,
   as SQLite's LIKE folds case); both match the whole value, ``%`` any run of
   characters, ``_`` one character, and ``\\`` makes the next character literal
@@ -52,6 +52,7 @@ from gitml.query.grammar import And, Comparison, Expr, Identifier, Or, OrderKey
 
 __all__ = [
     "compile_order",
+    "compile_value",
     "compile_where",
     "like_to_glob",
     "like_to_sqlite_like",
@@ -174,7 +175,10 @@ def _comparison(comparison: Comparison, params: list[object]) -> str:
             return f"r.run_id IN (SELECT run_id FROM {table} WHERE key = ? AND {condition})"
         # Ranges, patterns, !=: a primary-key probe per run, which costs no more
         # than a scan and lets a LIMIT stop it early.
-        return f"EXISTS ({probe} AND {_condition('x.value', op, value, params)})"
+        condition = _condition("x.value", op, value, params)
+        if ident.kind == "metric" and op == "!=":
+            condition = f"({condition} OR x.is_nan)"
+        return f"EXISTS ({probe} AND {condition})"
     return _condition(_column(ident, params), op, value, params)
 
 
@@ -223,6 +227,23 @@ def _column(ident: Identifier, params: list[object]) -> str:
     raise InvalidInput(f"cannot compile {ident.kind} {ident.key!r} as a column")
 
 
+def compile_value(ident: Identifier) -> tuple[str, list[object]]:
+    """A SQL expression over ``runs r`` for the value ``ident`` compares, and its parameters.
+
+    NULL when the run has none; a NaN metric reads as the text ``'nan'``
+    (``float()`` takes it), since the index stores it as NULL.
+    """
+    params: list[object] = []
+    if ident.kind == "dataset":
+        return "NULL", params
+    if ident.kind in _TABLES and not _mirrored(ident):
+        params.append(ident.key)
+        value = "COALESCE(v.value, 'nan')" if ident.kind == "metric" else "v.value"
+        table = _TABLES[ident.kind]
+        return f"(SELECT {value} FROM {table} v WHERE v.run_id = r.run_id AND v.key = ?)", params
+    return _column(ident, params), params
+
+
 # -- ORDER BY -----------------------------------------------------------------------
 
 
@@ -247,16 +268,9 @@ def compile_order(keys: Sequence[OrderKey]) -> tuple[str, list[object]]:
                 "WHERE m.run_id = r.run_id AND m.key = ?), X'') ASC"
             )
             continue
-        if ident.kind in _TABLES and not _mirrored(ident):
-            params.append(ident.key)
-            column = (
-                f"(SELECT v.value FROM {_TABLES[ident.kind]} v "
-                "WHERE v.run_id = r.run_id AND v.key = ?)"
-            )
-            nullable = True
-        else:
-            column = _column(ident, params)
-            nullable = _mirrored(ident) or ident.key in _NULLABLE_ATTRIBUTES
+        column, value_params = compile_value(ident)
+        params.extend(value_params)
+        nullable = ident.kind in _TABLES or ident.key in _NULLABLE_ATTRIBUTES
         if order_key.ascending:
             terms.append(f"COALESCE({column}, X'') ASC" if nullable else f"{column} ASC")
         else:

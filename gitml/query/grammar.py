@@ -19,8 +19,9 @@ dataset     ``dataset``, ``datasets``                       ``name``, ``digest``
 ==========  ==============================================  ==========================
 
 Prefixes are case-sensitive, as in MLflow. A key with characters other than
-letters, digits, ``_`` and ``.`` is quoted with backticks or double quotes
-(``metrics.`log-loss```, ``params."learning rate"``); a quote inside is doubled.
+letters, digits, ``_`` and ``.`` is quoted with backticks, double or single
+quotes (``metrics.`log-loss```, ``params."learning rate"``, ``metrics.'f1
+score'``, as MLflow accepts all three); a quote inside is doubled.
 Bare keys may start with a digit (MLflow asks for backticks there).
 Attribute aliases: ``created``/``Created`` for ``start_time``; ``run name``,
 ``Run name``, ``Run Name`` for ``run_name`` (filters only, as in MLflow).
@@ -309,12 +310,8 @@ class _Parser:
         self.pos += 1  # the dot
         key_start = self.pos
         char = self.peek()
-        if char in ("`", '"'):
+        if char in _QUOTES:
             key = self.quoted()
-        elif char == "'":
-            raise self.error(
-                "keys are quoted with backticks or double quotes, not single quotes", key_start
-            )
         else:
             bare = _BARE_KEY.match(self.text, self.pos)
             if not bare:

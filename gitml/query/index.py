@@ -527,6 +527,28 @@ class _Rows:
         self.clear()
 
 
+def memory_index() -> sqlite3.Connection:
+    """An empty in-memory database with the index's tables, for the search SQL over
+    a run held in memory (``hold_run``) rather than read from the refs."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    _create(conn)
+    return conn
+
+
+def hold_run(conn: sqlite3.Connection, run: Run) -> tuple[str, str] | None:
+    """Make ``run`` the one run in ``conn``, indexed as a refresh indexes it; (field, why)
+    instead when the index could not hold it, as for a refresh."""
+    for table in ("runs", "params", "tags", "metrics"):
+        conn.execute(f"DELETE FROM {table}")
+    unstorable = _unstorable(run.to_plain(), "")
+    if unstorable is not None:
+        return unstorable
+    rows = _Rows()
+    rows.add(run, "")
+    rows.write(conn)
+    return None
+
+
 def _unstorable(value: Any, field: str) -> tuple[str, str] | None:
     """The first value in a record SQLite cannot hold, as (field, why), or None.
 

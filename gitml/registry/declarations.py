@@ -1,11 +1,17 @@
-"""Stages in Git, without the record models: branch names, paths, and reads for ``stage show``.
+"""Stage declarations: what a stage branch's ``models/<model>.yaml`` says, read and described.
+
+Every helper about one declaration lives here, below ``versions`` and
+``stages``: its path, its parsing and reading (``parse_declaration``,
+``declaration_at``, ``read_declaration``, ``declarations``), its JSON form
+through the cache (``declared``), and what it means (``describe_declaration``,
+``served_summary``, ``primary_version``, ``weights_problem``). ``stages``
+holds everything that writes stage branches.
 
 ``gitml stage show`` must answer within 200 ms with a thousand versions and
 stage changes; importing pydantic and building the record models takes over
-100 ms of that. So the names and the history walk live here, free of
-pydantic, and ``declared`` reads declarations through the cache of validated
-records (``record_cache``): only bytes never validated before import the
-models. ``stages`` holds everything that writes stage branches.
+100 ms of that. So this module imports the record models only when it parses,
+and ``declared`` reads declarations through the cache of validated records
+(``record_cache``): only bytes never validated before import the models.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from gitml.errors import InvalidInput
 
 if TYPE_CHECKING:
     from gitml.format.record_cache import ValidatedRecords
+    from gitml.format.records import Config, StageDeclaration
     from gitml.git.store import Snapshot, Store
 
 BRANCHES = "refs/heads/gitml/"
@@ -60,6 +67,65 @@ def commit_at(store: Store, stage: str, at: int) -> str | None:
     return None
 
 
+def parse_declaration(data: bytes, stage: str, model: str) -> StageDeclaration:
+    """``models/<model>.yaml`` of ``stage``: a valid declaration of that very model."""
+    # The record models cost ``stage show`` its budget: imported only to parse.
+    from gitml.errors import InvalidRecord
+    from gitml.format.records import StageDeclaration, parse
+
+    path = declaration_path(model)
+    declared = parse(StageDeclaration, data, where=branch(stage), path=path)
+    if declared.model != model:
+        raise InvalidRecord(branch(stage), path, "model", f"'{declared.model}' does not match")
+    return declared
+
+
+def declaration_at(snap: Snapshot, stage: str, model: str) -> StageDeclaration | None:
+    """What the stage branch's tree ``snap`` declares for ``model`` (None: nothing)."""
+    data = snap.read(declaration_path(model))
+    return None if data is None else parse_declaration(data, stage, model)
+
+
+def read_declaration(store: Store, stage: str, model: str) -> StageDeclaration | None:
+    """What ``stage`` declares for ``model`` now (None: it serves no version of it)."""
+    tip = store.tip(branch(stage))
+    return None if tip is None else declaration_at(store.snapshot(tip), stage, model)
+
+
+def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, StageDeclaration]:
+    """Every model's declaration on ``stage`` (at commit ``at``, default the tip)."""
+    commit = at or store.tip(branch(stage))
+    if commit is None:
+        return {}
+    files = declaration_files(store.snapshot(commit))
+    return {model: parse_declaration(data, stage, model) for model, data in files}
+
+
+def describe_declaration(declared: StageDeclaration | None) -> str:
+    """``nothing``, ``v3``, or ``v3 (90%) + v4 (10%)`` for a canary."""
+    return served_summary(None if declared is None else declared.model_dump())
+
+
+def primary_version(declared: StageDeclaration | None) -> int | None:
+    """The version taking most of the traffic (of a canary's two, the newer on a tie)."""
+    if declared is None or not declared.versions:
+        return None
+    return max(declared.versions, key=lambda v: (v.weight, v.version)).version
+
+
+def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:
+    """Why the weights of ``declared`` are wrong for ``stage``, or None."""
+    numbers = [v.version for v in declared.versions]
+    if len(set(numbers)) != len(numbers):
+        return "a version is listed twice"
+    if stage == config.archive_stage:
+        return None  # the archive serves nothing; it only lists
+    total = sum(v.weight for v in declared.versions)
+    if total != 100:
+        return f"weights sum to {total}, not 100"
+    return None
+
+
 def served_summary(declared: Mapping[str, Any] | None) -> str:
     """``nothing``, ``v3``, or ``v3 (90%) + v4 (10%)`` for a canary (a declaration's JSON form)."""
     if declared is None:
@@ -87,14 +153,12 @@ def declared(
     """Every model's declaration at ``commit`` of ``stage``, in its JSON form.
 
     The same declarations, and the same errors for a bad one, as
-    ``stages.declarations``; a declaration validated before costs no pydantic.
+    ``declarations``; a declaration validated before costs no pydantic.
     """
     found = {}
     for model, data in declaration_files(store.snapshot(commit)):
 
         def validate(model: str = model, data: bytes = data) -> dict[str, Any]:
-            from gitml.registry.stages import parse_declaration
-
             return parse_declaration(data, stage, model).model_dump(mode="json")
 
         found[model] = cache.validated(declaration_kind(model), data, validate)

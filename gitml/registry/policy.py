@@ -8,7 +8,8 @@ declaration on a stage: ``before`` -> ``after``. The rules, per stage:
   outside the order); ``after: [stages]`` asks the same of named stages.
 - ``metrics``: conditions in the search grammar (``metrics.accuracy >= 0.9``)
   on the source run's latest values; ``params.``, ``tags.`` and
-  ``attributes.`` work too.
+  ``attributes.`` work too. Search's own SQL decides them, so a condition
+  passes exactly when ``gitml runs search`` with it would find the run.
 - ``tags``: tags the version must carry.
 - ``authors``: ``fnmatch`` patterns one of which the change's author (email,
   or name) must match. Signatures are not checked: a server that needs them
@@ -18,20 +19,27 @@ Only versions the change adds to the stage are checked against the version
 rules, so shifting a canary's weights or removing a model needs no metrics;
 ``authors`` applies to every change. Problems are ``InvalidRecord`` values
 naming the branch, the declaration file, the field and the rule.
+
+Each rule is one entry of ``CHANGE_RULES`` or ``VERSION_RULES``, keyed by the
+field of ``StagePolicy`` it reads; a new rule is that field (in the record and
+its schema) and one function here.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import math
 import re
-from collections.abc import Callable
-from typing import Any
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from gitml.errors import GitmlError, InvalidRecord
 from gitml.format.records import Config, ModelVersion, Run, StageDeclaration, StagePolicy, parse
 from gitml.git.store import Store
 from gitml.query import grammar
+from gitml.query.compile import compile_value, compile_where
+from gitml.query.index import hold_run, memory_index
 
 Tips = Callable[[str], str | None]
 """Ref name to commit: ``Store.tip``, or a view with a push's updates laid over it."""
@@ -93,16 +101,12 @@ class PolicyCheck:
         path = f"models/{model}.yaml"
         rules = self.rules(stage)
         problems: list[InvalidRecord] = []
-        if author is not None and rules.authors and not _allowed(author, rules.authors):
-            problems.append(
-                InvalidRecord(
-                    where,
-                    path,
-                    "(document)",
-                    f"policy stages.{stage}.authors: {author} may not change stage '{stage}' "
-                    f"(allowed: {', '.join(rules.authors)})",
-                )
-            )
+
+        def report(field: str, reason: str) -> None:
+            problems.append(InvalidRecord(where, path, field, reason))
+
+        for change_rule in CHANGE_RULES.values():
+            change_rule(self, _Change(stage, model, rules, author, report))
         if after is None:
             return problems
         old = {v.version for v in before.versions} if before else set()
@@ -112,57 +116,12 @@ class PolicyCheck:
             field = f"versions.{i}.version"
 
             def problem(reason: str, field: str = field) -> None:
-                problems.append(InvalidRecord(where, path, field, reason))
+                report(field, reason)
 
-            self._check_version(stage, model, served.version, rules, problem)
+            added = _Added(stage, model, served.version, rules, problem)
+            for version_rule in VERSION_RULES.values():
+                version_rule(self, added)
         return problems
-
-    def _check_version(
-        self,
-        stage: str,
-        model: str,
-        number: int,
-        rules: StagePolicy,
-        problem: Callable[[str], None],
-    ) -> None:
-        for earlier in self.required_stages(stage):
-            if number not in self.ever_declared(earlier, model):
-                rule = (
-                    f"stages.{stage}.after"
-                    if earlier in rules.after
-                    else f"ordered (stage '{earlier}' comes before '{stage}')"
-                )
-                problem(
-                    f"policy {rule}: version {number} of '{model}' was never declared on "
-                    f"stage '{earlier}'; promote it there first"
-                )
-        if not rules.tags and not rules.metrics:
-            return
-        version = self.version(model, number)
-        if version is None:
-            return  # the missing version is a reference problem, reported elsewhere
-        missing = [t for t in rules.tags if t not in version.tags]
-        if missing:
-            problem(
-                f"policy stages.{stage}.tags: version {number} of '{model}' lacks the tag(s) "
-                f"{', '.join(missing)}"
-            )
-        if not rules.metrics:
-            return
-        run = self.run(version.run_id)
-        for i, condition in enumerate(rules.metrics):
-            rule = f"policy stages.{stage}.metrics.{i} '{condition}'"
-            if run is None:
-                problem(f"{rule}: the source run {version.run_id} of version {number} is missing")
-                continue
-            try:
-                reason = check_condition(condition, run)
-            except GitmlError as exc:
-                first = str(exc).split("\n", 1)[0]
-                problem(f"{rule}: not a valid condition: {first}")
-                continue
-            if reason is not None:
-                problem(f"{rule}: {reason} (version {number}, run {run.id})")
 
     # -- reading, cached --------------------------------------------------------
 
@@ -201,6 +160,106 @@ class PolicyCheck:
         if run_id not in self._runs:
             self._runs[run_id] = read_run(self.store, self.tip, run_id)
         return self._runs[run_id]
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A change of ``model``'s declaration on ``stage``; ``author`` None for a proposal."""
+
+    stage: str
+    model: str
+    rules: StagePolicy
+    author: str | None
+    report: Callable[[str, str], None]  # (field, reason)
+
+
+@dataclass(frozen=True)
+class _Added:
+    """A version a change adds to ``stage``; ``problem`` reports what it breaks."""
+
+    stage: str
+    model: str
+    number: int
+    rules: StagePolicy
+    problem: Callable[[str], None]
+
+
+def _authors_rule(check: PolicyCheck, change: _Change) -> None:
+    allowed = change.rules.authors
+    if change.author is None or not allowed or _allowed(change.author, allowed):
+        return
+    change.report(
+        "(document)",
+        f"policy stages.{change.stage}.authors: {change.author} may not change stage "
+        f"'{change.stage}' (allowed: {', '.join(allowed)})",
+    )
+
+
+def _after_rule(check: PolicyCheck, added: _Added) -> None:
+    stage, model, number = added.stage, added.model, added.number
+    for earlier in check.required_stages(stage):
+        if number not in check.ever_declared(earlier, model):
+            rule = (
+                f"stages.{stage}.after"
+                if earlier in added.rules.after
+                else f"ordered (stage '{earlier}' comes before '{stage}')"
+            )
+            added.problem(
+                f"policy {rule}: version {number} of '{model}' was never declared on "
+                f"stage '{earlier}'; promote it there first"
+            )
+
+
+def _tags_rule(check: PolicyCheck, added: _Added) -> None:
+    if not added.rules.tags:
+        return
+    version = check.version(added.model, added.number)
+    if version is None:
+        return  # the missing version is a reference problem, reported elsewhere
+    missing = [t for t in added.rules.tags if t not in version.tags]
+    if missing:
+        added.problem(
+            f"policy stages.{added.stage}.tags: version {added.number} of '{added.model}' "
+            f"lacks the tag(s) {', '.join(missing)}"
+        )
+
+
+def _metrics_rule(check: PolicyCheck, added: _Added) -> None:
+    if not added.rules.metrics:
+        return
+    number = added.number
+    version = check.version(added.model, number)
+    if version is None:
+        return  # the missing version is a reference problem, reported elsewhere
+    run = check.run(version.run_id)
+    for i, condition in enumerate(added.rules.metrics):
+        rule = f"policy stages.{added.stage}.metrics.{i} '{condition}'"
+        if run is None:
+            added.problem(f"{rule}: the source run {version.run_id} of version {number} is missing")
+            continue
+        try:
+            reason = check_condition(condition, run)
+        except GitmlError as exc:
+            first = str(exc).split("\n", 1)[0]
+            added.problem(f"{rule}: not a valid condition: {first}")
+            continue
+        if reason is not None:
+            added.problem(f"{rule}: {reason} (version {number}, run {run.id})")
+
+
+# The rules of ``policy.stages.<stage>``, by the field of ``.gitml.yaml`` (and of
+# ``StagePolicy``) each is read from: a rule is one field and one function here.
+CHANGE_RULES: dict[str, Callable[[PolicyCheck, _Change], None]] = {"authors": _authors_rule}
+"""Rules every change of a declaration meets (a proposal, without an author, skips them)."""
+VERSION_RULES: dict[str, Callable[[PolicyCheck, _Added], None]] = {
+    "after": _after_rule,  # and ``policy.ordered``
+    "tags": _tags_rule,
+    "metrics": _metrics_rule,
+}
+"""Rules each version a change adds meets; versions already declared are not checked again."""
 
 
 def read_version(store: Store, tip: Tips, model: str, number: int) -> ModelVersion | None:
@@ -242,37 +301,63 @@ def _allowed(author: str, patterns: list[str]) -> bool:
 def check_condition(condition: str, run: Run) -> str | None:
     """None when ``condition`` (the search grammar) holds for ``run``, else why not.
 
+    Decided by search's own SQL: the run is put in an in-memory database with
+    the query index's tables and the condition compiled as ``search_runs``
+    compiles a filter, so a promotion rule and a search with the same words
+    decide alike, NaN, ``LIKE`` escapes and case folding included.
     ``InvalidInput`` (``FilterSyntaxError``) when it does not parse.
     """
     expr = grammar.parse_filter(condition)
     if expr is None:
         return None
-    missing: list[str] = []
-    seen: list[str] = []
-    if _evaluate(expr, run, missing, seen):
+    conn = getattr(_held, "conn", None)
+    if conn is None:
+        # One database per thread, kept: making one costs more than a check.
+        conn = _held.conn = memory_index()
+    if getattr(_held, "run", None) is not run:
+        _held.run = None
+        unstorable = hold_run(conn, run)
+        if unstorable is not None:
+            field, why = unstorable
+            return f"the run cannot be searched: {field}: {why}"
+        _held.run = run
+    where, params = compile_where(expr)
+    sql = f"SELECT 1 FROM runs r WHERE r.run_id = ? AND ({where})"
+    if conn.execute(sql, [run.id, *params]).fetchone() is not None:
         return None
+    return _why_not(conn, expr, run.id)
+
+
+_held = threading.local()
+
+
+def _why_not(conn: sqlite3.Connection, expr: grammar.Expr, run_id: str) -> str:
+    """The run's values of what ``expr`` compares: the ones it lacks, else all of them."""
+    idents = list(dict.fromkeys(_comparisons(expr)))
+    values: list[str] = []
+    params: list[object] = []
+    for ident, _ in idents:
+        value, value_params = compile_value(ident)
+        values.append(value)
+        params.extend(value_params)
+    row = conn.execute(
+        f"SELECT {', '.join(values)} FROM runs r WHERE r.run_id = ?", [*params, run_id]
+    ).fetchone()
+    pairs = list(zip(idents, row, strict=True))
+    missing = [_noun(i) for (i, null_test), v in pairs if v is None and not null_test]
     if missing:
         return f"the run has no {', '.join(dict.fromkeys(missing))}"
-    return "false for " + ", ".join(dict.fromkeys(seen))
+    shown = [_shown(i, v) for (i, _), v in pairs if v is not None]
+    return "false for " + ", ".join(dict.fromkeys(shown))
 
 
-def _evaluate(expr: grammar.Expr, run: Run, missing: list[str], seen: list[str]) -> bool:
-    if isinstance(expr, grammar.And):
-        return all([_evaluate(p, run, missing, seen) for p in expr.parts])
-    if isinstance(expr, grammar.Or):
-        return any([_evaluate(p, run, missing, seen) for p in expr.parts])
-    ident = expr.ident
-    label = f"{ident.kind}s.{ident.key}" if ident.kind != "attribute" else ident.key
-    value = _value(ident, run)
-    if expr.op == "IS NULL":
-        return value is None
-    if expr.op == "IS NOT NULL":
-        return value is not None
-    if value is None:
-        missing.append(_noun(ident))
-        return False
-    seen.append(f"{label} = {value!r}" if isinstance(value, str) else f"{label} = {value:g}")
-    return _compare(value, expr.op, expr.value)
+def _comparisons(expr: grammar.Expr) -> Iterator[tuple[grammar.Identifier, bool]]:
+    """(identifier, whether it is an ``IS [NOT] NULL`` test) of every comparison, in order."""
+    if isinstance(expr, grammar.Comparison):
+        yield expr.ident, expr.op in grammar.NULL_OPS
+        return
+    for part in expr.parts:
+        yield from _comparisons(part)
 
 
 def _noun(ident: grammar.Identifier) -> str:
@@ -280,52 +365,8 @@ def _noun(ident: grammar.Identifier) -> str:
     return f"{names.get(ident.kind, 'attribute')} '{ident.key}'"
 
 
-def _value(ident: grammar.Identifier, run: Run) -> str | float | None:
+def _shown(ident: grammar.Identifier, value: object) -> str:
+    label = f"{ident.kind}s.{ident.key}" if ident.kind != "attribute" else ident.key
     if ident.kind == "metric":
-        metric = run.metrics.get(ident.key)
-        return None if metric is None else metric.value
-    if ident.kind == "param":
-        return run.params.get(ident.key)
-    if ident.kind == "tag":
-        return run.tags.get(ident.key)
-    if ident.kind == "attribute":
-        attributes: dict[str, Any] = {
-            "run_id": run.id,
-            "run_name": run.name,
-            "status": run.status,
-            "user_id": run.user,
-            "start_time": run.start_time,
-            "end_time": run.end_time,
-            "artifact_uri": None,
-        }
-        value = attributes.get(ident.key)
-        return float(value) if isinstance(value, int) else value
-    return None  # datasets are not recorded in run.yaml
-
-
-def _compare(value: str | float, op: str, target: Any) -> bool:
-    if op in ("IN", "NOT IN"):
-        return (value in target) == (op == "IN")
-    if op in ("LIKE", "ILIKE"):
-        flags = re.IGNORECASE if op == "ILIKE" else 0
-        return re.fullmatch(_like(str(target)), str(value), flags | re.DOTALL) is not None
-    if isinstance(value, float) and math.isnan(value):
-        return op == "!="
-    if isinstance(value, float) != isinstance(target, float):
-        return False
-    if op == "=":
-        return bool(value == target)
-    if op == "!=":
-        return bool(value != target)
-    if op == "<":
-        return bool(value < target)
-    if op == "<=":
-        return bool(value <= target)
-    if op == ">":
-        return bool(value > target)
-    return bool(value >= target)
-
-
-def _like(pattern: str) -> str:
-    """SQL LIKE as a regular expression: ``%`` any run, ``_`` one character."""
-    return "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+        return f"{label} = {float(str(value)):g}"
+    return f"{label} = {value!r}" if isinstance(value, str) else f"{label} = {value}"

@@ -15,22 +15,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from gitml.errors import Conflict, InvalidInput, InvalidRecord, NotFound
+from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.format.record_cache import ValidatedRecords
-from gitml.format.records import Config, ServedVersion, StageDeclaration, parse
-from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot, Store
+from gitml.format.records import Config, ServedVersion, StageDeclaration
+from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot
 from gitml.registry.declarations import BRANCHES as BRANCHES
 from gitml.registry.declarations import MODELS_DIR as MODELS_DIR
 from gitml.registry.declarations import PROPOSALS as PROPOSALS
 from gitml.registry.declarations import branch as branch
-from gitml.registry.declarations import (
-    check_name,
-    declaration_files,
-    declaration_kind,
-    served_summary,
-)
+from gitml.registry.declarations import check_name, declaration_kind
 from gitml.registry.declarations import commit_at as commit_at
+from gitml.registry.declarations import declaration_at as declaration_at
 from gitml.registry.declarations import declaration_path as declaration_path
+from gitml.registry.declarations import declarations as declarations
+from gitml.registry.declarations import describe_declaration as describe_declaration
+from gitml.registry.declarations import parse_declaration as parse_declaration
+from gitml.registry.declarations import read_declaration as read_declaration
+from gitml.registry.declarations import weights_problem as weights_problem
+from gitml.registry.policy import PolicyCheck
 
 if TYPE_CHECKING:
     from gitml.registry.versions import Registry
@@ -56,48 +58,6 @@ repos:
 def check_stage(stage: str, config: Config | None = None) -> str:
     """``stage`` if it can name a stage (and, given ``config``, is one of its stages)."""
     return check_name(stage, None if config is None else config.stages)
-
-
-def read_declaration(store: Store, stage: str, model: str) -> StageDeclaration | None:
-    """What ``stage`` declares for ``model`` now (None: it serves no version of it)."""
-    tip = store.tip(branch(stage))
-    return None if tip is None else declaration_at(store.snapshot(tip), stage, model)
-
-
-def declaration_at(snap: Snapshot, stage: str, model: str) -> StageDeclaration | None:
-    data = snap.read(declaration_path(model))
-    return None if data is None else parse_declaration(data, stage, model)
-
-
-def parse_declaration(data: bytes, stage: str, model: str) -> StageDeclaration:
-    """``models/<model>.yaml`` of ``stage``: a valid declaration of that very model."""
-    path = declaration_path(model)
-    declared = parse(StageDeclaration, data, where=branch(stage), path=path)
-    if declared.model != model:
-        raise InvalidRecord(branch(stage), path, "model", f"'{declared.model}' does not match")
-    return declared
-
-
-def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, StageDeclaration]:
-    """Every model's declaration on ``stage`` (at commit ``at``, default the tip)."""
-    commit = at or store.tip(branch(stage))
-    if commit is None:
-        return {}
-    files = declaration_files(store.snapshot(commit))
-    return {model: parse_declaration(data, stage, model) for model, data in files}
-
-
-def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:
-    """Why the weights of ``declared`` are wrong for ``stage``, or None."""
-    numbers = [v.version for v in declared.versions]
-    if len(set(numbers)) != len(numbers):
-        return "a version is listed twice"
-    if stage == config.archive_stage:
-        return None  # the archive serves nothing; it only lists
-    total = sum(v.weight for v in declared.versions)
-    if total != 100:
-        return f"weights sum to {total}, not 100"
-    return None
 
 
 @dataclass(frozen=True)
@@ -228,8 +188,6 @@ class Stages:
                 # A direct change must pass the policy; a proposal is made as asked,
                 # and `gitml validate` and the pre-receive hook report what it breaks.
                 author = self.store.identity.decode("utf-8", "replace")
-                from gitml.registry.policy import PolicyCheck
-
                 broken = PolicyCheck(self.store, self.config).change(
                     stage, model, current, made[0], author
                 )
@@ -429,11 +387,6 @@ def _changed_models(after: Snapshot, before: Snapshot | None) -> list[str]:
     old = {n: sha for n, is_dir, sha in before.listdir(MODELS_DIR) if not is_dir} if before else {}
     names = {n for n in new.keys() | old.keys() if new.get(n) != old.get(n)}
     return sorted(n[: -len(".yaml")] for n in names if n.endswith(".yaml"))
-
-
-def describe_declaration(declared: StageDeclaration | None) -> str:
-    """``nothing``, ``v3``, or ``v3 (90%) + v4 (10%)`` for a canary."""
-    return served_summary(None if declared is None else declared.model_dump())
 
 
 def _subject(info: CommitInfo) -> str:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import Conflict, Corrupt, InvalidInput, InvalidRecord, NotFound
 from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredModel, parse
 from gitml.git.store import Change, Snapshot
+from gitml.registry.declarations import check_name as check_stage
+from gitml.registry.declarations import primary_version, read_declaration
 
 if TYPE_CHECKING:
     from gitml.tracking.client import Client
@@ -359,14 +361,11 @@ class Registry:
         return self._staged(name, ref, uri)
 
     def _staged(self, name: str, stage: str, uri: str) -> ModelVersion:
-        from gitml.registry import stages
-
-        declared = stages.read_declaration(self.store, stages.check_stage(stage.lower()), name)
-        if declared is None:
-            raise NotFound(f"{uri}: stage '{stage.lower()}' declares no version of '{name}'")
         # A canary declares two; the URI means the one taking most of the traffic.
-        primary = max(declared.versions, key=lambda v: (v.weight, v.version))
-        return self.get_version(name, primary.version)
+        number = primary_version(read_declaration(self.store, check_stage(stage.lower()), name))
+        if number is None:
+            raise NotFound(f"{uri}: stage '{stage.lower()}' declares no version of '{name}'")
+        return self.get_version(name, number)
 
     def local_path(self, uri: str) -> Path:
         """The verified local folder of the model a ``models:/`` URI names."""

@@ -16,7 +16,7 @@ from gitml.errors import NotFound
 from gitml.format import yamlio
 from gitml.format.records import Config
 from gitml.git.store import Store
-from gitml.registry import lineage
+from gitml.registry import lineage_render
 from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from testing.cli import cli, gitml_exe, one_error_line
@@ -444,7 +444,7 @@ def test_describe_prints_the_markdown_the_library_writes(
             raise NotFound("no commit 'nope'")
         return "## production: churn v2\n\n- run abc\n"
 
-    monkeypatch.setattr(lineage, "describe_stage_change", describe_stage_change)
+    monkeypatch.setattr(lineage_render, "describe_stage_change", describe_stage_change)
     rev = "gitml/proposals/production/churn-v2"
     out = cli("stage", "describe", rev).stdout
     assert out == "## production: churn v2\n\n- run abc\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import gitml
-import gitml.registry.stages
+import gitml.registry.declarations
 from gitml.format import yamlio
 from gitml.format.record_cache import ValidatedRecords
 from gitml.git import remote as sharing
@@ -58,7 +58,7 @@ def test_push_then_pull_moves_runs_models_and_stages(
     # The pull put the declarations it applied in the cache of validated records:
     # `gitml stage show` reads them without validating (without pydantic).
     with monkeypatch.context() as patch:
-        patch.setattr(gitml.registry.stages, "parse_declaration", None)
+        patch.setattr(gitml.registry.declarations, "parse_declaration", None)
         s = store(b)
         tip = s.tip("refs/heads/gitml/production")
         assert tip is not None

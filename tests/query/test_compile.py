@@ -251,11 +251,11 @@ def ids(*numbers: int) -> set[str]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # metrics: NaN never matches, +/-inf compare as infinities, missing never matches
+        # metrics: NaN satisfies != only, +/-inf compare as infinities, missing never matches
         ("metrics.rmse < 0.5", ids(1, 5, 9)),
         ("metrics.rmse <= 0.5", ids(1, 5, 7, 8, 9)),
         ("metrics.rmse = 0.5", ids(7, 8)),
-        ("metrics.rmse != 0.3", ids(2, 4, 5, 7, 8, 9)),
+        ("metrics.rmse != 0.3", ids(2, 3, 4, 5, 7, 8, 9)),
         ("metrics.rmse > 100", ids(4)),
         ("metrics.rmse >= 1e999", ids(4)),
         ("metrics.rmse < -1e308", ids(5)),
@@ -581,8 +581,10 @@ def _matches(run: FakeRun, expr: Expr) -> bool:
         return lhs is None
     if op == "IS NOT NULL":
         return lhs is not None
-    if lhs is None or (isinstance(lhs, float) and math.isnan(lhs)):
+    if lhs is None:
         return False
+    if isinstance(lhs, float) and math.isnan(lhs):
+        return op == "!="  # as in MLflow's SQL store
     if op in ("LIKE", "ILIKE"):
         assert isinstance(lhs, str) and isinstance(rhs, str)
         return _like(lhs, rhs, fold=op == "ILIKE")

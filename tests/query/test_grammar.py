@@ -131,6 +131,8 @@ MORE_VALID: list[tuple[str, Expr]] = [
     ("tags.mlflow.source.name = 'train.py'", cmp(tag("mlflow.source.name"), "=", "train.py")),
     ("tags.`mlflow.runName` = 'a'", cmp(tag("mlflow.runName"), "=", "a")),
     ("params.`a``b` = 'x'", cmp(param("a`b"), "=", "x")),
+    ("metrics.'f1 score' > 0.5", cmp(metric("f1 score"), ">", 0.5)),
+    ("params.'a''b' = 'x'", cmp(param("a'b"), "=", "x")),
     ('params."a""b" = \'x\'', cmp(param('a"b'), "=", "x")),
     ("params.x = 'it''s'", cmp(param("x"), "=", "it's")),
     ('params.x = "say ""hi"""', cmp(param("x"), "=", 'say "hi"')),
@@ -346,7 +348,7 @@ def test_operator_tables_follow_mlflow() -> None:
         ("datasets.size = 'x'", 9, "unknown dataset field 'size'"),
         ("metrics. > 1", 8, "expected a key after 'metrics.'"),
         ("metrics.`` > 1", 8, "empty quoted key"),
-        ("params.'x' = 'a'", 7, "not single quotes"),
+        ("params.'x > 1", 7, "unclosed string: no closing '"),
         # bad operator for the type
         ("metrics.x LIKE 'a'", 10, "operator LIKE is not supported for metrics"),
         ("params.x > '1'", 9, "operator > is not supported for params"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gitml
-import gitml.registry.stages
+import gitml.registry.declarations
 from gitml.errors import InvalidInput, InvalidRecord
 from gitml.format.record_cache import ValidatedRecords
 from gitml.registry.declarations import branch, check_name, declared
@@ -37,7 +37,7 @@ def refuse_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object) -> None:
         raise AssertionError("validated again")
 
-    monkeypatch.setattr(gitml.registry.stages, "parse_declaration", fail)
+    monkeypatch.setattr(gitml.registry.declarations, "parse_declaration", fail)
 
 
 def commit_by_hand(repo: Path, stage: str, files: dict[str, str]) -> str:

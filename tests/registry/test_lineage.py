@@ -14,7 +14,8 @@ import gitml.sklearn
 from gitml.errors import InvalidInput, NotFound
 from gitml.format.records import Config
 from gitml.git.store import Store
-from gitml.registry.lineage import Lineage, describe_stage_change, lineage, render_tree
+from gitml.registry.lineage import Lineage, lineage
+from gitml.registry.lineage_render import describe_stage_change, render_tree
 from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from testing.benchmarks import run_benchmark

@@ -9,7 +9,13 @@ import pytest
 import gitml
 from gitml.errors import InvalidInput
 from gitml.format.records import Config, MetricValue, Policy, Run, StageDeclaration, StagePolicy
-from gitml.registry.policy import PolicyCheck, author_parts, check_condition
+from gitml.registry.policy import (
+    CHANGE_RULES,
+    VERSION_RULES,
+    PolicyCheck,
+    author_parts,
+    check_condition,
+)
 from gitml.registry.stages import Stages, read_declaration
 from gitml.registry.versions import Registry
 from testing.git import FixedClock
@@ -22,7 +28,7 @@ RUN = Run(
     status="FINISHED",
     start_time=1000,
     user="ada",
-    params={"alpha": "0.1"},
+    params={"alpha": "0.1", "p": "100%x", "q": "ÄB"},
     tags={"team": "growth"},
     metrics={
         "accuracy": MetricValue(value=0.93, step=3, timestamp=1),
@@ -47,6 +53,10 @@ RUN = Run(
         "metrics.f1 IS NULL",
         "run_id IN ('x', '00000000000000000000000000000000')",
         "metrics.loss != 1",
+        "params.p LIKE '100\\%x'",
+        "metrics.'accuracy' > 0.9",
+        "tags.mlflow.runName = 'iris'",
+        "attributes.artifact_uri = 'runs:/00000000000000000000000000000000/'",
         "",
     ],
 )
@@ -63,7 +73,9 @@ def test_conditions_that_hold(condition: str) -> None:
         ("tags.team = 'core'", "false for tags.team = 'growth'"),
         ("status != 'FINISHED'", "false for status = 'FINISHED'"),
         ("metrics.loss < 1", "false for metrics.loss = nan"),
-        ("metrics.accuracy IS NULL", "false for "),
+        ("metrics.accuracy IS NULL", "false for metrics.accuracy = 0.93"),
+        ("params.q ILIKE 'äb'", "false for params.q = 'ÄB'"),
+        ("params.p LIKE '100\\%'", "false for params.p = '100%x'"),
     ],
 )
 def test_conditions_that_fail_say_why(condition: str, reason: str) -> None:
@@ -193,3 +205,7 @@ def test_a_bad_condition_in_the_policy_is_reported(registry: Registry) -> None:
     one = StageDeclaration.model_validate({"model": "churn", "versions": [{"version": 1}]})
     [problem] = check.change("production", "churn", None, one, None)
     assert "not a valid condition: unknown attribute 'accuracy'" in problem.reason
+
+
+def test_every_field_of_a_stages_policy_is_one_rule() -> None:
+    assert sorted([*CHANGE_RULES, *VERSION_RULES]) == sorted(StagePolicy.model_fields)
