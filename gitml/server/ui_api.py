@@ -319,7 +319,7 @@ def _runs_table(client: Client, body: RunsTable) -> dict[str, Any]:
     clauses = [VIEW_TYPES[body.run_view_type], f"({where})"]
     experiment_ids: list[str] | None = None
     if body.experiment_ids is not None:
-        experiment_ids = [client._experiment_ref(e) for e in body.experiment_ids]
+        experiment_ids = [client.find_experiment_id(e) for e in body.experiment_ids]
         clauses.append(f"r.experiment_id IN ({_marks(len(experiment_ids)) or 'NULL'})")
         params = [*params, *experiment_ids]
     condition = " AND ".join(clauses)

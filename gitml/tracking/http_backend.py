@@ -1,11 +1,11 @@
-"""``RestClient``: the tracking ``Client`` over HTTP, for a ``gitml server``.
+"""The tracking backend over HTTP, for a ``gitml server``.
 
 ``gitml.Client("http://host:5000")`` (or ``GITML_TRACKING_URI``, or
-``set_tracking_uri``) builds one of these; it has ``Client``'s methods and is a
-``Client`` subclass, so the fluent API and ``isinstance`` checks work
-unchanged. ``GITML_TRACKING_TOKEN`` is sent as ``Authorization: Bearer``.
+``set_tracking_uri``) is a ``Client`` over this backend; code written against
+``gitml.Client`` works unchanged. ``GITML_TRACKING_TOKEN`` is sent as
+``Authorization: Bearer``.
 
-Logging is batched and durable, as local logging is (issue 8):
+Logging is batched and durable, as logging to a repository is:
 
 - ``log_metric``, ``log_param`` and ``set_tag`` validate, append one line to
   this process's journal segment
@@ -50,23 +50,20 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import httpx2
 
 from gitml.artifacts import folder as local_files
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
-from gitml.format import paths as artifact_paths
-from gitml.format.records import TERMINAL_STATUSES, Artifact, Experiment, Run, validate
+from gitml.format.records import Artifact, Experiment, Run, validate
 from gitml.git.store import Clock
 from gitml.tracking import validation
-from gitml.tracking.client import Client, _pairs
-from gitml.tracking.entities import Metric, Param, RunTag, metric_from_json, metric_to_json
-from gitml.tracking.writer import checked_metric
+from gitml.tracking.backend import ArtifactSource, Point
+from gitml.tracking.entities import Metric, metric_from_json, metric_to_json
 
 if TYPE_CHECKING:
-    from gitml.query.index import QueryIndex
     from gitml.query.search import RunPage
 
 API = "/api/v1"
@@ -82,13 +79,6 @@ class ServerUnavailable(GitmlError):
 
 class AccessDenied(GitmlError):
     """The server refused the token (401 without one or with a wrong one, 403 for read-only)."""
-
-
-class NeedsRepository(InvalidInput, AttributeError):
-    """A local Client's attribute (``store``, ``config``, ``index``) asked of a RestClient.
-
-    Also an ``AttributeError``, so ``hasattr`` and ``getattr(x, name, default)`` work.
-    """
 
 
 def journal_root(uri: str) -> Path:
@@ -242,25 +232,30 @@ class _Batch:
         return f"{self.segment.name}:{self.start}-{self.end}"
 
     def body(self) -> dict[str, Any]:
-        metrics = []
-        params: dict[str, str] = {}
-        tags: dict[str, str] = {}
-        for entry in self.entries:
-            if entry.kind == "M":
-                step, timestamp, value = entry.value
-                metrics.append(
-                    {
-                        "key": entry.key,
-                        "value": metric_to_json(value),
-                        "step": step,
-                        "timestamp": timestamp,
-                    }
-                )
-            elif entry.kind == "P":
-                params[entry.key] = entry.value
-            else:
-                tags[entry.key] = entry.value
-        return {"metrics": metrics, "params": params, "tags": tags, "batch_id": self.batch_id}
+        return _batch_body(self.entries, self.batch_id)
+
+
+def _batch_body(entries: Iterable[_Entry], batch_id: str) -> dict[str, Any]:
+    """The ``log-batch`` request that sends ``entries`` under ``batch_id``."""
+    metrics = []
+    params: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for entry in entries:
+        if entry.kind == "M":
+            step, timestamp, value = entry.value
+            metrics.append(
+                {
+                    "key": entry.key,
+                    "value": metric_to_json(value),
+                    "step": step,
+                    "timestamp": timestamp,
+                }
+            )
+        elif entry.kind == "P":
+            params[entry.key] = entry.value
+        else:
+            tags[entry.key] = entry.value
+    return {"metrics": metrics, "params": params, "tags": tags, "batch_id": batch_id}
 
 
 class _Segment:
@@ -399,24 +394,17 @@ class _Outbox:
     count: int = 0  # entries in ``pending``
 
 
-# -- the client ------------------------------------------------------------------------------
+# -- the backend ------------------------------------------------------------------------------
 
 
-class RestClient(Client):
-    """The tracking ``Client``'s methods over a gitml server's REST API."""
+class HttpBackend:
+    """The tracking backend over a gitml server's REST API."""
 
     remote = True
 
-    def __init__(
-        self,
-        tracking_uri: str | None = None,
-        *,
-        clock: Clock | None = None,
-        identity: str | None = None,
-    ) -> None:
-        uri = tracking_uri or os.environ.get("GITML_TRACKING_URI") or ""
+    def __init__(self, uri: str, *, clock: Clock | None = None) -> None:
         if not uri.startswith(("http://", "https://")):
-            raise InvalidInput(f"RestClient needs an http(s):// tracking URI, got {uri!r}")
+            raise InvalidInput(f"the HTTP backend needs an http(s):// tracking URI, got {uri!r}")
         self.uri = uri.rstrip("/")
         self._clock = clock or time.time
         self._http = _Http(
@@ -439,54 +427,36 @@ class RestClient(Client):
         self.recovered: list[str] = []
         self._recovered_once = False
         self._start_sender()
-        _rest_clients.add(self)
+        _backends.add(self)
         weakref.finalize(self, self._http.close)
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    def __getattr__(self, name: str) -> NoReturn:
-        # ``store``, ``config`` and the rest of a local Client's state: a clear
-        # error instead of an AttributeError deep inside the registry or a command.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise NeedsRepository(
-            f"'{name}' needs a local repository; the tracking URI {self.__dict__.get('uri')} "
-            "is a gitml server (use a path to a repository for this)"
-        )
+    @property
+    def location(self) -> str:
+        return self.uri
 
     @property
     def journal_dir(self) -> Path:
         return self._dir
 
-    @property
-    def index(self) -> QueryIndex:
-        raise InvalidInput(
-            f"the query index lives on the server {self.uri}; use search_runs, which queries it"
-        )
-
-    def _now(self) -> int:
+    def now(self) -> int:
         return int(self._clock() * 1000)
 
     # -- experiments ----------------------------------------------------------------------
 
-    def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> str:
-        body = {"name": validation.experiment_name(name), "tags": self._tags(tags or {})}
+    def create_experiment(self, name: str, tags: dict[str, str]) -> str:
+        body = {"name": name, "tags": tags}
         return str(self._http.json("POST", "/experiments", body=body, idempotent=False)["id"])
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         found = self._http.json("GET", f"/experiments/{_seg(experiment_id)}")
         return Experiment.model_validate(found)
 
-    def get_experiment_by_name(self, name: str) -> Experiment | None:
-        for exp in self.list_experiments():
-            if exp.name == name:
-                return exp
-        return None
-
-    def list_experiments(self, problems: list[InvalidRecord] | None = None) -> list[Experiment]:
+    def list_experiments(self, problems: list[InvalidRecord] | None) -> list[Experiment]:
         """Every experiment the server lists (it reads the records, and reports bad ones)."""
         return [Experiment.model_validate(e) for e in self._http.json("GET", "/experiments")]
 
-    def experiment_id(self, name_or_id: str | None) -> str:
+    def get_or_create_experiment_id(self, name_or_id: str | None) -> str:
         if name_or_id is None:
             return str(self._http.json("GET", "/default-experiment")["id"])
         found = self._experiment_ids.get(name_or_id)
@@ -495,11 +465,15 @@ class RestClient(Client):
                 found = self.get_experiment(name_or_id).id
             except NotFound:
                 try:
-                    found = self.create_experiment(name_or_id)
+                    found = self.create_experiment(name_or_id, {})
                 except Conflict:  # another client created it first
                     found = self.get_experiment(name_or_id).id
             self._experiment_ids[name_or_id] = found
         return found
+
+    def find_experiment_id(self, name_or_id: str) -> str:
+        # The server looks an experiment up by id, and else by name.
+        return self.get_experiment(name_or_id).id
 
     def run_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = self._http.json("GET", "/run-counts")
@@ -513,21 +487,21 @@ class RestClient(Client):
 
     def create_run(
         self,
-        experiment_id: str | None = None,
-        run_name: str | None = None,
-        start_time: int | None = None,
-        tags: Mapping[str, Any] | None = None,
+        experiment_id: str | None,
+        run_name: str | None,
+        start_time: int | None,
+        tags: dict[str, str],
         *,
-        parent_run_id: str | None = None,
-        entry_point: str | None = None,
-        commit: bool = True,
+        parent_run_id: str | None,
+        entry_point: str | None,
+        commit: bool,
     ) -> Run:
-        """A new run on the server (one round trip; ``commit`` is always true here)."""
+        """A new run on the server (one round trip; the server commits it at once)."""
         body = {
             "experiment_id": experiment_id,
-            "run_name": validation.run_name(run_name) if run_name is not None else None,
-            "start_time": None if start_time is None else validation.timestamp("start", start_time),
-            "tags": self._tags(tags or {}),
+            "run_name": run_name,
+            "start_time": start_time,
+            "tags": tags,
             "parent_run_id": parent_run_id,
             "entry_point": entry_point,
         }
@@ -540,24 +514,24 @@ class RestClient(Client):
         return _run(self._http.json("GET", f"/runs/{_seg(run_id)}"))
 
     def resolve_run_id(self, prefix: str) -> str:
-        return self.get_run(prefix).id
+        return self.get_run(prefix).id  # the server resolves a prefix as the CLI does
 
     def search_runs(
         self,
-        experiment_ids: Sequence[str] | None = None,
-        filter_string: str | None = "",
-        run_view_type: str = "ACTIVE_ONLY",
-        max_results: int = 1000,
-        order_by: Sequence[str] | None = None,
-        page_token: str | None = None,
+        experiment_ids: Sequence[str] | None,
+        filter_string: str,
+        run_view_type: str,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
     ) -> RunPage:
         from gitml.query.search import RunPage
 
         self.flush()
         body = {
             "experiment_ids": None if experiment_ids is None else list(experiment_ids),
-            "filter": filter_string or "",
-            "run_view_type": str(run_view_type).upper(),
+            "filter": filter_string,
+            "run_view_type": run_view_type,
             "max_results": max_results,
             "order_by": list(order_by or []),
             "page_token": page_token,
@@ -567,17 +541,18 @@ class RestClient(Client):
         return RunPage(runs, page.get("next_page_token"))
 
     def list_runs(
-        self, experiment_ids: Iterable[str] | None = None, *, include_deleted: bool = False
-    ) -> tuple[list[Run], list[Any]]:
+        self, experiment_ids: Sequence[str] | None, include_deleted: bool
+    ) -> tuple[list[Run], list[InvalidRecord]]:
         """Every run (newest first); malformed records are the server's to report."""
-        wanted = None if experiment_ids is None else list(experiment_ids)
         view = "ALL" if include_deleted else "ACTIVE_ONLY"
-        return self._every_run(wanted, "", view), []
+        return self._every_run(experiment_ids, "", view), []
 
-    def get_child_runs(self, run_id: str, run_view_type: str = "ACTIVE_ONLY") -> list[Run]:
+    def get_child_runs(self, run_id: str, run_view_type: str) -> list[Run]:
         return self._every_run(None, f"tags.mlflow.parentRunId = '{run_id}'", run_view_type)
 
-    def _every_run(self, experiments: list[str] | None, filter_string: str, view: str) -> list[Run]:
+    def _every_run(
+        self, experiments: Sequence[str] | None, filter_string: str, view: str
+    ) -> list[Run]:
         runs: list[Run] = []
         token: str | None = None
         while True:
@@ -589,64 +564,47 @@ class RestClient(Client):
 
     # -- logging (journaled, sent in batches) -------------------------------------------
 
-    def log_metric(
-        self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int = 0
-    ) -> None:
-        """Journal one point and return; a background thread sends it with others."""
-        point = checked_metric(key, value, step, self._now() if timestamp is None else timestamp)
-        self._append(run_id, [("M", key, point)])
-
-    def log_param(self, run_id: str, key: str, value: Any) -> Any:
-        validation.key("param", key)
-        self._append(run_id, self._checked_params(run_id, {key: value}))
-        return value
-
-    def set_tag(self, run_id: str, key: str, value: Any) -> None:
-        self._append(run_id, [("T", k, v) for k, v in self._tags({key: value}).items()])
-
     def log_batch(
         self,
         run_id: str,
-        metrics: Iterable[Metric] = (),
-        params: Mapping[str, Any] | Iterable[Param] = (),
-        tags: Mapping[str, Any] | Iterable[RunTag] = (),
+        points: Sequence[tuple[str, Point]],
+        params: dict[str, str],
+        tags: dict[str, str],
         *,
-        synchronous: bool = True,
+        synchronous: bool,
+        batch_id: str | None = None,
     ) -> None:
-        metric_list = list(metrics)
-        param_pairs = _pairs(params, Param)
-        tag_pairs = _pairs(tags, RunTag)
-        validation.batch_size(len(metric_list), len(param_pairs), len(tag_pairs))
-        validation.unique("param", (k for k, _ in param_pairs))
-        validation.unique("tag", (k for k, _ in tag_pairs))
-        items: list[tuple[str, str, Any]] = []
-        for m in metric_list:
-            if not isinstance(m, Metric):
-                raise InvalidInput(f"log_batch metrics must be gitml.Metric values, got {m!r}")
-            items.append(("M", m.key, checked_metric(m.key, m.value, m.step, m.timestamp)))
-        items.extend(self._checked_params(run_id, dict(param_pairs)))
-        items.extend(("T", k, v) for k, v in self._tags(dict(tag_pairs)).items())
+        """Journal the values and return; a background thread sends them with others.
+
+        A batch with an id is sent at once, alone, under that id (after what
+        was journaled before it).
+        """
+        items: list[tuple[str, str, Any]] = [("M", key, point) for key, point in points]
+        if params:
+            items.extend(self._checked_params(run_id, params))
+        if tags:
+            items.extend(("T", k, v) for k, v in tags.items())
+        if batch_id is not None:
+            self.flush()
+            entries = [_Entry(n, kind, key, value) for n, (kind, key, value) in enumerate(items)]
+            body = _batch_body(entries, batch_id)
+            self._http.request("POST", f"/runs/{_seg(run_id)}/log-batch", body=body)
+            return
         self._append(run_id, items)
         if synchronous:
             self.flush()
 
-    def _checked_params(self, run_id: str, values: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
-        checked = {
-            validation.key("param", k): validation.param_value(k, v) for k, v in values.items()
-        }
+    def _checked_params(self, run_id: str, values: dict[str, str]) -> list[tuple[str, str, Any]]:
         with self._lock:
             known = self._known_params.setdefault(run_id, {})
-            for key, value in checked.items():
+            for key, value in values.items():
                 if known.get(key, value) != value:
                     raise Conflict(
                         f"param '{key}' of run {run_id} is already '{known[key]}'; "
                         f"a param cannot change (got '{value}'). Log it under another key"
                     )
-            known.update(checked)
-        return [("P", k, v) for k, v in checked.items()]
-
-    def _tags(self, tags: Mapping[str, Any]) -> dict[str, str]:
-        return {validation.key("tag", k): validation.tag_value(k, v) for k, v in tags.items()}
+            known.update(values)
+        return [("P", k, v) for k, v in values.items()]
 
     def _append(self, run_id: str, items: Sequence[tuple[str, str, Any]]) -> None:
         """Journal ``items`` (one write) and queue them for the sender."""
@@ -829,23 +787,16 @@ class RestClient(Client):
 
     # -- run state --------------------------------------------------------------------------
 
-    def set_terminated(
-        self, run_id: str, status: str = "FINISHED", end_time: int | None = None
-    ) -> None:
-        if status not in TERMINAL_STATUSES:
-            raise InvalidInput(
-                f"status must be one of {', '.join(TERMINAL_STATUSES)}, got {status!r}"
-            )
-        when = self._now() if end_time is None else validation.timestamp("end", end_time)
+    def set_terminated(self, run_id: str, status: str, end_time: int) -> None:
         self.flush()
-        self._patch(run_id, {"status": status, "end_time": when})
+        self._patch(run_id, {"status": status, "end_time": end_time})
 
-    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+    def update_run(self, run_id: str, status: str | None, name: str | None) -> None:
         body: dict[str, Any] = {}
         if status is not None:
             body["status"] = status
         if name is not None:
-            body["run_name"] = validation.run_name(name)
+            body["run_name"] = name
         self.flush()
         self._patch(run_id, body)
 
@@ -856,12 +807,12 @@ class RestClient(Client):
         self.flush()
         self._http.request("DELETE", f"/runs/{_seg(run_id)}/tags/{_seg(key)}")
 
-    def delete_run(self, run_id: str) -> None:
-        self.flush()
-        self._http.request("DELETE", f"/runs/{_seg(run_id)}")
-
-    def restore_run(self, run_id: str) -> None:
-        self._http.request("POST", f"/runs/{_seg(run_id)}/restore")
+    def set_lifecycle(self, run_id: str, stage: str) -> None:
+        if stage == "deleted":
+            self.flush()
+            self._http.request("DELETE", f"/runs/{_seg(run_id)}")
+        else:
+            self._http.request("POST", f"/runs/{_seg(run_id)}/restore")
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         self.flush()
@@ -879,60 +830,27 @@ class RestClient(Client):
 
     # -- artifacts --------------------------------------------------------------------------
 
-    def log_artifact(
-        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
-    ) -> None:
-        source = Path(local_path)
-        if not source.is_file():
-            raise InvalidInput(f"log_artifact: {source} is not a file")
-        self._upload(run_id, artifact_paths.join(artifact_path, source.name), source)
+    def log_artifacts(self, run_id: str, items: Sequence[ArtifactSource]) -> None:
+        """PUT each file, streamed; a PUT is idempotent, so it is retried like a read."""
+        for path, source in items:
+            content = source if isinstance(source, bytes) else _ReadAgain(source)
+            url = f"/runs/{_seg(run_id)}/artifacts/{quote(path)}"
+            self._http.request("PUT", url, content=content)
 
-    def log_artifacts(
-        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
-    ) -> None:
-        root = Path(local_dir)
-        if not root.is_dir():
-            raise InvalidInput(f"log_artifacts: {root} is not a directory")
-        for path, source in local_files.folder_files(root, artifact_path):
-            self._upload(run_id, path, source)
-
-    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self._upload(run_id, artifact_paths.clean_path(artifact_file), text.encode())
-
-    def log_dict(self, run_id: str, dictionary: Mapping[str, Any], artifact_file: str) -> None:
-        path = artifact_paths.clean_path(artifact_file)
-        if path.endswith(".json"):
-            data = json.dumps(dictionary, indent=2).encode()
-        else:
-            from gitml.format import yamlio
-
-            data = yamlio.dump(dict(dictionary))
-        self._upload(run_id, path, data)
-
-    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
-        self._upload(run_id, artifact_paths.clean_path(artifact_file), data)
-
-    def _upload(self, run_id: str, path: str, source: Path | bytes) -> None:
-        """PUT one file, streamed; a PUT is idempotent, so it is retried like a read."""
-        content: bytes | Iterable[bytes]
-        content = source if isinstance(source, bytes) else _ReadAgain(source)
-        self._http.request("PUT", f"/runs/{_seg(run_id)}/artifacts/{quote(path)}", content=content)
-
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Artifact]:
-        params = {"path": artifact_paths.clean_path(path)} if path is not None else None
+    def list_artifacts(self, run_id: str, path: str | None) -> list[Artifact]:
+        params = {"path": path} if path is not None else None
         listed = self._http.json("GET", f"/runs/{_seg(run_id)}/artifacts", params=params)
         where = f"{self._http.base} run {run_id}"
         return [validate(Artifact, a, where=where, path="artifacts.yaml") for a in listed]
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
-        clean = artifact_paths.clean_path(path)
-        wanted = next((a for a in self.list_artifacts(run_id, clean) if a.path == clean), None)
+        wanted = next((a for a in self.list_artifacts(run_id, path) if a.path == path), None)
         if wanted is None:
-            raise NotFound(f"run {run_id} has no artifact '{clean}'")
-        data = self._http.request("GET", f"/runs/{_seg(run_id)}/artifacts/{quote(clean)}").content
-        return local_files.verify(data, wanted.sha256, f"run {run_id} artifact '{clean}'")
+            raise NotFound(f"run {run_id} has no artifact '{path}'")
+        data = self._http.request("GET", f"/runs/{_seg(run_id)}/artifacts/{quote(path)}").content
+        return local_files.verify(data, wanted.sha256, f"run {run_id} artifact '{path}'")
 
-    def _download(self, run_id: str, artifact: Artifact, target: Path) -> None:
+    def download_artifact(self, run_id: str, artifact: Artifact, target: Path) -> None:
         """Stream one artifact to ``target``, checked against its sha256 before it lands."""
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
@@ -987,34 +905,34 @@ def _seg(value: str) -> str:
 
 
 def _send_loop(
-    ref: weakref.ref[RestClient], wake: threading.Event, closed: threading.Event
+    ref: weakref.ref[HttpBackend], wake: threading.Event, closed: threading.Event
 ) -> None:
-    """The background sender; it holds the client weakly so a dropped client is freed."""
+    """The background sender; it holds the backend weakly so a dropped client is freed."""
     while not closed.is_set():
-        client = ref()
-        if client is None:
+        backend = ref()
+        if backend is None:
             return
-        client._send_in_background()
-        del client
+        backend._send_in_background()
+        del backend
         wake.wait(SEND_INTERVAL)
         wake.clear()
 
 
-_rest_clients: weakref.WeakSet[RestClient] = weakref.WeakSet()
+_backends: weakref.WeakSet[HttpBackend] = weakref.WeakSet()
 
 
-def _close_at_exit(ref: weakref.ref[RestClient]) -> None:
-    client = ref()
-    if client is not None:
+def _close_at_exit(ref: weakref.ref[HttpBackend]) -> None:
+    backend = ref()
+    if backend is not None:
         # A server still unreachable after the retry window: the journal keeps
         # the values and the next client of this server sends them.
         with contextlib.suppress(ServerUnavailable):
-            client.close()
+            backend.close()
 
 
 def _reset_after_fork() -> None:
-    for client in list(_rest_clients):
-        client._after_fork_in_child()
+    for backend in list(_backends):
+        backend._after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
