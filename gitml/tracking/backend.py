@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from gitml.errors import InvalidRecord
@@ -27,6 +27,51 @@ Point = tuple[int, int, float]
 
 # An artifact's path in the run and its content: a local file, or bytes.
 ArtifactSource = tuple[str, "Path | bytes"]
+
+
+class Batch(NamedTuple):
+    """Validated values for one run: ``log_batch``'s argument.
+
+    With ``synchronous`` they are in the store when ``log_batch`` returns,
+    otherwise in the journal (and in the store at the next flush). A
+    ``batch_id`` (given with ``synchronous``) is stored with the values in the
+    same commit, so a batch sent again can be recognised.
+    """
+
+    metrics: Sequence[tuple[str, Point]]
+    params: dict[str, str]
+    tags: dict[str, str]
+    synchronous: bool = False
+    batch_id: str | None = None
+
+
+class NewRun(NamedTuple):
+    """A run to create, validated: ``create_run``'s argument.
+
+    ``experiment_id`` is an id or a name (created if needed; None: the
+    default experiment); ``name`` None gets a generated one, ``start_time``
+    None the backend's clock. With ``commit`` False a repository only
+    journals the run, and commits it with the first flush.
+    """
+
+    experiment_id: str | None
+    name: str | None
+    start_time: int | None
+    tags: dict[str, str]
+    parent_run_id: str | None = None
+    entry_point: str | None = None
+    commit: bool = True
+
+
+class RunQuery(NamedTuple):
+    """A search: ``search_runs``'s argument (``experiment_ids`` None: every experiment)."""
+
+    experiment_ids: Sequence[str] | None
+    filter_string: str = ""
+    run_view_type: str = "ACTIVE_ONLY"
+    max_results: int = 1000
+    order_by: Sequence[str] | None = None
+    page_token: str | None = None
 
 
 class TrackingBackend(Protocol):
@@ -66,31 +111,13 @@ class TrackingBackend(Protocol):
 
     # -- runs
 
-    def create_run(
-        self,
-        experiment_id: str | None,
-        run_name: str | None,
-        start_time: int | None,
-        tags: dict[str, str],
-        *,
-        parent_run_id: str | None,
-        entry_point: str | None,
-        commit: bool,
-    ) -> Run: ...
+    def create_run(self, new: NewRun) -> Run: ...
 
     def get_run(self, run_id: str) -> Run: ...
 
     def resolve_run_id(self, prefix: str) -> str: ...
 
-    def search_runs(
-        self,
-        experiment_ids: Sequence[str] | None,
-        filter_string: str,
-        run_view_type: str,
-        max_results: int,
-        order_by: Sequence[str] | None,
-        page_token: str | None,
-    ) -> RunPage: ...
+    def search_runs(self, query: RunQuery) -> RunPage: ...
 
     def list_runs(
         self, experiment_ids: Sequence[str] | None, include_deleted: bool
@@ -102,22 +129,8 @@ class TrackingBackend(Protocol):
 
     def broken_records(self) -> list[str]: ...
 
-    def log_batch(
-        self,
-        run_id: str,
-        points: Sequence[tuple[str, Point]],
-        params: dict[str, str],
-        tags: dict[str, str],
-        *,
-        synchronous: bool,
-        batch_id: str | None = None,
-    ) -> None:
-        """Store validated values; with ``synchronous`` they are in the store on return,
-        otherwise in the journal (and in the store at the next flush).
-
-        A ``batch_id`` (given with ``synchronous``) is stored with the values
-        in the same commit, so a batch sent again can be recognised.
-        """
+    def log_batch(self, run_id: str, batch: Batch) -> None:
+        """The write primitive: every logging call of ``Client`` is one batch."""
 
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None: ...
 

@@ -24,7 +24,14 @@ from gitml.format import paths as artifact_paths
 from gitml.format.records import TERMINAL_STATUSES, Artifact, Experiment, Run
 from gitml.git.store import Clock
 from gitml.tracking import validation
-from gitml.tracking.backend import ArtifactSource, Point, TrackingBackend
+from gitml.tracking.backend import (
+    ArtifactSource,
+    Batch,
+    NewRun,
+    Point,
+    RunQuery,
+    TrackingBackend,
+)
 from gitml.tracking.entities import Metric, Param, RunTag
 from gitml.tracking.git_backend import (
     DEFAULT_EXPERIMENT_ID as DEFAULT_EXPERIMENT_ID,
@@ -175,15 +182,16 @@ class Client:
         short run is one commit); other processes see it from then on. A
         server always creates it at once.
         """
-        return self.backend.create_run(
+        new = NewRun(
             experiment_id,
             validation.run_name(run_name) if run_name is not None else None,
             None if start_time is None else validation.timestamp("start", start_time),
             validation.tags(tags or {}),
-            parent_run_id=parent_run_id,
-            entry_point=entry_point,
-            commit=commit,
+            parent_run_id,
+            entry_point,
+            commit,
         )
+        return self.backend.create_run(new)
 
     def get_run(self, run_id: str) -> Run:
         return self.backend.get_run(run_id)
@@ -202,7 +210,7 @@ class Client:
         ``experiment_ids`` None searches every experiment; names are accepted
         too. The result is a list with ``.token`` for the next page.
         """
-        return self.backend.search_runs(
+        query = RunQuery(
             experiment_ids,
             filter_string or "",
             str(run_view_type).upper(),
@@ -210,6 +218,7 @@ class Client:
             order_by,
             page_token,
         )
+        return self.backend.search_runs(query)
 
     def run_counts(self) -> dict[str, dict[str, int]]:
         """Experiment id to its number of ``active`` and ``deleted`` runs."""
@@ -244,15 +253,15 @@ class Client:
     ) -> None:
         """Buffer one point (journaled before this returns); stored at the next flush."""
         point = checked_metric(key, value, step, self.now() if timestamp is None else timestamp)
-        self.backend.log_batch(run_id, [(key, point)], {}, {}, synchronous=False)
+        self.backend.log_batch(run_id, Batch([(key, point)], {}, {}))
 
     def log_param(self, run_id: str, key: str, value: Any) -> Any:
         validation.key("param", key)
-        self.backend.log_batch(run_id, (), validation.params({key: value}), {}, synchronous=False)
+        self.backend.log_batch(run_id, Batch((), validation.params({key: value}), {}))
         return value
 
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
-        self.backend.log_batch(run_id, (), {}, validation.tags({key: value}), synchronous=False)
+        self.backend.log_batch(run_id, Batch((), {}, validation.tags({key: value})))
 
     def log_batch(
         self,
@@ -284,13 +293,9 @@ class Client:
             checked.append((m.key, checked_metric(m.key, m.value, m.step, m.timestamp)))
         param_values = validation.params(dict(param_pairs))
         tag_values = validation.tags(dict(tag_pairs))
+        synchronous = synchronous or batch_id is not None
         self.backend.log_batch(
-            run_id,
-            checked,
-            param_values,
-            tag_values,
-            synchronous=synchronous or batch_id is not None,
-            batch_id=batch_id,
+            run_id, Batch(checked, param_values, tag_values, synchronous, batch_id)
         )
 
     def set_terminated(

@@ -37,7 +37,7 @@ from gitml.format.records import (
 )
 from gitml.git.store import BlobRef, Change, Clock, CodeVersion, Snapshot, Store
 from gitml.tracking import journal, metrics, names
-from gitml.tracking.backend import ArtifactSource, Point
+from gitml.tracking.backend import ArtifactSource, Batch, NewRun, RunQuery
 from gitml.tracking.entities import Metric
 from gitml.tracking.uri import resolve_store
 from gitml.tracking.writer import Files, Latest, Rejected, RunEdit, RunWriter
@@ -192,45 +192,35 @@ class GitBackend:
 
     # -- runs ---------------------------------------------------------------
 
-    def create_run(
-        self,
-        experiment_id: str | None,
-        run_name: str | None,
-        start_time: int | None,
-        tags: dict[str, str],
-        *,
-        parent_run_id: str | None,
-        entry_point: str | None,
-        commit: bool,
-    ) -> Run:
+    def create_run(self, new: NewRun) -> Run:
         """Start a run whose first commit has the code (or its dirty snapshot) as parent.
 
         With ``commit=False`` the new run is only journaled, and its first
         commit is made with the first flush; other processes see it from then on.
         """
-        exp_id = self.get_or_create_experiment_id(experiment_id)
+        exp_id = self.get_or_create_experiment_id(new.experiment_id)
         self.get_experiment(exp_id)
-        if parent_run_id is not None:
-            self.get_run(parent_run_id)
+        if new.parent_run_id is not None:
+            self.get_run(new.parent_run_id)
         run_id = uuid.uuid4().hex
         code = self._code_version(run_id)
         run = Run(
             id=run_id,
             experiment_id=exp_id,
-            name=run_name if run_name is not None else names.run_name(),
+            name=new.name if new.name is not None else names.run_name(),
             status="RUNNING",
-            start_time=self.now() if start_time is None else start_time,
+            start_time=self.now() if new.start_time is None else new.start_time,
             user=names.user(),
-            parent_run_id=parent_run_id,
+            parent_run_id=new.parent_run_id,
             source=Source(
                 commit=code.commit,
                 snapshot=code.snapshot,
                 branch=code.branch,
                 dirty=code.dirty,
-                entry_point=entry_point,
+                entry_point=new.entry_point,
                 omitted=list(code.omitted),
             ),
-            tags=tags,
+            tags=new.tags,
         )
         writer = self._new_writer(run_id, {})
         parents = [code.tip] if code.tip else []
@@ -238,7 +228,7 @@ class GitBackend:
             journal.create_record(run_id, run.to_plain(), parents),
             {"run": run.to_plain(), "parents": parents},
         )
-        if commit:
+        if new.commit:
             self._flush_writer(writer)
         return run
 
@@ -271,23 +261,20 @@ class GitBackend:
             self._index = QueryIndex(self.store)
         return self._index
 
-    def search_runs(
-        self,
-        experiment_ids: Sequence[str] | None,
-        filter_string: str,
-        run_view_type: str,
-        max_results: int,
-        order_by: Sequence[str] | None,
-        page_token: str | None,
-    ) -> RunPage:
+    def search_runs(self, query: RunQuery) -> RunPage:
         from gitml.query.search import search_runs
 
         self.flush()  # what this process logged is part of the answer
-        ids = (
-            None if experiment_ids is None else [self.find_experiment_id(e) for e in experiment_ids]
-        )
+        wanted = query.experiment_ids
+        ids = None if wanted is None else [self.find_experiment_id(e) for e in wanted]
         return search_runs(
-            self.index, ids, filter_string, run_view_type, max_results, order_by, page_token
+            self.index,
+            ids,
+            query.filter_string,
+            query.run_view_type,
+            query.max_results,
+            query.order_by,
+            query.page_token,
         )
 
     def run_counts(self) -> dict[str, dict[str, int]]:
@@ -368,40 +355,31 @@ class GitBackend:
 
     # -- logging ------------------------------------------------------------
 
-    def log_batch(
-        self,
-        run_id: str,
-        points: Sequence[tuple[str, Point]],
-        params: dict[str, str],
-        tags: dict[str, str],
-        *,
-        synchronous: bool,
-        batch_id: str | None = None,
-    ) -> None:
-        """Journal and buffer the values (committed at the next flush, or now if ``synchronous``).
+    def log_batch(self, run_id: str, batch: Batch) -> None:
+        """Journal and buffer the values (committed at the next flush, or now if synchronous).
 
         A batch with an id is committed at once, without this process's
         journal, the id a ``Gitml-Journal`` trailer of that commit: whoever
         sent it (a client of a server) keeps it durable until then, and finds
         the id in the run's history if it sends the batch again.
         """
-        if batch_id is not None:
+        if batch.batch_id is not None:
             self._flush_for_read(run_id)
-            entries = journal.Entries(params=params, tags=tags)
+            entries = journal.Entries(params=batch.params, tags=batch.tags)
             latest_points: dict[str, Latest] = {}
-            for key, point in points:
+            for key, point in batch.metrics:
                 entries.metrics.setdefault(key, []).append(metrics.line(*point))
                 _keep_latest(latest_points, key, point)
-            self._commit_run(run_id, entries, latest_points, [batch_id], None)
+            self._commit_run(run_id, entries, latest_points, [batch.batch_id], None)
             return
         writer = self._writer(run_id)
-        if params:
-            writer.params(params)
-        if tags:
-            writer.tags(tags)
-        for key, (step, ts, value) in points:
+        if batch.params:
+            writer.params(batch.params)
+        if batch.tags:
+            writer.tags(batch.tags)
+        for key, (step, ts, value) in batch.metrics:
             writer.metric(key, value, step, ts)
-        if synchronous:
+        if batch.synchronous:
             self._flush_writer(writer)
 
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None:

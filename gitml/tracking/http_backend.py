@@ -60,7 +60,7 @@ from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotF
 from gitml.format.records import Artifact, Experiment, Run, validate
 from gitml.git.store import Clock
 from gitml.tracking import validation
-from gitml.tracking.backend import ArtifactSource, Point
+from gitml.tracking.backend import ArtifactSource, Batch, NewRun, RunQuery
 from gitml.tracking.entities import Metric, metric_from_json, metric_to_json
 
 if TYPE_CHECKING:
@@ -485,25 +485,15 @@ class HttpBackend:
 
     # -- runs -----------------------------------------------------------------------------
 
-    def create_run(
-        self,
-        experiment_id: str | None,
-        run_name: str | None,
-        start_time: int | None,
-        tags: dict[str, str],
-        *,
-        parent_run_id: str | None,
-        entry_point: str | None,
-        commit: bool,
-    ) -> Run:
+    def create_run(self, new: NewRun) -> Run:
         """A new run on the server (one round trip; the server commits it at once)."""
         body = {
-            "experiment_id": experiment_id,
-            "run_name": run_name,
-            "start_time": start_time,
-            "tags": tags,
-            "parent_run_id": parent_run_id,
-            "entry_point": entry_point,
+            "experiment_id": new.experiment_id,
+            "run_name": new.name,
+            "start_time": new.start_time,
+            "tags": new.tags,
+            "parent_run_id": new.parent_run_id,
+            "entry_point": new.entry_point,
         }
         run = _run(self._http.json("POST", "/runs", body=body, idempotent=False))
         self._known_params[run.id] = dict(run.params)
@@ -516,25 +506,18 @@ class HttpBackend:
     def resolve_run_id(self, prefix: str) -> str:
         return self.get_run(prefix).id  # the server resolves a prefix as the CLI does
 
-    def search_runs(
-        self,
-        experiment_ids: Sequence[str] | None,
-        filter_string: str,
-        run_view_type: str,
-        max_results: int,
-        order_by: Sequence[str] | None,
-        page_token: str | None,
-    ) -> RunPage:
+    def search_runs(self, query: RunQuery) -> RunPage:
         from gitml.query.search import RunPage
 
         self.flush()
+        wanted = query.experiment_ids
         body = {
-            "experiment_ids": None if experiment_ids is None else list(experiment_ids),
-            "filter": filter_string,
-            "run_view_type": run_view_type,
-            "max_results": max_results,
-            "order_by": list(order_by or []),
-            "page_token": page_token,
+            "experiment_ids": None if wanted is None else list(wanted),
+            "filter": query.filter_string,
+            "run_view_type": query.run_view_type,
+            "max_results": query.max_results,
+            "order_by": list(query.order_by or []),
+            "page_token": query.page_token,
         }
         page = self._http.json("POST", "/runs/search", body=body)
         runs = [_run(r) for r in page["runs"]]
@@ -556,7 +539,9 @@ class HttpBackend:
         runs: list[Run] = []
         token: str | None = None
         while True:
-            page = self.search_runs(experiments, filter_string, view, 50_000, None, token)
+            page = self.search_runs(
+                RunQuery(experiments, filter_string, view, 50_000, page_token=token)
+            )
             runs.extend(page)
             token = page.token
             if token is None:
@@ -564,34 +549,25 @@ class HttpBackend:
 
     # -- logging (journaled, sent in batches) -------------------------------------------
 
-    def log_batch(
-        self,
-        run_id: str,
-        points: Sequence[tuple[str, Point]],
-        params: dict[str, str],
-        tags: dict[str, str],
-        *,
-        synchronous: bool,
-        batch_id: str | None = None,
-    ) -> None:
+    def log_batch(self, run_id: str, batch: Batch) -> None:
         """Journal the values and return; a background thread sends them with others.
 
         A batch with an id is sent at once, alone, under that id (after what
         was journaled before it).
         """
-        items: list[tuple[str, str, Any]] = [("M", key, point) for key, point in points]
-        if params:
-            items.extend(self._checked_params(run_id, params))
-        if tags:
-            items.extend(("T", k, v) for k, v in tags.items())
-        if batch_id is not None:
+        items: list[tuple[str, str, Any]] = [("M", key, point) for key, point in batch.metrics]
+        if batch.params:
+            items.extend(self._checked_params(run_id, batch.params))
+        if batch.tags:
+            items.extend(("T", k, v) for k, v in batch.tags.items())
+        if batch.batch_id is not None:
             self.flush()
             entries = [_Entry(n, kind, key, value) for n, (kind, key, value) in enumerate(items)]
-            body = _batch_body(entries, batch_id)
+            body = _batch_body(entries, batch.batch_id)
             self._http.request("POST", f"/runs/{_seg(run_id)}/log-batch", body=body)
             return
         self._append(run_id, items)
-        if synchronous:
+        if batch.synchronous:
             self.flush()
 
     def _checked_params(self, run_id: str, values: dict[str, str]) -> list[tuple[str, str, Any]]:

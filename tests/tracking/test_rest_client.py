@@ -103,7 +103,8 @@ def test_client_methods_over_http(server: TrackingServer) -> None:
     assert client.get_experiment(exp_id).tags == {"a": "1"}
     assert client.get_experiment_by_name("e1") is not None
     assert client.get_or_create_experiment_id("e1") == exp_id
-    assert client.get_or_create_experiment_id(None) == "0"  # the Default experiment, made on first use
+    # The Default experiment, made on first use.
+    assert client.get_or_create_experiment_id(None) == "0"
     with pytest.raises(Conflict):
         client.create_experiment("e1")
     run = client.create_run(exp_id, run_name="r")
