@@ -405,8 +405,8 @@ def log(
     from gitml.tracking import fluent
 
     artifact_path = artifact_paths.clean_path(name)
-    client = fluent._get_client()
-    run_id = run_id or fluent._run_id()
+    client = fluent.get_client()
+    run_id = run_id or fluent.current_run_id()
     with tempfile.TemporaryDirectory(prefix="gitml-model-") as tmp:
         saved = save(
             flavor,

@@ -72,7 +72,7 @@ def resolve_runs_uri(uri: str, client: Client | None = None) -> Path:
     match = _RUNS.match(uri)
     if match is None:
         raise InvalidInput(f"model URI {uri!r}: expected runs:/<run_id>/<path>")
-    client = client or fluent._get_client()
+    client = client or fluent.get_client()
     run_id = client.resolve_run_id(match.group(1))
     path = artifact_paths.clean_path(match.group(2).rstrip("/"))
     listed = client.list_artifacts(run_id, path)
@@ -117,7 +117,7 @@ def resolve_models_uri(uri: str) -> Path:
     from gitml.registry.versions import Registry
     from gitml.tracking import fluent
 
-    return Registry(fluent._get_client()).local_path(uri)
+    return Registry(fluent.get_client()).local_path(uri)
 
 
 register_resolver("runs", resolve_runs_uri)

@@ -43,6 +43,7 @@ from gitml.projects.fetch import FetchedProject, fetch, repository_of
 from gitml.projects.spec import DEFAULT_ENTRY_POINT, EntryPoint, Project, load_project
 from gitml.tracking import validation
 from gitml.tracking.client import Client
+from gitml.tracking.git_backend import GitBackend
 
 LOG_ARTIFACT = "project.log"
 TAG_ENTRY_POINT = "mlflow.project.entryPoint"
@@ -168,17 +169,6 @@ def _plan(
     return Plan(project, entry, resolved, command, environment, source_name, fetched, tags)
 
 
-class _ProjectClient(Client):
-    """A client whose runs record the project's code, not the code where gitml was started."""
-
-    # Set after construction: Client.__new__ takes the tracking URI alone.
-    _project_code: Store | CodeVersion | None = None
-
-    def _code_version(self, run_id: str) -> CodeVersion:
-        code = self._project_code
-        return code if isinstance(code, CodeVersion) else self._code_of(code, run_id)
-
-
 def _code_store(directory: Path) -> Store | None:
     try:
         store = Store.discover(directory)
@@ -250,8 +240,8 @@ def _execute(
             f"tracking URI {where!r}: project runs are recorded in a Git repository; "
             "a gitml server is not supported by 'gitml run' yet"
         )
-    client = _ProjectClient(tracking_uri)
-    client._project_code = code
+    # The run records the project's code, not the code where gitml was started.
+    client = Client(backend=GitBackend(tracking_uri, code=code))
     try:
         tracking_root = client.store.root
         resolved = _plan(
@@ -267,7 +257,9 @@ def _execute(
             url, _ = repository_of(fetched.directory)
             if url is not None:
                 resolved.tags[TAG_REPO_URL] = url
-        exp_id = client.experiment_id(experiment or os.environ.get("GITML_EXPERIMENT_NAME") or None)
+        exp_id = client.get_or_create_experiment_id(
+            experiment or os.environ.get("GITML_EXPERIMENT_NAME") or None
+        )
         created = client.create_run(
             exp_id,
             run_name=run_name,

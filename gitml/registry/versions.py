@@ -28,6 +28,8 @@ from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredM
 from gitml.git.store import Change, Snapshot
 from gitml.registry.declarations import check_name as check_stage
 from gitml.registry.declarations import primary_version, read_declaration
+from gitml.tracking import names, validation
+from gitml.tracking.git_backend import read_manifest
 
 if TYPE_CHECKING:
     from gitml.tracking.client import Client
@@ -103,7 +105,8 @@ class Registry:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.store = client.store
+        self.runs = client.git  # the registry needs the repository the runs are in
+        self.store = self.runs.store
 
     # -- registered models ---------------------------------------------------
 
@@ -126,8 +129,8 @@ class Registry:
         model = RegisteredModel(
             name=name,
             description=description,
-            creation_time=self.client._now(),
-            tags=self.client._tags(tags or {}),
+            creation_time=self.client.now(),
+            tags=validation.tags(tags or {}),
         )
 
         def edit(snap: Snapshot | None) -> Change | None:
@@ -164,7 +167,7 @@ class Registry:
         delete_tags: Iterable[str] = (),
     ) -> RegisteredModel:
         """Change a model's description or tags (a value of None leaves it as it is)."""
-        tag_values = self.client._tags(set_tags or {})
+        tag_values = validation.tags(set_tags or {})
         removed = list(delete_tags)
         result: list[RegisteredModel] = []
 
@@ -207,9 +210,9 @@ class Registry:
         check_name(name)
         run_id, model_path = self._source(model_uri)
         self.client.flush()  # a model logged by this process must be committed first
-        run_commit = self.client._run_tip(run_id)
+        run_commit = self.runs.run_tip(run_id)
         snap = self.store.snapshot(run_commit)
-        artifacts = self.client._manifest(snap)
+        artifacts = read_manifest(snap)
         files = model_files(artifacts, model_path)
         entry = next((a for a in artifacts if a.path == f"{model_path}/MLmodel"), None)
         if entry is None:
@@ -219,9 +222,8 @@ class Registry:
             )
         mlmodel = self._mlmodel(run_id, snap, entry)
         self._create_model(name, None, None)
-        tag_values = self.client._tags(tags or {})
-        now = self.client._now() if creation_time is None else creation_time
-        from gitml.tracking.client import _user
+        tag_values = validation.tags(tags or {})
+        now = self.client.now() if creation_time is None else creation_time
 
         made: list[ModelVersion] = []
 
@@ -241,7 +243,7 @@ class Registry:
                 signature=signature_summary(mlmodel.get("signature")),
                 description=description,
                 tags=tag_values,
-                user=_user(),
+                user=names.user(),
                 creation_time=now,
             )
             made[:] = [made_version]
@@ -307,7 +309,7 @@ class Registry:
         status: str | None = None,
     ) -> ModelVersion:
         number = _number(version)
-        tag_values = self.client._tags(set_tags or {})
+        tag_values = validation.tags(set_tags or {})
         removed = list(delete_tags)
         result: list[ModelVersion] = []
 
@@ -380,8 +382,8 @@ class Registry:
 
     def check_digest(self, version: ModelVersion) -> None:
         """``Corrupt`` unless the run still holds exactly the files the version recorded."""
-        tip = self.client._run_tip(version.run_id)
-        artifacts = self.client._manifest(self.store.snapshot(tip))
+        tip = self.runs.run_tip(version.run_id)
+        artifacts = read_manifest(self.store.snapshot(tip))
         digest = model_digest(model_files(artifacts, version.model_path))
         if digest != version.digest:
             raise Corrupt(
@@ -413,7 +415,7 @@ class Registry:
         """The ``MLmodel`` that manifest ``entry`` of the run's commit ``snap`` holds."""
         from gitml.models.mlmodel import MLmodel
 
-        data = self.client._artifact_bytes(run_id, snap, entry)
+        data = self.runs.artifact_bytes(run_id, snap, entry)
         return parse(MLmodel, data, where=f"run {run_id}", path=entry.path).to_plain()
 
     def _snapshot(self, name: str) -> Snapshot:
@@ -502,5 +504,5 @@ def register_model(
     """
     from gitml.tracking import fluent
 
-    registry = Registry(fluent._get_client())
+    registry = Registry(fluent.get_client())
     return registry.register(model_uri, name, tags=tags, description=description)

@@ -64,10 +64,10 @@ from gitml.server.auth import BearerAuth, LoopbackHostOnly, Refused, Scope, read
 from gitml.server.depends import AppClient, AppRegistry, Read, Write
 from gitml.server.limits import BodyCap, BodyTooLarge
 from gitml.server.ui import attach_ui
-from gitml.tracking import journal, metrics, validation
+from gitml.tracking import validation
 from gitml.tracking.client import EXPERIMENTS, RUNS, Client
-from gitml.tracking.entities import metric_from_json, metric_to_json
-from gitml.tracking.writer import Latest
+from gitml.tracking.entities import Metric, metric_from_json, metric_to_json
+from gitml.tracking.git_backend import GitBackend
 
 PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -408,7 +408,7 @@ def get_experiment(id_or_name: str, client: AppClient) -> Experiment:
 @experiments.get("/default-experiment", dependencies=[Write])
 def default_experiment(client: AppClient) -> Experiment:
     """The experiment runs go to when none is named (created on first use)."""
-    return client.get_experiment(client.experiment_id(None))
+    return client.get_experiment(client.get_or_create_experiment_id(None))
 
 
 @experiments.get("/run-counts", dependencies=[Read])
@@ -487,20 +487,22 @@ def log_batch(run_id: str, body: LogBatch, client: AppClient, batches: Batches) 
     A ``batch_id`` already among the run's commits is not applied again.
     """
     applied, batch_lock = batches.applied, batches.lock
-    entries, latest = _batch_entries(body, client._now())
+    now = client.now()
+    points = [
+        Metric(
+            m.key, metric_from_json(m.value), now if m.timestamp is None else m.timestamp, m.step
+        )
+        for m in body.metrics
+    ]
     with batch_lock():
         if body.batch_id is not None and applied.contains(run_id, body.batch_id):
             return LogBatchResult(applied=False, reason="batch_id was applied before")
-        if client.store.tip(RUNS + run_id) is None:
-            raise NotFound(f"no run with id '{run_id}'")
-        trailers = [body.batch_id] if body.batch_id is not None else []
-        # The run's own commit path, with the batch id as the commit's
-        # Gitml-Journal trailer: the data and its id land together. When
-        # the commit fails (a full disk, a busy ref) the id is not
-        # recorded, so the client's resend is applied; when it lands
-        # without a param the run contradicts, the next check finds the
-        # id in the run's history.
-        client._commit_run(run_id, entries, latest, trailers, None)
+        # One commit with the batch id as its Gitml-Journal trailer: the data
+        # and its id land together. When the commit fails (a full disk, a busy
+        # ref) the id is not recorded, so the client's resend is applied; when
+        # it lands without a param the run contradicts, the next check finds
+        # the id in the run's history.
+        client.log_batch(run_id, points, body.params, body.tags, batch_id=body.batch_id)
         if body.batch_id is not None:
             applied.add(run_id, body.batch_id)
     return LogBatchResult(applied=True)
@@ -732,10 +734,9 @@ ROUTERS = (service, experiments, runs, artifacts, models, stages)
 
 def create_app(settings: ServerSettings) -> FastAPI:
     """The REST API over ``settings.repo``: the routers above, the web UI, auth and the cap."""
-    client = Client(str(settings.repo))
     # Runs created here belong to remote clients: the code the server process
     # happens to stand in is not theirs, so no code commit is recorded.
-    client._work = None
+    client = Client(backend=GitBackend(str(settings.repo), code=None))
     app = FastAPI(
         title="gitml tracking server",
         version=__version__,
@@ -790,31 +791,6 @@ def _run_json(run: Run) -> dict[str, Any]:
 def _run_answer(run: Run, status: int = 200) -> Response:
     """A run as JSON, its metrics that are not finite as "NaN", "Infinity", "-Infinity"."""
     return Response(orjson.dumps(_run_json(run)), status_code=status, media_type="application/json")
-
-
-def _batch_entries(body: LogBatch, now: int) -> tuple[journal.Entries, dict[str, Latest]]:
-    """A log-batch body validated as ``Client.log_batch`` validates, as one commit's data."""
-    validation.batch_size(len(body.metrics), len(body.params), len(body.tags))
-    entries = journal.Entries()
-    latest: dict[str, Latest] = {}
-    for m in body.metrics:
-        # The model checked the types and signs; the key's alphabet is checked once per key.
-        lines = entries.metrics.get(m.key)
-        if lines is None:
-            lines = entries.metrics[m.key] = []
-            validation.key("metric", m.key)
-        point = (m.step, now if m.timestamp is None else m.timestamp, metric_from_json(m.value))
-        lines.append(metrics.line(*point))
-        current = latest.get(m.key)
-        if current is None or point >= current:
-            latest[m.key] = point
-    entries.params = {
-        validation.key("param", k): validation.param_value(k, v) for k, v in body.params.items()
-    }
-    entries.tags = {
-        validation.key("tag", k): validation.tag_value(k, v) for k, v in body.tags.items()
-    }
-    return entries, latest
 
 
 def _incoming(client: Client) -> Path:

@@ -107,7 +107,7 @@ def runs_table(body: RunsTable, client: AppClient) -> Response:
     """One window of the runs matching a filter, as rows of the chosen columns."""
     experiment_ids = None
     if body.experiment_ids is not None:
-        experiment_ids = [client._experiment_ref(e) for e in body.experiment_ids]
+        experiment_ids = [client.find_experiment_id(e) for e in body.experiment_ids]
     try:
         window = lookups.runs_window(
             client.index,

@@ -910,15 +910,17 @@ def verify_files(version: ModelVersion, repo: Path) -> None:
     """
     from gitml.registry.versions import Registry
     from gitml.tracking.client import Client
+    from gitml.tracking.git_backend import read_manifest
 
     client = Client(str(repo))
     try:
         Registry(client).check_digest(version)
-        snap = client.store.snapshot(client._run_tip(version.run_id))
+        runs = client.git
+        snap = runs.store.snapshot(runs.run_tip(version.run_id))
         prefix = version.model_path + "/"
-        for artifact in client._manifest(snap):
+        for artifact in read_manifest(snap):
             if artifact.path.startswith(prefix) and artifact.storage != "external":
-                client._artifact_bytes(version.run_id, snap, artifact)
+                runs.artifact_bytes(version.run_id, snap, artifact)
     finally:
         client.close()
 

@@ -37,7 +37,8 @@ class RunTerminated(BaseException):
     """Raised in the main thread when SIGTERM arrives during ``with start_run()``."""
 
 
-def _get_client() -> Client:
+def get_client() -> Client:
+    """The ``Client`` the fluent API logs through (made on first use, for the tracking URI)."""
     global _client
     with _lock:
         if _client is None:
@@ -67,8 +68,8 @@ def get_tracking_uri() -> str | None:
 def set_experiment(experiment_name: str) -> Experiment:
     """Make ``experiment_name`` the default for new runs, creating it if needed."""
     global _experiment
-    client = _get_client()
-    exp_id = client.experiment_id(experiment_name)
+    client = get_client()
+    exp_id = client.get_or_create_experiment_id(experiment_name)
     _experiment = exp_id
     return client.get_experiment(exp_id)
 
@@ -121,7 +122,7 @@ def start_run(
     experiment: str | None = None,
 ) -> ActiveRun:
     """Start a new run, or resume ``run_id`` (later logs append to it)."""
-    client = _get_client()
+    client = get_client()
     with _lock:
         if _active and not nested:
             raise InvalidInput(
@@ -164,7 +165,7 @@ def end_run(status: str = "FINISHED") -> None:
             return
         active = _active.pop()
         try:
-            _get_client().set_terminated(active.run_id, status)
+            get_client().set_terminated(active.run_id, status)
         finally:
             if active._previous_handler is not None:
                 signal.signal(signal.SIGTERM, active._previous_handler)
@@ -179,7 +180,7 @@ def last_active_run_id() -> str | None:
 
 
 def get_run(run_id: str) -> Run:
-    return _get_client().get_run(run_id)
+    return get_client().get_run(run_id)
 
 
 def search_runs(
@@ -204,7 +205,7 @@ def search_runs(
         wanted = [*(experiment_ids or ()), *(experiment_names or ())]
     elif _experiment is not None:
         wanted = [_experiment]
-    client = _get_client()
+    client = get_client()
     runs: list[Run] = []
     token: str | None = None
     while True:  # every page up to max_results, as MLflow's fluent search does
@@ -222,57 +223,58 @@ def search_runs(
     return runs
 
 
-def _run_id() -> str:
+def current_run_id() -> str:
+    """The active run's id; logging with no active run starts one, as MLflow does."""
     if not _active:
         start_run()
     return _active[-1].run_id
 
 
 def log_param(key: str, value: Any) -> Any:
-    return _get_client().log_param(_run_id(), key, value)
+    return get_client().log_param(current_run_id(), key, value)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
-    _get_client().log_batch(_run_id(), params=params, synchronous=False)
+    get_client().log_batch(current_run_id(), params=params, synchronous=False)
 
 
 def log_metric(
     key: str, value: float, step: int | None = None, timestamp: int | None = None
 ) -> None:
-    _get_client().log_metric(_run_id(), key, value, timestamp, step or 0)
+    get_client().log_metric(current_run_id(), key, value, timestamp, step or 0)
 
 
 def log_metrics(
     metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
 ) -> None:
-    client = _get_client()
-    run_id = _run_id()
+    client = get_client()
+    run_id = current_run_id()
     for key, value in metrics.items():
         client.log_metric(run_id, key, value, timestamp, step or 0)
 
 
 def set_tag(key: str, value: Any) -> None:
-    _get_client().set_tag(_run_id(), key, value)
+    get_client().set_tag(current_run_id(), key, value)
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:
-    _get_client().log_batch(_run_id(), tags=tags, synchronous=False)
+    get_client().log_batch(current_run_id(), tags=tags, synchronous=False)
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    _get_client().log_artifact(_run_id(), local_path, artifact_path)
+    get_client().log_artifact(current_run_id(), local_path, artifact_path)
 
 
 def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    _get_client().log_artifacts(_run_id(), local_dir, artifact_path)
+    get_client().log_artifacts(current_run_id(), local_dir, artifact_path)
 
 
 def log_text(text: str, artifact_file: str) -> None:
-    _get_client().log_text(_run_id(), text, artifact_file)
+    get_client().log_text(current_run_id(), text, artifact_file)
 
 
 def log_dict(dictionary: Mapping[str, Any], artifact_file: str) -> None:
-    _get_client().log_dict(_run_id(), dictionary, artifact_file)
+    get_client().log_dict(current_run_id(), dictionary, artifact_file)
 
 
 def log_figure(
@@ -284,7 +286,7 @@ def log_figure(
     suffix = Path(artifact_file).suffix.lstrip(".") or "png"
     buffer = io.BytesIO()
     figure.savefig(buffer, format=suffix, **dict(save_kwargs or {}))
-    _get_client().log_bytes(_run_id(), buffer.getvalue(), artifact_file)
+    get_client().log_bytes(current_run_id(), buffer.getvalue(), artifact_file)
 
 
 def _entry_point() -> str | None:

@@ -1,7 +1,8 @@
-"""Readable default run names (``brave-otter-417``), as MLflow gives runs."""
+"""Readable default run names (``brave-otter-417``), as MLflow gives runs, and who made a run."""
 
 from __future__ import annotations
 
+import getpass
 import secrets
 
 _ADJECTIVES = (
@@ -86,3 +87,17 @@ _NOUNS = (
 
 def run_name() -> str:
     return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(1000):03d}"
+
+
+_USER: str | None = None
+
+
+def user() -> str:
+    """The login name recorded on runs and model versions (``unknown`` when there is none)."""
+    global _USER
+    if _USER is None:
+        try:
+            _USER = getpass.getuser()
+        except (KeyError, OSError):
+            _USER = "unknown"
+    return _USER

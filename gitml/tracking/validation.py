@@ -8,7 +8,7 @@ from __future__ import annotations
 import numbers
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gitml.errors import InvalidInput
@@ -95,6 +95,16 @@ def tag_value(name: str, value: Any) -> str:
             f"tag '{name}' value is {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}"
         )
     return text
+
+
+def params(values: Mapping[str, Any]) -> dict[str, str]:
+    """Params as stored: keys checked, values as text within the limit."""
+    return {key("param", k): param_value(k, v) for k, v in values.items()}
+
+
+def tags(values: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as stored: keys checked, values as text within the limit."""
+    return {key("tag", k): tag_value(k, v) for k, v in values.items()}
 
 
 def metric_value(name: str, value: Any) -> float:

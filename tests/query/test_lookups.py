@@ -54,8 +54,8 @@ def test_run_counts_by_experiment_and_stage(repo: Path) -> None:
     client = gitml.Client()
     runs = [client.create_run("a") for _ in range(3)] + [client.create_run("b")]
     client.delete_run(runs[0].id)
-    a = client.experiment_id("a")
-    b = client.experiment_id("b")
+    a = client.get_or_create_experiment_id("a")
+    b = client.get_or_create_experiment_id("b")
     assert run_counts(client.index) == {
         a: {"active": 2, "deleted": 1},
         b: {"active": 1, "deleted": 0},

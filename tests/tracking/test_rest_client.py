@@ -17,6 +17,7 @@ import pytest
 import gitml
 from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.tracking import fluent
+from gitml.tracking.http_backend import HttpBackend
 from gitml.tracking.rest import AccessDenied, RestClient, ServerUnavailable, journal_root
 from testing.cli import cli
 from testing.procs import child_env, finish, read_until, spawn, wait_stopped
@@ -37,9 +38,13 @@ def steps(client: gitml.Client, run_id: str, key: str) -> list[int]:
     return sorted(p.step for p in client.get_metric_history(run_id, key))
 
 
-def test_an_http_uri_makes_a_rest_client_that_is_a_client(server: TrackingServer) -> None:
+def test_an_http_uri_makes_a_client_over_the_http_backend(server: TrackingServer) -> None:
     client = gitml.Client(server.url)
-    assert isinstance(client, RestClient) and isinstance(client, gitml.Client)
+    assert isinstance(client.backend, HttpBackend)
+    assert isinstance(RestClient(server.url).backend, HttpBackend)
+    assert isinstance(RestClient(server.url), gitml.Client)
+    with pytest.raises(InvalidInput, match="RestClient needs an http"):
+        RestClient(str(server.repo))
     assert client.remote and not gitml.Client(str(server.repo)).remote
     with pytest.raises(InvalidInput, match="'store' needs a local repository"):
         client.store  # noqa: B018
@@ -97,8 +102,9 @@ def test_client_methods_over_http(server: TrackingServer) -> None:
     exp_id = client.create_experiment("e1", tags={"a": 1})
     assert client.get_experiment(exp_id).tags == {"a": "1"}
     assert client.get_experiment_by_name("e1") is not None
-    assert client.experiment_id("e1") == exp_id
-    assert client.experiment_id(None) == "0"  # the Default experiment, made on first use
+    assert client.get_or_create_experiment_id("e1") == exp_id
+    # The Default experiment, made on first use.
+    assert client.get_or_create_experiment_id(None) == "0"
     with pytest.raises(Conflict):
         client.create_experiment("e1")
     run = client.create_run(exp_id, run_name="r")
