@@ -14,8 +14,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from gitml.errors import InvalidInput, InvalidRecord
 from gitml.format import yamlio
+from gitml.format.layout import STAGE_NAME
 from gitml.format.paths import stored_path
-from gitml.registry.declarations import STAGE_NAME
 
 if TYPE_CHECKING:
     from gitml.tracking.entities import RunData, RunInfo

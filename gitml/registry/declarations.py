@@ -15,21 +15,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput
+from gitml.format import layout
+from gitml.format.layout import declaration_path as declaration_path
+from gitml.format.layout import stage_branch as branch
 
 if TYPE_CHECKING:
     from gitml.format.record_cache import ValidatedRecords
     from gitml.git.store import Snapshot, Store
 
-BRANCHES = "refs/heads/gitml/"
-PROPOSALS = BRANCHES + "proposals/"
-MODELS_DIR = "models"
-STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
-_STAGE = re.compile(STAGE_NAME)
+_STAGE = re.compile(layout.STAGE_NAME)
 
 
 def check_name(stage: str, stages: Sequence[str] | None = None) -> str:
     """``stage`` if it can name a stage (and, given the project's ``stages``, is one of them)."""
-    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == "proposals":
+    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == layout.RESERVED_STAGE:
         raise InvalidInput(
             f"stage {stage!r}: use lowercase letters, digits, '_' and '-', starting with a letter"
         )
@@ -39,14 +38,6 @@ def check_name(stage: str, stages: Sequence[str] | None = None) -> str:
             f"({', '.join(stages)}); list it under 'stages' in .gitml.yaml"
         )
     return stage
-
-
-def branch(stage: str) -> str:
-    return BRANCHES + stage
-
-
-def declaration_path(model: str) -> str:
-    return f"{MODELS_DIR}/{model}.yaml"
 
 
 def commit_at(store: Store, stage: str, at: int) -> str | None:
@@ -72,10 +63,10 @@ def served_summary(declared: Mapping[str, Any] | None) -> str:
 
 def declaration_files(snap: Snapshot) -> Iterator[tuple[str, bytes]]:
     """``(model, bytes)`` of every ``models/<model>.yaml`` in a stage branch's tree."""
-    for name, is_dir, _ in snap.listdir(MODELS_DIR):
-        if is_dir or not name.endswith(".yaml"):
+    for name, is_dir, _ in snap.listdir(layout.DECLARATIONS_DIR):
+        model = None if is_dir else layout.declared_model(name)
+        if model is None:
             continue
-        model = name[: -len(".yaml")]
         data = snap.read(declaration_path(model))
         if data is not None:
             yield model, data
@@ -93,7 +84,7 @@ def declared(
     for model, data in declaration_files(store.snapshot(commit)):
 
         def validate(model: str = model, data: bytes = data) -> dict[str, Any]:
-            from gitml.registry.stages import parse_declaration
+            from gitml.format.readers import parse_declaration
 
             return parse_declaration(data, stage, model).model_dump(mode="json")
 

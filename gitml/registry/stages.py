@@ -15,14 +15,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from gitml.errors import Conflict, InvalidInput, InvalidRecord, NotFound
+from gitml.errors import Conflict, InvalidInput, NotFound
+from gitml.format import layout
+from gitml.format.layout import DECLARATIONS_DIR as MODELS_DIR
+from gitml.format.layout import declaration_path as declaration_path
+from gitml.format.layout import stage_branch as branch
+from gitml.format.readers import declaration_at as declaration_at
+from gitml.format.readers import parse_declaration as parse_declaration
+from gitml.format.readers import read_declaration as read_declaration
 from gitml.format.record_cache import ValidatedRecords
-from gitml.format.records import Config, ServedVersion, StageDeclaration, parse
+from gitml.format.records import Config, ServedVersion, StageDeclaration
 from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot, Store
-from gitml.registry.declarations import BRANCHES as BRANCHES
-from gitml.registry.declarations import MODELS_DIR as MODELS_DIR
-from gitml.registry.declarations import PROPOSALS as PROPOSALS
-from gitml.registry.declarations import branch as branch
 from gitml.registry.declarations import (
     check_name,
     declaration_files,
@@ -30,7 +33,6 @@ from gitml.registry.declarations import (
     served_summary,
 )
 from gitml.registry.declarations import commit_at as commit_at
-from gitml.registry.declarations import declaration_path as declaration_path
 
 if TYPE_CHECKING:
     from gitml.registry.versions import Registry
@@ -56,26 +58,6 @@ repos:
 def check_stage(stage: str, config: Config | None = None) -> str:
     """``stage`` if it can name a stage (and, given ``config``, is one of its stages)."""
     return check_name(stage, None if config is None else config.stages)
-
-
-def read_declaration(store: Store, stage: str, model: str) -> StageDeclaration | None:
-    """What ``stage`` declares for ``model`` now (None: it serves no version of it)."""
-    tip = store.tip(branch(stage))
-    return None if tip is None else declaration_at(store.snapshot(tip), stage, model)
-
-
-def declaration_at(snap: Snapshot, stage: str, model: str) -> StageDeclaration | None:
-    data = snap.read(declaration_path(model))
-    return None if data is None else parse_declaration(data, stage, model)
-
-
-def parse_declaration(data: bytes, stage: str, model: str) -> StageDeclaration:
-    """``models/<model>.yaml`` of ``stage``: a valid declaration of that very model."""
-    path = declaration_path(model)
-    declared = parse(StageDeclaration, data, where=branch(stage), path=path)
-    if declared.model != model:
-        raise InvalidRecord(branch(stage), path, "model", f"'{declared.model}' does not match")
-    return declared
 
 
 def declarations(store: Store, stage: str, at: str | None = None) -> dict[str, StageDeclaration]:
@@ -197,7 +179,7 @@ class Stages:
         text = _message(f"{stage}: {model} v{number}{share}", stage, model, number, message)
         made: list[StageDeclaration] = []
         if propose:
-            ref = f"{PROPOSALS}{stage}/{model}-v{number}"
+            ref = layout.proposal_branch(stage, model, number)
             # Refuse a bad proposal before creating the stage branch it would be based on.
             if self.store.tip(ref) is None:
                 declare(read_declaration(self.store, stage, model))
@@ -252,7 +234,7 @@ class Stages:
         tip = self.store.update(
             branch(stage),
             lambda snap: None if snap is not None else _creating(snap, Change({})),
-            f"gitml: create stage {stage}\n\nGitml-Stage: {stage}",
+            layout.message(f"create stage {stage}", [(layout.STAGE, stage)]),
         )
         assert tip is not None
         return tip
@@ -273,7 +255,7 @@ class Stages:
             return _creating(snap, self._declaring(model, new))
 
         names = ", ".join(f"v{n}" for n in versions)
-        text = f"gitml: {stage}: {model} {names}\n\nGitml-Stage: {stage}\nGitml-Model: {model}"
+        text = _message(f"{stage}: {model} {names}", stage, model, None, None)
         self.store.update(branch(stage), edit, text)
 
     def _unarchive(self, stage: str, model: str, versions: list[int]) -> list[int]:
@@ -299,9 +281,8 @@ class Stages:
             return self._declaring(model, StageDeclaration(model=model, versions=kept, note=None))
 
         names = ", ".join(f"v{n}" for n in versions)
-        text = (
-            f"gitml: {archive}: {model} {names} declared on {stage} again\n\n"
-            f"Gitml-Stage: {archive}\nGitml-Model: {model}"
+        text = _message(
+            f"{archive}: {model} {names} declared on {stage} again", archive, model, None, None
         )
         self.store.update(branch(archive), edit, text)
         return taken
@@ -343,7 +324,7 @@ class Stages:
             model,
             None,
             message,
-            extra=[f"Gitml-Rollback-Of: {last.commit}"],
+            extra=[(layout.ROLLBACK_OF, last.commit)],
         )
         commit = self.store.update(branch(stage), edit, text) or ""
         info = self.store.commit_info(commit)
@@ -420,7 +401,7 @@ def _changed_models(after: Snapshot, before: Snapshot | None) -> list[str]:
     new = {n: sha for n, is_dir, sha in after.listdir(MODELS_DIR) if not is_dir}
     old = {n: sha for n, is_dir, sha in before.listdir(MODELS_DIR) if not is_dir} if before else {}
     names = {n for n in new.keys() | old.keys() if new.get(n) != old.get(n)}
-    return sorted(n[: -len(".yaml")] for n in names if n.endswith(".yaml"))
+    return sorted(m for n in names if (m := layout.declared_model(n)) is not None)
 
 
 def describe_declaration(declared: StageDeclaration | None) -> str:
@@ -439,10 +420,9 @@ def _message(
     version: int | None,
     note: str | None,
     *,
-    extra: list[str] | None = None,
+    extra: list[layout.Trailer] | None = None,
 ) -> str:
-    trailers = [f"Gitml-Stage: {stage}", f"Gitml-Model: {model}"]
+    trailers = [(layout.STAGE, stage), (layout.MODEL, model)]
     if version is not None:
-        trailers.append(f"Gitml-Version: {version}")
-    body = f"{note.strip()}\n\n" if note and note.strip() else ""
-    return f"gitml: {subject}\n\n{body}" + "\n".join([*trailers, *(extra or [])])
+        trailers.append((layout.VERSION, str(version)))
+    return layout.message(subject, [*trailers, *(extra or [])], note)
