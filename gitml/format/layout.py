@@ -19,7 +19,7 @@ pydantic or dulwich: ``gitml stage show`` and ``import gitml`` stay fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 # -- refs ----------------------------------------------------------------------
@@ -142,6 +142,17 @@ def trailer(text: str, key: str) -> str | None:
 
 def has_trailer(text: str, key: str, value: str) -> bool:
     return (key, value) in trailers(text)
+
+
+def map_trailer(text: str, key: str, change: Callable[[str], str]) -> str:
+    """``text`` with the value of each ``key`` trailer replaced by ``change(value)``."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) != key:
+            return match.group(0)
+        return f"{key}: {change(match.group(2))}"
+
+    return _TRAILER.sub(one, text)
 
 
 @dataclass(frozen=True)

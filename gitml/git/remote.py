@@ -82,7 +82,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
-from gitml.format import schemas, yamlio
+from gitml.format import layout, schemas, yamlio
+from gitml.format.layout import (
+    EXPERIMENT_FILE,
+    EXPERIMENTS,
+    GITML,
+    INCOMING,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    MODELS,
+    OUTGOING,
+    PROPOSALS,
+    RUN_FILE,
+    RUNS,
+    STAGES,
+    VERSIONS_DIR,
+    declaration_path,
+    version_number,
+    version_path,
+)
 from gitml.format.record_cache import ValidatedRecords
 from gitml.git.store import Store
 from gitml.registry.declarations import declared
@@ -93,19 +111,9 @@ if TYPE_CHECKING:
     from gitml.artifacts import SharedStore
     from gitml.format.records import Artifact, ArtifactManifest, ModelVersion, Record, Run
 
-GITML = "refs/gitml/"
-RUNS = GITML + "runs/"
-EXPERIMENTS = GITML + "experiments/"
-MODELS = GITML + "models/"
-STAGES = "refs/heads/gitml/"
-PROPOSALS = STAGES + "proposals/"
-INCOMING = "refs/gitml-incoming/"
-OUTGOING = "refs/gitml-outgoing/"
 PUSH_ATTEMPTS = 6
 
 Holds = Callable[[str], bool]
-
-_VERSION_FILE = re.compile(r"^versions/([1-9][0-9]*)\.yaml\Z")
 
 
 class GitFailed(GitmlError):
@@ -302,26 +310,24 @@ def check_record(store: Store, ref: str, commit: str) -> list[InvalidRecord]:
                 )
 
     if kind == "run":
-        check("run.yaml", "run", True, id=name)
-        check("artifacts.yaml", "artifacts", False)
+        check(RUN_FILE, "run", True, id=name)
+        check(MANIFEST_FILE, "artifacts", False)
     elif kind == "experiment":
-        check("experiment.yaml", "experiment", True, id=name)
+        check(EXPERIMENT_FILE, "experiment", True, id=name)
     elif kind == "model":
-        check("model.yaml", "registered-model", True, name=name)
-        for entry, is_dir, _ in snap.listdir("versions"):
-            match = _VERSION_FILE.match(f"versions/{entry}")
-            if is_dir or match is None:
-                problems.append(
-                    InvalidRecord(ref, f"versions/{entry}", "(document)", "not a version file")
-                )
+        check(MODEL_FILE, "registered-model", True, name=name)
+        for entry, is_dir, _ in snap.listdir(VERSIONS_DIR):
+            path = f"{VERSIONS_DIR}/{entry}"
+            number = None if is_dir else version_number(path)
+            if number is None:
+                problems.append(InvalidRecord(ref, path, "(document)", "not a version file"))
                 continue
-            number = int(match.group(1))
-            check(f"versions/{entry}", "model-version", True, name=name, version=number)
+            check(path, "model-version", True, name=name, version=number)
     elif kind == "stage":
-        for entry, is_dir, _ in snap.listdir("models"):
-            if is_dir or not entry.endswith(".yaml"):
-                continue
-            check(f"models/{entry}", "stage", True, model=entry[: -len(".yaml")])
+        for entry, is_dir, _ in snap.listdir(layout.DECLARATIONS_DIR):
+            model = None if is_dir else layout.declared_model(entry)
+            if model is not None:
+                check(declaration_path(model), "stage", True, model=model)
     else:
         problems.append(InvalidRecord(ref, "", "(ref)", "gitml does not know this kind of record"))
     return problems
@@ -382,7 +388,7 @@ def _same_experiment(store: Store, a: str, b: str) -> bool:
     """Whether two experiment commits record the same experiment (creation time aside)."""
     docs = []
     for commit in (a, b):
-        data = store.snapshot(commit).read("experiment.yaml")
+        data = store.snapshot(commit).read(EXPERIMENT_FILE)
         doc = yamlio.load(data) if data is not None else None
         if not isinstance(doc, dict):
             return False
@@ -485,7 +491,7 @@ def _canonical_runs(
     return out
 
 
-_RUN_FILES = ("run.yaml", "artifacts.yaml")
+_RUN_FILES = (RUN_FILE, MANIFEST_FILE)
 R = TypeVar("R", bound="Record")
 
 
@@ -643,10 +649,10 @@ def artifact_store_holds(store: Store, settings_root: Path | None = None) -> Sha
 def _external_artifacts(store: Store, run_id: str, commit: str) -> list[Artifact]:
     from gitml.format.records import ArtifactManifest, parse
 
-    data = store.snapshot(commit).read("artifacts.yaml")
+    data = store.snapshot(commit).read(MANIFEST_FILE)
     if data is None:
         return []
-    manifest = parse(ArtifactManifest, data, where=RUNS + run_id, path="artifacts.yaml")
+    manifest = parse(ArtifactManifest, data, where=RUNS + run_id, path=MANIFEST_FILE)
     return [a for a in manifest.artifacts if a.storage == "external"]
 
 
@@ -695,12 +701,13 @@ def _changed_versions(store: Store, mine: str, theirs: str | None) -> list[Model
     snap = store.snapshot(mine)
     other = store.snapshot(theirs) if theirs is not None and store.has_object(theirs) else None
     out = []
-    for entry, is_dir, sha in snap.listdir("versions"):
+    for entry, is_dir, sha in snap.listdir(VERSIONS_DIR):
+        path = f"{VERSIONS_DIR}/{entry}"
         if is_dir:
             continue
-        if other is not None and other.lookup(f"versions/{entry}") == sha:
+        if other is not None and other.lookup(path) == sha:
             continue
-        out.append(parse(ModelVersion, snap.blob(sha), where=mine, path=f"versions/{entry}"))
+        out.append(parse(ModelVersion, snap.blob(sha), where=mine, path=path))
     return out
 
 
@@ -918,12 +925,9 @@ def _version_bytes(data: bytes, number: int, where: str, path: str) -> bytes:
 
 
 def _highest(store: Store, commit: str) -> int:
-    numbers = [
-        int(m.group(1))
-        for entry, _, _ in store.snapshot(commit).listdir("versions")
-        if (m := _VERSION_FILE.match(f"versions/{entry}"))
-    ]
-    return max(numbers, default=0)
+    listed = store.snapshot(commit).listdir(VERSIONS_DIR)
+    numbers = [version_number(f"{VERSIONS_DIR}/{entry}") for entry, _, _ in listed]
+    return max((n for n in numbers if n is not None), default=0)
 
 
 def _chain(store: Store, tip: str, stop: Callable[[str], bool]) -> list[str]:
@@ -942,10 +946,11 @@ def _files(store: Store, commit: str | None) -> dict[str, str]:
     if commit is None:
         return {}
     snap = store.snapshot(commit)
-    out = {f"versions/{e}": sha for e, is_dir, sha in snap.listdir("versions") if not is_dir}
-    top = snap.lookup("model.yaml")
+    listed = snap.listdir(VERSIONS_DIR)
+    out = {f"{VERSIONS_DIR}/{e}": sha for e, is_dir, sha in listed if not is_dir}
+    top = snap.lookup(MODEL_FILE)
     if top is not None:
-        out["model.yaml"] = top
+        out[MODEL_FILE] = top
     return out
 
 
@@ -956,9 +961,12 @@ def _renumber_message(message: str, mapping: dict[int, int], model: str) -> str:
         old = int(m.group(2))
         return f"{m.group(1)}{mapping.get(old, old)}"
 
+    def trailer(value: str) -> str:
+        return str(mapping.get(int(value), value)) if value.isdigit() else value
+
     message = re.sub(r"(\bversion )(\d+)\b", number, message)
     message = re.sub(rf"(\b{re.escape(model)} v)(\d+)\b", number, message)
-    return re.sub(r"^(Gitml-Version: )(\d+)$", number, message, flags=re.M)
+    return layout.map_trailer(message, layout.VERSION, trailer)
 
 
 def _rebase_model(store: Store, name: str, mine: str, theirs: str) -> tuple[str, dict[int, int]]:
@@ -982,19 +990,19 @@ def _rebase_model(store: Store, name: str, mine: str, theirs: str) -> tuple[str,
                 continue
             new_data = store.read_blob(after[path]) if path in after else None
             old_data = store.read_blob(before[path]) if path in before else None
-            match = _VERSION_FILE.match(path)
-            if match and old_data is None and new_data is not None:  # a registration
+            listed = version_number(path)
+            if listed is not None and old_data is None and new_data is not None:  # a registration
                 number = _highest(store, tip) + 1 + len(here)
-                mapping[int(match.group(1))] = here[int(match.group(1))] = number
-                files[f"versions/{number}.yaml"] = _version_bytes(new_data, number, ref, path)
+                mapping[listed] = here[listed] = number
+                files[version_path(number)] = _version_bytes(new_data, number, ref, path)
                 continue
-            if path == "model.yaml" and old_data is None and current.read(path) is not None:
+            if path == MODEL_FILE and old_data is None and current.read(path) is not None:
                 continue  # the model was created on both sides: the remote's record stays
             target = path
             wanted, expected = new_data, old_data
-            if match:
-                number = mapping.get(int(match.group(1)), int(match.group(1)))
-                target = f"versions/{number}.yaml"
+            if listed is not None:
+                number = mapping.get(listed, listed)
+                target = version_path(number)
                 wanted = None if new_data is None else _version_bytes(new_data, number, ref, path)
                 expected = None if old_data is None else _version_bytes(old_data, number, ref, path)
             now = current.read(target)
@@ -1038,7 +1046,7 @@ def _renumber_stages(
             files: dict[str, bytes | None] = {}
             message = info.message.rstrip("\n")
             for model, mapping in renumbered.items():
-                path = f"models/{model}.yaml"
+                path = declaration_path(model)
                 data = snap.read(path)
                 if data is not None:
                     declared = parse(StageDeclaration, data, where=ref, path=path)
@@ -1049,7 +1057,7 @@ def _renumber_stages(
                     if versions != declared.versions:
                         new = declared.model_copy(update={"versions": versions})
                         files[path] = new.to_yaml()
-                if f"Gitml-Model: {model}" in message:
+                if layout.has_trailer(message, layout.MODEL, model):
                     message = _renumber_message(message, mapping, model)
             parents = tuple(rewritten.get(p, p) for p in info.parents)
             if files or parents != info.parents or message != info.message.rstrip("\n"):

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import InvalidInput
 from gitml.format import layout
 from gitml.format.layout import declaration_path as declaration_path
-from gitml.format.layout import stage_branch as branch
+from gitml.format.layout import stage_branch
 
 if TYPE_CHECKING:
     from gitml.format.record_cache import ValidatedRecords
     from gitml.git.store import Snapshot, Store
 
 _STAGE = re.compile(layout.STAGE_NAME)
+branch = stage_branch  # the stage's branch, by the name the registry and the CLI use
 
 
 def check_name(stage: str, stages: Sequence[str] | None = None) -> str:

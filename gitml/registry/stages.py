@@ -19,13 +19,13 @@ from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.format import layout
 from gitml.format.layout import DECLARATIONS_DIR as MODELS_DIR
 from gitml.format.layout import declaration_path as declaration_path
-from gitml.format.layout import stage_branch as branch
 from gitml.format.readers import declaration_at as declaration_at
 from gitml.format.readers import parse_declaration as parse_declaration
 from gitml.format.readers import read_declaration as read_declaration
 from gitml.format.record_cache import ValidatedRecords
 from gitml.format.records import Config, ServedVersion, StageDeclaration
 from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot, Store
+from gitml.registry.declarations import branch as branch
 from gitml.registry.declarations import (
     check_name,
     declaration_files,

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitml.errors import GitmlError, InvalidInput, NotFound
+from gitml.format.layout import STAGES, run_ref, stage_branch
 from gitml.models.mlmodel import logged_models
 from gitml.query.compile import compile_order, compile_where
 from gitml.query.grammar import FilterSyntaxError, parse_filter, parse_order_by
@@ -146,7 +147,7 @@ def ui_router(client: Client, registry: Registry, reader: Callable[[Request], No
         children = [{"id": r[0], "name": r[1], "status": r[2], "start_time": r[3]} for r in rows]
         parent = None
         if run.parent_run_id is not None:
-            tip = client.store.tip("refs/gitml/runs/" + run.parent_run_id)
+            tip = client.store.tip(run_ref(run.parent_run_id))
             name = client.get_run(run.parent_run_id).name if tip is not None else None
             parent = {"id": run.parent_run_id, "name": name, "present": tip is not None}
         code = doc["code"]
@@ -280,12 +281,12 @@ def _stage_declarations(client: Client) -> dict[str, dict[str, Any]]:
     """Stage name to {model: declaration} for every stage branch that exists."""
     out: dict[str, dict[str, Any]] = {}
     names = list(client.config.stages)
-    for ref in client.store.refs("refs/heads/gitml/"):
-        stage = ref[len("refs/heads/gitml/") :]
+    for ref in client.store.refs(STAGES):
+        stage = ref[len(STAGES) :]
         if "/" not in stage and stage not in names:
             names.append(stage)
     for stage in names:
-        if client.store.tip("refs/heads/gitml/" + stage) is None:
+        if client.store.tip(stage_branch(stage)) is None:
             continue
         try:
             out[stage] = declarations(client.store, stage)

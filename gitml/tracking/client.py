@@ -30,7 +30,9 @@ from gitml.artifacts import folder as local_files
 from gitml.artifacts import open_store
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
 from gitml.format import config as config_file
+from gitml.format import layout, readers
 from gitml.format import paths as artifact_paths
+from gitml.format.layout import EXPERIMENT_FILE, EXPERIMENTS, MANIFEST_FILE, RUN_FILE, RUNS
 from gitml.format.records import (
     TERMINAL_STATUSES,
     Artifact,
@@ -54,13 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitml.tracking")
 
-RUNS = "refs/gitml/runs/"
-EXPERIMENTS = "refs/gitml/experiments/"
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
-RUN_FILE = "run.yaml"
-MANIFEST_FILE = "artifacts.yaml"
-EXPERIMENT_FILE = "experiment.yaml"
 
 
 class Client:
@@ -181,10 +178,7 @@ class Client:
         return out
 
     def _read_experiment(self, ref: str, snap: Snapshot) -> Experiment:
-        data = snap.read(EXPERIMENT_FILE)
-        if data is None:
-            raise InvalidRecord(ref, EXPERIMENT_FILE, "(document)", "file is missing")
-        return parse(Experiment, data, where=ref, path=EXPERIMENT_FILE)
+        return readers.experiment_at(snap, ref.removeprefix(EXPERIMENTS))
 
     def experiment_id(self, name_or_id: str | None) -> str:
         """The id of an experiment named by id or name, creating it by name if needed."""
@@ -393,13 +387,7 @@ class Client:
         return tip
 
     def _read_run(self, ref: str, snap: Snapshot) -> Run:
-        data = snap.read(RUN_FILE)
-        if data is None:
-            raise InvalidRecord(ref, RUN_FILE, "(document)", "file is missing")
-        run = parse(Run, data, where=ref, path=RUN_FILE)
-        if ref.startswith(RUNS) and run.id != ref[len(RUNS) :]:
-            raise InvalidRecord(ref, RUN_FILE, "id", f"'{run.id}' does not match the ref name")
-        return run
+        return readers.run_at(snap, ref.removeprefix(RUNS))
 
     # -- logging ------------------------------------------------------------
 
@@ -610,7 +598,7 @@ class Client:
                             f"of run {run.id}: one cannot be a file and a folder"
                         )
                 manifest[artifact.path] = artifact
-                files[f"artifacts/{artifact.path}"] = blob
+                files[layout.artifact_path(artifact.path)] = blob
             ordered = ArtifactManifest(artifacts=sorted(manifest.values(), key=lambda a: a.path))
             files[MANIFEST_FILE] = ordered.to_yaml()
             return files
@@ -650,7 +638,7 @@ class Client:
         what = f"run {run_id} artifact '{artifact.path}'"
         if artifact.storage == "external":
             return self._external.read(artifact.sha256, what)
-        data = snap.read(f"artifacts/{artifact.path}")
+        data = snap.read(layout.artifact_path(artifact.path))
         if data is None:
             raise NotFound(f"{what} is in the manifest but not in the run's tree")
         return local_files.verify(data, artifact.sha256, what)
@@ -820,7 +808,7 @@ class Client:
         subject = "; ".join(parts) or "update"
         if edit is None and creating is None:
             subject += f" to run {run_id[:12]}"
-        trailers = [f"Gitml-Journal: {name}" for name in segments]
+        trailers = [(layout.JOURNAL, name) for name in segments]
         with self._lock:
             self.store.update(ref, build, _message(subject, run_id, trailers))
         if rejected:
@@ -898,11 +886,11 @@ class Client:
 
     def _segment_committed(self, run_id: str, tip: str, segment: str) -> bool:
         """Whether a commit of the run (not of the code below it) names ``segment``."""
-        run_marker = f"Gitml-Run: {run_id}"
-        marker = f"Gitml-Journal: {segment}"
         return any(
-            marker in c.message
-            for c in self.store.history(tip, stop=lambda c: run_marker not in c.message)
+            layout.has_trailer(c.message, layout.JOURNAL, segment)
+            for c in self.store.history(
+                tip, stop=lambda c: not layout.has_trailer(c.message, layout.RUN, run_id)
+            )
         )
 
     def close(self) -> None:
@@ -958,9 +946,8 @@ def _close_at_exit(ref: weakref.ref[Client]) -> None:
         client.close()
 
 
-def _message(subject: str, run_id: str, trailers: Iterable[str] = ()) -> str:
-    body = "\n".join([f"Gitml-Run: {run_id}", *trailers])
-    return f"gitml: {subject}\n\n{body}"
+def _message(subject: str, run_id: str, trailers: Iterable[layout.Trailer] = ()) -> str:
+    return layout.message(subject, [(layout.RUN, run_id), *trailers])
 
 
 def _pairs(
