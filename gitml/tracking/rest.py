@@ -58,6 +58,7 @@ import httpx2
 from gitml.artifacts import folder as local_files
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound
 from gitml.format import paths as artifact_paths
+from gitml.format.layout import MANIFEST_FILE
 from gitml.format.records import TERMINAL_STATUSES, Artifact, Experiment, Run, validate
 from gitml.git.store import Clock
 from gitml.tracking import validation
@@ -922,7 +923,7 @@ class RestClient(Client):
         params = {"path": artifact_paths.clean_path(path)} if path is not None else None
         listed = self._http.json("GET", f"/runs/{_seg(run_id)}/artifacts", params=params)
         where = f"{self._http.base} run {run_id}"
-        return [validate(Artifact, a, where=where, path="artifacts.yaml") for a in listed]
+        return [validate(Artifact, a, where=where, path=MANIFEST_FILE) for a in listed]
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         clean = artifact_paths.clean_path(path)
