@@ -61,6 +61,11 @@ def proposal_branch(stage: str, model: str, version: int) -> str:
     return f"{PROPOSALS}{stage}/{model}-v{version}"
 
 
+def remote_stages(remote: str) -> str:
+    """Where ``git fetch <remote>`` keeps the remote's stage branches (``origin/gitml/...``)."""
+    return f"refs/remotes/{remote}/gitml/"
+
+
 def name_under(prefix: str, ref: str) -> str | None:
     """What ``ref`` names under ``prefix`` (``run_id`` of ``refs/gitml/runs/<run_id>``)."""
     return ref[len(prefix) :] if ref.startswith(prefix) else None

@@ -242,7 +242,7 @@ def setup_remote(store: Store, remote: str = "origin") -> list[str]:
     _check_remote(store, remote)
     wanted = [
         ("fetch", f"{GITML}*:{GITML}*"),
-        ("fetch", f"+{STAGES}*:refs/remotes/{remote}/gitml/*"),
+        ("fetch", f"+{STAGES}*:{layout.remote_stages(remote)}*"),
         ("push", f"{GITML}*:{GITML}*"),
         ("push", f"{STAGES}*:{STAGES}*"),
     ]

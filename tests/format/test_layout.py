@@ -140,6 +140,7 @@ def test_names_under_other_prefixes_are_not_theirs() -> None:
     assert layout.stage_branch("production") == "refs/heads/gitml/production"
     assert layout.run_ref("ab" * 16) == "refs/gitml/runs/" + "ab" * 16
     assert layout.experiment_ref("0") == "refs/gitml/experiments/0"
+    assert layout.remote_stages("origin") == "refs/remotes/origin/gitml/"
 
 
 @pytest.mark.parametrize(
