@@ -41,16 +41,10 @@ def parse_tags(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 def _registration_commit(registry: Registry, name: str, number: int) -> str | None:
     """The commit that registered version ``number`` (walking back from the model's tip)."""
-    from gitml.registry.versions import MODELS
+    from gitml.format.readers import registration_commit
 
-    tip = registry.store.tip(MODELS + name)
-    if tip is None:
-        return None
-    trailer = f"\nGitml-Version: {number}"
-    for info in registry.store.history(tip, stop=lambda _: False):
-        if info.message.startswith("gitml: register ") and trailer in info.message:
-            return info.sha
-    return None
+    found = registration_commit(registry.store, name, number)
+    return None if found is None else found.sha
 
 
 def _stages_of(registry: Registry, name: str) -> dict[str, StageDeclaration]:

@@ -8,17 +8,15 @@ in agreement. Field order here is the canonical key order of the YAML files.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gitml.errors import InvalidInput, InvalidRecord
 from gitml.format import yamlio
+from gitml.format.layout import STAGE_NAME
 from gitml.format.paths import stored_path
-from gitml.registry.declarations import STAGE_NAME
-
-if TYPE_CHECKING:
-    from gitml.tracking.entities import RunData, RunInfo
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -124,14 +122,9 @@ class Run(Record):
         """MLflow's name for ``id``."""
         return self.id
 
-    # The MLflow views are built where MLflow's shapes live (tracking.entities,
-    # query.frame's system tags); imported on use, as this module is below them.
     @property
     def info(self) -> RunInfo:
         """MLflow's ``run.info`` view: ``run_id``, ``run_name``, ``status``, times..."""
-        from gitml.query.frame import artifact_uri
-        from gitml.tracking.entities import RunInfo
-
         return RunInfo(
             run_id=self.id,
             experiment_id=self.experiment_id,
@@ -147,14 +140,59 @@ class Run(Record):
     @property
     def data(self) -> RunData:
         """MLflow's ``run.data`` view: params, each metric's latest value, tags."""
-        from gitml.query.frame import system_tags
-        from gitml.tracking.entities import RunData
-
         return RunData(
             params=dict(self.params),
             metrics={key: m.value for key, m in self.metrics.items()},
             tags={**system_tags(self), **self.tags},
         )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """``run.info``: MLflow's ``RunInfo`` fields, with MLflow's types (times in ms)."""
+
+    run_id: str
+    experiment_id: str
+    run_name: str
+    user_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: str
+    artifact_uri: str  # runs:/<run_id>/, the URI gitml resolves (MLflow: a storage location)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """``run.data``: MLflow's ``RunData``: params, the latest value of each metric, tags.
+
+    ``tags`` holds the run's own tags and, unless the run set them itself, the
+    ``mlflow.*`` system tags MLflow keeps its run name, user, parent and
+    source in.
+    """
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def artifact_uri(run: Run) -> str:
+    """The root of a run's artifacts as a URI gitml resolves (``runs:/<id>/<path>``)."""
+    return f"runs:/{run.id}/"
+
+
+def system_tags(run: Run) -> dict[str, str]:
+    """The ``mlflow.*`` tags MLflow would have set on this run."""
+    tags = {"mlflow.runName": run.name, "mlflow.user": run.user}
+    if run.parent_run_id is not None:
+        tags["mlflow.parentRunId"] = run.parent_run_id
+    if run.source.commit is not None:
+        tags["mlflow.source.git.commit"] = run.source.commit
+    if run.source.branch is not None:
+        tags["mlflow.source.git.branch"] = run.source.branch
+    if run.source.entry_point is not None:
+        tags["mlflow.source.name"] = run.source.entry_point
+    return tags
 
 
 class Artifact(Record):

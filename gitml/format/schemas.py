@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from gitml.errors import InvalidRecord
-from gitml.format import yamlio
+from gitml.format import layout, yamlio
 
 # Which schema a file is checked against, by its name ...
 KINDS = {
-    "run.yaml": "run",
-    "artifacts.yaml": "artifacts",
-    "experiment.yaml": "experiment",
+    layout.RUN_FILE: "run",
+    layout.MANIFEST_FILE: "artifacts",
+    layout.EXPERIMENT_FILE: "experiment",
     ".gitml.yaml": "config",
-    "model.yaml": "registered-model",
+    layout.MODEL_FILE: "registered-model",
     "MLmodel": "MLmodel",
     "MLproject": "MLproject",
 }
 # ... or by where it lies: a model's versions and a stage branch's declarations.
 _PLACES = (
-    (re.compile(r"(^|/)versions/[1-9][0-9]*\.yaml\Z"), "model-version"),
-    (re.compile(r"(^|/)models/[^/]+\.yaml\Z"), "stage"),
+    (re.compile(rf"(^|/){layout.VERSIONS_DIR}/[1-9][0-9]*\.yaml\Z"), "model-version"),
+    (re.compile(rf"(^|/){layout.DECLARATIONS_DIR}/[^/]+\.yaml\Z"), "stage"),
 )
 ALL_KINDS = frozenset([*KINDS.values(), *(kind for _, kind in _PLACES)])
 

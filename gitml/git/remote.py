@@ -74,11 +74,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitml.errors import Conflict, InvalidInput, InvalidRecord, NotFound
-from gitml.format import schemas, yamlio
+from gitml.format import layout, schemas, yamlio
+from gitml.format.layout import (
+    EXPERIMENT_FILE,
+    EXPERIMENTS,
+    GITML,
+    INCOMING,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    MODELS,
+    OUTGOING,
+    PROPOSALS,
+    RUN_FILE,
+    RUNS,
+    STAGES,
+    VERSIONS_DIR,
+    declaration_path,
+    version_number,
+)
 from gitml.format.record_cache import ValidatedRecords
 from gitml.git import command
 from gitml.git.command import GitFailed
-from gitml.git.renumber import VERSION_FILE, Renumbering, rebase_model, renumber_stages
+from gitml.git.renumber import Renumbering, rebase_model, renumber_stages
 from gitml.git.store import Store
 from gitml.registry.declarations import declared
 
@@ -88,14 +105,6 @@ if TYPE_CHECKING:
     from gitml.artifacts import SharedStore
     from gitml.format.records import Artifact, ArtifactManifest, ModelVersion, Record, Run
 
-GITML = "refs/gitml/"
-RUNS = GITML + "runs/"
-EXPERIMENTS = GITML + "experiments/"
-MODELS = GITML + "models/"
-STAGES = "refs/heads/gitml/"
-PROPOSALS = STAGES + "proposals/"
-INCOMING = "refs/gitml-incoming/"
-OUTGOING = "refs/gitml-outgoing/"
 PUSH_ATTEMPTS = 6
 
 Holds = Callable[[str], bool]
@@ -195,7 +204,7 @@ def setup_remote(store: Store, remote: str = "origin") -> list[str]:
     _check_remote(store, remote)
     wanted = [
         ("fetch", f"{GITML}*:{GITML}*"),
-        ("fetch", f"+{STAGES}*:refs/remotes/{remote}/gitml/*"),
+        ("fetch", f"+{STAGES}*:{layout.remote_stages(remote)}*"),
         ("push", f"{GITML}*:{GITML}*"),
         ("push", f"{STAGES}*:{STAGES}*"),
     ]
@@ -263,26 +272,24 @@ def check_record(store: Store, ref: str, commit: str) -> list[InvalidRecord]:
                 )
 
     if kind == "run":
-        check("run.yaml", "run", True, id=name)
-        check("artifacts.yaml", "artifacts", False)
+        check(RUN_FILE, "run", True, id=name)
+        check(MANIFEST_FILE, "artifacts", False)
     elif kind == "experiment":
-        check("experiment.yaml", "experiment", True, id=name)
+        check(EXPERIMENT_FILE, "experiment", True, id=name)
     elif kind == "model":
-        check("model.yaml", "registered-model", True, name=name)
-        for entry, is_dir, _ in snap.listdir("versions"):
-            match = VERSION_FILE.match(f"versions/{entry}")
-            if is_dir or match is None:
-                problems.append(
-                    InvalidRecord(ref, f"versions/{entry}", "(document)", "not a version file")
-                )
+        check(MODEL_FILE, "registered-model", True, name=name)
+        for entry, is_dir, _ in snap.listdir(VERSIONS_DIR):
+            path = f"{VERSIONS_DIR}/{entry}"
+            number = None if is_dir else version_number(path)
+            if number is None:
+                problems.append(InvalidRecord(ref, path, "(document)", "not a version file"))
                 continue
-            number = int(match.group(1))
-            check(f"versions/{entry}", "model-version", True, name=name, version=number)
+            check(path, "model-version", True, name=name, version=number)
     elif kind == "stage":
-        for entry, is_dir, _ in snap.listdir("models"):
-            if is_dir or not entry.endswith(".yaml"):
-                continue
-            check(f"models/{entry}", "stage", True, model=entry[: -len(".yaml")])
+        for entry, is_dir, _ in snap.listdir(layout.DECLARATIONS_DIR):
+            model = None if is_dir else layout.declared_model(entry)
+            if model is not None:
+                check(declaration_path(model), "stage", True, model=model)
     else:
         problems.append(InvalidRecord(ref, "", "(ref)", "gitml does not know this kind of record"))
     return problems
@@ -343,7 +350,7 @@ def _same_experiment(store: Store, a: str, b: str) -> bool:
     """Whether two experiment commits record the same experiment (creation time aside)."""
     docs = []
     for commit in (a, b):
-        data = store.snapshot(commit).read("experiment.yaml")
+        data = store.snapshot(commit).read(EXPERIMENT_FILE)
         doc = yamlio.load(data) if data is not None else None
         if not isinstance(doc, dict):
             return False
@@ -446,7 +453,7 @@ def _canonical_runs(
     return out
 
 
-_RUN_FILES = ("run.yaml", "artifacts.yaml")
+_RUN_FILES = (RUN_FILE, MANIFEST_FILE)
 R = TypeVar("R", bound="Record")
 
 
@@ -604,10 +611,10 @@ def artifact_store_holds(store: Store, settings_root: Path | None = None) -> Sha
 def _external_artifacts(store: Store, run_id: str, commit: str) -> list[Artifact]:
     from gitml.format.records import ArtifactManifest, parse
 
-    data = store.snapshot(commit).read("artifacts.yaml")
+    data = store.snapshot(commit).read(MANIFEST_FILE)
     if data is None:
         return []
-    manifest = parse(ArtifactManifest, data, where=RUNS + run_id, path="artifacts.yaml")
+    manifest = parse(ArtifactManifest, data, where=RUNS + run_id, path=MANIFEST_FILE)
     return [a for a in manifest.artifacts if a.storage == "external"]
 
 
@@ -656,12 +663,13 @@ def _changed_versions(store: Store, mine: str, theirs: str | None) -> list[Model
     snap = store.snapshot(mine)
     other = store.snapshot(theirs) if theirs is not None and store.has_object(theirs) else None
     out = []
-    for entry, is_dir, sha in snap.listdir("versions"):
+    for entry, is_dir, sha in snap.listdir(VERSIONS_DIR):
+        path = f"{VERSIONS_DIR}/{entry}"
         if is_dir:
             continue
-        if other is not None and other.lookup(f"versions/{entry}") == sha:
+        if other is not None and other.lookup(path) == sha:
             continue
-        out.append(parse(ModelVersion, snap.blob(sha), where=mine, path=f"versions/{entry}"))
+        out.append(parse(ModelVersion, snap.blob(sha), where=mine, path=path))
     return out
 
 

@@ -22,9 +22,11 @@ import re
 from collections.abc import Callable, Mapping
 
 from gitml.errors import Conflict
+from gitml.format import layout
+from gitml.format.layout import PROPOSALS
+from gitml.format.layout import STAGES as BRANCHES
 from gitml.git import command
 from gitml.git.store import Store
-from gitml.registry.declarations import BRANCHES, PROPOSALS
 
 # Model name -> local version number -> the number it gets.
 Renumbering = dict[str, dict[int, int]]
@@ -42,7 +44,7 @@ def _version_bytes(data: bytes, number: int, where: str, path: str) -> bytes:
 def _highest(store: Store, commit: str) -> int:
     numbers = [
         int(m.group(1))
-        for entry, _, _ in store.snapshot(commit).listdir("versions")
+        for entry, _, _ in store.snapshot(commit).listdir(layout.VERSIONS_DIR)
         if (m := VERSION_FILE.match(f"versions/{entry}"))
     ]
     return max(numbers, default=0)
@@ -64,10 +66,12 @@ def _files(store: Store, commit: str | None) -> dict[str, str]:
     if commit is None:
         return {}
     snap = store.snapshot(commit)
-    out = {f"versions/{e}": sha for e, is_dir, sha in snap.listdir("versions") if not is_dir}
-    top = snap.lookup("model.yaml")
+    out = {
+        f"versions/{e}": sha for e, is_dir, sha in snap.listdir(layout.VERSIONS_DIR) if not is_dir
+    }
+    top = snap.lookup(layout.MODEL_FILE)
     if top is not None:
-        out["model.yaml"] = top
+        out[layout.MODEL_FILE] = top
     return out
 
 
@@ -78,9 +82,12 @@ def renumber_message(message: str, mapping: dict[int, int], model: str) -> str:
         old = int(m.group(2))
         return f"{m.group(1)}{mapping.get(old, old)}"
 
+    def trailer(value: str) -> str:
+        return str(mapping.get(int(value), value)) if value.isdigit() else value
+
     message = re.sub(r"(\bversion )(\d+)\b", number, message)
     message = re.sub(rf"(\b{re.escape(model)} v)(\d+)\b", number, message)
-    return re.sub(r"^(Gitml-Version: )(\d+)$", number, message, flags=re.M)
+    return layout.map_trailer(message, layout.VERSION, trailer)
 
 
 def rebase_model(store: Store, ref: str, mine: str, theirs: str) -> tuple[str, dict[int, int]]:
@@ -112,7 +119,7 @@ def rebase_model(store: Store, ref: str, mine: str, theirs: str) -> tuple[str, d
                 mapping[int(match.group(1))] = here[int(match.group(1))] = number
                 files[f"versions/{number}.yaml"] = _version_bytes(new_data, number, ref, path)
                 continue
-            if path == "model.yaml" and old_data is None and current.read(path) is not None:
+            if path == layout.MODEL_FILE and old_data is None and current.read(path) is not None:
                 continue  # the model was created on both sides: the remote's record stays
             target = path
             wanted, expected = new_data, old_data
@@ -175,7 +182,7 @@ def renumber_stages(
                     if versions != declared.versions:
                         new = declared.model_copy(update={"versions": versions})
                         files[path] = new.to_yaml()
-                if f"Gitml-Model: {model}" in message:
+                if layout.has_trailer(message, layout.MODEL, model):
                     message = renumber_message(message, mapping, model)
             parents = tuple(rewritten.get(p, p) for p in info.parents)
             if files or parents != info.parents or message != info.message.rstrip("\n"):

@@ -21,27 +21,10 @@ from typing import Any
 
 from gitml.errors import InvalidInput
 from gitml.format.records import Run
+from gitml.format.records import artifact_uri as artifact_uri
+from gitml.format.records import system_tags as system_tags
 
 INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
-
-
-def artifact_uri(run: Run) -> str:
-    """The root of a run's artifacts as a URI gitml resolves (``runs:/<id>/<path>``)."""
-    return f"runs:/{run.id}/"
-
-
-def system_tags(run: Run) -> dict[str, str]:
-    """The ``mlflow.*`` tags MLflow would have set on this run."""
-    tags = {"mlflow.runName": run.name, "mlflow.user": run.user}
-    if run.parent_run_id is not None:
-        tags["mlflow.parentRunId"] = run.parent_run_id
-    if run.source.commit is not None:
-        tags["mlflow.source.git.commit"] = run.source.commit
-    if run.source.branch is not None:
-        tags["mlflow.source.git.branch"] = run.source.branch
-    if run.source.entry_point is not None:
-        tags["mlflow.source.name"] = run.source.entry_point
-    return tags
 
 
 def runs_to_frame(runs: Iterable[Run]) -> Any:

@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gitml.errors import InvalidRecord, NotFound
+from gitml.format import layout
 from gitml.format.record_cache import discard
 from gitml.git.store import Store
 
 if TYPE_CHECKING:
     from gitml.format.records import Run
 
-RUNS_PREFIX = "refs/gitml/runs"
+RUNS_PREFIX = layout.RUNS.rstrip("/")  # the folder of run refs, as the store's listings take it
 SCHEMA_VERSION = "2"
 FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
 COMPACT_LOG_BYTES = 4 * 1024 * 1024
@@ -456,25 +457,19 @@ class _Rows:
 
     def add_ref(self, store: Store, run_id: str, sha: str) -> None:
         """The rows of the run record at ``sha`` (or of why it is broken)."""
-        from gitml.format.records import Run, parse
+        from gitml.format.readers import parse_run
 
         self.count += 1
-        ref = f"{RUNS_PREFIX}/{run_id}"
+        ref = layout.run_ref(run_id)
         try:
             try:
-                data = store.snapshot(sha).read("run.yaml")
+                data = store.snapshot(sha).read(layout.RUN_FILE)
             except NotFound as exc:
-                raise InvalidRecord(ref, "run.yaml", "(document)", str(exc)) from None
-            if data is None:
-                raise InvalidRecord(ref, "run.yaml", "(document)", "file is missing")
-            run = parse(Run, data, where=ref, path="run.yaml")
-            if run.id != run_id:
-                raise InvalidRecord(
-                    ref, "run.yaml", "id", f"'{run.id}' does not match the ref name"
-                )
+                raise InvalidRecord(ref, layout.RUN_FILE, "(document)", str(exc)) from None
+            run = parse_run(data, run_id)
             unstorable = _unstorable(run.to_plain(), "")
             if unstorable is not None:
-                raise InvalidRecord(ref, "run.yaml", *unstorable)
+                raise InvalidRecord(ref, layout.RUN_FILE, *unstorable)
         except InvalidRecord as exc:
             self.broken.append((run_id, sha, _text(str(exc))))
             return

@@ -21,22 +21,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput
+from gitml.format import layout
+from gitml.format.layout import declaration_path as declaration_path
+from gitml.format.layout import stage_branch
 
 if TYPE_CHECKING:
     from gitml.format.record_cache import ValidatedRecords
     from gitml.format.records import Config, StageDeclaration
     from gitml.git.store import Snapshot, Store
 
-BRANCHES = "refs/heads/gitml/"
-PROPOSALS = BRANCHES + "proposals/"
-MODELS_DIR = "models"
-STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
-_STAGE = re.compile(STAGE_NAME)
+_STAGE = re.compile(layout.STAGE_NAME)
+branch = stage_branch  # the stage's branch, by the name the registry and the CLI use
 
 
 def check_name(stage: str, stages: Sequence[str] | None = None) -> str:
     """``stage`` if it can name a stage (and, given the project's ``stages``, is one of them)."""
-    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == "proposals":
+    if not isinstance(stage, str) or not _STAGE.match(stage) or stage == layout.RESERVED_STAGE:
         raise InvalidInput(
             f"stage {stage!r}: use lowercase letters, digits, '_' and '-', starting with a letter"
         )
@@ -46,14 +46,6 @@ def check_name(stage: str, stages: Sequence[str] | None = None) -> str:
             f"({', '.join(stages)}); list it under 'stages' in .gitml.yaml"
         )
     return stage
-
-
-def branch(stage: str) -> str:
-    return BRANCHES + stage
-
-
-def declaration_path(model: str) -> str:
-    return f"{MODELS_DIR}/{model}.yaml"
 
 
 def commit_at(store: Store, stage: str, at: int) -> str | None:
@@ -70,14 +62,9 @@ def commit_at(store: Store, stage: str, at: int) -> str | None:
 def parse_declaration(data: bytes, stage: str, model: str) -> StageDeclaration:
     """``models/<model>.yaml`` of ``stage``: a valid declaration of that very model."""
     # The record models cost ``stage show`` its budget: imported only to parse.
-    from gitml.errors import InvalidRecord
-    from gitml.format.records import StageDeclaration, parse
+    from gitml.format import readers
 
-    path = declaration_path(model)
-    declared = parse(StageDeclaration, data, where=branch(stage), path=path)
-    if declared.model != model:
-        raise InvalidRecord(branch(stage), path, "model", f"'{declared.model}' does not match")
-    return declared
+    return readers.parse_declaration(data, stage, model)
 
 
 def declaration_at(snap: Snapshot, stage: str, model: str) -> StageDeclaration | None:
@@ -138,10 +125,10 @@ def served_summary(declared: Mapping[str, Any] | None) -> str:
 
 def declaration_files(snap: Snapshot) -> Iterator[tuple[str, bytes]]:
     """``(model, bytes)`` of every ``models/<model>.yaml`` in a stage branch's tree."""
-    for name, is_dir, _ in snap.listdir(MODELS_DIR):
-        if is_dir or not name.endswith(".yaml"):
+    for name, is_dir, _ in snap.listdir(layout.DECLARATIONS_DIR):
+        model = None if is_dir else layout.declared_model(name)
+        if model is None:
             continue
-        model = name[: -len(".yaml")]
         data = snap.read(declaration_path(model))
         if data is not None:
             yield model, data

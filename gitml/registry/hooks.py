@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitml.errors import InvalidInput, InvalidRecord, NotARepository
+from gitml.format.layout import GITML, MODELS, PROPOSALS, STAGES
 from gitml.format.records import Config
 from gitml.git.store import Store
-from gitml.registry.stages import BRANCHES, PROPOSALS
 from gitml.registry.validate import Validator, load_config
-from gitml.registry.versions import MODELS
 
 ZERO = "0" * 40
 HOOK_MARKER = "# gitml pre-receive hook"
@@ -81,7 +80,7 @@ def open_repository(env: Mapping[str, str]) -> Store:
 
 
 def is_gitml_ref(ref: str) -> bool:
-    return ref.startswith((BRANCHES, "refs/gitml/"))
+    return ref.startswith((STAGES, GITML))
 
 
 def pre_receive(
@@ -99,7 +98,7 @@ def pre_receive(
     for update in updates:
         if not is_gitml_ref(update.ref):
             continue
-        is_stage = update.ref.startswith(BRANCHES) and not update.ref.startswith(PROPOSALS)
+        is_stage = update.ref.startswith(STAGES) and not update.ref.startswith(PROPOSALS)
         if update.deleted:
             if is_stage or update.ref.startswith(MODELS):
                 what = "a stage branch" if is_stage else "a registered model's ref"
@@ -109,7 +108,7 @@ def pre_receive(
         found = validator.ref(update.ref, update.new, policy=not is_stage)
         problems.extend(found)
         if is_stage and not found:
-            stage = update.ref[len(BRANCHES) :]
+            stage = update.ref[len(STAGES) :]
             commits = new_first_parents(store, update.old, update.new)
             problems.extend(validator.stage_commits(update.ref, stage, commits))
     return problems

@@ -26,7 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gitml.errors import InvalidInput, InvalidRecord, NotFound
+from gitml.errors import InvalidInput, NotFound
+from gitml.format import layout, readers
+from gitml.format.layout import MANIFEST_FILE, MODELS, RUNS
+from gitml.format.layout import STAGES as BRANCHES
 from gitml.format.records import (
     ArtifactManifest,
     Config,
@@ -42,15 +45,12 @@ from gitml.registry.declarations import (
     describe_declaration,
 )
 from gitml.registry.declarations import declarations as stage_declarations
-from gitml.registry.stages import BRANCHES, branch, check_stage
-from gitml.registry.versions import MODELS, check_name, version_path
+from gitml.registry.stages import branch, check_stage
+from gitml.registry.versions import check_name
 
 if TYPE_CHECKING:
     from gitml.tracking.client import Client
 
-RUNS = "refs/gitml/runs/"
-RUN_FILE = "run.yaml"
-MANIFEST_FILE = "artifacts.yaml"
 DATASETS_TAG = "mlflow.datasets"
 DATASETS_DIR = "datasets/"
 SHORT = 12  # characters of a sha or run id shown in trees and Markdown
@@ -136,36 +136,18 @@ class Lineage:
 
     def version(self, name: str, number: int) -> ModelVersion:
         """Version ``number`` of ``name`` as the model's ref records it now."""
-        check_name(name)
-        ref = MODELS + name
-        tip = self.store.tip(ref)
-        if tip is None:
-            raise NotFound(f"no registered model '{name}'")
-        path = version_path(number)
-        data = self.store.snapshot(tip).read(path)
-        if data is None:
-            raise NotFound(f"model '{name}' has no version {number}")
-        version = parse(ModelVersion, data, where=ref, path=path)
-        if version.name != name or version.version != number:
-            raise InvalidRecord(ref, path, "version", f"does not describe {name} v{number}")
-        return version
+        return readers.read_version(self.store, check_name(name), number)
 
     def registration(self, name: str, number: int) -> CommitInfo | None:
-        """The commit that registered the version: it has the run's commit as second parent."""
-        tip = self.store.tip(MODELS + name)
-        if tip is None:
-            return None
-        trailer = f"Gitml-Version: {number}"
-        for info in self.store.history(tip, stop=lambda _: False):
-            if len(info.parents) > 1 and trailer in info.message.splitlines():
-                return info
-        return None
+        """The commit that registered the version (its second parent is the run's commit)."""
+        return readers.registration_commit(self.store, name, number)
 
     def of_version(self, name: str, number: int) -> dict[str, Any]:
         version = self.version(name, number)
         registered = self.registration(name, number)
         # The graph's edge, not the record's field: they agree unless the record was edited.
-        run_commit = registered.parents[1] if registered is not None else version.run_commit
+        merged = registered is not None and len(registered.parents) > 1
+        run_commit = registered.parents[1] if registered and merged else version.run_commit
         stages_now = []
         for stage, tip in self._stage_tips():
             declared = declaration_at(self.store.snapshot(tip), stage, name)
@@ -206,14 +188,7 @@ class Lineage:
     # -- runs -------------------------------------------------------------------
 
     def run_at(self, run_id: str, commit: str) -> Run:
-        where = f"{RUNS}{run_id} at {commit[:SHORT]}"
-        data = self.store.snapshot(commit).read(RUN_FILE)
-        if data is None:
-            raise InvalidRecord(where, RUN_FILE, "(document)", "file is missing")
-        run = parse(Run, data, where=where, path=RUN_FILE)
-        if run.id != run_id:
-            raise InvalidRecord(where, RUN_FILE, "id", f"'{run.id}' is not run {run_id}")
-        return run
+        return readers.read_run(self.store, run_id, at=commit)
 
     def of_run(
         self, run_id: str, commit: str | None = None, *, _seen: frozenset[str] = frozenset()
@@ -256,11 +231,10 @@ class Lineage:
     def _first_commit(self, run_id: str, commit: str) -> tuple[CommitInfo, int]:
         """The run's first commit (whose parent is the code) and how many commits lead to
         ``commit``: every commit of a run carries its ``Gitml-Run`` trailer."""
-        trailer = f"Gitml-Run: {run_id}"
         first: CommitInfo | None = None
         count = 0
         for info in self.store.history(
-            commit, stop=lambda i: trailer not in i.message.splitlines()
+            commit, stop=lambda i: not layout.has_trailer(i.message, layout.RUN, run_id)
         ):
             first, count = info, count + 1
         if first is None:  # a hand-made commit: the graph says nothing more

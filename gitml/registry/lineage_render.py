@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitml.errors import InvalidInput, NotFound
+from gitml.format import layout
+from gitml.format.layout import PROPOSALS
+from gitml.format.layout import STAGES as BRANCHES
 from gitml.format.records import Config, StageDeclaration
 from gitml.git.store import CommitInfo, Store
 from gitml.registry.declarations import declarations as stage_declarations
@@ -23,7 +26,7 @@ from gitml.registry.declarations import (
     weights_problem,
 )
 from gitml.registry.lineage import PROPOSAL_IN_TEXT, SHORT, Lineage, iso_time
-from gitml.registry.stages import BRANCHES, PROPOSALS, branch, check_stage
+from gitml.registry.stages import branch, check_stage
 
 _PROPOSAL = re.compile(r"^(?:refs/heads/)?gitml/proposals/([^/]+)/(.+)\Z")
 _STAGE_BRANCH = re.compile(r"^(?:refs/heads/)?gitml/([^/]+)\Z")
@@ -244,7 +247,7 @@ def _stage_of(store: Store, rev: str, commit: str) -> tuple[str | None, str | No
             return stage, None
     info = store.commit_info(commit)
     for candidate in (info, *(store.commit_info(p) for p in info.parents[1:2])):
-        stage_name = _trailer(candidate.message, "Gitml-Stage")
+        stage_name = layout.trailer(candidate.message, layout.STAGE)
         if stage_name is not None:
             for ref, tip in store.refs(PROPOSALS).items():
                 if tip == commit:
@@ -389,14 +392,6 @@ def _walk(store: Store, commit: str) -> Iterator[CommitInfo]:
 
 def _first_parents(store: Store, tip: str) -> set[str]:
     return {info.sha for info in _walk(store, tip)}
-
-
-def _trailer(message: str, key: str) -> str | None:
-    prefix = f"{key}: "
-    for line in reversed(message.splitlines()):
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip() or None
-    return None
 
 
 def _sha(doc: dict[str, Any]) -> str:

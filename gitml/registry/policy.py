@@ -35,7 +35,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gitml.errors import GitmlError, InvalidRecord
-from gitml.format.records import Config, ModelVersion, Run, StageDeclaration, StagePolicy, parse
+from gitml.format import readers
+from gitml.format.layout import MODELS, RUNS, STAGES, declaration_path
+from gitml.format.records import Config, ModelVersion, Run, StageDeclaration, StagePolicy
 from gitml.git.store import Store
 from gitml.query import grammar
 from gitml.query.compile import compile_value, compile_where
@@ -44,9 +46,6 @@ from gitml.query.index import hold_run, memory_index
 Tips = Callable[[str], str | None]
 """Ref name to commit: ``Store.tip``, or a view with a push's updates laid over it."""
 
-MODELS = "refs/gitml/models/"
-RUNS = "refs/gitml/runs/"
-STAGES = "refs/heads/gitml/"
 _EMAIL = re.compile(r"<([^<>]*)>\s*$")
 
 
@@ -98,7 +97,7 @@ class PolicyCheck:
     ) -> list[InvalidRecord]:
         """Every rule the change breaks; ``author`` None skips ``authors`` (a proposal)."""
         where = where if where is not None else STAGES + stage
-        path = f"models/{model}.yaml"
+        path = declaration_path(model)
         rules = self.rules(stage)
         problems: list[InvalidRecord] = []
 
@@ -133,7 +132,7 @@ class PolicyCheck:
         found: set[int] = set()
         tip = self.tip(STAGES + stage)
         seen_blobs: set[str] = set()
-        path = f"models/{model}.yaml"
+        path = declaration_path(model)
         if tip is not None:
             for info in self.store.history(tip, stop=lambda _: False):
                 sha = self.store.snapshot(info.sha).lookup(path)
@@ -141,9 +140,7 @@ class PolicyCheck:
                     continue
                 seen_blobs.add(sha)
                 try:
-                    declared = parse(
-                        StageDeclaration, self.store.read_blob(sha), where=STAGES + stage, path=path
-                    )
+                    declared = readers.parse_declaration(self.store.read_blob(sha), stage, model)
                 except GitmlError:
                     continue  # a malformed past declaration declared nothing
                 found.update(v.version for v in declared.versions)
@@ -267,24 +264,19 @@ def read_version(store: Store, tip: Tips, model: str, number: int) -> ModelVersi
     commit = tip(MODELS + model)
     if commit is None:
         return None
-    data = store.snapshot(commit).read(f"versions/{number}.yaml")
-    if data is None:
-        return None
     try:
-        return parse(ModelVersion, data, where=MODELS + model, path=f"versions/{number}.yaml")
+        return readers.read_version(store, model, number, at=commit)
     except GitmlError:
         return None
 
 
 def read_run(store: Store, tip: Tips, run_id: str) -> Run | None:
+    """The source run as recorded, None when absent or malformed."""
     commit = tip(RUNS + run_id)
     if commit is None:
         return None
-    data = store.snapshot(commit).read("run.yaml")
-    if data is None:
-        return None
     try:
-        return parse(Run, data, where=RUNS + run_id, path="run.yaml")
+        return readers.read_run(store, run_id, at=commit)
     except GitmlError:
         return None
 

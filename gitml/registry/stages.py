@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gitml.errors import Conflict, InvalidInput, NotFound
+from gitml.format import layout
+from gitml.format.layout import DECLARATIONS_DIR as MODELS_DIR
 from gitml.format.record_cache import ValidatedRecords
 from gitml.format.records import Config, ServedVersion, StageDeclaration
 from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot
-from gitml.registry.declarations import BRANCHES as BRANCHES
-from gitml.registry.declarations import MODELS_DIR as MODELS_DIR
-from gitml.registry.declarations import PROPOSALS as PROPOSALS
 from gitml.registry.declarations import branch as branch
 from gitml.registry.declarations import check_name, declaration_kind
 from gitml.registry.declarations import commit_at as commit_at
@@ -157,7 +156,7 @@ class Stages:
         text = _message(f"{stage}: {model} v{number}{share}", stage, model, number, message)
         made: list[StageDeclaration] = []
         if propose:
-            ref = f"{PROPOSALS}{stage}/{model}-v{number}"
+            ref = layout.proposal_branch(stage, model, number)
             # Refuse a bad proposal before creating the stage branch it would be based on.
             if self.store.tip(ref) is None:
                 declare(read_declaration(self.store, stage, model))
@@ -210,7 +209,7 @@ class Stages:
         tip = self.store.update(
             branch(stage),
             lambda snap: None if snap is not None else _creating(snap, Change({})),
-            f"gitml: create stage {stage}\n\nGitml-Stage: {stage}",
+            layout.message(f"create stage {stage}", [(layout.STAGE, stage)]),
         )
         assert tip is not None
         return tip
@@ -239,7 +238,7 @@ class Stages:
             return _creating(snap, self._declaring(model, new))
 
         names = ", ".join(f"v{n}" for n in versions)
-        text = f"gitml: {stage}: {model} {names}\n\nGitml-Stage: {stage}\nGitml-Model: {model}"
+        text = _message(f"{stage}: {model} {names}", stage, model, None, None)
         self.store.update(branch(stage), edit, text)
 
     def _unarchive(self, stage: str, model: str, versions: list[int]) -> list[int]:
@@ -265,9 +264,8 @@ class Stages:
             return self._declaring(model, StageDeclaration(model=model, versions=kept, note=None))
 
         names = ", ".join(f"v{n}" for n in versions)
-        text = (
-            f"gitml: {archive}: {model} {names} declared on {stage} again\n\n"
-            f"Gitml-Stage: {archive}\nGitml-Model: {model}"
+        text = _message(
+            f"{archive}: {model} {names} declared on {stage} again", archive, model, None, None
         )
         self.store.update(branch(archive), edit, text)
         return taken
@@ -309,7 +307,7 @@ class Stages:
             model,
             None,
             message,
-            extra=[f"Gitml-Rollback-Of: {last.commit}"],
+            extra=[(layout.ROLLBACK_OF, last.commit)],
         )
         commit = self.store.update(branch(stage), edit, text) or ""
         info = self.store.commit_info(commit)
@@ -386,7 +384,7 @@ def _changed_models(after: Snapshot, before: Snapshot | None) -> list[str]:
     new = {n: sha for n, is_dir, sha in after.listdir(MODELS_DIR) if not is_dir}
     old = {n: sha for n, is_dir, sha in before.listdir(MODELS_DIR) if not is_dir} if before else {}
     names = {n for n in new.keys() | old.keys() if new.get(n) != old.get(n)}
-    return sorted(n[: -len(".yaml")] for n in names if n.endswith(".yaml"))
+    return sorted(m for n in names if (m := layout.declared_model(n)) is not None)
 
 
 def _subject(info: CommitInfo) -> str:
@@ -400,10 +398,9 @@ def _message(
     version: int | None,
     note: str | None,
     *,
-    extra: list[str] | None = None,
+    extra: list[layout.Trailer] | None = None,
 ) -> str:
-    trailers = [f"Gitml-Stage: {stage}", f"Gitml-Model: {model}"]
+    trailers = [(layout.STAGE, stage), (layout.MODEL, model)]
     if version is not None:
-        trailers.append(f"Gitml-Version: {version}")
-    body = f"{note.strip()}\n\n" if note and note.strip() else ""
-    return f"gitml: {subject}\n\n{body}" + "\n".join([*trailers, *(extra or [])])
+        trailers.append((layout.VERSION, str(version)))
+    return layout.message(subject, [*trailers, *(extra or [])], note)

@@ -22,7 +22,21 @@ from pathlib import Path
 
 from gitml.errors import GitmlError, InvalidInput, InvalidRecord, NotARepository, NotFound
 from gitml.format import config as config_file
-from gitml.format import schemas
+from gitml.format import layout, readers, schemas
+from gitml.format.layout import (
+    EXPERIMENT_FILE,
+    EXPERIMENTS,
+    GITML,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    MODELS,
+    PROPOSALS,
+    RUN_FILE,
+    RUNS,
+    STAGE_NAME,
+    STAGES,
+    version_path,
+)
 from gitml.format.records import (
     ArtifactManifest,
     Config,
@@ -36,19 +50,14 @@ from gitml.format.records import (
 from gitml.git.store import Snapshot, Store
 from gitml.projects.spec import MLproject, missing_environment_file
 from gitml.registry import stages
-from gitml.registry.declarations import STAGE_NAME
-from gitml.registry.policy import MODELS, RUNS, PolicyCheck, Tips
+from gitml.registry.policy import PolicyCheck, Tips
 from gitml.registry.versions import model_digest, model_files
 
-EXPERIMENTS = "refs/gitml/experiments/"
-STAGES = stages.BRANCHES
-PROPOSALS = stages.PROPOSALS
 _REF_FILES = {
-    RUNS: ("run.yaml", "artifacts.yaml"),
-    EXPERIMENTS: ("experiment.yaml",),
+    RUNS: (RUN_FILE, MANIFEST_FILE),
+    EXPERIMENTS: (EXPERIMENT_FILE,),
 }
 _STAGE = re.compile(STAGE_NAME)
-_TRAILER = re.compile(r"^(Gitml-[A-Za-z-]+): *(\S+) *$", re.MULTILINE)
 
 
 def load_config(store: Store) -> Config:
@@ -262,7 +271,7 @@ class Validator:
 
     def named(self, name: str) -> list[InvalidRecord]:
         """``name`` resolved as git would (full ref, branch, ``refs/gitml/…``) or a commit."""
-        for ref in (name, f"refs/heads/{name}", f"refs/gitml/{name}", f"refs/remotes/{name}"):
+        for ref in (name, f"refs/heads/{name}", f"{GITML}{name}", f"refs/remotes/{name}"):
             if ref.startswith("refs/") and (commit := self.store.tip(ref)) is not None:
                 branch = ref.split("/", 3)[3] if ref.startswith("refs/remotes/") else ""
                 if branch.startswith("gitml/"):
@@ -281,14 +290,14 @@ class Validator:
     def _guess_ref(self, commit: str, name: str) -> str:
         """The ref a bare commit belongs on, from its trailers (gitml writes them) or tree."""
         info = self.store.commit_info(commit)
-        trailers: dict[str, str] = dict(_TRAILER.findall(info.message))
-        stage = trailers.get("Gitml-Stage")
+        trailers = dict(layout.trailers(info.message))
+        stage = trailers.get(layout.STAGE)
         if stage is not None:
             return PROPOSALS + f"{stage}/{commit}"  # checked against the stage, as a PR would be
-        if "Gitml-Model" in trailers:
-            return MODELS + trailers["Gitml-Model"]
-        if "Gitml-Run" in trailers:
-            return RUNS + trailers["Gitml-Run"]
+        if layout.MODEL in trailers:
+            return MODELS + trailers[layout.MODEL]
+        if layout.RUN in trailers:
+            return RUNS + trailers[layout.RUN]
         raise InvalidInput(
             f"commit {name} has no Gitml-Stage, Gitml-Model or Gitml-Run trailer; "
             "name the ref instead (gitml/<stage>, refs/gitml/models/<name>, ...)"
@@ -333,12 +342,12 @@ class Validator:
         for name in _REF_FILES[prefix]:
             data = snap.read(name)
             if data is None:
-                if name != "artifacts.yaml":
+                if name != MANIFEST_FILE:
                     problems.append(InvalidRecord(where, name, "(document)", "file is missing"))
                 continue
             found = schemas.check_bytes(schemas.KINDS[name], data, where=where, path=name)
             problems.extend(found)
-            if found or name == "artifacts.yaml":
+            if found or name == MANIFEST_FILE:
                 continue
             record: Run | Experiment = (
                 parse(Run, data, where=where, path=name)
@@ -355,19 +364,19 @@ class Validator:
     def model_ref(self, name: str, commit: str, where: str) -> list[InvalidRecord]:
         snap = self.store.snapshot(commit)
         problems: list[InvalidRecord] = []
-        data = snap.read("model.yaml")
+        data = snap.read(MODEL_FILE)
         if data is None:
-            problems.append(InvalidRecord(where, "model.yaml", "(document)", "file is missing"))
+            problems.append(InvalidRecord(where, MODEL_FILE, "(document)", "file is missing"))
         else:
-            found = schemas.check_bytes("registered-model", data, where=where, path="model.yaml")
+            found = schemas.check_bytes("registered-model", data, where=where, path=MODEL_FILE)
             problems.extend(found)
             if not found:
-                model = parse(RegisteredModel, data, where=where, path="model.yaml")
+                model = parse(RegisteredModel, data, where=where, path=MODEL_FILE)
                 if model.name != name:
                     reason = f"'{model.name}' does not match the ref name"
-                    problems.append(InvalidRecord(where, "model.yaml", "name", reason))
-        for entry, is_dir, sha in sorted(snap.listdir("versions")):
-            path = f"versions/{entry}"
+                    problems.append(InvalidRecord(where, MODEL_FILE, "name", reason))
+        for entry, is_dir, sha in sorted(snap.listdir(layout.VERSIONS_DIR)):
+            path = f"{layout.VERSIONS_DIR}/{entry}"
             if is_dir or schemas.kind_of(path) != "model-version":
                 reason = "not a version file: expected versions/<n>.yaml, n from 1"
                 problems.append(InvalidRecord(where, path, "(document)", reason))
@@ -387,7 +396,7 @@ class Validator:
 
         if version.name != name:
             problem("name", f"'{version.name}' does not match the ref name")
-        if path != f"versions/{version.version}.yaml":
+        if path != version_path(version.version):
             problem("version", f"{version.version} does not match the file name")
         run_tip = self.tip(RUNS + version.run_id)
         if run_tip is None:
@@ -412,19 +421,17 @@ class Validator:
         for info in self.store.history(tip, stop=lambda _: False):
             if info.sha == commit:
                 return True
-            if self.store.snapshot(info.sha).lookup("run.yaml") is None:
+            if self.store.snapshot(info.sha).lookup(RUN_FILE) is None:
                 return False  # walked out of the run into its code
         return False
 
     def _digest_problem(self, version: ModelVersion, run_tip: str) -> str | None:
         key = (run_tip, version.model_path)
         if key not in self._digests:
-            data = self.store.snapshot(run_tip).read("artifacts.yaml")
+            data = self.store.snapshot(run_tip).read(MANIFEST_FILE)
             try:
                 listed = (
-                    parse(
-                        ArtifactManifest, data, where=RUNS + version.run_id, path="artifacts.yaml"
-                    )
+                    parse(ArtifactManifest, data, where=RUNS + version.run_id, path=MANIFEST_FILE)
                     if data is not None
                     else ArtifactManifest()
                 )
@@ -444,13 +451,13 @@ class Validator:
 
     def stage_tree(self, where: str, snap: Snapshot, stage: str) -> list[InvalidRecord]:
         problems: list[InvalidRecord] = []
-        for entry, is_dir, sha in sorted(snap.listdir(stages.MODELS_DIR)):
-            path = f"{stages.MODELS_DIR}/{entry}"
-            if is_dir or not entry.endswith(".yaml"):
+        for entry, is_dir, sha in sorted(snap.listdir(layout.DECLARATIONS_DIR)):
+            path = f"{layout.DECLARATIONS_DIR}/{entry}"
+            model = None if is_dir else layout.declared_model(entry)
+            if model is None:
                 reason = "not a declaration: expected models/<name>.yaml"
                 problems.append(InvalidRecord(where, path, "(document)", reason))
                 continue
-            model = entry[: -len(".yaml")]
             problems.extend(self.declaration(where, path, self.store.read_blob(sha), stage, model))
         return problems
 
@@ -482,16 +489,14 @@ class Validator:
             return self._references[key]
         reason: str | None = None
         model_tip = self.tip(MODELS + model)
-        data = self.store.snapshot(model_tip).read(f"versions/{number}.yaml") if model_tip else None
+        data = self.store.snapshot(model_tip).read(version_path(number)) if model_tip else None
         if model_tip is None:
             reason = f"no registered model '{model}' ({MODELS}{model})"
         elif data is None:
             reason = f"model '{model}' has no version {number}"
         else:
             try:
-                version = parse(
-                    ModelVersion, data, where=MODELS + model, path=f"versions/{number}.yaml"
-                )
+                version = readers.parse_version(data, model, number)
             except InvalidRecord as exc:
                 version = None
                 reason = f"version {number} of '{model}' is invalid: {exc}"

@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import Conflict, Corrupt, InvalidInput, InvalidRecord, NotFound
+from gitml.format import layout, readers
+from gitml.format.layout import MODELS as MODELS
+from gitml.format.layout import version_path as version_path
 from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredModel, parse
 from gitml.git.store import Change, Snapshot
 from gitml.registry.declarations import check_name as check_stage
@@ -34,9 +37,6 @@ from gitml.tracking.git_backend import read_manifest
 if TYPE_CHECKING:
     from gitml.tracking.client import Client
 
-MODELS = "refs/gitml/models/"
-MODEL_FILE = "model.yaml"
-VERSIONS = "versions"
 _NAME = re.compile(MODEL_NAME)
 _RUNS_URI = re.compile(r"^runs:/([^/]+)/(.+)\Z")
 _MODELS_URI = re.compile(r"^models:/([^/@]+)(?:/([^/]+)|@([^/]+))/?\Z")
@@ -53,10 +53,6 @@ def check_name(name: str) -> str:
             "(at most 200 characters, not ending in '.lock'); it names a Git ref"
         )
     return name
-
-
-def version_path(version: int) -> str:
-    return f"{VERSIONS}/{version}.yaml"
 
 
 def model_digest(files: Iterable[tuple[str, str]]) -> str:
@@ -136,7 +132,7 @@ class Registry:
         def edit(snap: Snapshot | None) -> Change | None:
             if snap is not None:
                 return None
-            return Change({MODEL_FILE: model.to_yaml()})
+            return Change({layout.MODEL_FILE: model.to_yaml()})
 
         before = self.store.tip(MODELS + name)
         after = self.store.update(MODELS + name, edit, _message(f"create model {name}", name))
@@ -181,7 +177,7 @@ class Registry:
                 }
             )
             result[:] = [new]
-            return None if new == model else Change({MODEL_FILE: new.to_yaml()})
+            return None if new == model else Change({layout.MODEL_FILE: new.to_yaml()})
 
         self.store.update(MODELS + name, edit, _message(f"update model {name}", name))
         return result[0]
@@ -248,7 +244,7 @@ class Registry:
             )
             made[:] = [made_version]
             subject = f"register {name} version {number} from run {run_id[:12]}"
-            trailers = [f"Gitml-Version: {number}", f"Gitml-Run: {run_id}"]
+            trailers = [(layout.VERSION, str(number)), (layout.RUN, run_id)]
             return Change(
                 {version_path(number): made_version.to_yaml()},
                 merge_parents=(run_commit,),
@@ -260,11 +256,7 @@ class Registry:
 
     def get_version(self, name: str, version: int | str) -> ModelVersion:
         number = _number(version)
-        snap = self._snapshot(name)
-        data = snap.read(version_path(number))
-        if data is None:
-            raise NotFound(f"model '{name}' has no version {number}")
-        return self._read_version(name, number, data)
+        return readers.version_at(self._snapshot(name), name, number)
 
     def versions(
         self,
@@ -277,12 +269,12 @@ class Registry:
         or, given ``problems``, is skipped and added there."""
         snap = self._snapshot(name)
         found = []
-        for entry, is_dir, sha in snap.listdir(VERSIONS):
+        for entry, is_dir, sha in snap.listdir(layout.VERSIONS_DIR):
             number = _file_number(entry)
             if is_dir or number is None:
                 continue
             try:
-                version = self._read_version(name, number, snap.blob(sha))
+                version = readers.parse_version(snap.blob(sha), name, number)
             except InvalidRecord as exc:
                 if problems is None:
                     raise
@@ -317,7 +309,7 @@ class Registry:
             data = snap.read(version_path(number)) if snap is not None else None
             if data is None:
                 raise NotFound(f"model '{name}' has no version {number}")
-            old = self._read_version(name, number, data)
+            old = readers.parse_version(data, name, number)
             tags = {k: v for k, v in {**old.tags, **tag_values}.items() if k not in removed}
             new = old.model_copy(
                 update={
@@ -429,31 +421,15 @@ class Registry:
         self._snapshot(name)
 
     def _read_model(self, name: str, snap: Snapshot | None) -> RegisteredModel:
-        ref = MODELS + name
-        data = snap.read(MODEL_FILE) if snap is not None else None
-        if data is None:
-            if snap is None:
-                raise NotFound(f"no registered model '{name}'")
-            raise InvalidRecord(ref, MODEL_FILE, "(document)", "file is missing")
-        model = parse(RegisteredModel, data, where=ref, path=MODEL_FILE)
-        if model.name != name:
-            raise InvalidRecord(ref, MODEL_FILE, "name", f"'{model.name}' does not match the ref")
-        return model
-
-    def _read_version(self, name: str, number: int, data: bytes) -> ModelVersion:
-        ref, path = MODELS + name, version_path(number)
-        version = parse(ModelVersion, data, where=ref, path=path)
-        if version.name != name:
-            raise InvalidRecord(ref, path, "name", f"'{version.name}' does not match the ref")
-        if version.version != number:
-            raise InvalidRecord(ref, path, "version", f"{version.version} does not match the file")
-        return version
+        if snap is None:
+            raise NotFound(f"no registered model '{name}'")
+        return readers.parse_model(snap.read(layout.MODEL_FILE), name)
 
 
 def _highest(snap: Snapshot | None) -> int:
     if snap is None:
         return 0
-    names = snap.names(VERSIONS)
+    names = snap.names(layout.VERSIONS_DIR)
     if not names:
         return 0
     # Without leading zeros, the highest number is the longest name, then the
@@ -484,9 +460,8 @@ def _number(version: int | str) -> int:
     return number
 
 
-def _message(subject: str, name: str, trailers: Iterable[str] = ()) -> str:
-    body = "\n".join([f"Gitml-Model: {name}", *trailers])
-    return f"gitml: {subject}\n\n{body}"
+def _message(subject: str, name: str, trailers: Iterable[layout.Trailer] = ()) -> str:
+    return layout.message(subject, [(layout.MODEL, name), *trailers])
 
 
 def register_model(

@@ -55,7 +55,9 @@ from gitml.errors import (
     NotFound,
     RefBusy,
 )
+from gitml.format import layout
 from gitml.format import paths as artifact_paths
+from gitml.format.layout import EXPERIMENTS, RUNS
 from gitml.format.records import Experiment, ModelVersion, RegisteredModel, Run, StageDeclaration
 from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
@@ -65,7 +67,7 @@ from gitml.server.depends import AppClient, AppRegistry, Read, Write
 from gitml.server.limits import BodyCap, BodyTooLarge
 from gitml.server.ui import attach_ui
 from gitml.tracking import validation
-from gitml.tracking.client import EXPERIMENTS, RUNS, Client
+from gitml.tracking.client import Client
 from gitml.tracking.entities import Metric, metric_from_json, metric_to_json
 from gitml.tracking.git_backend import GitBackend
 
@@ -266,14 +268,15 @@ class _AppliedBatches:
             raise NotFound(f"no run with id '{run_id}'")
         known = self._tips.get(run_id)
         if tip != known:
-            marker = f"Gitml-Run: {run_id}"
             seen = self._seen.setdefault(run_id, set())
             for commit in self.client.store.history(
-                tip, stop=lambda c: c.sha == known or marker not in c.message
+                tip,
+                stop=lambda c: (
+                    c.sha == known or not layout.has_trailer(c.message, layout.RUN, run_id)
+                ),
             ):
-                for line in commit.message.splitlines():
-                    if line.startswith("Gitml-Journal: "):
-                        seen.add(line[len("Gitml-Journal: ") :])
+                trailers = layout.trailers(commit.message)
+                seen.update(value for key, value in trailers if key == layout.JOURNAL)
             self._tips[run_id] = tip
         return batch_id in self._seen.get(run_id, ())
 

@@ -50,6 +50,11 @@ from typing import Any
 import orjson
 
 from gitml.errors import GitmlError, InvalidInput, NotFound
+from gitml.format.layout import MODELS as MODELS_REF
+from gitml.format.layout import RECONCILE_SCRATCH as SCRATCH
+from gitml.format.layout import RUNS as RUNS_REF
+from gitml.format.layout import stage_branch
+from gitml.format.readers import read_version
 from gitml.format.records import Config, ModelVersion, StageDeclaration
 from gitml.git import command
 from gitml.git.command import GitFailed
@@ -58,8 +63,6 @@ from gitml.serving.scoring import Predictor
 
 log = logging.getLogger("gitml.serving.reconcile")
 
-MODELS_REF = "refs/gitml/models/"
-RUNS_REF = "refs/gitml/runs/"
 HISTORY = 20
 # Latency histogram bounds in seconds, as Prometheus clients default to, plus 1 ms.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
@@ -293,7 +296,7 @@ class RemoteSource(Source):
         self._drop_orphaned_scratch()
 
     def refresh(self, stage: str) -> None:
-        self._mirror([f"refs/heads/gitml/{stage}"], FetchError)
+        self._mirror([stage_branch(stage)], FetchError)
 
     def fetch_for(self, declared: dict[str, StageDeclaration]) -> None:
         self._mirror([f"{MODELS_REF}{name}" for name in sorted(declared)], MissingOnRemote)
@@ -469,7 +472,6 @@ class RemoteSource(Source):
 
 
 ZERO = "0" * 40
-SCRATCH = "refs/gitml-reconcile/"
 # git's words for a lock file another process holds (or left behind).
 _LOCKED = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
 
@@ -498,17 +500,12 @@ def _alive(pid: int) -> bool:
 
 
 def _version_record(store: Store, name: str, number: int) -> ModelVersion:
-    from gitml.format.records import parse
-    from gitml.registry.versions import version_path
-
-    tip = store.tip(MODELS_REF + name)
-    if tip is None:
+    if store.tip(MODELS_REF + name) is None:
         raise ReconcileError(f"model '{name}' is not registered")
-    path = version_path(number)
-    data = store.snapshot(tip).read(path)
-    if data is None:
-        raise ReconcileError(f"model '{name}' has no version {number}")
-    return parse(ModelVersion, data, where=MODELS_REF + name, path=path)
+    try:
+        return read_version(store, name, number)
+    except NotFound as exc:
+        raise ReconcileError(str(exc)) from None
 
 
 class Reconciler:
@@ -568,7 +565,7 @@ class Reconciler:
                 if self.current is None:
                     return self._start_from_cache()
                 return None
-            tip = self.store.tip(f"refs/heads/gitml/{self.stage}")
+            tip = self.store.tip(stage_branch(self.stage))
             self.fetch_error = None if tip else f"branch gitml/{self.stage} does not exist"
             self.last_read = self.clock()
             self.source.reached(self.stage)

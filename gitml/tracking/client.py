@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from gitml.artifacts import folder as local_files
 from gitml.errors import InvalidInput, InvalidRecord, NotFound
 from gitml.format import paths as artifact_paths
+from gitml.format.layout import EXPERIMENTS as EXPERIMENTS
+from gitml.format.layout import RUNS as RUNS
 from gitml.format.records import TERMINAL_STATUSES, Artifact, Experiment, Run
 from gitml.git.store import Clock
 from gitml.tracking import validation
@@ -39,8 +41,6 @@ from gitml.tracking.git_backend import (
 from gitml.tracking.git_backend import (
     DEFAULT_EXPERIMENT_NAME as DEFAULT_EXPERIMENT_NAME,
 )
-from gitml.tracking.git_backend import EXPERIMENTS as EXPERIMENTS
-from gitml.tracking.git_backend import RUNS as RUNS
 from gitml.tracking.git_backend import GitBackend
 from gitml.tracking.uri import is_remote
 from gitml.tracking.writer import checked_metric

@@ -10,6 +10,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gitml.format.records import RunData as RunData
+from gitml.format.records import RunInfo as RunInfo
+
 # JSON has no NaN or infinities, and null cannot tell the three apart: over
 # HTTP, metric values that are not finite travel as MLflow's REST API writes them.
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -47,32 +50,3 @@ class Param:
 class RunTag:
     key: str
     value: str
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """``run.info``: MLflow's ``RunInfo`` fields, with MLflow's types (times in ms)."""
-
-    run_id: str
-    experiment_id: str
-    run_name: str
-    user_id: str
-    status: str
-    start_time: int
-    end_time: int | None
-    lifecycle_stage: str
-    artifact_uri: str  # runs:/<run_id>/, the URI gitml resolves (MLflow: a storage location)
-
-
-@dataclass(frozen=True)
-class RunData:
-    """``run.data``: MLflow's ``RunData``: params, the latest value of each metric, tags.
-
-    ``tags`` holds the run's own tags and, unless the run set them itself, the
-    ``mlflow.*`` system tags MLflow keeps its run name, user, parent and
-    source in.
-    """
-
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str]

@@ -25,6 +25,7 @@ from gitml.artifacts import folder as local_files
 from gitml.artifacts import open_store
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
 from gitml.format import config as config_file
+from gitml.format.layout import EXPERIMENT_FILE, EXPERIMENTS, MANIFEST_FILE, RUN_FILE, RUNS
 from gitml.format.records import (
     Artifact,
     ArtifactManifest,
@@ -48,13 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitml.tracking")
 
-RUNS = "refs/gitml/runs/"
-EXPERIMENTS = "refs/gitml/experiments/"
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
-RUN_FILE = "run.yaml"
-MANIFEST_FILE = "artifacts.yaml"
-EXPERIMENT_FILE = "experiment.yaml"
 
 
 class GitBackend:

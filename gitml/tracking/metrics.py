@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from gitml.format.layout import METRICS_DIR
 from gitml.git.store import Snapshot
 from gitml.tracking.entities import Metric
 
@@ -42,7 +43,7 @@ def line(step: int, timestamp: int, value: float) -> bytes:
 
 
 def chunk_path(key: str, index: int) -> str:
-    return f"metrics/{index // CHUNKS_PER_GROUP:04d}/{encode_key(key)}.{index:06d}.tsv"
+    return f"{METRICS_DIR}/{index // CHUNKS_PER_GROUP:04d}/{encode_key(key)}.{index:06d}.tsv"
 
 
 def append(snap: Snapshot | None, key: str, lines: list[bytes]) -> dict[str, bytes]:
@@ -87,10 +88,10 @@ def _chunks(snap: Snapshot, key: str) -> list[tuple[int, str]]:
     """(index, blob sha) of every chunk of ``key``, in order."""
     wanted = encode_key(key)
     found = []
-    for group, is_group, _ in snap.listdir("metrics"):
+    for group, is_group, _ in snap.listdir(METRICS_DIR):
         if not is_group:
             continue
-        for name, is_dir, sha in snap.listdir(f"metrics/{group}"):
+        for name, is_dir, sha in snap.listdir(f"{METRICS_DIR}/{group}"):
             parts = name.rsplit(".", 2)
             if not is_dir and len(parts) == 3 and parts[0] == wanted and parts[1].isdigit():
                 found.append((int(parts[1]), sha))

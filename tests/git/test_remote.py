@@ -132,6 +132,29 @@ def test_plain_git_push_and_fetch_after_remote_setup(
     assert RUNS + last in a.refs()
 
 
+def test_renumbering_a_model_leaves_another_models_stage_commits_alone(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``churn`` is renumbered; a stage commit of ``churn2`` (whose name starts with
+    ``churn``) keeps its ``Gitml-Version`` trailer."""
+    with on(a, monkeypatch) as client:
+        first, _, _ = log_iris_run(client)
+        Registry(client).register(f"runs:/{first}/model", "churn2")
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        assert Registry(client).register(f"runs:/{first}/model", "churn").version == 1
+    with on(b, monkeypatch) as client_b:
+        registry_b = Registry(client_b)
+        assert registry_b.register(f"runs:/{first}/model", "churn").version == 1
+        Stages(registry_b, client_b.config).assign("churn2", 1, "staging")
+    assert push(a).pushed
+    assert [str(r) for r in push(b).renumbered] == ["churn: your version 1 is now version 2"]
+    message = b.git("log", "-1", "--format=%B", "gitml/staging")
+    assert message.startswith("gitml: staging: churn2 v1")
+    assert "Gitml-Model: churn2\nGitml-Version: 1" in message
+
+
 def test_concurrent_pushers_lose_nothing(
     a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
