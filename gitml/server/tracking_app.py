@@ -748,6 +748,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return _error(413, "REQUEST_LIMIT_EXCEEDED", str(exc))
 
     attach_ui(app, client, registry, reader)  # the web UI: /ui/ and /api/v1/ui (issue 9)
+    attach_mlflow(app, client, registry, settings)
     app.state.client = client
     return app
 
@@ -810,3 +811,13 @@ def _incoming(client: Client) -> Path:
 def _error(status: int, code: str, message: str) -> JSONResponse:
     """The error answer every route gives: ``{"error_code", "message"}``."""
     return JSONResponse({"error_code": code, "message": message}, status_code=status)
+
+
+def attach_mlflow(
+    app: FastAPI, client: Client, registry: Registry, settings: ServerSettings
+) -> None:
+    """MLflow's REST API (``/api/2.0/mlflow``) and proxied artifacts, for MLflow's own client."""
+    from gitml.mlflow.api import MlflowApi
+    from gitml.mlflow.routes import mount_mlflow
+
+    mount_mlflow(app, MlflowApi(client, registry), settings.tokens, settings.read_only)

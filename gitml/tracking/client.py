@@ -233,7 +233,8 @@ class Client:
             start_time=self._now()
             if start_time is None
             else validation.timestamp("start", start_time),
-            user=_user(),
+            # MLflow's clients name the user in this tag, and its stores take it from there.
+            user=tag_values.get("mlflow.user") or _user(),
             parent_run_id=parent_run_id,
             source=Source(
                 commit=code.commit,

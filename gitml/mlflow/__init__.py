@@ -1,0 +1,1 @@
+"""MLflow's REST API and tracking-URI plugins, translated onto gitml's records."""
