@@ -50,6 +50,10 @@ def main() -> None:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
+    if mlflow.get_tracking_uri().startswith("gitml:"):
+        from gitml.mlflow import plugin
+
+        plugin.register()  # a checkout without gitml's entry points installed
     client = MlflowClient()
     out: dict[str, Any] = {}
     names: dict[str, str] = {}  # run id -> run name, to say which run an answer is about

@@ -277,7 +277,7 @@ class MlflowApi:
 
     # -- artifacts (the proxied artifact API) ----------------------------------------
 
-    def _artifact_location(self, path: str) -> tuple[Run, str]:
+    def artifact_location(self, path: str) -> tuple[Run, str]:
         """The run and artifact path that ``<experiment>/<run>/artifacts/<path>`` names."""
         parts = path.strip("/").split("/", 3)
         if len(parts) < 3 or parts[2] != "artifacts":
@@ -297,14 +297,14 @@ class MlflowApi:
         return run, parts[3] if len(parts) == 4 else ""
 
     def upload_artifact(self, path: str, data: bytes) -> None:
-        run, rel = self._artifact_location(path)
+        run, rel = self.artifact_location(path)
         try:
             self.client.log_bytes(run.id, data, rel)
         except GitmlError as exc:
             raise _translate(exc) from exc
 
     def download_artifact(self, path: str) -> bytes:
-        run, rel = self._artifact_location(path)
+        run, rel = self.artifact_location(path)
         try:
             return self.client.read_artifact(run.id, rel)
         except GitmlError as exc:
@@ -312,7 +312,7 @@ class MlflowApi:
 
     def list_artifact_dir(self, path: str) -> list[dict[str, Any]]:
         """The files and folders directly below ``path``, as MLflow's ``FileInfo``s."""
-        run, rel = self._artifact_location(path)
+        run, rel = self.artifact_location(path)
         return [
             {**entry, "path": entry["path"][len(rel) + 1 :] if rel else entry["path"]}
             for entry in self._listing(run.id, rel)
@@ -903,7 +903,7 @@ def _version_source(api: MlflowApi, body: Body) -> str:
         run = _logged_model_run(api, found.group(0))
         return f"runs:/{run.id}/{run.tags[LOGGED_MODEL_TAG]}"
     if source.startswith(api.artifact_root + "/"):
-        run, rel = api._artifact_location(source[len(api.artifact_root) + 1 :])
+        run, rel = api.artifact_location(source[len(api.artifact_root) + 1 :])
         return f"runs:/{run.id}/{rel}"
     return source
 
