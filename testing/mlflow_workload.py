@@ -47,8 +47,8 @@ def main() -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.datasets import load_iris  # type: ignore[import-untyped]
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     if mlflow.get_tracking_uri().startswith("gitml:"):
         from gitml.mlflow import plugin
@@ -251,4 +251,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
