@@ -125,6 +125,23 @@ UNSUPPORTED = (
     "webhooks",
 )
 
+# MLflow endpoints that gitml answers with NOT_IMPLEMENTED, and why.
+_EXPERIMENT_RECORD = "gitml's MLflow API does not change experiments after creation yet"
+_KEPT = "gitml keeps registered models (their history is the registry's audit trail)"
+NOT_HERE = {
+    ("POST", "experiments/delete"): _EXPERIMENT_RECORD,
+    ("POST", "experiments/restore"): _EXPERIMENT_RECORD,
+    ("POST", "experiments/update"): _EXPERIMENT_RECORD,
+    ("POST", "experiments/set-experiment-tag"): _EXPERIMENT_RECORD,
+    ("POST", "experiments/delete-experiment-tag"): _EXPERIMENT_RECORD,
+    ("DELETE", "registered-models/delete"): _KEPT,
+    ("POST", "registered-models/rename"): _KEPT,
+    ("POST", "runs/log-model"): "MLflow 2's log-model record: log the model's files instead",
+    ("GET", "metrics/get-history-bulk-interval"): "no sampled metric histories",
+    ("POST", "artifacts/presigned-upload-url"): "no presigned URLs: artifacts are Git objects",
+    ("POST", "artifacts/presigned-download-url"): "no presigned URLs: artifacts are Git objects",
+}
+
 
 # -- request fields ----------------------------------------------------------------------
 
@@ -219,6 +236,9 @@ class MlflowApi:
                     return func(self, body, *match.groups())
         except GitmlError as exc:
             raise _translate(exc) from exc
+        reason = NOT_HERE.get((method, path))
+        if reason is not None:
+            raise MlflowApiError("NOT_IMPLEMENTED", f"{method} /api/2.0/mlflow/{path}: {reason}")
         area = path.split("/", 1)[0]
         if area in UNSUPPORTED:
             raise MlflowApiError(

@@ -77,6 +77,8 @@ def test_tokens_answer_mlflows_401_and_403(guarded: TestClient) -> None:
         ("GET", "/api/2.0/mlflow/gateway/endpoints/list", "NOT_IMPLEMENTED", 501),
         ("GET", "/ajax-api/2.0/mlflow/workspaces", "NOT_IMPLEMENTED", 501),
         ("POST", "/api/2.0/mlflow/prompts/create", "NOT_IMPLEMENTED", 501),
+        ("POST", "/api/2.0/mlflow/experiments/delete", "NOT_IMPLEMENTED", 501),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete", "NOT_IMPLEMENTED", 501),
         ("POST", "/api/2.0/mlflow/no/such/route", "ENDPOINT_NOT_FOUND", 404),
         ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/a", "NOT_IMPLEMENTED", 501),
     ],
