@@ -16,6 +16,9 @@ from testing.mlflow_workload import run_workload
 
 @needs_mlflow
 @pytest.mark.slow
+# MLflow's workload (imports, autolog's scan of scikit-learn) runs twice: ~1 min each when
+# the machine is idle.
+@pytest.mark.timeout(900)
 def test_gitml_uri_answers_as_mlflow_and_writes_gitml_records(
     repo: Path, tmp_path: Path, mlflow_reference: dict[str, Any]
 ) -> None:

@@ -21,6 +21,9 @@ STAGES = "stages: [staging, production, archived, champion]\n"
 
 @needs_mlflow
 @pytest.mark.slow
+# MLflow's workload (imports, autolog's scan of scikit-learn) runs twice: ~1 min each when
+# the machine is idle.
+@pytest.mark.timeout(900)
 def test_mlflow_client_workload_answers_as_mlflow_does(
     repo: Path, tmp_path: Path, mlflow_reference: dict[str, Any]
 ) -> None:
