@@ -3,6 +3,9 @@ under the project's policy, and what a refusal looks like to MLflow's client."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,19 @@ import pytest
 import gitml
 from gitml.mlflow.api import MlflowApi, MlflowApiError
 from testing.git import git
+from testing.mlflow_server import ROOT, needs_mlflow
 from testing.registry import log_iris_run
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PLUGIN_GROUPS = (
+    "mlflow.tracking_store",
+    "mlflow.model_registry_store",
+    "mlflow.artifact_repository",
+)
 
 POLICY = """\
 stages: [staging, production, archived, champion]
@@ -109,3 +124,38 @@ def test_transition_stage_is_an_assignment_and_archives_the_replaced_version(
         {"name": "iris", "version": "1", "stage": "Prod"},
     )
     assert bad.error_code == "INVALID_PARAMETER_VALUE" and "Prod" in bad.message
+
+
+def test_only_the_plugin_imports_mlflow(repo: Path) -> None:
+    script = (
+        "import sys, gitml.mlflow.api, gitml.mlflow.routes, gitml.server.tracking_app; "
+        "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+@needs_mlflow
+def test_the_entry_points_name_the_plugin_classes() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        groups = tomllib.load(f)["project"]["entry-points"]
+    named = {group: groups[group]["gitml"] for group in PLUGIN_GROUPS}
+    script = (
+        "import importlib, json, sys; "
+        "print(json.dumps([getattr(importlib.import_module(m), c).__mro__[1].__name__ "
+        "for m, c in (v.split(':') for v in json.loads(sys.argv[1]))]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(list(named.values()))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Each is a subclass of the MLflow class its group asks for.
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        "RestStore",
+        "RestStore",
+        "ArtifactRepository",
+    ]
