@@ -34,8 +34,10 @@ from gitml.format.records import Experiment, ModelVersion, RegisteredModel, Run
 from gitml.registry import stages as stage_refs
 from gitml.registry.stages import PolicyRefusal, Stages
 from gitml.registry.versions import Registry
+from gitml.tracking import journal, metrics, validation
 from gitml.tracking.client import Client
-from gitml.tracking.entities import Metric, Param, RunTag, metric_from_json, metric_to_json
+from gitml.tracking.entities import metric_from_json, metric_to_json
+from gitml.tracking.writer import Latest, checked_metric
 
 # MLflow's error codes and the HTTP status its server answers each with.
 HTTP_STATUS = {
@@ -598,74 +600,96 @@ def _restore_run(api: MlflowApi, body: Body) -> dict[str, Any]:
     return {}
 
 
-def _metric(item: Any) -> Metric:
+def _point(item: Any) -> tuple[str, Latest]:
+    """One metric of a request, validated as ``Client.log_metric`` validates it."""
     if not isinstance(item, Mapping):
         raise MlflowApiError("INVALID_PARAMETER_VALUE", f"a metric is an object, got {item!r}")
+    key = _str(item, "key")
     value = metric_from_json(item.get("value"))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MlflowApiError(
             "INVALID_PARAMETER_VALUE",
-            f"Got invalid value {item.get('value')!r} for metric '{item.get('key')}' "
+            f"Got invalid value {item.get('value')!r} for metric '{key}' "
             "(a number, or 'NaN', 'Infinity', '-Infinity')",
         )
-    return Metric(
-        key=_str(item, "key"),
-        value=float(value),
-        timestamp=_int(item, "timestamp", 0) or 0,
-        step=_int(item, "step", 0) or 0,
-    )
+    step, timestamp = item.get("step", 0), item.get("timestamp", 0)
+    # Proto-JSON writes 64-bit integers as strings; MLflow's client, as numbers.
+    if isinstance(step, str):
+        step = _int(item, "step", 0)
+    if isinstance(timestamp, str):
+        timestamp = _int(item, "timestamp", 0)
+    return key, checked_metric(key, float(value), step, timestamp)
 
 
 def _log(
     api: MlflowApi,
     run_id: str,
-    metrics: list[Metric],
-    params: Iterable[Param],
+    points: Iterable[Any],
+    params: Mapping[str, str],
     tags: Mapping[str, str],
 ) -> None:
-    """One synchronous batch; ``mlflow.runName`` renames the run, as in MLflow."""
+    """One commit, made before this returns; ``mlflow.runName`` renames the run, as in
+    MLflow. Nothing is written when any value is refused."""
     run = _one_run(api, run_id)
     if run.lifecycle_stage == "deleted":
         raise MlflowApiError(
             "INVALID_PARAMETER_VALUE",
             f"The run {run_id} must be in the 'active' state. Current state is deleted.",
         )
-    rest = dict(tags)
-    name = rest.pop("mlflow.runName", None)
-    if name is not None:
-        api.client.update_run(run_id, name=name)
-    params = list(params)
-    known = {p.key: run.params[p.key] for p in params if p.key in run.params}
-    for p in params:
-        if p.key in known and known[p.key] != p.value:
+    entries = journal.Entries()
+    latest: dict[str, Latest] = {}
+    count = 0
+    for item in points:
+        key, point = _point(item)
+        line = metrics.line(*point)
+        lines = entries.metrics.get(key)
+        if lines is None:
+            entries.metrics[key] = [line]
+        else:
+            lines.append(line)
+        current = latest.get(key)
+        if current is None or point >= current:
+            latest[key] = point
+        count += 1
+    validation.batch_size(count, len(params), len(tags))
+    for key, value in params.items():
+        known = run.params.get(key)
+        if known is not None and known != value:
             raise MlflowApiError(
                 "INVALID_PARAMETER_VALUE",
-                f"Changing param values is not allowed. Param with key='{p.key}' was already "
-                f"logged with value='{known[p.key]}' for run ID='{run_id}'. "
-                f"Attempted logging new value '{p.value}'.",
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{known}' for run ID='{run_id}'. "
+                f"Attempted logging new value '{value}'.",
             )
-    api.client.log_batch(
-        run_id, metrics, params, [RunTag(k, v) for k, v in rest.items()], synchronous=True
-    )
+        entries.params[validation.key("param", key)] = validation.param_value(key, value)
+    rest = dict(tags)
+    name = rest.pop("mlflow.runName", None)
+    entries.tags = {validation.key("tag", k): validation.tag_value(k, v) for k, v in rest.items()}
+    if name is not None:
+        api.client.update_run(run_id, name=name)
+    if entries:
+        # What this process buffered for the run lands first; then the request is one
+        # commit, without the journal a buffered write needs (MLflow's log_batch is
+        # synchronous: 1,000 points cost a third of the time this way).
+        api.client.flush()
+        api.client._commit_run(run_id, entries, latest, [], None)
 
 
 @route("POST", "runs/log-metric")
 def _log_metric(api: MlflowApi, body: Body) -> dict[str, Any]:
-    _log(api, _run_id(body), [_metric(body)], [], {})
+    _log(api, _run_id(body), [body], {}, {})
     return {}
 
 
 @route("POST", "runs/log-parameter")
 def _log_param(api: MlflowApi, body: Body) -> dict[str, Any]:
-    _log(
-        api, _run_id(body), [], [Param(_str(body, "key"), _str(body, "value", required=False))], {}
-    )
+    _log(api, _run_id(body), [], {_str(body, "key"): _str(body, "value", required=False)}, {})
     return {}
 
 
 @route("POST", "runs/set-tag")
 def _set_tag(api: MlflowApi, body: Body) -> dict[str, Any]:
-    _log(api, _run_id(body), [], [], {_str(body, "key"): _str(body, "value", required=False)})
+    _log(api, _run_id(body), [], {}, {_str(body, "key"): _str(body, "value", required=False)})
     return {}
 
 
@@ -682,9 +706,12 @@ def _delete_tag(api: MlflowApi, body: Body) -> dict[str, Any]:
 
 @route("POST", "runs/log-batch")
 def _log_batch(api: MlflowApi, body: Body) -> dict[str, Any]:
-    metrics = [_metric(m) for m in _list(body, "metrics")]
-    params = [Param(k, v) for k, v in _pairs(body, "params").items()]
-    _log(api, _run_id(body), metrics, params, _pairs(body, "tags"))
+    params = _list(body, "params")
+    if len({p.get("key") for p in params if isinstance(p, Mapping)}) != len(params):
+        raise MlflowApiError(
+            "INVALID_PARAMETER_VALUE", "Duplicate parameter keys have been submitted"
+        )
+    _log(api, _run_id(body), _list(body, "metrics"), _pairs(body, "params"), _pairs(body, "tags"))
     return {}
 
 
