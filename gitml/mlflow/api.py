@@ -411,8 +411,9 @@ class MlflowApi:
             "run_id": version.run_id,
             "status": "READY",
             "tags": _tags_json(version.tags),
+            # No model_id: MLflow's client then loads a version from its download URI,
+            # which every version has (one registered by gitml itself has no logged model).
             "aliases": self._aliases(declared, version.version),
-            "model_id": f"m-{version.run_id}",
         }
 
     def model_json(self, model: RegisteredModel) -> dict[str, Any]:
