@@ -102,8 +102,23 @@ def api_app(api: MlflowApi, access: _Access) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
 
 
+# What MLflow 3's client asks of a server before using it (it asks again after any
+# answer but 200): no workspaces, no trace archival, no multipart or presigned transfers.
+SERVER_INFO = {
+    "store_type": None,
+    "workspaces_enabled": False,
+    "trace_archival_enabled": False,
+    "multipart_uploads_enabled": False,
+    "multipart_downloads_enabled": False,
+    "presigned_upload_run_id_supported": False,
+    "presigned_upload_model_id_supported": False,
+}
+
+
 def v3_app(access: _Access) -> Starlette:
     async def endpoint(request: Request) -> Response:
+        if request.method == "GET" and request.path_params["path"] == "server-info":
+            return _json(SERVER_INFO)  # MLflow answers it without a login too
         try:
             access.check(request, writes=False)
             raise MlflowApiError(

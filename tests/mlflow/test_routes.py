@@ -118,3 +118,11 @@ def test_bad_input_is_mlflows_400_and_changes_nothing(repo: Path) -> None:
         )
         assert not_json.status_code == 400
         assert client.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json() == before
+
+
+def test_server_info_tells_mlflows_client_what_this_server_lacks(repo: Path) -> None:
+    with TestClient(create_app(ServerSettings(repo=repo))) as client:
+        answer = client.get("/api/3.0/mlflow/server-info")
+    assert answer.status_code == 200
+    assert answer.json()["workspaces_enabled"] is False
+    assert answer.json()["multipart_uploads_enabled"] is False
