@@ -1,5 +1,7 @@
-"""MLflow's side of gitml: translating MLflow's stores, API and URIs onto gitml's records.
+"""MLflow's side of gitml: its REST API, its tracking-URI plugins and its stores' import.
 
-MLflow is an optional extra (``gitml[mlflow]``): modules here import it
-inside their functions, so ``import gitml`` never does.
+MLflow is an optional extra (``gitml[mlflow]``): only ``plugin`` imports it at
+the top (MLflow loads that module itself), ``importer`` inside its functions;
+``api`` and ``routes`` translate MLflow's JSON without it, so ``gitml server``
+speaks MLflow's API where MLflow is not installed.
 """

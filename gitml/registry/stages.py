@@ -54,6 +54,10 @@ repos:
 """
 
 
+class PolicyRefusal(InvalidInput):
+    """The project's promotion policy refuses a direct change of a stage."""
+
+
 def check_stage(stage: str, config: Config | None = None) -> str:
     """``stage`` if it can name a stage (and, given ``config``, is one of its stages)."""
     return check_name(stage, None if config is None else config.stages)
@@ -192,7 +196,7 @@ class Stages:
                 )
                 if broken:
                     reasons = "; ".join(p.reason for p in broken)
-                    raise InvalidInput(f"stage '{stage}' refuses {model} v{number}: {reasons}")
+                    raise PolicyRefusal(f"stage '{stage}' refuses {model} v{number}: {reasons}")
                 return _creating(snap, self._declaring(model, made[0]))
 
         commit = self.store.update(ref, edit, text) or ""

@@ -762,6 +762,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     attach_ui(app)  # the web UI: /ui/ and /api/v1/ui
+    attach_mlflow(app, client, app.state.registry, settings)  # MLflow's REST API
     # The last added runs first: the Host rule, then the cap, then the token.
     app.add_middleware(
         BearerAuth,
@@ -805,3 +806,13 @@ def _incoming(client: Client) -> Path:
 def _error(status: int, code: str, message: str) -> JSONResponse:
     """The error answer every route gives: ``{"error_code", "message"}``."""
     return JSONResponse({"error_code": code, "message": message}, status_code=status)
+
+
+def attach_mlflow(
+    app: FastAPI, client: Client, registry: Registry, settings: ServerSettings
+) -> None:
+    """MLflow's REST API (``/api/2.0/mlflow``) and proxied artifacts, for MLflow's own client."""
+    from gitml.mlflow.api import MlflowApi
+    from gitml.mlflow.routes import mount_mlflow
+
+    mount_mlflow(app, MlflowApi(client, registry), settings.tokens, settings.read_only)

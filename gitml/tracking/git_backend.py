@@ -206,7 +206,8 @@ class GitBackend:
             name=new.name if new.name is not None else names.run_name(),
             status="RUNNING",
             start_time=self.now() if new.start_time is None else new.start_time,
-            user=names.user(),
+            # MLflow's clients name the user in this tag, and its stores take it from there.
+            user=new.tags.get("mlflow.user") or names.user(),
             parent_run_id=new.parent_run_id,
             source=Source(
                 commit=code.commit,

@@ -1,0 +1,254 @@
+"""One workload of MLflow's own client, run against any tracking URI; its answers as JSON.
+
+``python -m testing.mlflow_workload`` with ``MLFLOW_TRACKING_URI`` set logs
+runs, nested runs, batches, artifacts, a scikit-learn model with autolog and
+``log_model(registered_model_name=)``, aliases, searches, deletes, tags on
+models and versions, and errors, then prints every answer on one line of JSON.
+Ids and times differ between stores, so runs are named by their run names and
+times are left out: the output of two stores is comparable as it is. The
+tests run it against ``gitml server`` or ``gitml:`` and against MLflow itself;
+the benchmark times it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def run_workload(cwd: Path, env: dict[str, str], timeout: float = 400) -> dict[str, Any]:
+    """The workload's answers, run by MLflow's client in a child process (without its time)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "testing.mlflow_workload"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"workload failed:\n{done.stdout}\n{done.stderr}"
+    answers: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answers
+
+
+# Named so that MLflow does not infer them by loading the model in a child process (~10 s).
+REQUIREMENTS = ["scikit-learn", "numpy"]
+
+
+def main() -> None:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+    from sklearn.datasets import load_iris  # type: ignore[import-untyped]
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
+    if mlflow.get_tracking_uri().startswith("gitml:"):
+        from gitml.mlflow import plugin
+
+        plugin.register()  # a checkout without gitml's entry points installed
+    client = MlflowClient()
+    out: dict[str, Any] = {}
+    names: dict[str, str] = {}  # run id -> run name, to say which run an answer is about
+    started = time.perf_counter()
+
+    def name_of(run_id: str) -> str:
+        return names.get(run_id, "?")
+
+    def run_view(run: Any) -> dict[str, Any]:
+        tags = {
+            k: (name_of(v) if k == "mlflow.parentRunId" else v)
+            for k, v in run.data.tags.items()
+            # Not mlflow.user: gitml reports it on every run (as user_id), MLflow where its
+            # client set the tag.
+            if k in ("mlflow.runName", "mlflow.parentRunId", "team", "stage")
+        }
+        return {
+            "name": run.info.run_name,
+            "status": run.info.status,
+            "lifecycle_stage": run.info.lifecycle_stage,
+            "params": dict(sorted(run.data.params.items())),
+            "metrics": dict(sorted(run.data.metrics.items())),
+            "tags": dict(sorted(tags.items())),
+            "has_end_time": run.info.end_time is not None,
+            "user_id": run.info.user_id,
+        }
+
+    def error(call: Any) -> str:
+        try:
+            call()
+        except MlflowException as exc:
+            return str(exc.error_code)
+        return "no error"
+
+    experiment = mlflow.set_experiment("compat")
+    out["experiment"] = {
+        "name": experiment.name,
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "by_name": client.get_experiment_by_name("compat").experiment_id
+        == experiment.experiment_id,
+    }
+
+    # Fluent runs, nested.
+    with mlflow.start_run(run_name="parent") as parent:
+        names[parent.info.run_id] = "parent"
+        mlflow.log_param("lr", 0.1)
+        mlflow.log_params({"depth": 3, "kind": "tree"})
+        for step, loss in enumerate([0.9, 0.5, 0.25]):
+            mlflow.log_metric("loss", loss, step=step)
+        mlflow.set_tag("team", "ml")
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            names[child.info.run_id] = "child"
+            mlflow.log_metrics({"acc": 0.75, "f1": 0.5})
+            mlflow.log_param("lr", 0.01)
+    # log_batch through the client.
+    batch = client.create_run(experiment.experiment_id, run_name="batch", tags={"stage": "dev"})
+    names[batch.info.run_id] = "batch"
+    now = int(time.time() * 1000)
+    client.log_batch(
+        batch.info.run_id,
+        metrics=[Metric("loss", 1.0 / (i + 1), now + i, i) for i in range(20)],
+        params=[Param("lr", "0.5"), Param("depth", "7")],
+        tags=[RunTag("team", "data")],
+    )
+    client.set_terminated(batch.info.run_id)
+    out["history"] = [
+        (m.step, m.value) for m in client.get_metric_history(batch.info.run_id, "loss")
+    ]
+    out["runs"] = [
+        run_view(client.get_run(r))
+        for r in (parent.info.run_id, child.info.run_id, batch.info.run_id)
+    ]
+
+    # Artifacts.
+    with mlflow.start_run(run_name="artifacts") as run:
+        names[run.info.run_id] = "artifacts"
+        mlflow.log_text("hello", "notes/hello.txt")
+        mlflow.log_dict({"a": 1, "b": [1, 2]}, "config.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "data.csv"
+            local.write_text("x,y\n1,2\n")
+            mlflow.log_artifact(str(local), "inputs")
+        uri = run.info.artifact_uri
+    out["artifacts"] = {
+        "dict": mlflow.artifacts.load_dict(f"{uri}/config.json"),
+        "text": mlflow.artifacts.load_text(f"{uri}/notes/hello.txt"),
+        "root": sorted(
+            (f.path, f.is_dir, f.file_size) for f in client.list_artifacts(run.info.run_id)
+        ),
+        "inputs": sorted(
+            (f.path, f.is_dir, f.file_size)
+            for f in client.list_artifacts(run.info.run_id, "inputs")
+        ),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        fetched = Path(client.download_artifacts(run.info.run_id, "inputs", tmp))
+        out["artifacts"]["downloaded"] = (fetched / "data.csv").read_text()
+
+    # scikit-learn: autolog, then log_model with a registered name.
+    x, y = load_iris(return_X_y=True)
+    mlflow.sklearn.autolog(log_models=False, log_datasets=False)
+    with mlflow.start_run(run_name="autolog") as run:
+        names[run.info.run_id] = "autolog"
+        LogisticRegression(max_iter=200).fit(x, y)
+    mlflow.sklearn.autolog(disable=True)
+    autolog = client.get_run(run.info.run_id)
+    out["autolog"] = {
+        "params": sorted(k for k in autolog.data.params),
+        "metrics": sorted(autolog.data.metrics),
+    }
+    model = LogisticRegression(max_iter=200).fit(x, y)
+    with mlflow.start_run(run_name="model") as run:
+        names[run.info.run_id] = "model"
+        mlflow.log_metric("accuracy", float(model.score(x, y)))
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name="iris", pip_requirements=REQUIREMENTS
+        )
+    # MLflow's file store answers an int, its REST API a string.
+    out["registered_version"] = str(info.registered_model_version)
+    client.set_registered_model_alias("iris", "champion", "1")
+    by_alias = client.get_model_version_by_alias("iris", "champion")
+    loaded = mlflow.pyfunc.load_model("models:/iris@champion")
+    out["registry"] = {
+        "by_alias": [str(by_alias.version), sorted(by_alias.aliases), name_of(by_alias.run_id)],
+        "prediction": [int(v) for v in loaded.predict(x[:5])],
+        "expected": [int(v) for v in model.predict(x[:5])],
+    }
+    client.set_registered_model_tag("iris", "owner", "ml")
+    client.set_model_version_tag("iris", "1", "validated", "yes")
+    client.update_model_version("iris", "1", description="first")
+    registered = client.get_registered_model("iris")
+    version = client.get_model_version("iris", "1")
+    out["registry"]["model"] = {
+        "tags": registered.tags,
+        "aliases": dict(registered.aliases),
+    }
+    out["registry"]["version"] = {
+        "tags": version.tags,
+        "description": version.description,
+        "status": version.status,
+        "aliases": sorted(version.aliases),
+    }
+    client.delete_model_version_tag("iris", "1", "validated")
+    client.delete_registered_model_alias("iris", "champion")
+    out["registry"]["after_delete"] = {
+        "version_tags": client.get_model_version("iris", "1").tags,
+        "aliases": dict(client.get_registered_model("iris").aliases),
+        "by_alias": error(lambda: client.get_model_version_by_alias("iris", "champion")),
+    }
+    out["registry"]["search"] = sorted(
+        (v.name, str(v.version)) for v in client.search_model_versions("name = 'iris'")
+    )
+
+    # Search with filters and order.
+    def search(filter_string: str, order_by: list[str] | None = None, view: int = 1) -> list[str]:
+        found = mlflow.search_runs(
+            [experiment.experiment_id],
+            filter_string=filter_string,
+            order_by=order_by,
+            run_view_type=view,
+            output_format="list",
+        )
+        return [r.info.run_name for r in found]
+
+    out["search"] = {
+        "metric": search("metrics.loss < 0.5", ["metrics.loss DESC"]),
+        "param": search("params.lr = '0.1'"),
+        "tag": search("tags.team = 'data'"),
+        "name": search("attributes.run_name LIKE 'a%'", ["attributes.run_name ASC"]),
+        "all": sorted(search("")),
+    }
+
+    # Delete and restore.
+    client.delete_run(batch.info.run_id)
+    out["deleted"] = {
+        "active": sorted(search("")),
+        "deleted": search("", view=2),
+        "stage": client.get_run(batch.info.run_id).info.lifecycle_stage,
+    }
+    client.restore_run(batch.info.run_id)
+    out["restored"] = client.get_run(batch.info.run_id).info.lifecycle_stage
+
+    # Errors, as MLflow's client raises them.
+    out["errors"] = {
+        "missing_run": error(lambda: client.get_run("0" * 32)),
+        "experiment_exists": error(lambda: client.create_experiment("compat")),
+        "param_change": error(lambda: client.log_param(batch.info.run_id, "lr", "9")),
+        "missing_experiment": error(lambda: client.get_experiment("123456789")),
+        "missing_model": error(lambda: client.get_registered_model("nope")),
+        "missing_version": error(lambda: client.get_model_version("iris", "7")),
+        "model_exists": error(lambda: client.create_registered_model("iris")),
+    }
+    out["seconds"] = time.perf_counter() - started
+    print(json.dumps(out, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
