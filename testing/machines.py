@@ -1,7 +1,7 @@
 """Machines sharing one bare remote: clones with their own identity and home.
 
 Each machine's ``gitml`` work runs in its own repository; push and pull go
-through gitml.git.remote with the real ``git``.
+through gitml.sharing.remote with the real ``git``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import gitml
-from gitml.git import remote as sharing
 from gitml.git.store import Store
+from gitml.sharing import remote as sharing
 from gitml.tracking import fluent
 from testing.git import git, git_env, init_repo
 

@@ -29,7 +29,7 @@ def group() -> None:
 @tracking_option
 def setup(remote: str, tracking_uri: str | None) -> None:
     """Add the refspecs that make plain 'git fetch' and 'git push' move gitml's refs."""
-    from gitml.git.remote import setup_remote
+    from gitml.sharing.remote import setup_remote
 
     store, _ = _stores(tracking_uri)
     added = setup_remote(store, remote)
@@ -45,7 +45,7 @@ def setup(remote: str, tracking_uri: str | None) -> None:
 @tracking_option
 def push_command(remote: str, as_json: bool, tracking_uri: str | None) -> None:
     """Publish runs, experiments, models and stage branches to REMOTE (atomic, never forced)."""
-    from gitml.git.remote import artifact_store_holds, push
+    from gitml.sharing.remote import artifact_store_holds, push
 
     store, work = _stores(tracking_uri)
     holds = artifact_store_holds(store, work.root if work is not None else None)
@@ -83,7 +83,7 @@ def push_command(remote: str, as_json: bool, tracking_uri: str | None) -> None:
 @tracking_option
 def pull_command(remote: str, as_json: bool, tracking_uri: str | None) -> None:
     """Fetch REMOTE's runs, experiments, models and stages; validate; fast-forward local refs."""
-    from gitml.git.remote import pull
+    from gitml.sharing.remote import pull
 
     store, work = _stores(tracking_uri)
     report = pull(store, remote, settings_root=work.root if work is not None else None)

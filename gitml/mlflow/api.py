@@ -4,7 +4,7 @@
 (the query of a GET, as a mapping) and returns MLflow's JSON answer, or
 raises ``MlflowApiError`` with MLflow's error code and HTTP status, so that
 MLflow's client raises the exceptions its users catch. Nothing here imports
-MLflow: the server mounts it over HTTP (``gitml.mlflow.routes``) and the
+MLflow: the server mounts it over HTTP (``gitml.server.mlflow_routes``) and the
 ``gitml:`` tracking-URI plugin calls it in process (``gitml.mlflow.plugin``).
 
 What maps to what:

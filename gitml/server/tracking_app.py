@@ -813,6 +813,6 @@ def attach_mlflow(
 ) -> None:
     """MLflow's REST API (``/api/2.0/mlflow``) and proxied artifacts, for MLflow's own client."""
     from gitml.mlflow.api import MlflowApi
-    from gitml.mlflow.routes import mount_mlflow
+    from gitml.server.mlflow_routes import mount_mlflow
 
     mount_mlflow(app, MlflowApi(client, registry), settings.tokens, settings.read_only)

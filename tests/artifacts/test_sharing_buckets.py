@@ -18,9 +18,9 @@ import pytest
 
 import gitml
 from gitml.artifacts import BucketStore
-from gitml.git import remote as sharing
 from gitml.git.store import Store
 from gitml.registry.versions import Registry
+from gitml.sharing import remote as sharing
 from testing.cli import cli
 from testing.git import git, init_repo
 from testing.procs import write_config

@@ -128,7 +128,7 @@ def test_transition_stage_is_an_assignment_and_archives_the_replaced_version(
 
 def test_only_the_plugin_imports_mlflow(repo: Path) -> None:
     script = (
-        "import sys, gitml.mlflow.api, gitml.mlflow.routes, gitml.server.tracking_app; "
+        "import sys, gitml.mlflow.api, gitml.server.mlflow_routes, gitml.server.tracking_app; "
         "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))"
     )
     done = subprocess.run(

@@ -95,9 +95,9 @@ from gitml.format.layout import (
 from gitml.format.record_cache import ValidatedRecords
 from gitml.git import command
 from gitml.git.command import GitFailed
-from gitml.git.renumber import Renumbering, rebase_model, renumber_stages
 from gitml.git.store import Store
 from gitml.registry.declarations import declared
+from gitml.sharing.renumber import Renumbering, rebase_model, renumber_stages
 
 # The record models (pydantic) and the artifact stores are imported where they are
 # used: importing them is most of what a pull that brings nothing costs.

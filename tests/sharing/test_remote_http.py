@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 import gitml
-from gitml.git import remote as sharing
 from gitml.git.store import Store
 from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
+from gitml.sharing import remote as sharing
 from gitml.tracking import fluent
 from testing import git_server, procs
 from testing.git import fsck, git, git_env, init_repo
@@ -265,7 +265,7 @@ def test_a_wrong_password_is_one_clear_line_and_changes_nothing(
 CONCURRENT = """
     import sys
     import gitml
-    from gitml.git import remote as sharing
+    from gitml.sharing import remote as sharing
     client = gitml.Client(identity=sys.argv[1])
     for i in range(2):
         run = client.create_run(run_name=f"run-{i}")

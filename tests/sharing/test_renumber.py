@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gitml.git.renumber import renumber_message
 from gitml.registry.stages import Stages, read_declaration
 from gitml.registry.versions import MODELS, Registry
+from gitml.sharing.renumber import renumber_message
 from testing.cli import cli
 from testing.git import fsck
 from testing.machines import Machine, on, pull, push, refs_of

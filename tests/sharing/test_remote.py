@@ -17,11 +17,11 @@ import gitml
 import gitml.registry.declarations
 from gitml.format import yamlio
 from gitml.format.record_cache import ValidatedRecords
-from gitml.git import remote as sharing
 from gitml.query.index import QueryIndex
 from gitml.registry.declarations import declared
 from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
+from gitml.sharing import remote as sharing
 from testing.artifacts import add_manifest_entry
 from testing.cli import cli
 from testing.git import commit_file_on_ref, fsck
@@ -166,7 +166,7 @@ def test_concurrent_pushers_lose_nothing(
     script = """
         import sys
         import gitml
-        from gitml.git import remote as sharing
+        from gitml.sharing import remote as sharing
         client = gitml.Client(identity=sys.argv[1])
         for i in range(3):
             run = client.create_run(run_name=f"late-{i}")
