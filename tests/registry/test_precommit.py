@@ -34,7 +34,7 @@ from testing.registry import log_iris_run
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def snapshot_project(into: Path) -> Path:
