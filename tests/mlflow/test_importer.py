@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,7 +308,10 @@ def new_repo(path: Path) -> Path:
 def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is_new(
     sqlite_store: tuple[Path, str, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work, uri, served, answer = sqlite_store
+    work, shared_uri, served, answer = sqlite_store
+    # This test adds to the store: a copy of it, so the module's other tests see it as filled.
+    shutil.copy(shared_uri.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     repo = new_repo(tmp_path / "work")
     monkeypatch.chdir(repo)  # gitml's Client reads the .gitml.yaml of where it stands
     before = refs(repo)

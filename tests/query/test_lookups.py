@@ -78,10 +78,10 @@ def test_experiment_activity_counts_runs_and_their_latest_time(repo: Path) -> No
     client.set_terminated(first.id, "FINISHED", T0 + 50)
     client.delete_run(second.id)
     client.create_run("b", start_time=T0 + 5)
-    client.experiment_id("empty")
+    client.get_or_create_experiment_id("empty")
     assert experiment_activity(client.index) == {
-        client.experiment_id("a"): Activity(active=1, deleted=1, last=T0 + 50),
-        client.experiment_id("b"): Activity(active=1, deleted=0, last=T0 + 5),
+        client.get_or_create_experiment_id("a"): Activity(active=1, deleted=1, last=T0 + 50),
+        client.get_or_create_experiment_id("b"): Activity(active=1, deleted=0, last=T0 + 5),
     }
 
 
@@ -110,7 +110,7 @@ def test_runs_window_is_the_rows_and_columns_asked_for(repo: Path) -> None:
         ids.append(run.id)
     window = runs_window(
         client.index,
-        experiment_ids=[client.experiment_id("a")],
+        experiment_ids=[client.get_or_create_experiment_id("a")],
         filter_string="metrics.loss >= 0.1",
         order_by=["metrics.loss DESC"],
         run_view_type="ACTIVE_ONLY",
