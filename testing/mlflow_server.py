@@ -44,8 +44,11 @@ def mlflow_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def mlflow_server(folder: Path, timeout: float = 120) -> Iterator[str]:
-    """``mlflow server`` on ``folder/mlflow.db``; yields its URL, stops it at the end."""
+def mlflow_server(
+    folder: Path, timeout: float = 120, backend_store_uri: str | None = None
+) -> Iterator[str]:
+    """``mlflow server`` on ``backend_store_uri`` (default ``folder/mlflow.db``); yields its
+    URL, stops it at the end."""
     folder.mkdir(parents=True, exist_ok=True)
     sock = free_socket()
     port = sock.getsockname()[1]
@@ -54,7 +57,7 @@ def mlflow_server(folder: Path, timeout: float = 120) -> Iterator[str]:
     fd, log = tempfile.mkstemp(prefix="mlflow-server-", suffix=".log")
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+        "--backend-store-uri", backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
         "--artifacts-destination", str(folder / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 import gitml
 from testing.git import git
-from testing.mlflow_server import mlflow_env, needs_mlflow
+from testing.mlflow_server import mlflow_env, mlflow_server, needs_mlflow
 from testing.mlflow_workload import run_workload
 
 
@@ -39,3 +40,31 @@ def test_gitml_uri_answers_as_mlflow_and_writes_gitml_records(
     subjects = git(repo, "log", "--format=%s", "gitml/champion").splitlines()
     assert subjects[0] == "gitml: champion: remove iris"
     assert subjects[1] == "gitml: champion: iris v1"
+
+
+@needs_mlflow
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_mlflows_own_server_serves_a_gitml_repository(repo: Path, tmp_path: Path) -> None:
+    """``mlflow server --backend-store-uri gitml:<repo>``: MLflow's REST calls become gitml runs."""
+    with mlflow_server(tmp_path / "server", backend_store_uri=f"gitml:{repo}") as url:
+        api = f"{url}/api/2.0/mlflow"
+        created = httpx2.post(
+            f"{api}/runs/create", json={"experiment_id": "0", "run_name": "served"}, timeout=60
+        )
+        assert created.status_code == 200, created.text
+        run_id = created.json()["run"]["info"]["run_id"]
+        logged = httpx2.post(
+            f"{api}/runs/log-batch",
+            json={
+                "run_id": run_id,
+                "metrics": [{"key": "loss", "value": 0.5, "timestamp": 7, "step": 1}],
+                "params": [{"key": "lr", "value": "0.1"}],
+            },
+            timeout=60,
+        )
+        assert logged.status_code == 200, logged.text
+        found = httpx2.get(f"{api}/runs/get", params={"run_id": run_id}, timeout=60).json()
+    assert found["run"]["data"]["params"] == [{"key": "lr", "value": "0.1"}]
+    run = gitml.Client(str(repo)).get_run(run_id)
+    assert (run.name, run.params, run.metrics["loss"].value) == ("served", {"lr": "0.1"}, 0.5)
