@@ -8,14 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from gitml import projects
 from gitml.tracking.client import Client
-from testing.procs import child_env
+from testing.procs import child_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON = {"Content-Type": "application/json"}
@@ -170,16 +169,12 @@ def test_readme_curl_calls_fit_the_quickstart_model(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
             assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if httpx2.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /health"
-            time.sleep(0.05)
+            return httpx2.get(f"{url}/health").status_code == 200
+
+        wait_for(answers, 60, "the server to answer /health", retry_on=(httpx2.TransportError,))
         command, _, _, _, answer = calls[0]
         done = subprocess.run(
             ["bash", "-c", command.replace("127.0.0.1:5000", f"127.0.0.1:{port}")],

@@ -98,11 +98,10 @@ def test_predict_with_a_saved_model(tmp_path: Path, saved_iris: tuple[Path, Any,
 def test_serve_as_a_real_process(saved_iris: tuple[Path, Any, Any], tmp_path: Path) -> None:
     import subprocess
     import sys
-    import time
 
     import httpx2
 
-    from testing.procs import child_env
+    from testing.procs import child_env, wait_for
     from testing.serving import free_socket
 
     path, model, frame = saved_iris
@@ -118,16 +117,12 @@ def test_serve_as_a_real_process(saved_iris: tuple[Path, Any, Any], tmp_path: Pa
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
             assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if httpx2.get(f"{url}/ping").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /ping"
-            time.sleep(0.05)
+            return httpx2.get(f"{url}/ping").status_code == 200
+
+        wait_for(answers, 60, "the server to answer /ping", retry_on=(httpx2.TransportError,))
         records = frame.head(5).to_dict("records")
         response = httpx2.post(f"{url}/invocations", json={"dataframe_records": records})
         assert response.json() == {"predictions": model.predict(frame.head(5)).tolist()}
