@@ -12,8 +12,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "gitml"
 
@@ -189,11 +187,6 @@ def test_the_cycle_finder_reports_each_loop_with_its_imports() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models and registry still import each other: registering in log_model and "
-    "resolving models:/ URIs in models, reading MLmodel files in registry",
-)
 def test_packages_import_each_other_without_cycles() -> None:
     graph = package_graph()
     found = cycles(graph)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from pathlib import Path
 
 from gitml.errors import InvalidInput
@@ -10,6 +11,8 @@ from gitml.errors import InvalidInput
 # Folders an artifact path may nest in: the tree of a commit is built one
 # level per Python frame, and a download makes one folder per level.
 MAX_DEPTH = 100
+
+_RUNS_URI = re.compile(r"^runs:/([^/]+)/(.+)\Z")
 
 
 def clean_path(path: str) -> str:
@@ -68,3 +71,12 @@ def inside(root: Path, relative: str | Path, what: str) -> Path:
 def join(artifact_path: str | None, name: str) -> str:
     # Only a trailing "/" is dropped: "/etc" is absolute and must be refused, not re-rooted.
     return clean_path(f"{artifact_path.rstrip('/')}/{name}" if artifact_path else name)
+
+
+def split_runs_uri(uri: str) -> tuple[str, str] | None:
+    """``runs:/<run_id>/<path>``'s run (an id or a prefix of one) and its cleaned artifact
+    path; None when ``uri`` has another form."""
+    match = _RUNS_URI.match(uri)
+    if match is None:
+        return None
+    return match.group(1), clean_path(match.group(2).rstrip("/"))

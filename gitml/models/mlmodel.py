@@ -1,4 +1,4 @@
-"""The ``MLmodel`` file, saving a model directory, and logging one to a run.
+"""Saving and loading a model directory, and logging one to a run.
 
 A model is a directory holding ``MLmodel`` (YAML, keys sorted as MLflow's
 writer sorts them), the flavor's files, the environment files and, when given,
@@ -21,19 +21,17 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-from pydantic import AfterValidator, ConfigDict, Field
+from typing import TYPE_CHECKING, Any
 
 from gitml.errors import Corrupt, InvalidInput, NotFound
+from gitml.format.mlmodel import MLMODEL, MLmodel, SignatureRecord
 from gitml.format.paths import inside
-from gitml.format.records import Integer, Record, parse
+from gitml.format.records import parse
 from gitml.models.signature import ModelSignature, Schema, infer_schema
 
 if TYPE_CHECKING:
     from gitml.models.flavor import Flavor
 
-MLMODEL = "MLmodel"
 MANIFEST = "gitml.sha256"
 INPUT_EXAMPLE = "input_example.json"
 # The example as a scoring request body, as MLflow 2.x/3.x writes it beside the example.
@@ -41,63 +39,6 @@ SERVING_INPUT_EXAMPLE = "serving_input_example.json"
 HISTORY_TAG = "mlflow.log-model.history"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what MLflow writes in utc_time_created
 _HISTORY_LIMIT = 8000  # the longest tag value a run takes
-
-
-def _example_paths(info: dict[str, Any]) -> dict[str, Any]:
-    """``saved_input_example_info``: the files it names are strings; other keys are kept."""
-    for key in ("artifact_path", "serving_input_path"):
-        if key in info and not isinstance(info[key], str):
-            raise ValueError(f"'{key}' must be a string")
-    return info
-
-
-ExampleInfo = Annotated[dict[str, Any], AfterValidator(_example_paths)]
-
-
-class SignatureRecord(Record):
-    """``signature`` in ``MLmodel``: each part a JSON string (or null), as MLflow writes it."""
-
-    inputs: str | None = None
-    outputs: str | None = None
-    params: str | None = None
-
-
-class MLmodel(Record):
-    """The ``MLmodel`` file. Fields are in MLflow's (alphabetical) key order.
-
-    Unknown top-level keys are kept, as MLflow's ``Model`` keeps them, so a file
-    written by a newer MLflow still loads.
-    """
-
-    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
-
-    artifact_path: str | None = None
-    databricks_runtime: str | None = None
-    flavors: dict[str, dict[str, Any]] = Field(min_length=1)
-    metadata: dict[str, Any] | None = None
-    mlflow_version: str | None = None
-    model_size_bytes: Integer | None = Field(default=None, ge=0)
-    # MLflow 3 writes "m-<hex>" (its model id); MLflow 2 and gitml a plain uuid hex.
-    model_uuid: str | None = Field(default=None, pattern=r"^(m-)?[0-9a-f]{32}$")
-    run_id: str | None = None
-    saved_input_example_info: ExampleInfo | None = None
-    signature: SignatureRecord | None = None
-    utc_time_created: str | None = Field(
-        default=None, pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
-    )
-
-    def to_plain(self) -> dict[str, Any]:
-        # MLflow's writer (yaml.safe_dump) sorts keys at every level.
-        data = {k: v for k, v in self.model_dump(mode="python").items() if v is not None}
-        return _sorted(data)  # type: ignore[no-any-return]
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sorted(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
 
 
 class Model:

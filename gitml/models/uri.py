@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitml.errors import Corrupt, InvalidInput
+from gitml.format.paths import split_runs_uri
 
 if TYPE_CHECKING:
+    from gitml.format.records import ModelVersion
+    from gitml.registry.versions import Registry
     from gitml.tracking.client import Client
 
 Resolver = Callable[[str], Path]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(.*)\Z", re.DOTALL)
-_RUNS = re.compile(r"^runs:/([^/]+)/(.+)\Z")
 _resolvers: dict[str, Resolver] = {}
 
 
@@ -66,15 +68,13 @@ def _local(path: str) -> Path:
 
 def resolve_runs_uri(uri: str, client: Client | None = None) -> Path:
     """The run's model files, from ``client``'s repository (default: the fluent client's)."""
-    from gitml.format import paths as artifact_paths
     from gitml.tracking import fluent
 
-    match = _RUNS.match(uri)
-    if match is None:
+    parts = split_runs_uri(uri)
+    if parts is None:
         raise InvalidInput(f"model URI {uri!r}: expected runs:/<run_id>/<path>")
     client = client or fluent.get_client()
-    run_id = client.resolve_run_id(match.group(1))
-    path = artifact_paths.clean_path(match.group(2).rstrip("/"))
+    run_id, path = client.resolve_run_id(parts[0]), parts[1]
     listed = client.list_artifacts(run_id, path)
     if not listed:
         raise InvalidInput(f"model URI {uri!r}: run {run_id} has no artifacts at '{path}'")
@@ -112,12 +112,19 @@ def _check(directory: Path, base: Path, entries: list[tuple[str, str]]) -> None:
             raise Corrupt(f"{file} does not match the run's manifest")
 
 
+def version_folder(registry: Registry, version: ModelVersion) -> Path:
+    """The verified local folder of a registered ``version``'s model files."""
+    registry.check_digest(version)
+    return resolve_runs_uri(f"runs:/{version.run_id}/{version.model_path}", registry.client)
+
+
 def resolve_models_uri(uri: str) -> Path:
     """``models:/<name>/<version>``, ``/latest`` or ``@<stage>``: the version's run files."""
     from gitml.registry.versions import Registry
     from gitml.tracking import fluent
 
-    return Registry(fluent.get_client()).local_path(uri)
+    registry = Registry(fluent.get_client())
+    return version_folder(registry, registry.resolve(uri))
 
 
 register_resolver("runs", resolve_runs_uri)

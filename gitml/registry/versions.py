@@ -20,13 +20,14 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import Conflict, Corrupt, InvalidInput, InvalidRecord, NotFound
 from gitml.format import layout, readers
 from gitml.format.layout import MODELS as MODELS
 from gitml.format.layout import version_path as version_path
+from gitml.format.mlmodel import MLMODEL, MLmodel
+from gitml.format.paths import split_runs_uri
 from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredModel, parse
 from gitml.git.store import Change, Snapshot
 from gitml.registry.declarations import check_name as check_stage
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from gitml.tracking.client import Client
 
 _NAME = re.compile(MODEL_NAME)
-_RUNS_URI = re.compile(r"^runs:/([^/]+)/(.+)\Z")
 _MODELS_URI = re.compile(r"^models:/([^/@]+)(?:/([^/]+)|@([^/]+))/?\Z")
 _SUMMARY_LIMIT = 500
 
@@ -210,7 +210,7 @@ class Registry:
         snap = self.store.snapshot(run_commit)
         artifacts = read_manifest(snap)
         files = model_files(artifacts, model_path)
-        entry = next((a for a in artifacts if a.path == f"{model_path}/MLmodel"), None)
+        entry = next((a for a in artifacts if a.path == f"{model_path}/{MLMODEL}"), None)
         if entry is None:
             raise InvalidInput(
                 f"{model_uri}: run {run_id} has no model at '{model_path}' (no MLmodel file); "
@@ -361,17 +361,6 @@ class Registry:
             raise NotFound(f"{uri}: stage '{stage.lower()}' declares no version of '{name}'")
         return self.get_version(name, number)
 
-    def local_path(self, uri: str) -> Path:
-        """The verified local folder of the model a ``models:/`` URI names."""
-        return self.version_path(self.resolve(uri))
-
-    def version_path(self, version: ModelVersion) -> Path:
-        """The verified local folder of ``version``'s model files."""
-        from gitml.models.uri import resolve_runs_uri
-
-        self.check_digest(version)
-        return resolve_runs_uri(f"runs:/{version.run_id}/{version.model_path}", self.client)
-
     def check_digest(self, version: ModelVersion) -> None:
         """``Corrupt`` unless the run still holds exactly the files the version recorded."""
         tip = self.runs.run_tip(version.run_id)
@@ -387,26 +376,21 @@ class Registry:
     # -- reading -----------------------------------------------------------------
 
     def _source(self, uri: str) -> tuple[str, str]:
-        from gitml.format import paths as artifact_paths
-
         if not isinstance(uri, str):
             raise InvalidInput(f"model URI must be a string, got {uri!r}")
         if uri.startswith("models:"):
             version = self.resolve(uri)
             return version.run_id, version.model_path
-        match = _RUNS_URI.match(uri)
-        if match is None:
+        parts = split_runs_uri(uri)
+        if parts is None:
             raise InvalidInput(
                 f"model URI {uri!r}: a registered model comes from a run; expected "
                 "runs:/<run_id>/<path> (log the model with gitml.<flavor>.log_model first)"
             )
-        run_id = self.client.resolve_run_id(match.group(1))
-        return run_id, artifact_paths.clean_path(match.group(2).rstrip("/"))
+        return self.client.resolve_run_id(parts[0]), parts[1]
 
     def _mlmodel(self, run_id: str, snap: Snapshot, entry: Artifact) -> dict[str, Any]:
         """The ``MLmodel`` that manifest ``entry`` of the run's commit ``snap`` holds."""
-        from gitml.models.mlmodel import MLmodel
-
         data = self.runs.artifact_bytes(run_id, snap, entry)
         return parse(MLmodel, data, where=f"run {run_id}", path=entry.path).to_plain()
 

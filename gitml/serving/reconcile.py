@@ -925,12 +925,13 @@ def verify_files(version: ModelVersion, repo: Path) -> None:
 def load_version(version: ModelVersion, repo: Path) -> Predictor:
     """Load a registered version from ``repo``, verified, and check it on its input example."""
     from gitml.models.pyfunc import load_model
+    from gitml.models.uri import version_folder
     from gitml.registry.versions import Registry
     from gitml.tracking.client import Client
 
     client = Client(str(repo))
     try:
-        folder = Registry(client).version_path(version)
+        folder = version_folder(Registry(client), version)
     finally:
         client.close()
     model = load_model(folder)

@@ -14,6 +14,7 @@ import pytest
 
 from gitml.errors import InvalidRecord
 from gitml.format import records, schemas, yamlio
+from gitml.format.mlmodel import MLmodel
 from gitml.format.records import (
     Artifact,
     ArtifactManifest,
@@ -30,7 +31,6 @@ from gitml.format.records import (
     StageDeclaration,
     StagePolicy,
 )
-from gitml.models.mlmodel import MLmodel
 from gitml.projects.spec import MLproject
 
 MODELS: dict[str, type[Record]] = {

@@ -1,4 +1,4 @@
-"""schemas/MLmodel.schema.json and gitml.models.mlmodel.MLmodel agree."""
+"""schemas/MLmodel.schema.json and gitml.format.mlmodel.MLmodel agree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gitml.errors import InvalidRecord
 from gitml.format import records, schemas
-from gitml.models.mlmodel import MLmodel, SignatureRecord
+from gitml.format.mlmodel import MLmodel, SignatureRecord
 
 FLAVORS = {
     "python_function": {
