@@ -24,10 +24,11 @@ from gitml.registry.versions import Registry
 from gitml.serving.reconcile import Source
 from gitml.serving.scoring import Predictor
 
-from .git import IDENTITY, init_repo
+from .git import IDENTITY, git, init_repo
 from .models import AddOffset, FailsOnPredict
 
 EXAMPLE = np.array([[1.0, 2.0]])
+STAGE = "production"  # the stage the reconciler follows in the tests
 
 
 def offset_run(client: gitml.Client, offset: float) -> str:
@@ -73,6 +74,16 @@ def write_declaration(store: Store, stage: str, model: str, text: str | None) ->
     tip = store.update(branch(stage), edit, f"hand-edited {model}\n\nGitml-Stage: {stage}")
     assert tip is not None
     return tip
+
+
+def push(work: Path, remote: Path) -> float:
+    """Push the records and stage branches with the real git; returns when the push
+    finished (``time.monotonic()``)."""
+    git(
+        work, "push", "-q", str(remote),
+        "refs/gitml/*:refs/gitml/*", "refs/heads/gitml/*:refs/heads/gitml/*",
+    )  # fmt: skip
+    return time.monotonic()
 
 
 class CountingLoader:

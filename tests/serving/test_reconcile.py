@@ -12,7 +12,6 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,25 +35,13 @@ from gitml.serving.reconcile import (
 from testing.git import commit_file_on_ref, git, init_repo
 from testing.reconcile import (
     EXAMPLE,
+    STAGE,
     CountingLoader,
     CountingSource,
     VersionNumber,
+    push,
     write_declaration,
 )
-
-STAGE = "production"
-
-
-@pytest.fixture
-def client(adder_repo: Path) -> Iterator[gitml.Client]:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def stages(client: gitml.Client) -> Stages:
-    return Stages(Registry(client), client.config)
 
 
 @pytest.fixture
@@ -511,22 +498,6 @@ def test_each_event_is_one_json_line(
 # -- following a remote --------------------------------------------------------------
 
 
-@pytest.fixture
-def remote(adder_repo: Path, stages: Stages, tmp_path: Path) -> Path:
-    """A bare remote holding the work repository's records and a production branch."""
-    stages.assign("adder", 1, STAGE)
-    bare = init_repo(tmp_path / "remote.git", bare=True)
-    push(adder_repo, bare)
-    return bare
-
-
-def push(work: Path, bare: Path, *extra: str) -> None:
-    git(
-        work, "push", "-q", *extra, str(bare),
-        "refs/gitml/*:refs/gitml/*", "refs/heads/gitml/*:refs/heads/gitml/*",
-    )  # fmt: skip
-
-
 def test_a_remote_is_followed_through_a_cache(
     adder_repo: Path, client: gitml.Client, stages: Stages, remote: Path, tmp_path: Path
 ) -> None:
@@ -555,8 +526,8 @@ def test_a_remote_is_followed_through_a_cache(
 def test_a_relative_path_to_the_remote_is_from_where_it_was_given(
     remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    source = RemoteSource("remote.git", tmp_path / "cache")
+    monkeypatch.chdir(remote.parent)
+    source = RemoteSource(remote.name, tmp_path / "cache")
     assert source.describe() == str(remote)
     source.refresh(STAGE)
     assert source.store.tip(branch(STAGE)) is not None

@@ -21,29 +21,15 @@ from starlette.testclient import TestClient
 import gitml
 from gitml.cli import reconcile as cli_reconcile
 from gitml.registry.stages import Stages
-from gitml.registry.versions import Registry
 from gitml.serving.reconcile import Reconciler, Source
 from gitml.serving.reconcile_app import create_app
 from testing.procs import wait_for
-from testing.reconcile import CountingLoader, CountingSource, write_declaration
+from testing.reconcile import STAGE, CountingLoader, CountingSource, write_declaration
 from testing.serving import read_until_closed, stalled_request, uvicorn_server
 
-STAGE = "production"
 TOKEN = "s3cret"
 BODY = json.dumps({"inputs": [[1.0, 2.0]]})
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def client(adder_repo: Path) -> Iterator[gitml.Client]:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def stages(client: gitml.Client) -> Stages:
-    return Stages(Registry(client), client.config)
 
 
 @pytest.fixture

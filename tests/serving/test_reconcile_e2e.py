@@ -31,14 +31,13 @@ from testing import procs
 from testing.git import git, init_repo
 from testing.git_http import git_http_server, processes_mentioning
 from testing.procs import child_env
-from testing.reconcile import EXAMPLE, LoadGenerator, broken_run, offset_run
+from testing.reconcile import EXAMPLE, STAGE, LoadGenerator, broken_run, offset_run, push
 from testing.serving import free_socket
 
 # Bounded: the load generator stops after 60 s whatever happens, every wait has a
 # timeout, and the whole module gets 120 s. About 16 s on an idle two-core machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-STAGE = "production"
 # Seconds from a push until every replica must answer from it. Generous: CI
 # machines are shared; locally it takes well under a second (see the report).
 WINDOW = 10.0
@@ -63,15 +62,6 @@ class Replica:
     proc: subprocess.Popen[bytes]
     log: Path
     workers: int
-
-
-def push(work: Path, remote: Path) -> float:
-    """Push records and stage branches with the real git; returns when the push finished."""
-    git(
-        work, "push", "-q", str(remote),
-        "refs/gitml/*:refs/gitml/*", "refs/heads/gitml/*:refs/heads/gitml/*",
-    )  # fmt: skip
-    return time.monotonic()
 
 
 def wait_healthy(replicas: list[Replica]) -> None:
@@ -262,16 +252,8 @@ def test_promote_canary_break_fix_and_roll_back_under_load(
 
 
 def test_replicas_converge_on_the_same_revision_after_a_push(
-    tmp_path: Path, repo: Path, replicas: list[Replica]
+    tmp_path: Path, adder_repo: Path, stages: Stages, remote: Path, replicas: list[Replica]
 ) -> None:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    registry = Registry(client)
-    for offset in (1.0, 2.0):
-        registry.register(f"runs:/{offset_run(client, offset)}/model", "adder")
-    stages = Stages(registry, client.config)
-    remote = init_repo(tmp_path / "remote.git", bare=True)
-    stages.assign("adder", 1, STAGE)
-    push(repo, remote)
     # Two replicas share one cache (as uvicorn workers do); the third has its own.
     replicas += [
         start_replica(tmp_path, remote, "a", cache="shared"),
@@ -281,8 +263,8 @@ def test_replicas_converge_on_the_same_revision_after_a_push(
     wait_healthy(replicas)
     for number in (2, 1, 2):
         stages.assign("adder", number, STAGE)
-        push(repo, remote)
-        tip = git(repo, "rev-parse", branch(STAGE)).strip()
+        push(adder_repo, remote)
+        tip = git(adder_repo, "rev-parse", branch(STAGE)).strip()
         wait_for(
             lambda t=tip: {status(r)["applied_revision"] for r in replicas} == {t},
             10,
@@ -310,13 +292,8 @@ def answered_version(replica: Replica, **headers: str) -> str | None:
 
 
 def test_a_stalled_remote_is_reported_restarted_by_the_webhook_and_shut_down_promptly(
-    tmp_path: Path, adder_repo: Path, replicas: list[Replica]
+    tmp_path: Path, adder_repo: Path, stages: Stages, remote: Path, replicas: list[Replica]
 ) -> None:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    stages = Stages(Registry(client), client.config)
-    stages.assign("adder", 1, STAGE)
-    remote = init_repo(tmp_path / "served" / "ml.git", bare=True)
-    push(adder_repo, remote)
     tokens = tmp_path / "tokens"
     tokens.write_text("hook-token write\n")
     hook = {"Authorization": "bearer hook-token"}  # the scheme in any case
@@ -361,12 +338,9 @@ def test_a_stalled_remote_is_reported_restarted_by_the_webhook_and_shut_down_pro
 
 
 def test_a_restart_with_the_remote_down_serves_the_warm_cache(
-    tmp_path: Path, adder_repo: Path, replicas: list[Replica]
+    tmp_path: Path, adder_repo: Path, stages: Stages, remote: Path, replicas: list[Replica]
 ) -> None:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    stages = Stages(Registry(client), client.config)
     stages.assign("adder", 2, STAGE)
-    remote = init_repo(tmp_path / "served" / "ml.git", bare=True)
     push(adder_repo, remote)
     with git_http_server(remote.parent) as server:
         url = server.url("ml.git")

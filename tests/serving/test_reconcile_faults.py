@@ -17,40 +17,10 @@ import gitml
 from gitml.registry.stages import Stages, branch
 from gitml.registry.versions import Registry
 from gitml.serving.reconcile import FetchError, Reconciler, RemoteSource, redact
-from testing.git import git, init_repo
+from testing.git import git
 from testing.git_http import GitHttpServer, git_http_server, processes_mentioning
 from testing.procs import wait_for
-from testing.reconcile import CountingLoader, write_declaration
-
-STAGE = "production"
-
-
-@pytest.fixture
-def client(adder_repo: Path) -> Iterator[gitml.Client]:
-    client = gitml.Client(identity="Ada <ada@example.com>")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def stages(client: gitml.Client) -> Stages:
-    return Stages(Registry(client), client.config)
-
-
-def push(work: Path, bare: Path) -> None:
-    git(
-        work, "push", "-q", "--force", str(bare),
-        "refs/gitml/*:refs/gitml/*", "refs/heads/gitml/*:refs/heads/gitml/*",
-    )  # fmt: skip
-
-
-@pytest.fixture
-def remote(adder_repo: Path, stages: Stages, tmp_path: Path) -> Path:
-    """A bare remote under ``tmp_path/served`` with the records and production at v1."""
-    stages.assign("adder", 1, STAGE)
-    bare = init_repo(tmp_path / "served" / "ml.git", bare=True)
-    push(adder_repo, bare)
-    return bare
+from testing.reconcile import STAGE, CountingLoader, push, write_declaration
 
 
 @pytest.fixture
