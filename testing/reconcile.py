@@ -19,7 +19,7 @@ import gitml
 import gitml.pyfunc
 from gitml.format.records import ModelVersion, StageDeclaration
 from gitml.git.store import Change, Snapshot, Store
-from gitml.registry.stages import branch, declaration_path
+from gitml.registry.declarations import branch, declaration_path
 from gitml.registry.versions import Registry
 from gitml.serving.reconcile import Source
 from gitml.serving.scoring import Predictor

@@ -49,11 +49,11 @@ def _registration_commit(registry: Registry, name: str, number: int) -> str | No
 
 def _stages_of(registry: Registry, name: str) -> dict[str, StageDeclaration]:
     """What each configured stage declares for model ``name`` (stages without it left out)."""
-    from gitml.registry import stages
+    from gitml.registry.declarations import read_declaration
 
     found = {}
     for stage in registry.client.config.stages:
-        declared = stages.read_declaration(registry.store, stage, name)
+        declared = read_declaration(registry.store, stage, name)
         if declared is not None:
             found[stage] = declared
     return found
@@ -89,12 +89,8 @@ def declaration_json(declared: StageDeclaration) -> dict[str, Any]: ...
 @overload
 def declaration_json(declared: None) -> None: ...
 def declaration_json(declared: StageDeclaration | None) -> dict[str, Any] | None:
-    if declared is None:
-        return None
-    return {
-        "versions": [{"version": v.version, "weight": v.weight} for v in declared.versions],
-        "note": declared.note,
-    }
+    # The record's own JSON, as the UI API answers it, without the model it is filed under.
+    return None if declared is None else declared.model_dump(mode="json", exclude={"model"})
 
 
 @click.command("register")

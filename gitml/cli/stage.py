@@ -138,7 +138,8 @@ def assign(
             "--archive-existing cannot be combined with --propose: "
             "archive when the proposal is merged, with a direct assignment"
         )
-    from gitml.registry.stages import branch, check_stage
+    from gitml.registry.declarations import branch
+    from gitml.registry.stages import check_stage
 
     stages = _stages(tracking_uri)
     before = stages.store.tip(branch(check_stage(stage, stages.config)))

@@ -40,12 +40,13 @@ from gitml.format.records import (
 )
 from gitml.git.store import CommitInfo, Store
 from gitml.registry.declarations import (
+    branch,
     declaration_at,
     declaration_path,
     describe_declaration,
 )
 from gitml.registry.declarations import declarations as stage_declarations
-from gitml.registry.stages import branch, check_stage
+from gitml.registry.stages import check_stage
 from gitml.registry.versions import check_name
 
 if TYPE_CHECKING:
@@ -394,7 +395,8 @@ class Lineage:
 def _served(declared: StageDeclaration | None) -> list[dict[str, int]] | None:
     if declared is None:
         return None
-    return [{"version": v.version, "weight": v.weight} for v in declared.versions]
+    served: list[dict[str, int]] = declared.model_dump(mode="json")["versions"]
+    return served
 
 
 def _numbers(declared: StageDeclaration | None) -> list[int]:

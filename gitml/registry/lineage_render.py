@@ -19,14 +19,15 @@ from gitml.format.layout import PROPOSALS
 from gitml.format.layout import STAGES as BRANCHES
 from gitml.format.records import Config, StageDeclaration
 from gitml.git.store import CommitInfo, Store
-from gitml.registry.declarations import declarations as stage_declarations
 from gitml.registry.declarations import (
+    branch,
     describe_declaration,
     primary_version,
     weights_problem,
 )
+from gitml.registry.declarations import declarations as stage_declarations
 from gitml.registry.lineage import PROPOSAL_IN_TEXT, SHORT, Lineage, iso_time
-from gitml.registry.stages import branch, check_stage
+from gitml.registry.stages import check_stage
 
 _PROPOSAL = re.compile(r"^(?:refs/heads/)?gitml/proposals/([^/]+)/(.+)\Z")
 _STAGE_BRANCH = re.compile(r"^(?:refs/heads/)?gitml/([^/]+)\Z")

@@ -21,16 +21,17 @@ from gitml.format.layout import DECLARATIONS_DIR as MODELS_DIR
 from gitml.format.record_cache import ValidatedRecords
 from gitml.format.records import Config, ServedVersion, StageDeclaration
 from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot
-from gitml.registry.declarations import branch as branch
-from gitml.registry.declarations import check_name, declaration_kind
-from gitml.registry.declarations import commit_at as commit_at
-from gitml.registry.declarations import declaration_at as declaration_at
-from gitml.registry.declarations import declaration_path as declaration_path
-from gitml.registry.declarations import declarations as declarations
-from gitml.registry.declarations import describe_declaration as describe_declaration
-from gitml.registry.declarations import parse_declaration as parse_declaration
+from gitml.registry.declarations import (
+    branch,
+    check_name,
+    commit_at,
+    declaration_at,
+    declaration_kind,
+    declaration_path,
+    declarations,
+    describe_declaration,
+)
 from gitml.registry.declarations import read_declaration as read_declaration
-from gitml.registry.declarations import weights_problem as weights_problem
 from gitml.registry.policy import PolicyCheck
 
 if TYPE_CHECKING:

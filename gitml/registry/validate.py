@@ -49,7 +49,7 @@ from gitml.format.records import (
 )
 from gitml.git.store import Snapshot, Store
 from gitml.projects.spec import MLproject, missing_environment_file
-from gitml.registry import stages
+from gitml.registry import declarations
 from gitml.registry.policy import PolicyCheck, Tips
 from gitml.registry.versions import model_digest, model_files
 
@@ -215,7 +215,7 @@ def _work_tree_declaration(
     if problems or stage is None or stage not in config.stages:
         return problems
     declared = parse(StageDeclaration, data, where="", path=str(path))
-    base = store.tip(stages.branch(stage)) if proposal else store.tip("HEAD")
+    base = store.tip(declarations.branch(stage)) if proposal else store.tip("HEAD")
     before = _declared_at(store, base, stage, model)
     author = None if proposal else store.identity.decode("utf-8", "replace")
     return checker.policy.change(stage, model, before, declared, author, where="")
@@ -227,7 +227,7 @@ def _declared_at(
     if commit is None:
         return None
     try:
-        return stages.declaration_at(store.snapshot(commit), stage, model)
+        return declarations.declaration_at(store.snapshot(commit), stage, model)
     except GitmlError:
         return None  # a malformed declaration before the change declared nothing
 
@@ -329,7 +329,7 @@ class Validator:
         if problems or not policy:
             return problems
         if proposal:
-            base = self.tip(stages.branch(stage))
+            base = self.tip(declarations.branch(stage))
             return self.tree_policy(where, stage, base, commit, author=None)
         info = self.store.commit_info(commit)
         parent = info.parents[0] if info.parents else None
@@ -473,7 +473,7 @@ class Validator:
         if declared.model != model:
             mismatch = f"'{declared.model}' does not match the file name {model}.yaml"
             problems.append(InvalidRecord(where, path, "model", mismatch))
-        weights = stages.weights_problem(declared, stage, self.config)
+        weights = declarations.weights_problem(declared, stage, self.config)
         if weights is not None:
             problems.append(InvalidRecord(where, path, "versions", weights))
         for i, served in enumerate(declared.versions):
@@ -517,9 +517,9 @@ class Validator:
         self, where: str, stage: str, base: str | None, commit: str, *, author: str | None
     ) -> list[InvalidRecord]:
         """The policy for every model ``commit``'s tree declares differently from ``base``'s."""
-        after = stages.declarations(self.store, stage, commit)
+        after = declarations.declarations(self.store, stage, commit)
         try:
-            before = stages.declarations(self.store, stage, base) if base else {}
+            before = declarations.declarations(self.store, stage, base) if base else {}
         except GitmlError:
             before = {}  # a malformed tree before: everything counts as new
         problems: list[InvalidRecord] = []

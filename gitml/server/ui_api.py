@@ -8,7 +8,7 @@ and ``Lineage`` for models and stages. Like the tracking app's, the routes
 are module-level functions that take the app's ``Client`` and ``Registry``.
 
 The runs table is the one view that must stay fast at 10,000 runs (MLflow's
-UI freezes there: its issues #627, #9779, #21841). ``runs-table`` answers one
+UI freezes there). ``runs-table`` answers one
 window of rows, only the columns shown, as arrays, with the total count, so
 the page draws the first rows after one small query whatever the number of
 runs, and fetches further windows as the table scrolls.
@@ -27,8 +27,8 @@ from gitml.errors import GitmlError, InvalidInput, NotFound
 from gitml.models.mlmodel import logged_models
 from gitml.query import lookups
 from gitml.query.grammar import FilterSyntaxError
+from gitml.registry.declarations import declarations
 from gitml.registry.lineage import Lineage, iso_time, lineage
-from gitml.registry.stages import declarations
 from gitml.registry.versions import Registry
 from gitml.server.depends import AppClient, AppRegistry, Read
 from gitml.tracking.client import RUNS, Client

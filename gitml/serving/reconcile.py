@@ -655,7 +655,7 @@ class Reconciler:
         self.metrics.reconcile_seconds += outcome.seconds
 
     def _build(self, commit: str, *, fetch: bool = True) -> Revision:
-        from gitml.registry.stages import declarations, weights_problem
+        from gitml.registry.declarations import declarations, weights_problem
 
         declared = declarations(self.store, self.stage, commit)
         if not declared and not self.allow_empty:

@@ -80,20 +80,17 @@ def unicode_text(what: str, value: str) -> str:
 
 
 def param_value(name: str, value: Any) -> str:
-    text = unicode_text(f"param '{name}' value", str(value))
-    if len(text) > MAX_PARAM_VALUE_LENGTH:
-        raise InvalidInput(
-            f"param '{name}' value is {len(text)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
-        )
-    return text
+    return _bounded_text(f"param '{name}' value", value, MAX_PARAM_VALUE_LENGTH)
 
 
 def tag_value(name: str, value: Any) -> str:
-    text = unicode_text(f"tag '{name}' value", str(value))
-    if len(text) > MAX_TAG_VALUE_LENGTH:
-        raise InvalidInput(
-            f"tag '{name}' value is {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}"
-        )
+    return _bounded_text(f"tag '{name}' value", value, MAX_TAG_VALUE_LENGTH)
+
+
+def _bounded_text(what: str, value: Any, limit: int) -> str:
+    text = unicode_text(what, str(value))
+    if len(text) > limit:
+        raise InvalidInput(f"{what} is {len(text)} characters; the limit is {limit}")
     return text
 
 

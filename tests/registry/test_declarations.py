@@ -11,8 +11,8 @@ import gitml
 import gitml.registry.declarations
 from gitml.errors import InvalidInput, InvalidRecord
 from gitml.format.record_cache import ValidatedRecords
-from gitml.registry.declarations import branch, check_name, declared
-from gitml.registry.stages import Stages, declarations
+from gitml.registry.declarations import branch, check_name, declarations, declared
+from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from testing.git import git
 from testing.registry import log_iris_run

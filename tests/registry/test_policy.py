@@ -9,6 +9,7 @@ import pytest
 import gitml
 from gitml.errors import InvalidInput
 from gitml.format.records import Config, MetricValue, Policy, Run, StageDeclaration, StagePolicy
+from gitml.registry.declarations import read_declaration
 from gitml.registry.policy import (
     CHANGE_RULES,
     VERSION_RULES,
@@ -16,7 +17,7 @@ from gitml.registry.policy import (
     author_parts,
     check_condition,
 )
-from gitml.registry.stages import Stages, read_declaration
+from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from testing.git import FixedClock
 from testing.registry import log_iris_run

@@ -11,14 +11,8 @@ import gitml
 from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.format import yamlio
 from gitml.format.records import Config, ServedVersion, StageDeclaration
-from gitml.registry.stages import (
-    PRE_COMMIT_CONFIG,
-    PRE_COMMIT_HOOKS,
-    Stages,
-    branch,
-    read_declaration,
-    weights_problem,
-)
+from gitml.registry.declarations import branch, read_declaration, weights_problem
+from gitml.registry.stages import PRE_COMMIT_CONFIG, PRE_COMMIT_HOOKS, Stages
 from gitml.registry.versions import Registry
 from testing.git import FixedClock, fsck, git
 from testing.registry import log_iris_run

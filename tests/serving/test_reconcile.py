@@ -21,7 +21,8 @@ import gitml
 from gitml.errors import InvalidInput, NotFound
 from gitml.format import yamlio
 from gitml.format.records import StageDeclaration
-from gitml.registry.stages import Stages, branch
+from gitml.registry.declarations import branch
+from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from gitml.serving.reconcile import (
     FetchError,

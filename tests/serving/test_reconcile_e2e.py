@@ -25,7 +25,8 @@ import httpx2
 import pytest
 
 import gitml
-from gitml.registry.stages import Stages, branch
+from gitml.registry.declarations import branch
+from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from testing import procs
 from testing.git import git, init_repo
@@ -39,7 +40,7 @@ from testing.serving import free_socket
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 # Seconds from a push until every replica must answer from it. Generous: CI
-# machines are shared; locally it takes well under a second (see the report).
+# machines are shared; locally it takes well under a second (the test prints the figures).
 WINDOW = 10.0
 BODY = json.dumps({"inputs": EXAMPLE.tolist()}).encode()
 _JSON = {"Content-Type": "application/json"}

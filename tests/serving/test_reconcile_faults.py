@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import gitml
-from gitml.registry.stages import Stages, branch
+from gitml.registry.declarations import branch
+from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from gitml.serving.reconcile import FetchError, Reconciler, RemoteSource, redact
 from testing.git import git

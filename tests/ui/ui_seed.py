@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import gitml
-from gitml.registry.stages import Stages, branch
+from gitml.registry.declarations import branch
+from gitml.registry.stages import Stages
 from gitml.registry.versions import Registry
 from gitml.tracking import fluent
 from testing.git import IDENTITY, FixedClock, git, init_repo
