@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitml.errors import GitmlError, InvalidInput, NotFound
+from gitml.format import layout
 from gitml.models.mlmodel import logged_models
 from gitml.query import lookups
 from gitml.query.grammar import FilterSyntaxError
@@ -31,14 +32,13 @@ from gitml.registry.declarations import declarations
 from gitml.registry.lineage import Lineage, iso_time, lineage
 from gitml.registry.versions import Registry
 from gitml.server.depends import AppClient, AppRegistry, Read
-from gitml.tracking.client import RUNS, Client
+from gitml.tracking.client import Client
 
 PREFIX = "/api/v1/ui"
 MAX_WINDOW = 5_000  # rows in one runs-table answer
 MAX_COLUMNS = 100
 DEFAULT_COLUMNS = 5  # of metrics, then of params, when the page names none
 MAX_SERIES = 400  # (run, metric) histories in one metric-histories answer
-STAGE_BRANCHES = "refs/heads/gitml/"
 
 
 class _Body(BaseModel):
@@ -156,7 +156,7 @@ def run_page(run_id: str, client: AppClient, registry: AppRegistry) -> Response:
     ]
     parent = None
     if run.parent_run_id is not None:
-        tip = client.store.tip(RUNS + run.parent_run_id)
+        tip = client.store.tip(layout.run_ref(run.parent_run_id))
         name = client.get_run(run.parent_run_id).name if tip is not None else None
         parent = {"id": run.parent_run_id, "name": name, "present": tip is not None}
     code = doc["code"]
@@ -295,12 +295,12 @@ def _stage_declarations(client: Client) -> dict[str, dict[str, Any]]:
     """Stage name to {model: declaration} for every stage branch that exists."""
     out: dict[str, dict[str, Any]] = {}
     names = list(client.config.stages)
-    for ref in client.store.refs(STAGE_BRANCHES):
-        stage = ref[len(STAGE_BRANCHES) :]
+    for ref in client.store.refs(layout.STAGES):
+        stage = ref[len(layout.STAGES) :]
         if "/" not in stage and stage not in names:
             names.append(stage)
     for stage in names:
-        if client.store.tip(STAGE_BRANCHES + stage) is None:
+        if client.store.tip(layout.stage_branch(stage)) is None:
             continue
         try:
             out[stage] = declarations(client.store, stage)
