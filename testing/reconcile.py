@@ -17,9 +17,10 @@ import pytest
 
 import gitml
 import gitml.pyfunc
+from gitml.format.layout import declaration_path
 from gitml.format.records import ModelVersion, StageDeclaration
 from gitml.git.store import Change, Snapshot, Store
-from gitml.registry.declarations import branch, declaration_path
+from gitml.registry.declarations import branch
 from gitml.registry.versions import Registry
 from gitml.serving.reconcile import Source
 from gitml.serving.scoring import Predictor

@@ -1,7 +1,7 @@
 """Stage declarations: what a stage branch's ``models/<model>.yaml`` says, read and described.
 
 Every helper about one declaration lives here, below ``versions`` and
-``stages``: its path, its parsing and reading (``parse_declaration``,
+``stages`` (its path is ``layout``'s): its parsing and reading (``parse_declaration``,
 ``declaration_at``, ``read_declaration``, ``declarations``), its JSON form
 through the cache (``declared``), and what it means (``describe_declaration``,
 ``served_summary``, ``primary_version``, ``weights_problem``). ``stages``
@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput
 from gitml.format import layout
-from gitml.format.layout import declaration_path as declaration_path
-from gitml.format.layout import stage_branch
+from gitml.format.layout import declaration_path, stage_branch
 
 if TYPE_CHECKING:
     from gitml.format.record_cache import ValidatedRecords

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput, NotFound
 from gitml.format import layout, readers
-from gitml.format.layout import MANIFEST_FILE, MODELS, RUNS
+from gitml.format.layout import MANIFEST_FILE, MODELS, RUNS, declaration_path
 from gitml.format.layout import STAGES as BRANCHES
 from gitml.format.records import (
     ArtifactManifest,
@@ -42,7 +42,6 @@ from gitml.git.store import CommitInfo, Store
 from gitml.registry.declarations import (
     branch,
     declaration_at,
-    declaration_path,
     describe_declaration,
 )
 from gitml.registry.declarations import declarations as stage_declarations

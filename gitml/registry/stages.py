@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from gitml.errors import Conflict, InvalidInput, NotFound
 from gitml.format import layout
 from gitml.format.layout import DECLARATIONS_DIR as MODELS_DIR
+from gitml.format.layout import declaration_path
 from gitml.format.record_cache import ValidatedRecords
 from gitml.format.records import Config, ServedVersion, StageDeclaration
 from gitml.git.store import FILE_MODE, TREE_MODE, BlobRef, Change, CommitInfo, Snapshot
@@ -27,7 +28,6 @@ from gitml.registry.declarations import (
     commit_at,
     declaration_at,
     declaration_kind,
-    declaration_path,
     declarations,
     describe_declaration,
 )

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitml.errors import Conflict, Corrupt, InvalidInput, InvalidRecord, NotFound
 from gitml.format import layout, readers
-from gitml.format.layout import MODELS as MODELS
-from gitml.format.layout import version_path as version_path
+from gitml.format.layout import MODELS, version_path
 from gitml.format.mlmodel import MLMODEL, MLmodel
 from gitml.format.paths import split_runs_uri
 from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredModel, parse

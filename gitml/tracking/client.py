@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from gitml.artifacts import folder as local_files
 from gitml.errors import InvalidInput, InvalidRecord, NotFound
 from gitml.format import paths as artifact_paths
-from gitml.format.layout import EXPERIMENTS as EXPERIMENTS
 from gitml.format.records import TERMINAL_STATUSES, Artifact, Experiment, Run
 from gitml.git.store import Clock
 from gitml.tracking import validation

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gitml
-from gitml.registry.versions import MODELS
+from gitml.format.layout import MODELS
 from testing.cli import cli, gitml_exe, one_error_line
 from testing.git import commit_file_on_ref, git
 from testing.registry import log_iris_run
