@@ -5,8 +5,10 @@
   (every file checked against the run's manifest sha256) into
   ``.git/gitml/models-cache/<key>``, where the key is a digest of the
   artifacts' paths and sha256s, so an unchanged model is fetched once;
-- any other scheme a caller registers with ``register_resolver`` (the registry
-  adds ``models:/``).
+- ``models:/<name>/<version>``, ``models:/<name>/latest`` or
+  ``models:/<name>@<stage>``: the registered version's files, checked against
+  the digest the registry recorded, then fetched as its ``runs:/`` URI is;
+- any other scheme a caller registers with ``register_resolver``.
 """
 
 from __future__ import annotations
