@@ -17,13 +17,13 @@ import click
 
 from gitml.cli.common import emit_json, table, tracking_option, utc_time
 from gitml.cli.registry import declaration_json
+from gitml.format import layout
 from gitml.registry.declarations import describe_declaration, served_summary
 
 if TYPE_CHECKING:
     from gitml.registry.stages import StageChange, Stages
 
 # A forge's merge subject names the branch: "Merge pull request #7 from o/gitml/proposals/...".
-_PROPOSAL_IN_TEXT = re.compile(r"gitml/proposals/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
 # What --at accepts: ISO 8601 to the minute, optional seconds, optional Z or offset.
 _AT = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?"
@@ -262,7 +262,7 @@ def _change_json(stages: Stages, change: StageChange) -> dict[str, Any]:
     merge = None
     if change.merge is not None:
         proposal = stages.store.commit_info(change.merge)
-        found = _PROPOSAL_IN_TEXT.search(change.subject)
+        found = layout.PROPOSAL_IN_TEXT.search(change.subject)
         merge = {
             "commit": proposal.sha,
             "branch": found.group(0) if found else None,

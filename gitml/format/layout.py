@@ -39,6 +39,11 @@ RECONCILE_SCRATCH = "refs/gitml-reconcile/"
 # A stage names a branch under gitml/, where "proposals" is taken.
 STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 RESERVED_STAGE = "proposals"
+# A branch name, with or without refs/heads/: a proposal's (stage, the rest), a stage's.
+PROPOSAL_BRANCH_NAME = re.compile(r"^(?:refs/heads/)?gitml/proposals/([^/]+)/(.+)\Z")
+STAGE_BRANCH_NAME = re.compile(r"^(?:refs/heads/)?gitml/([^/]+)\Z")
+# A proposal branch named in free text, such as the subject of the merge of a proposal.
+PROPOSAL_IN_TEXT = re.compile(r"gitml/proposals/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
 
 
 def run_ref(run_id: str) -> str:

@@ -55,7 +55,6 @@ DATASETS_TAG = "mlflow.datasets"
 DATASETS_DIR = "datasets/"
 SHORT = 12  # characters of a sha or run id shown in trees and Markdown
 _STAGE_URI = re.compile(r"^(?:stage:|(?:refs/heads/)?gitml/)([^/]+)(?:/([^/]+))?/?\Z")
-PROPOSAL_IN_TEXT = re.compile(r"gitml/proposals/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
 _MAX_PARENTS = 50  # nested runs deeper than this are a loop in hand-edited records
 
 
@@ -114,7 +113,7 @@ class _Event:
             "merge": None,
         }
         if self.proposal is not None:
-            found = PROPOSAL_IN_TEXT.search(self.info.message)
+            found = layout.PROPOSAL_IN_TEXT.search(self.info.message)
             out["merge"] = {
                 "commit": self.proposal.sha,
                 "branch": found.group(0) if found else None,

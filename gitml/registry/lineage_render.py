@@ -8,7 +8,6 @@ what it returns, and the stage change's declarations and versions through it.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +25,8 @@ from gitml.registry.declarations import (
     weights_problem,
 )
 from gitml.registry.declarations import declarations as stage_declarations
-from gitml.registry.lineage import PROPOSAL_IN_TEXT, SHORT, Lineage, iso_time
+from gitml.registry.lineage import SHORT, Lineage, iso_time
 from gitml.registry.stages import check_stage
-
-_PROPOSAL = re.compile(r"^(?:refs/heads/)?gitml/proposals/([^/]+)/(.+)\Z")
-_STAGE_BRANCH = re.compile(r"^(?:refs/heads/)?gitml/([^/]+)\Z")
-
 
 # -- the tree ----------------------------------------------------------------------
 
@@ -206,7 +201,7 @@ def describe_stage_change(store: Store, rev: str, config: Config) -> str:
         facts.append(f"**commit** `{commit[:SHORT]}`")
         if len(info.parents) > 1:
             merged = store.commit_info(info.parents[1])
-            found = PROPOSAL_IN_TEXT.search(info.message)
+            found = layout.PROPOSAL_IN_TEXT.search(info.message)
             name = f"`{found.group(0)}` " if found else ""
             facts.append(f"**merges** {name}(`{merged.sha[:SHORT]}`, proposed by {merged.author})")
     facts.append(f"**by** {info.author} on {_when(iso_time(info.time))}")
@@ -236,10 +231,10 @@ def _stage_of(store: Store, rev: str, commit: str) -> tuple[str | None, str | No
     """(stage, proposal branch) that ``rev`` belongs to, from its name, its branch or its
     trailers (a merge's own message has none: its proposal's commit does)."""
     name = rev.strip()
-    proposal = _PROPOSAL.match(name)
+    proposal = layout.PROPOSAL_BRANCH_NAME.match(name)
     if proposal is not None and store.tip(f"refs/heads/{name.removeprefix('refs/heads/')}"):
         return proposal.group(1), name.removeprefix("refs/heads/")
-    direct = _STAGE_BRANCH.match(name)
+    direct = layout.STAGE_BRANCH_NAME.match(name)
     if direct is not None and direct.group(1) != "proposals":
         return direct.group(1), None
     for ref, tip in store.refs(BRANCHES).items():
