@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,6 +25,7 @@ from gitml.artifacts import folder as local_files
 from gitml.artifacts import open_store
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
 from gitml.format import config as config_file
+from gitml.format import layout
 from gitml.format.layout import EXPERIMENT_FILE, EXPERIMENTS, MANIFEST_FILE, RUN_FILE, RUNS
 from gitml.format.records import (
     Artifact,
@@ -709,9 +710,9 @@ class GitBackend:
         subject = "; ".join(parts) or "update"
         if edit is None and creating is None:
             subject += f" to run {run_id[:12]}"
-        trailers = [f"Gitml-Journal: {name}" for name in segments]
+        trailers = [(layout.RUN, run_id), *((layout.JOURNAL, name) for name in segments)]
         with self._lock:
-            self.store.update(ref, build, _message(subject, run_id, trailers))
+            self.store.update(ref, build, layout.message(subject, trailers))
         if rejected:
             raise Rejected(f"run {run_id}: a param cannot change: " + "; ".join(rejected))
 
@@ -784,11 +785,11 @@ class GitBackend:
 
     def _segment_committed(self, run_id: str, tip: str, segment: str) -> bool:
         """Whether a commit of the run (not of the code below it) names ``segment``."""
-        run_marker = f"Gitml-Run: {run_id}"
-        marker = f"Gitml-Journal: {segment}"
         return any(
-            marker in c.message
-            for c in self.store.history(tip, stop=lambda c: run_marker not in c.message)
+            layout.has_trailer(c.message, layout.JOURNAL, segment)
+            for c in self.store.history(
+                tip, stop=lambda c: not layout.has_trailer(c.message, layout.RUN, run_id)
+            )
         )
 
     def close(self) -> None:
@@ -857,11 +858,6 @@ def _close_at_exit(ref: weakref.ref[GitBackend]) -> None:
     backend = ref()
     if backend is not None:
         backend.close()
-
-
-def _message(subject: str, run_id: str, trailers: Iterable[str] = ()) -> str:
-    body = "\n".join([f"Gitml-Run: {run_id}", *trailers])
-    return f"gitml: {subject}\n\n{body}"
 
 
 def _main_script() -> Path | None:
