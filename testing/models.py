@@ -91,11 +91,12 @@ def edit_flavor(model: Path, flavor: str, **settings: Any) -> None:
     """Change ``flavor``'s settings in ``model/MLmodel`` and list the files again in
     ``gitml.sha256``, as someone who rewrote the model by hand would."""
     from gitml.format import yamlio
+    from gitml.format.mlmodel import MLMODEL
     from gitml.models import mlmodel
 
-    data = yamlio.load((model / mlmodel.MLMODEL).read_bytes())
+    data = yamlio.load((model / MLMODEL).read_bytes())
     data["flavors"][flavor].update(settings)
-    (model / mlmodel.MLMODEL).write_bytes(yamlio.dump(data))
+    (model / MLMODEL).write_bytes(yamlio.dump(data))
     mlmodel.write_manifest(model)
 
 

@@ -9,7 +9,8 @@ Loading a pickle runs code: only load models you trust (see ``pyfunc``).
 
 from __future__ import annotations
 
-from gitml.models.mlmodel import MLmodel, Model, ModelInfo
+from gitml.format.mlmodel import MLmodel
+from gitml.models.mlmodel import Model, ModelInfo
 from gitml.models.signature import (
     ColSpec,
     ModelSignature,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitml.errors import InvalidInput
+from gitml.format.mlmodel import MLMODEL
 from gitml.models import flavor, mlmodel
 from gitml.models.flavor import Flavor
 from gitml.models.mlmodel import Model, ModelInfo
@@ -154,7 +155,7 @@ def load_pyfunc(path: Path, model: Model) -> _Predictor:
 def _load_pyfunc(data_path: str, model_config: Mapping[str, Any] | None = None) -> _Predictor:
     """MLflow's loader hook: ``mlflow.pyfunc.load_model`` calls it with ``<model>/data``."""
     directory = Path(data_path)
-    if not (directory / mlmodel.MLMODEL).is_file():
+    if not (directory / MLMODEL).is_file():
         directory = directory.parent
     mlmodel.verify(directory)
     return load_pyfunc(directory, Model.load(directory))

@@ -33,8 +33,9 @@ import gitml
 import gitml.pyfunc
 import gitml.sklearn
 from gitml.format import records, schemas
+from gitml.format.mlmodel import MLMODEL, MLmodel
 from gitml.models import uri
-from gitml.models.mlmodel import MLMODEL, MLmodel, Model
+from gitml.models.mlmodel import Model
 from gitml.models.signature import infer_signature
 from gitml.serving import scoring
 from testing.mlflow_ref import mlflow_answer
