@@ -5,8 +5,9 @@ file, the field and the reason:
 
 - schema: every file against its JSON Schema (``schemas.kind_of``);
 - references: a record's name and number match where it lies; a declared
-  version exists, is not DELETED and its digest matches its run's manifest;
-  a version's run and run commit exist; a stage's weights sum to 100;
+  version exists, is not DELETED, is the version the declaration names by
+  digest, and its digest matches its run's manifest; a version's run and run
+  commit exist; a stage's weights sum to 100;
 - policy (``policy.PolicyCheck``): the last change of a stage branch, a
   proposal against its stage, or a stage file about to be committed.
 
@@ -44,6 +45,7 @@ from gitml.format.records import (
     ModelVersion,
     RegisteredModel,
     Run,
+    ServedVersion,
     StageDeclaration,
     parse,
 )
@@ -257,6 +259,7 @@ class Validator:
         self.policy = PolicyCheck(store, config, tip=self.tip)
         self._references: dict[tuple[str, int], str | None] = {}
         self._digests: dict[tuple[str, str], str | None] = {}
+        self._versions: dict[tuple[str, int], ModelVersion | None] = {}
 
     # -- whole refs ----------------------------------------------------------------
 
@@ -480,7 +483,30 @@ class Validator:
             reason = self.reference_problem(declared.model, served.version)
             if reason is not None:
                 problems.append(InvalidRecord(where, path, f"versions.{i}.version", reason))
+                continue
+            reason = self.identity_problem(stage, declared.model, served)
+            if reason is not None:
+                problems.append(InvalidRecord(where, path, f"versions.{i}.digest", reason))
         return problems
+
+    def identity_problem(self, stage: str, model: str, served: ServedVersion) -> str | None:
+        """Why the version numbered as ``served`` says is not the one it was declared as.
+
+        The number alone may have come to mean another version: two clones
+        registered it offline, and a plain ``git push`` carried the stage
+        branch without the model ref git refused.
+        """
+        version = self._versions.get((model, served.version))
+        if served.digest is None or version is None or version.digest == served.digest:
+            return None
+        declarer = f"gitml/{stage}" if stage else "this declaration"
+        named = f"{model} v{served.version}"
+        return (
+            f"{declarer} declares {named} (digest {_short_digest(served.digest)}), but {named} "
+            f"here is the version registered from run {version.run_id} "
+            f"(digest {_short_digest(version.digest)}): this declaration would serve a "
+            "different model"
+        )
 
     def reference_problem(self, model: str, number: int) -> str | None:
         """Why ``models:/<model>/<number>`` cannot be served, or None."""
@@ -500,6 +526,7 @@ class Validator:
             except InvalidRecord as exc:
                 version = None
                 reason = f"version {number} of '{model}' is invalid: {exc}"
+            self._versions[key] = version
             if version is not None and version.status == "DELETED":
                 reason = f"version {number} of '{model}' was deleted"
             elif version is not None:
@@ -541,3 +568,8 @@ class Validator:
             except InvalidRecord as exc:
                 problems.append(exc)  # a malformed intermediate declaration
         return problems
+
+
+def _short_digest(digest: str) -> str:
+    """``sha256:`` and the first 12 hex digits: enough to tell two models apart in a message."""
+    return digest[: len("sha256:") + 12]
