@@ -29,7 +29,7 @@ from gitml.format.layout import stage_branch
 
 if TYPE_CHECKING:
     from gitml.format.record_cache import ValidatedRecords
-    from gitml.format.records import Config, StageDeclaration
+    from gitml.format.records import Config, ModelVersion, ServedVersion, StageDeclaration
     from gitml.git.store import Snapshot, Store
 
 _STAGE = re.compile(layout.STAGE_NAME)
@@ -189,6 +189,32 @@ def primary_version(declared: StageDeclaration | None) -> int | None:
     if declared is None or not declared.versions:
         return None
     return max(declared.versions, key=lambda v: (v.weight, v.version)).version
+
+
+def other_version(
+    stage: str, model: str, served: ServedVersion, version: ModelVersion
+) -> str | None:
+    """Why ``version``, numbered as ``served`` says, is not the version ``served`` declares.
+
+    The number alone may have come to mean another version: two clones
+    registered it offline, and a plain ``git push`` carried the stage branch
+    without the model ref git refused. A declaration without a digest means
+    its number (None).
+    """
+    if served.digest is None or version.digest == served.digest:
+        return None
+    declarer = f"gitml/{stage}" if stage else "this declaration"
+    named = f"{model} v{served.version}"
+    return (
+        f"{declarer} declares {named} (digest {_short_digest(served.digest)}), but {named} "
+        f"here is the version registered from run {version.run_id} "
+        f"(digest {_short_digest(version.digest)}): this declaration would serve a different model"
+    )
+
+
+def _short_digest(digest: str) -> str:
+    """``sha256:`` and the first 12 hex digits: enough to tell two models apart in a message."""
+    return digest[: len("sha256:") + 12]
 
 
 def weights_problem(declared: StageDeclaration, stage: str, config: Config) -> str | None:

@@ -28,6 +28,7 @@ from gitml.registry.declarations import declaration_at as declaration_at
 from gitml.registry.declarations import declaration_path as declaration_path
 from gitml.registry.declarations import declarations as declarations
 from gitml.registry.declarations import describe_declaration as describe_declaration
+from gitml.registry.declarations import other_version as other_version
 from gitml.registry.declarations import parse_declaration as parse_declaration
 from gitml.registry.declarations import read_declaration as read_declaration
 from gitml.registry.declarations import weights_problem as weights_problem

@@ -45,13 +45,13 @@ from gitml.format.records import (
     ModelVersion,
     RegisteredModel,
     Run,
-    ServedVersion,
     StageDeclaration,
     parse,
 )
 from gitml.git.store import Snapshot, Store
 from gitml.projects.spec import MLproject, missing_environment_file
 from gitml.registry import stages
+from gitml.registry.declarations import other_version
 from gitml.registry.policy import PolicyCheck, Tips
 from gitml.registry.versions import model_digest, model_files
 
@@ -484,29 +484,12 @@ class Validator:
             if reason is not None:
                 problems.append(InvalidRecord(where, path, f"versions.{i}.version", reason))
                 continue
-            reason = self.identity_problem(stage, declared.model, served)
+            version = self._versions.get((declared.model, served.version))
+            if version is not None:
+                reason = other_version(stage, declared.model, served, version)
             if reason is not None:
                 problems.append(InvalidRecord(where, path, f"versions.{i}.digest", reason))
         return problems
-
-    def identity_problem(self, stage: str, model: str, served: ServedVersion) -> str | None:
-        """Why the version numbered as ``served`` says is not the one it was declared as.
-
-        The number alone may have come to mean another version: two clones
-        registered it offline, and a plain ``git push`` carried the stage
-        branch without the model ref git refused.
-        """
-        version = self._versions.get((model, served.version))
-        if served.digest is None or version is None or version.digest == served.digest:
-            return None
-        declarer = f"gitml/{stage}" if stage else "this declaration"
-        named = f"{model} v{served.version}"
-        return (
-            f"{declarer} declares {named} (digest {_short_digest(served.digest)}), but {named} "
-            f"here is the version registered from run {version.run_id} "
-            f"(digest {_short_digest(version.digest)}): this declaration would serve a "
-            "different model"
-        )
 
     def reference_problem(self, model: str, number: int) -> str | None:
         """Why ``models:/<model>/<number>`` cannot be served, or None."""
@@ -568,8 +551,3 @@ class Validator:
             except InvalidRecord as exc:
                 problems.append(exc)  # a malformed intermediate declaration
         return problems
-
-
-def _short_digest(digest: str) -> str:
-    """``sha256:`` and the first 12 hex digits: enough to tell two models apart in a message."""
-    return digest[: len("sha256:") + 12]
