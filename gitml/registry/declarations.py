@@ -4,8 +4,10 @@ Every helper about one declaration lives here, below ``versions`` and
 ``stages``: its path, its parsing and reading (``parse_declaration``,
 ``declaration_at``, ``read_declaration``, ``declarations``), its JSON form
 through the cache (``declared``), and what it means (``describe_declaration``,
-``served_summary``, ``primary_version``, ``weights_problem``). ``stages``
-holds everything that writes stage branches.
+``served_summary``, ``primary_version``, ``weights_problem``,
+``other_version``); and which commit a reader takes for a stage
+(``stage_tips``: the local branch, or a remote-tracking one that is ahead of
+it or alone). ``stages`` holds everything that writes stage branches.
 
 ``gitml stage show`` must answer within 200 ms with a thousand versions and
 stage changes; importing pydantic and building the record models takes over
