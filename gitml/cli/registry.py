@@ -92,7 +92,7 @@ def declaration_json(declared: StageDeclaration | None) -> dict[str, Any] | None
     if declared is None:
         return None
     return {
-        "versions": [{"version": v.version, "weight": v.weight} for v in declared.versions],
+        "versions": [v.model_dump(mode="json") for v in declared.versions],
         "note": declared.note,
     }
 

@@ -72,7 +72,8 @@ def test_the_same_declarations_as_the_models_read_cold_and_warm(
         # Cold: a fresh cache folder has seen nothing.
         cold = declared(store, stage, commit, ValidatedRecords(store.data_dir / "cold"))
         assert cold == as_json(stages, stage) != {}
-    assert cold["churn"]["versions"] == [{"version": 3, "weight": 0}]
+    digest = stages.registry.get_version("churn", 3).digest  # one run: every version's
+    assert cold["churn"]["versions"] == [{"version": 3, "weight": 0, "digest": digest}]
     # Warm: the writer remembered what it wrote; no validation at all.
     refuse_validation(monkeypatch)
     commit = store.tip(branch("production"))
@@ -81,7 +82,10 @@ def test_the_same_declarations_as_the_models_read_cold_and_warm(
     assert warm == {
         "churn": {
             "model": "churn",
-            "versions": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}],
+            "versions": [
+                {"version": 1, "weight": 90, "digest": digest},
+                {"version": 2, "weight": 10, "digest": digest},
+            ],
             "note": "canary",
         }
     }

@@ -166,33 +166,3 @@ def test_a_plain_push_first_keeps_its_number_and_the_other_is_renumbered(
     cli("validate", "--ref", "origin/gitml/staging")
     with on(a, monkeypatch) as client:
         assert Registry(client).resolve("models:/churn@staging").run_id == b_v3[0]
-
-
-def test_a_first_proposal_pushes_the_stage_branch_it_merges_into(
-    a: Machine, hooked: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with on(a, monkeypatch) as client:
-        run_id, _, _ = log_iris_run(client)
-        Registry(client).register(f"runs:/{run_id}/model", "churn")
-    assert not push(a).problems
-    monkeypatch.chdir(a.path)
-    told = cli("stage", "assign", "churn", "1", "staging", "--propose")
-    assert "git push <remote> gitml/staging gitml/proposals/staging/churn-v1" in told.stderr, (
-        told.stderr
-    )
-    done = cli("stage", "assign", "churn", "1", "production", "--propose", "--push", "origin")
-    assert "pushed gitml/production and gitml/proposals/production/churn-v1 to origin" in (
-        done.stdout
-    )
-    heads = git(hooked, "for-each-ref", "--format=%(refname)", "refs/heads/gitml/")
-    assert heads.split() == [
-        "refs/heads/gitml/production",
-        "refs/heads/gitml/proposals/production/churn-v1",
-    ]
-    # The next proposal finds the stage branch there and pushes only itself.
-    with on(a, monkeypatch) as client:
-        Registry(client).register(f"runs:/{run_id}/model", "churn")
-    assert not push(a).problems
-    monkeypatch.chdir(a.path)
-    again = cli("stage", "assign", "churn", "2", "production", "--propose", "--push", "origin")
-    assert "pushed gitml/proposals/production/churn-v2 to origin" in again.stdout
