@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,6 +21,7 @@ from gitml.format import layout
 from gitml.registry.declarations import describe_declaration, served_summary
 
 if TYPE_CHECKING:
+    from gitml.registry.declarations import StageTip
     from gitml.registry.stages import StageChange, Stages
 
 # A forge's merge subject names the branch: "Merge pull request #7 from o/gitml/proposals/...".
@@ -138,11 +139,11 @@ def assign(
             "--archive-existing cannot be combined with --propose: "
             "archive when the proposal is merged, with a direct assignment"
         )
-    from gitml.registry.declarations import branch
+    from gitml.registry.declarations import stage_tip
     from gitml.registry.stages import check_stage
 
     stages = _stages(tracking_uri)
-    before = stages.store.tip(branch(check_stage(stage, stages.config)))
+    before = stage_tip(stages.store, check_stage(stage, stages.config)).commit
     done = stages.assign(
         model,
         version,
@@ -159,10 +160,20 @@ def assign(
             f"proposed {model} {served} for {stage} on branch {name} ({_short(done.commit)})"
         )
         if remote is None:
-            click.echo(f"push it for review: git push <remote> {name}", err=True)
+            if not _tracked(stages, stage):
+                # A pull request needs the branch it merges into on the remote too.
+                click.echo(
+                    f"push it for review with the branch it merges into (no remote's "
+                    f"gitml/{stage} was fetched here): git push <remote> gitml/{stage} {name}",
+                    err=True,
+                )
+            else:
+                click.echo(f"push it for review: git push <remote> {name}", err=True)
             return
-        _push(stages, remote, done.ref)
-        click.echo(f"pushed {name} to {remote}; open a pull request into gitml/{stage}")
+        pushed = _push(stages, remote, stage, done.ref)
+        click.echo(
+            f"pushed {' and '.join(pushed)} to {remote}; open a pull request into gitml/{stage}"
+        )
         return
     if done.commit == before:
         click.echo(f"{stage} already declares {model} {served}; nothing to commit")
@@ -181,19 +192,38 @@ def _say_unarchived(stages: Stages, model: str, versions: Sequence[int]) -> None
         click.echo(f"{stages.config.archive_stage}: {model} {listed} no longer listed")
 
 
-def _push(stages: Stages, remote: str, ref: str) -> None:
-    """``git push REMOTE ref:ref`` in the store's repository; git's complaint becomes an error."""
+def _tracked(stages: Stages, stage: str) -> bool:
+    """Whether some remote's ``gitml/<stage>`` was fetched here (as ``<remote>/gitml/<stage>``)."""
+    from gitml.registry.declarations import tracking_remotes
+
+    return bool(tracking_remotes(stages.store, stage))
+
+
+def _push(stages: Stages, remote: str, stage: str, ref: str) -> list[str]:
+    """``git push --atomic REMOTE ref:ref`` in the store's repository, with the stage branch
+    when REMOTE has none (a first promotion: the pull request needs a branch to merge into);
+    the branches pushed. git's complaint becomes an error."""
     from gitml.git import command
     from gitml.git.command import GitFailed
+    from gitml.registry.declarations import branch
 
+    target = branch(stage)
+    refs = [ref]
+    names = [ref[len("refs/heads/") :]]
     try:
-        command.run(["push", remote, f"{ref}:{ref}"], cwd=stages.store.root)
+        if not command.run(["ls-remote", "--heads", remote, target], cwd=stages.store.root).stdout:
+            refs.insert(0, target)
+            names.insert(0, target[len("refs/heads/") :])
+        command.run(
+            ["push", "--atomic", remote, *(f"{r}:{r}" for r in refs)], cwd=stages.store.root
+        )
     except GitFailed as exc:
-        again = f"git push {remote} {ref[len('refs/heads/') :]}"
+        again = f"git push {remote} {' '.join(names)}"
         raise GitFailed(
-            f"git push {remote} {ref}",
+            f"git push {remote} {' '.join(refs)}",
             f"{exc.said} (the proposal branch exists locally; push it again with '{again}')",
         ) from None
+    return names
 
 
 @group.command("show")
@@ -211,7 +241,7 @@ def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | N
     """What STAGE declares (every stage of .gitml.yaml when STAGE is omitted)."""
     from gitml.format import config as config_file
     from gitml.format.record_cache import ValidatedRecords
-    from gitml.registry.declarations import branch, check_name, commit_at, declared
+    from gitml.registry.declarations import check_name, commit_at, declared, stage_tips
     from gitml.tracking.uri import resolve_store
 
     when = parse_at(at) if at is not None else None
@@ -221,15 +251,18 @@ def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | N
     cache = ValidatedRecords(store.data_dir)
     stages = config_file.validated((work or store).root, cache)["stages"]
     names = [check_name(stage, stages)] if stage else list(stages)
+    tips = stage_tips(store, names)
+    _say_remote_read(tips.values())
     found = []
     for name in names:
-        commit = store.tip(branch(name)) if when is None else commit_at(store, name, when)
+        commit = tips[name].commit if when is None else commit_at(store, name, when)
         found.append((name, commit, declared(store, name, commit, cache) if commit else {}))
     if as_json:
         emit_json(
             [
                 {
                     "stage": name,
+                    "ref": tips[name].ref,
                     "commit": commit,
                     "models": [d for _, d in sorted(models.items())],
                 }
@@ -250,6 +283,17 @@ def show(stage: str | None, at: str | None, as_json: bool, tracking_uri: str | N
         click.echo(f"{who} {tense} {what}{then}", err=True)
         return
     table(["STAGE", "MODEL", "VERSIONS", "COMMIT", "NOTE"], rows)
+
+
+def _say_remote_read(tips: Iterable[StageTip]) -> None:
+    """One line on stderr for each stage read from a remote-tracking branch, and why."""
+    for tip in tips:
+        if tip.remote is not None:
+            local = f"gitml/{tip.stage}"
+            why = f"no local {local}" if tip.local is None else f"the local {local} is behind it"
+            click.echo(
+                f"reading {tip.name}: {why} ('gitml pull {tip.remote}' brings it here)", err=True
+            )
 
 
 def _iso(unix: int) -> str:
@@ -298,6 +342,7 @@ def history(
     """
     from itertools import islice
 
+    from gitml.registry.declarations import stage_tip
     from gitml.registry.stages import check_stage
     from gitml.registry.versions import check_name
 
@@ -305,6 +350,7 @@ def history(
     check_stage(stage, stages.config)
     if model is not None:
         check_name(model)
+    _say_remote_read([stage_tip(stages.store, stage)])
     changes = list(islice(stages.history(stage, model=model), limit))
     if as_json:
         emit_json([_change_json(stages, c) for c in changes])

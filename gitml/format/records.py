@@ -266,8 +266,18 @@ class ModelVersion(Record):
 
 
 class ServedVersion(Record):
+    """One version a stage declares, with its share of the traffic.
+
+    ``digest`` is the version's digest when it was declared: a number alone
+    can come to name another machine's version (two clones registered the
+    same number offline, and a plain ``git push`` carried the stage but not
+    the model), and a declaration must never serve another model. It is
+    optional: declarations written before it existed mean their number.
+    """
+
     version: Integer = Field(ge=1)
     weight: Integer = Field(default=100, ge=0, le=100)
+    digest: str | None = Field(default=None, pattern=DIGEST)
 
 
 class StageDeclaration(Record):
@@ -281,6 +291,14 @@ class StageDeclaration(Record):
     model: str = Field(max_length=200, pattern=MODEL_NAME)
     versions: list[ServedVersion] = Field(min_length=1)
     note: str | None = None
+
+    def to_plain(self) -> dict[str, Any]:
+        data = super().to_plain()
+        # A version declared without its digest is written back as it was read.
+        for served in data["versions"]:
+            if served["digest"] is None:
+                del served["digest"]
+        return data
 
 
 class StagePolicy(Record):

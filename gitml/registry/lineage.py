@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import InvalidInput, NotFound
 from gitml.format import layout, readers
 from gitml.format.layout import MANIFEST_FILE, MODELS, RUNS, declaration_path
-from gitml.format.layout import STAGES as BRANCHES
 from gitml.format.records import (
     ArtifactManifest,
     Config,
@@ -40,9 +39,11 @@ from gitml.format.records import (
 )
 from gitml.git.store import CommitInfo, Store
 from gitml.registry.declarations import (
-    branch,
     declaration_at,
     describe_declaration,
+    stage_tip,
+    stage_tips,
+    tracked_stages,
 )
 from gitml.registry.declarations import declarations as stage_declarations
 from gitml.registry.stages import check_stage
@@ -307,13 +308,11 @@ class Lineage:
     # -- stages -----------------------------------------------------------------
 
     def _stage_tips(self) -> list[tuple[str, str]]:
-        """(stage, tip) of every stage branch, in the project's stage order, then by name."""
+        """(stage, tip) of every stage branch, in the project's stage order, then by name;
+        a remote-tracking branch stands for a local one that is missing or behind it."""
         order = {s: i for i, s in enumerate(self.config.stages)}
-        tips = []
-        for ref, tip in self.store.refs(BRANCHES).items():
-            stage = ref[len(BRANCHES) :]
-            if "/" not in stage and stage != "proposals":
-                tips.append((stage, tip))
+        found = stage_tips(self.store, tracked_stages(self.store))
+        tips = [(stage, tip.commit) for stage, tip in found.items() if tip.commit is not None]
         return sorted(tips, key=lambda t: (order.get(t[0], len(order)), t[0]))
 
     def stage_events(self, model: str) -> list[_Event]:
@@ -351,7 +350,8 @@ class Lineage:
     def of_stage(self, stage: str, model: str | None = None) -> dict[str, Any]:
         """Every model ``stage`` declares now (or only ``model``), down to their code."""
         check_stage(stage)
-        tip = self.store.tip(branch(stage))
+        read = stage_tip(self.store, stage)
+        tip = read.commit
         if tip is None:
             raise NotFound(
                 f"stage '{stage}' has no branch gitml/{stage} yet: nothing was ever assigned to it"
@@ -381,7 +381,7 @@ class Lineage:
             "kind": "stage",
             "uri": f"stage:{stage}" + (f"/{model}" if model else ""),
             "stage": stage,
-            "ref": branch(stage),
+            "ref": read.ref,  # a remote-tracking branch when the local one is missing or behind
             "commit": tip,
             "models": models,
         }

@@ -30,6 +30,7 @@ from gitml.registry.declarations import (
     declaration_kind,
     declarations,
     describe_declaration,
+    stage_tip,
 )
 from gitml.registry.declarations import read_declaration as read_declaration
 from gitml.registry.policy import PolicyCheck
@@ -137,11 +138,12 @@ class Stages:
             raise InvalidInput(f"weight must be an integer from 1 to 100, got {weight!r}")
         number = target.version
         replaced: list[int] = []
+        self._catch_up(stage)
 
         def declare(current: StageDeclaration | None) -> StageDeclaration:
             if weight == 100:
                 replaced[:] = [v.version for v in current.versions] if current else []
-                served = [ServedVersion(version=number, weight=100)]
+                served = [ServedVersion(version=number, weight=100, digest=target.digest)]
             else:
                 others = [v for v in (current.versions if current else []) if v.version != number]
                 if len(others) != 1:
@@ -151,8 +153,8 @@ class Stages:
                         f"{describe_declaration(current)}"
                     )
                 served = [
-                    ServedVersion(version=others[0].version, weight=100 - weight),
-                    ServedVersion(version=number, weight=weight),
+                    others[0].model_copy(update={"weight": 100 - weight}),
+                    ServedVersion(version=number, weight=weight, digest=target.digest),
                 ]
             replaced[:] = [v for v in replaced if v != number]
             return StageDeclaration(model=model, versions=served, note=message)
@@ -209,6 +211,17 @@ class Stages:
             result.unarchived = self._unarchive(stage, model, [number])
         return result
 
+    def _catch_up(self, stage: str) -> str | None:
+        """Fast-forward ``gitml/<stage>`` to its remote-tracking branch when that is ahead
+        or the only one (after ``git clone`` or ``git fetch``), as a reader sees the stage;
+        returns the branch's tip. A change written on the stale branch could never be pushed.
+        """
+        tip = stage_tip(self.store, stage)
+        if tip.remote is not None and tip.commit is not None:
+            text = f"gitml: {branch(stage)[len('refs/heads/') :]} from {tip.name}"
+            self.store.set_ref(branch(stage), tip.commit, tip.local, text)
+        return self.store.tip(branch(stage))
+
     def _stage_tip(self, stage: str) -> str:
         """The stage branch's tip, creating the branch (one empty commit) if needed."""
         tip = self.store.update(
@@ -223,13 +236,13 @@ class Stages:
         """List ``versions`` of ``model`` on the archive stage, as MLflow 2's "Archived" does."""
         if self.config.archive_stage is None:
             raise InvalidInput("this project has no archive stage ('archive_stage' in .gitml.yaml)")
-        for number in versions:
-            self.registry.get_version(model, number)
         self._archive(model, versions)
 
     def _archive(self, model: str, versions: list[int]) -> None:
         stage = self.config.archive_stage
         assert stage is not None
+        self._catch_up(stage)
+        digests = {n: self.registry.get_version(model, n).digest for n in versions}
 
         def edit(snap: Snapshot | None) -> Change | None:
             current = declaration_at(snap, stage, model) if snap is not None else None
@@ -238,7 +251,7 @@ class Stages:
             if not added:
                 return None
             served = [*(current.versions if current else [])]
-            served += [ServedVersion(version=n, weight=0) for n in added]
+            served += [ServedVersion(version=n, weight=0, digest=digests[n]) for n in added]
             new = StageDeclaration(model=model, versions=served, note=None)
             return _creating(snap, self._declaring(model, new))
 
@@ -253,7 +266,7 @@ class Stages:
         it as archived and in production at once.
         """
         archive = self.config.archive_stage
-        if archive is None or stage == archive or self.store.tip(branch(archive)) is None:
+        if archive is None or stage == archive or self._catch_up(archive) is None:
             return []
         taken: list[int] = []
 
@@ -278,6 +291,7 @@ class Stages:
     def remove(self, model: str, stage: str, *, message: str | None = None) -> str:
         """Stop declaring ``model`` on ``stage`` (the reconciler stops serving it)."""
         check_stage(stage, self.config)
+        self._catch_up(stage)
 
         def edit(snap: Snapshot | None) -> Change | None:
             if snap is None or declaration_at(snap, stage, model) is None:
@@ -290,6 +304,7 @@ class Stages:
     def rollback(self, stage: str, model: str, *, message: str | None = None) -> StageChange:
         """A new commit restoring what ``stage`` declared for ``model`` before its last change."""
         check_stage(stage, self.config)
+        self._catch_up(stage)
         last = next(self.history(stage, model=model), None)
         if last is None:
             raise NotFound(f"stage '{stage}' has never declared '{model}'")
@@ -343,7 +358,7 @@ class Stages:
     def history(self, stage: str, *, model: str | None = None) -> Iterator[StageChange]:
         """Changes to ``stage``, newest first, one per model a commit changed."""
         check_stage(stage)
-        tip = self.store.tip(branch(stage))
+        tip = stage_tip(self.store, stage).commit
         if tip is None:
             return
         for info in self.store.history(tip, stop=lambda _: False):

@@ -5,8 +5,9 @@ file, the field and the reason:
 
 - schema: every file against its JSON Schema (``schemas.kind_of``);
 - references: a record's name and number match where it lies; a declared
-  version exists, is not DELETED and its digest matches its run's manifest;
-  a version's run and run commit exist; a stage's weights sum to 100;
+  version exists, is not DELETED, is the version the declaration names by
+  digest, and its digest matches its run's manifest; a version's run and run
+  commit exist; a stage's weights sum to 100;
 - policy (``policy.PolicyCheck``): the last change of a stage branch, a
   proposal against its stage, or a stage file about to be committed.
 
@@ -50,6 +51,7 @@ from gitml.format.records import (
 from gitml.git.store import Snapshot, Store
 from gitml.projects.spec import MLproject, missing_environment_file
 from gitml.registry import declarations
+from gitml.registry.declarations import other_version
 from gitml.registry.policy import PolicyCheck, Tips
 from gitml.registry.versions import model_digest, model_files
 
@@ -257,6 +259,7 @@ class Validator:
         self.policy = PolicyCheck(store, config, tip=self.tip)
         self._references: dict[tuple[str, int], str | None] = {}
         self._digests: dict[tuple[str, str], str | None] = {}
+        self._versions: dict[tuple[str, int], ModelVersion | None] = {}
 
     # -- whole refs ----------------------------------------------------------------
 
@@ -480,6 +483,12 @@ class Validator:
             reason = self.reference_problem(declared.model, served.version)
             if reason is not None:
                 problems.append(InvalidRecord(where, path, f"versions.{i}.version", reason))
+                continue
+            version = self._versions.get((declared.model, served.version))
+            if version is not None:
+                reason = other_version(stage, declared.model, served, version)
+            if reason is not None:
+                problems.append(InvalidRecord(where, path, f"versions.{i}.digest", reason))
         return problems
 
     def reference_problem(self, model: str, number: int) -> str | None:
@@ -500,6 +509,7 @@ class Validator:
             except InvalidRecord as exc:
                 version = None
                 reason = f"version {number} of '{model}' is invalid: {exc}"
+            self._versions[key] = version
             if version is not None and version.status == "DELETED":
                 reason = f"version {number} of '{model}' was deleted"
             elif version is not None:

@@ -30,7 +30,7 @@ from gitml.format.paths import split_runs_uri
 from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredModel, parse
 from gitml.git.store import Change, Snapshot
 from gitml.registry.declarations import check_name as check_stage
-from gitml.registry.declarations import primary_version, read_declaration
+from gitml.registry.declarations import other_version, primary_version, read_declaration
 from gitml.tracking import names, validation
 from gitml.tracking.git_backend import read_manifest
 
@@ -355,10 +355,16 @@ class Registry:
 
     def _staged(self, name: str, stage: str, uri: str) -> ModelVersion:
         # A canary declares two; the URI means the one taking most of the traffic.
-        number = primary_version(read_declaration(self.store, check_stage(stage.lower()), name))
-        if number is None:
+        declared = read_declaration(self.store, check_stage(stage.lower()), name)
+        number = primary_version(declared)
+        if declared is None or number is None:
             raise NotFound(f"{uri}: stage '{stage.lower()}' declares no version of '{name}'")
-        return self.get_version(name, number)
+        version = self.get_version(name, number)
+        served = next(v for v in declared.versions if v.version == number)
+        wrong = other_version(stage.lower(), name, served, version)
+        if wrong is not None:
+            raise Conflict(f"{uri}: {wrong}")
+        return version
 
     def check_digest(self, version: ModelVersion) -> None:
         """``Corrupt`` unless the run still holds exactly the files the version recorded."""

@@ -28,7 +28,7 @@ from gitml.format import layout
 from gitml.models.mlmodel import logged_models
 from gitml.query import lookups
 from gitml.query.grammar import FilterSyntaxError
-from gitml.registry.declarations import declarations
+from gitml.registry.declarations import declarations, stage_tips, tracked_stages
 from gitml.registry.lineage import Lineage, iso_time, lineage
 from gitml.registry.versions import Registry
 from gitml.server.depends import AppClient, AppRegistry, Read
@@ -246,7 +246,12 @@ def models(client: AppClient, registry: AppRegistry) -> Response:
                 "latest": versions[-1].version if versions else None,
                 "stages": {
                     stage: declared[model.name].model_dump(mode="json")["versions"]
-                    for stage, declared in stages.items()
+                    for stage, (_, declared) in stages.items()
+                    if model.name in declared
+                },
+                "stage_refs": {
+                    stage: ref
+                    for stage, (ref, declared) in stages.items()
                     if model.name in declared
                 },
             }
@@ -268,8 +273,13 @@ def model_page(name: str, client: AppClient, registry: AppRegistry) -> Response:
             "versions": [v.model_dump(mode="json") for v in versions],
             "stages": {
                 stage: declared[name].model_dump(mode="json")
-                for stage, declared in stages.items()
+                for stage, (_, declared) in stages.items()
                 if name in declared
+            },
+            # The branch each stage was read from: refs/remotes/<remote>/gitml/<stage>
+            # when the local gitml/<stage> is missing or behind it.
+            "stage_refs": {
+                stage: ref for stage, (ref, declared) in stages.items() if name in declared
             },
             "timeline": timeline,
         }
@@ -291,19 +301,17 @@ def lineage_of(target: str, client: AppClient) -> Response:
 ROUTERS = (run_pages, model_pages)
 
 
-def _stage_declarations(client: Client) -> dict[str, dict[str, Any]]:
-    """Stage name to {model: declaration} for every stage branch that exists."""
-    out: dict[str, dict[str, Any]] = {}
+def _stage_declarations(client: Client) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Stage name to (the ref read, {model: declaration}) for every stage branch that
+    exists here or as a remote-tracking branch (read when the local one is missing or behind)."""
     names = list(client.config.stages)
-    for ref in client.store.refs(layout.STAGES):
-        stage = ref[len(layout.STAGES) :]
-        if "/" not in stage and stage not in names:
-            names.append(stage)
-    for stage in names:
-        if client.store.tip(layout.stage_branch(stage)) is None:
+    names += [stage for stage in tracked_stages(client.store) if stage not in names]
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for stage, tip in stage_tips(client.store, names).items():
+        if tip.commit is None:
             continue
         try:
-            out[stage] = declarations(client.store, stage)
+            out[stage] = (tip.ref, declarations(client.store, stage, tip.commit))
         except GitmlError:
             continue
     return out

@@ -655,7 +655,7 @@ class Reconciler:
         self.metrics.reconcile_seconds += outcome.seconds
 
     def _build(self, commit: str, *, fetch: bool = True) -> Revision:
-        from gitml.registry.declarations import declarations, weights_problem
+        from gitml.registry.declarations import declarations, other_version, weights_problem
 
         declared = declarations(self.store, self.stage, commit)
         if not declared and not self.allow_empty:
@@ -677,6 +677,9 @@ class Reconciler:
                 record = _version_record(self.store, name, served.version)
                 if record.status == "DELETED":
                     raise ReconcileError(f"model '{name}' version {served.version} was deleted")
+                wrong = other_version(self.stage, name, served, record)
+                if wrong is not None:
+                    raise ReconcileError(wrong)
                 # The run's commit names its files by content: while it is the same,
                 # so are they, and a loaded model is still what the version declares.
                 run_commit = self.store.tip(RUNS_REF + record.run_id) or ""

@@ -95,13 +95,14 @@ def test_show_lists_versions_and_the_stages_declaring_them(uri: str) -> None:
     data = json.loads(cli("models", "show", "churn", "--json").stdout)
     assert data["model"]["name"] == "churn" and data["model"]["tags"] == {"team": "growth"}
     assert [v["version"] for v in data["versions"]] == [1, 2, 3]
+    digest = {v["version"]: v["digest"] for v in data["versions"]}
     assert data["stages"]["production"] == {
-        "versions": [{"version": 2, "weight": 100}],
+        "versions": [{"version": 2, "weight": 100, "digest": digest[2]}],
         "note": None,
     }
     assert data["stages"]["staging"]["versions"] == [
-        {"version": 2, "weight": 90},
-        {"version": 3, "weight": 10},
+        {"version": 2, "weight": 90, "digest": digest[2]},
+        {"version": 3, "weight": 10, "digest": digest[3]},
     ]
     assert set(data["stages"]) == {"production", "staging", "archived"}
 

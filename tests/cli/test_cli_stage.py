@@ -48,6 +48,13 @@ def declared(repo: Path, ref: str = PRODUCTION) -> dict[str, Any]:
     return data
 
 
+def served(repo: Path, version: int, weight: int = 100) -> dict[str, Any]:
+    """How a stage declares ``version`` of ``churn``: number, weight and digest."""
+    record = git(repo, "show", f"refs/gitml/models/churn:versions/{version}.yaml")
+    digest = yamlio.load(record.encode())["digest"]
+    return {"version": version, "weight": weight, "digest": digest}
+
+
 def iso(unix: int) -> str:
     return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -73,7 +80,7 @@ def test_assign_commits_on_the_stage_branch(churn: Path) -> None:
     assert out == f"production: churn v1 ({tip[:12]})\n"
     assert declared(churn) == {
         "model": "churn",
-        "versions": [{"version": 1, "weight": 100}],
+        "versions": [served(churn, 1)],
         "note": "beats the baseline",
     }
     message = git(churn, "log", "-1", "--format=%B", PRODUCTION)
@@ -91,7 +98,7 @@ def test_archive_existing_lists_the_replaced_version(churn: Path) -> None:
     assert out.splitlines()[0].startswith("production: churn v2 (")
     assert out.splitlines()[1] == "archived: churn v1"
     archived = declared(churn, "refs/heads/gitml/archived")
-    assert archived["versions"] == [{"version": 1, "weight": 0}]
+    assert archived["versions"] == [served(churn, 1, 0)]
 
 
 def test_a_canary_keeps_the_declared_version_beside_it(churn: Path) -> None:
@@ -158,10 +165,13 @@ def test_propose_makes_a_branch_on_top_of_the_stage(churn: Path) -> None:
         "proposed churn v2 for production on branch "
         f"gitml/proposals/production/churn-v2 ({proposal[:12]})\n"
     )
-    assert "git push <remote> gitml/proposals/production/churn-v2" in result.stderr
+    # No remote's gitml/production was fetched here: the pull request needs it pushed too.
+    assert "git push <remote> gitml/production gitml/proposals/production/churn-v2" in (
+        result.stderr
+    )
     assert git(churn, "rev-parse", f"{proposal}^").strip() == stage_tip
     assert git(churn, "rev-parse", PRODUCTION).strip() == stage_tip  # the stage waits for review
-    assert declared(churn, PROPOSAL)["versions"] == [{"version": 2, "weight": 100}]
+    assert declared(churn, PROPOSAL)["versions"] == [served(churn, 2)]
     line = one_error_line(cli("stage", "assign", "churn", "2", "production", "--propose", ok=False))
     assert "proposal branch gitml/proposals/production/churn-v2 already exists" in line
 
@@ -178,15 +188,17 @@ def test_propose_and_push_to_a_real_remote(churn: Path, tmp_path: Path) -> None:
     remote = init_repo(tmp_path / "remote.git", bare=True)
     git(churn, "remote", "add", "origin", str(remote))
     out = cli("stage", "assign", "churn", "2", "production", "--propose", "--push", "origin").stdout
+    # A first promotion: the pull request needs the stage branch on the remote too.
     assert out.splitlines()[1] == (
-        "pushed gitml/proposals/production/churn-v2 to origin; "
+        "pushed gitml/production and gitml/proposals/production/churn-v2 to origin; "
         "open a pull request into gitml/production"
     )
-    pushed = git(remote, "ls-remote", str(remote), PROPOSAL).split()
-    assert pushed == [git(churn, "rev-parse", PROPOSAL).strip(), PROPOSAL]
-    # The proposal is on top of the stage branch, which must reach the remote too for
-    # a pull request; `git push origin gitml/production` (or `gitml remote setup`) does.
-    assert git(remote, "ls-remote", str(remote), PRODUCTION) == ""
+    for ref in (PROPOSAL, PRODUCTION):
+        pushed = git(remote, "ls-remote", str(remote), ref).split()
+        assert pushed == [git(churn, "rev-parse", ref).strip(), ref]
+    # The next proposal finds the stage branch there and pushes only itself.
+    out = cli("stage", "assign", "churn", "3", "production", "--propose", "--push", "origin").stdout
+    assert out.splitlines()[1].startswith("pushed gitml/proposals/production/churn-v3 to origin;")
 
 
 def test_a_failed_push_is_one_error_with_gits_message(churn: Path, tmp_path: Path) -> None:
@@ -220,16 +232,11 @@ def test_show_every_stage_or_one(churn: Path) -> None:
     assert [s["stage"] for s in data] == ["staging", "production", "archived"]
     assert data[1] == {
         "stage": "production",
+        "ref": PRODUCTION,
         "commit": git(churn, "rev-parse", PRODUCTION).strip(),
-        "models": [
-            {
-                "model": "churn",
-                "versions": [{"version": 2, "weight": 100}],
-                "note": "approved in #12",
-            }
-        ],
+        "models": [{"model": "churn", "versions": [served(churn, 2)], "note": "approved in #12"}],
     }
-    assert data[2] == {"stage": "archived", "commit": None, "models": []}
+    assert data[2] == {"stage": "archived", "ref": ARCHIVED, "commit": None, "models": []}
     line = one_error_line(cli("stage", "show", "prod", ok=False))
     assert (
         "stage 'prod' is not one of this project's stages (staging, production, archived)" in line
@@ -244,7 +251,7 @@ def test_show_follows_edits_of_the_settings_and_refuses_bad_ones(churn: Path) ->
     (churn / ".gitml.yaml").write_text("stages: [qa, production]\narchive_stage: null\n")
     data = json.loads(cli("stage", "show", "--json").stdout)
     assert [s["stage"] for s in data] == ["qa", "production"]
-    assert data[1]["models"][0]["versions"] == [{"version": 1, "weight": 100}]
+    assert data[1]["models"][0]["versions"] == [served(churn, 1)]
     # A bad file gets its precise error every time: nothing about it is kept.
     (churn / ".gitml.yaml").write_text("stages: [QA]\n")
     for _ in range(2):
@@ -316,7 +323,7 @@ def test_history_says_who_changed_what_and_when(churn: Path) -> None:
     assert newest["commit"] == git(churn, "rev-parse", PRODUCTION).strip()
     assert newest["author"] == "Test Committer <committer@example.com>"
     assert newest["time"] == commit_time(churn, PRODUCTION)
-    assert newest["after"] == {"versions": [{"version": 2, "weight": 100}], "note": "better"}
+    assert newest["after"] == {"versions": [served(churn, 2)], "note": "better"}
     assert newest["merge"] is None
     assert (
         len(json.loads(cli("stage", "history", "production", "--limit", "1", "--json").stdout)) == 1
@@ -385,7 +392,7 @@ def test_rollback_restores_the_previous_declaration(churn: Path) -> None:
     out = cli("stage", "rollback", "production", "churn", "-m", "v2 leaks memory").stdout
     tip = git(churn, "rev-parse", PRODUCTION).strip()
     assert out == f"production: churn v2 -> v1 ({tip[:12]})\n"
-    assert declared(churn)["versions"] == [{"version": 1, "weight": 100}]
+    assert declared(churn)["versions"] == [served(churn, 1)]
     assert declared(churn)["note"] == "v2 leaks memory"
     assert "Gitml-Rollback-Of: " in git(churn, "log", "-1", "--format=%B", PRODUCTION)
     assert len(git(churn, "rev-list", PRODUCTION).split()) == 3  # a new commit, not a reset
@@ -404,7 +411,7 @@ def test_a_rolled_back_version_leaves_the_archive_stage(churn: Path) -> None:
     assert done.stdout.splitlines()[1] == "archived: churn v1 no longer listed"
     shown = gitml_exe(churn, "models", "show", "churn", "--json")
     assert json.loads(shown.stdout)["stages"] == {
-        "production": {"versions": [{"version": 1, "weight": 100}], "note": "v2 leaks"}
+        "production": {"versions": [served(churn, 1)], "note": "v2 leaks"}
     }
     assert "models/churn.yaml" not in git(churn, "ls-tree", "-r", "--name-only", ARCHIVED)
 

@@ -412,6 +412,18 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
     ("stage", "missing model", {"versions": [{"version": 1}]}, INVALID),
     ("stage", "unknown field", declaration(stage="production"), INVALID),
     ("stage", "unknown served field", declaration(versions=[{"version": 1, "pct": 5}]), INVALID),
+    (
+        "stage",
+        "version with its digest",
+        declaration(versions=[{"version": 4, "weight": 100, "digest": "sha256:" + SHA256}]),
+        VALID,
+    ),
+    (
+        "stage",
+        "digest without scheme",
+        declaration(versions=[{"version": 4, "digest": SHA256}]),
+        INVALID,
+    ),
     # -- MLmodel
     ("MLmodel", "one flavor", {"flavors": {"python_function": {"loader_module": "m"}}}, VALID),
     ("MLmodel", "no flavors", {"flavors": {}}, INVALID),
@@ -560,6 +572,20 @@ def test_maps_are_sorted_and_fields_keep_model_order() -> None:
     assert [line.split(":")[0] for line in lines[:3]] == ["id", "experiment_id", "name"]
     at = lines.index("params:")  # block style: one line per value, a one-line diff per change
     assert [line.split(":")[0] for line in lines[at + 1 : at + 5]] == ["  a", "  m", "  z", "tags"]
+
+
+def test_a_declaration_without_digests_is_written_back_as_it_was_read() -> None:
+    old = b"model: churn\nversions:\n- version: 3\n  weight: 100\nnote: null\n"
+    declared = records.parse(StageDeclaration, old, where="", path="models/churn.yaml")
+    assert declared.versions[0].digest is None
+    assert declared.to_yaml() == old
+    digest = "sha256:" + SHA256
+    pinned = declared.model_copy(
+        update={"versions": [declared.versions[0].model_copy(update={"digest": digest})]}
+    )
+    assert yamlio.load(pinned.to_yaml())["versions"] == [
+        {"version": 3, "weight": 100, "digest": digest}
+    ]
 
 
 def test_equal_records_dump_byte_identical() -> None:

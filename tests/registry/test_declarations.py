@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,11 +12,15 @@ import gitml
 import gitml.registry.declarations
 from gitml.errors import InvalidInput, InvalidRecord
 from gitml.format.record_cache import ValidatedRecords
-from gitml.registry.declarations import branch, check_name, declarations, declared
+from gitml.registry.declarations import branch, check_name, declarations, declared, stage_tip
 from gitml.registry.stages import Stages
+from gitml.registry.validate import validate_ref
 from gitml.registry.versions import Registry
+from testing.cli import cli
 from testing.git import git
 from testing.registry import log_iris_run
+
+ORIGIN = "refs/remotes/origin/gitml/production"
 
 
 @pytest.fixture
@@ -67,7 +72,8 @@ def test_the_same_declarations_as_the_models_read_cold_and_warm(
         # Cold: a fresh cache folder has seen nothing.
         cold = declared(store, stage, commit, ValidatedRecords(store.data_dir / "cold"))
         assert cold == as_json(stages, stage) != {}
-    assert cold["churn"]["versions"] == [{"version": 3, "weight": 0}]
+    digest = stages.registry.get_version("churn", 3).digest  # one run: every version's
+    assert cold["churn"]["versions"] == [{"version": 3, "weight": 0, "digest": digest}]
     # Warm: the writer remembered what it wrote; no validation at all.
     refuse_validation(monkeypatch)
     commit = store.tip(branch("production"))
@@ -76,7 +82,10 @@ def test_the_same_declarations_as_the_models_read_cold_and_warm(
     assert warm == {
         "churn": {
             "model": "churn",
-            "versions": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}],
+            "versions": [
+                {"version": 1, "weight": 90, "digest": digest},
+                {"version": 2, "weight": 10, "digest": digest},
+            ],
             "note": "canary",
         }
     }
@@ -118,3 +127,58 @@ def test_check_name() -> None:
 def test_the_cache_lives_in_the_repository_data_folder(stages: Stages) -> None:
     stages.assign("churn", 1, "production")
     assert os.path.exists(stages.store.data_dir / "validated.sqlite")
+
+
+def test_readers_take_a_remote_tracking_stage_that_is_ahead_or_alone(
+    repo: Path, stages: Stages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = stages.assign("churn", 1, "production").commit
+    second = stages.assign("churn", 2, "production").commit
+    # What `git fetch` leaves when the remote's gitml/production moved on.
+    git(repo, "update-ref", "refs/remotes/origin/gitml/production", second)
+    git(repo, "update-ref", "refs/heads/gitml/production", first)
+    behind = stage_tip(stages.store, "production")
+    assert (behind.ref, behind.commit, behind.local) == (ORIGIN, second, first)
+    assert (behind.remote, behind.name) == ("origin", "origin/gitml/production")
+    assert [v.version for v in declarations(stages.store, "production")["churn"].versions] == [2]
+    monkeypatch.chdir(repo)
+    shown = cli("stage", "show", "production", "--json")
+    assert [(s["ref"], s["commit"]) for s in json.loads(shown.stdout)] == [(ORIGIN, second)]
+    assert shown.stderr == (
+        "reading origin/gitml/production: the local gitml/production is behind it "
+        "('gitml pull origin' brings it here)\n"
+    )
+    history = cli("stage", "history", "production", "--json")
+    assert [c["commit"] for c in json.loads(history.stdout)] == [second, first]
+    assert "reading origin/gitml/production" in history.stderr
+
+    # Missing here: the remote's, even if another remote's comes first by name.
+    git(repo, "update-ref", "refs/remotes/backup/gitml/production", first)
+    git(repo, "update-ref", "-d", "refs/heads/gitml/production")
+    alone = stage_tip(stages.store, "production")
+    assert (alone.ref, alone.local) == (ORIGIN, None)
+    assert (
+        "reading origin/gitml/production: no local gitml/production"
+        in cli("stage", "show", "production").stderr
+    )
+
+    # A change is written on top of what readers see, so it can be pushed.
+    third = stages.assign("churn", 3, "production").commit
+    assert stages.store.commit_info(third).parents == (second,)
+    # Ahead of the remote-tracking branch, or diverged from it: the local branch.
+    assert stage_tip(stages.store, "production").ref == branch("production")
+    git(repo, "update-ref", ORIGIN, first)
+    git(repo, "update-ref", "refs/heads/gitml/production", second)
+    stages.assign("churn", 1, "production")
+    git(repo, "update-ref", ORIGIN, third)
+    assert stage_tip(stages.store, "production").ref == branch("production")
+    assert cli("stage", "show", "production").stderr == ""
+
+
+def test_a_declaration_without_digests_stays_valid(repo: Path, stages: Stages) -> None:
+    stages.assign("churn", 1, "production")
+    old = "model: churn\nversions:\n- version: 2\n  weight: 100\nnote: null\n"
+    commit = commit_by_hand(repo, "production", {"models/churn.yaml": old})
+    found = declared(stages.store, "production", commit, ValidatedRecords(stages.store.data_dir))
+    assert found["churn"]["versions"] == [{"version": 2, "weight": 100, "digest": None}]
+    assert validate_ref(stages.store, "gitml/production", stages.config) == []

@@ -175,7 +175,7 @@ def test_the_documented_set_up_checks_commits_on_every_branch(
     registry = Registry(client)
     run_id, _, _ = log_iris_run(client)
     registry.register(f"runs:/{run_id}/model", "churn")
-    registry.register(f"runs:/{run_id}/model", "churn")
+    digest = registry.register(f"runs:/{run_id}/model", "churn").digest
     Stages(registry, Config()).assign("churn", 1, "staging")
     client.close()
     home = tmp_path / "home"
@@ -209,6 +209,18 @@ def test_the_documented_set_up_checks_commits_on_every_branch(
     assert done.returncode == 0, done.stdout
     assert re.search(r"^gitml validate\.+Passed$", done.stdout, re.M), done.stdout
     good = git(sample, "rev-parse", "HEAD")
+
+    # A digest that is not version 2's: the number would serve another model.
+    other = "sha256:" + "0" * 64
+    declaration.write_text(f"model: churn\nversions:\n- {{version: 2, digest: '{other}'}}\n")
+    done = run("git", "commit", "-qam", "churn v2 of another clone")
+    assert done.returncode == 1, done.stdout
+    assert (
+        "models/churn.yaml: field 'versions.0.digest': gitml/staging declares churn v2 "
+        f"(digest sha256:000000000000), but churn v2 here is the version registered from run "
+        f"{run_id} (digest {digest[:19]}): this declaration would serve a different model"
+    ) in done.stdout
+    assert git(sample, "rev-parse", "HEAD") == good
 
     declaration.write_text("model: churn\nversions:\n- {version: 2, weight: 90}\n")
     done = run("git", "commit", "-qam", "churn at 90%")

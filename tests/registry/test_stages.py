@@ -43,9 +43,11 @@ def test_assign_commits_a_declaration_on_the_stage_branch(repo: Path, stages: St
     assert done.ref == "refs/heads/gitml/production" and done.archived == []
     assert served(stages, "production") == [(2, 100)]
     text = git(repo, "show", "gitml/production:models/churn.yaml")
+    # The version's digest too: the number alone may come to name another version.
+    digest = stages.registry.get_version("churn", 2).digest
     assert yamlio.load(text.encode()) == {
         "model": "churn",
-        "versions": [{"version": 2, "weight": 100}],
+        "versions": [{"version": 2, "weight": 100, "digest": digest}],
         "note": "better recall",
     }
     message = git(repo, "log", "-1", "--format=%B", "gitml/production")
@@ -63,6 +65,10 @@ def test_a_canary_splits_traffic_with_the_version_already_there(stages: Stages) 
     stages.assign("churn", 1, "production")
     stages.assign("churn", 2, "production", weight=10)
     assert served(stages, "production") == [(1, 90), (2, 10)]
+    declared = read_declaration(stages.store, "production", "churn")
+    assert declared is not None
+    digests = [stages.registry.get_version("churn", n).digest for n in (1, 2)]
+    assert [v.digest for v in declared.versions] == digests
     stages.assign("churn", 2, "production", weight=50)
     assert served(stages, "production") == [(1, 50), (2, 50)]
     stages.assign("churn", 2, "production")
@@ -81,6 +87,10 @@ def test_archive_existing_lists_the_replaced_versions(stages: Stages) -> None:
     assert served(stages, "archived") == [(1, 0)]
     stages.assign("churn", 3, "production", archive_existing=True)
     assert served(stages, "archived") == [(1, 0), (2, 0)]
+    archived = read_declaration(stages.store, "archived", "churn")
+    assert archived is not None
+    digests = [stages.registry.get_version("churn", n).digest for n in (1, 2)]
+    assert [v.digest for v in archived.versions] == digests
     # Archiving what is already archived adds nothing.
     stages.assign("churn", 3, "production", archive_existing=True)
     assert served(stages, "archived") == [(1, 0), (2, 0)]

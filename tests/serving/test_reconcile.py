@@ -193,6 +193,11 @@ def test_a_reset_back_to_the_served_commit_is_synced_again(
         ("model: other\nversions:\n- version: 1\n", "'other' does not match"),
         ("model: adder\nversions: [", "models/adder.yaml"),
         ("model: adder\nversions:\n- version: 1\n  weight: 101\n", "weight"),
+        (  # another clone's version 1, by its digest
+            f"model: adder\nversions:\n- version: 1\n  digest: sha256:{'0' * 64}\n",
+            "gitml/production declares adder v1 (digest sha256:000000000000), but adder v1 here "
+            "is the version registered from run",
+        ),
     ],
 )
 def test_a_bad_declaration_is_refused_with_the_reason(

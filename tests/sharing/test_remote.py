@@ -42,7 +42,7 @@ def test_push_then_pull_moves_runs_models_and_stages(
         run_id, _, _ = log_iris_run(client)
         other = log_run(client, "plain")
         registry = Registry(client)
-        registry.register(f"runs:/{run_id}/model", "churn")
+        digest = registry.register(f"runs:/{run_id}/model", "churn").digest
         Stages(registry, client.config).assign("churn", 1, "production")
     report = push(a)
     assert not report.problems and RUNS + run_id in report.pushed
@@ -63,7 +63,7 @@ def test_push_then_pull_moves_runs_models_and_stages(
         tip = s.tip("refs/heads/gitml/production")
         assert tip is not None
         found = declared(s, "production", tip, ValidatedRecords(s.data_dir))
-        assert found["churn"]["versions"] == [{"version": 1, "weight": 100}]
+        assert found["churn"]["versions"] == [{"version": 1, "weight": 100, "digest": digest}]
         s.close()
     with on(b, monkeypatch) as client_b:
         assert client_b.get_run(run_id).name == "iris"

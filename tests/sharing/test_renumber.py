@@ -69,6 +69,8 @@ def test_offline_version_5_on_both_machines_is_renumbered(
         assert versions[7].run_id == run_b and versions[6].description == "from B"
         declared = read_declaration(client_b.store, "staging", "churn")
         assert declared is not None and [v.version for v in declared.versions] == [6]
+        # The declaration keeps B's digest: it names B's version under its new number.
+        assert declared.versions[0].digest == versions[6].digest != versions[5].digest
         run_commit = versions[6].run_commit
     message = b.git("log", "-1", "--format=%B", "gitml/staging")
     assert message.startswith("gitml: staging: churn v6") and "Gitml-Version: 6" in message

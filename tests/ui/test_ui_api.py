@@ -19,6 +19,7 @@ from ui_seed import seed
 from gitml.cli import main
 from gitml.server.tracking_app import ServerSettings, create_app
 from gitml.server.ui import static_file
+from testing.git import git
 from testing.procs import spawn
 from testing.serving import free_socket
 
@@ -129,11 +130,14 @@ def test_run_page_and_histories(http: TestClient, seeded: dict[str, Any]) -> Non
 
 def test_models_stages_and_commits(http: TestClient, seeded: dict[str, Any]) -> None:
     (model,) = http.get(f"{UI}/models").json()
-    assert model["stages"] == {
-        "staging": [{"version": 2, "weight": 100}],
-        "production": [{"version": 3, "weight": 100}],
-    }
     page = http.get(f"{UI}/models/churn-model").json()
+    digest = {v["version"]: v["digest"] for v in page["versions"]}
+    assert model["stages"] == {
+        "staging": [{"version": 2, "weight": 100, "digest": digest[2]}],
+        "production": [{"version": 3, "weight": 100, "digest": digest[3]}],
+    }
+    local = {"staging": "refs/heads/gitml/staging", "production": "refs/heads/gitml/production"}
+    assert model["stage_refs"] == page["stage_refs"] == local
     assert [e["stage"] for e in page["timeline"]] == ["production"] * 3 + ["staging"]
     assert page["timeline"][2]["merge"]["branch"] == "gitml/proposals/production/churn-model-v3"
     version = http.get(f"{UI}/models/churn-model/versions/3").json()
@@ -143,6 +147,22 @@ def test_models_stages_and_commits(http: TestClient, seeded: dict[str, Any]) -> 
     assert http.get(f"{UI}/commits/{'0' * 40}").status_code == 404
     lineage = http.get(f"{UI}/lineage", params={"target": "models:/churn-model/1"}).json()
     assert lineage["kind"] == "model_version"
+
+
+def test_a_stage_fetched_from_a_remote_only_is_shown_with_the_ref_it_was_read_from(
+    http: TestClient, seeded: dict[str, Any]
+) -> None:
+    repo = seeded["repo"]
+    tracking = "refs/remotes/origin/gitml/qa"  # as `git fetch` leaves another's stage branch
+    git(repo, "update-ref", tracking, "refs/heads/gitml/production")
+    try:
+        (model,) = http.get(f"{UI}/models").json()
+        page = http.get(f"{UI}/models/churn-model").json()
+    finally:
+        git(repo, "update-ref", "-d", tracking)
+    assert model["stages"]["qa"] == model["stages"]["production"]
+    assert model["stage_refs"]["qa"] == page["stage_refs"]["qa"] == tracking
+    assert page["stages"]["qa"] == page["stages"]["production"]
 
 
 def test_pages_are_served_at_stable_urls(http: TestClient) -> None:
