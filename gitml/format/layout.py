@@ -39,6 +39,7 @@ RECONCILE_SCRATCH = "refs/gitml-reconcile/"
 # A stage names a branch under gitml/, where "proposals" is taken.
 STAGE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 RESERVED_STAGE = "proposals"
+_PROPOSAL = re.compile(rf"^{re.escape(PROPOSALS)}([^/]+)/(.+)-v([1-9][0-9]*)$")
 
 
 def run_ref(run_id: str) -> str:
@@ -59,6 +60,12 @@ def stage_branch(stage: str) -> str:
 
 def proposal_branch(stage: str, model: str, version: int) -> str:
     return f"{PROPOSALS}{stage}/{model}-v{version}"
+
+
+def proposed(ref: str) -> tuple[str, str, int] | None:
+    """The stage, model and version a ``proposal_branch`` ref proposes (None: not one)."""
+    match = _PROPOSAL.match(ref)
+    return None if match is None else (match[1], match[2], int(match[3]))
 
 
 def remote_stages(remote: str) -> str:
