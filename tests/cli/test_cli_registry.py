@@ -200,7 +200,7 @@ def test_delete_is_refused_while_a_stage_declares_the_model_then_leaves_a_tombst
     )
     assert json.loads(cli("models", "list", "--json").stdout) == []
     assert "was deleted" in one_error_line(cli("models", "show", "churn", ok=False))
-    subjects = git(repo, "log", "--format=%s", MODELS + "churn").splitlines()
+    subjects = git(repo, "log", "--first-parent", "--format=%s", MODELS + "churn").splitlines()
     assert subjects[0] == "gitml: delete model churn"
     assert subjects[-1] == "gitml: create model churn"
 
