@@ -210,6 +210,9 @@ def main() -> None:
     out["registry"]["model"] = {
         "tags": registered.tags,
         "aliases": dict(registered.aliases),
+        "by_tag": [m.name for m in client.search_registered_models("tags.owner = 'ml'")],
+        # A tag the model lacks matches no comparison, != included.
+        "missing_tag": [m.name for m in client.search_registered_models("tags.team != 'x'")],
     }
     out["registry"]["version"] = {
         "tags": version.tags,

@@ -74,12 +74,7 @@ def rename(experiment: str, new_name: str, tracking_uri: str | None) -> None:
 @tracking_option
 def delete(experiment: str, tracking_uri: str | None) -> None:
     """Mark EXPERIMENT (an id or a name) and its runs deleted; 'restore' undoes it."""
-    from gitml.tracking.client import Client
-
-    client = Client(tracking_uri)
-    exp_id = client.find_experiment_id(experiment)
-    client.delete_experiment(exp_id)
-    click.echo(f"Deleted experiment {exp_id} and its runs")
+    _set_lifecycle(experiment, tracking_uri, restore=False)
 
 
 @group.command("restore")
@@ -87,9 +82,16 @@ def delete(experiment: str, tracking_uri: str | None) -> None:
 @tracking_option
 def restore(experiment: str, tracking_uri: str | None) -> None:
     """Make a deleted EXPERIMENT (an id or a name) active again, with its deleted runs."""
+    _set_lifecycle(experiment, tracking_uri, restore=True)
+
+
+def _set_lifecycle(experiment: str, tracking_uri: str | None, *, restore: bool) -> None:
     from gitml.tracking.client import Client
 
     client = Client(tracking_uri)
     exp_id = client.find_experiment_id(experiment)
-    client.restore_experiment(exp_id)
-    click.echo(f"Restored experiment {exp_id} and its runs")
+    if restore:
+        client.restore_experiment(exp_id)
+    else:
+        client.delete_experiment(exp_id)
+    click.echo(f"{'Restored' if restore else 'Deleted'} experiment {exp_id} and its runs")

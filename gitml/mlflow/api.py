@@ -68,6 +68,13 @@ _LOGGED_MODEL_ID = re.compile(r"^m-([0-9a-f]{32})$")
 _EXPERIMENT_FILTER = re.compile(
     r"^\s*(?:attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE
 )
+_TAG_FILTER = re.compile(
+    r"^\s*tags?\.(?:`([^`]+)`|([\w.]+))\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*$",
+    re.IGNORECASE,
+)
+_IS_PROMPT = "mlflow.prompt.is_prompt"
+# " AND " outside single quotes: an even number of quotes follows it.
+_AND = re.compile(r"\s+AND\s+(?=(?:[^']*'[^']*')*[^']*$)", re.IGNORECASE)
 _MODEL_FILTER = re.compile(
     r"^\s*(name|run_id)\s*(=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE
 )
@@ -515,7 +522,7 @@ def _search_experiments(api: MlflowApi, body: Body) -> dict[str, Any]:
         raise MlflowApiError("INVALID_PARAMETER_VALUE", f"Invalid view_type '{view}'")
     api.client.get_experiment("0")  # MLflow's stores always have the Default experiment
     found = [e for e in api.client.list_experiments() if e.lifecycle_stage in wanted[view]]
-    found = _filter_by_name(found, _str(body, "filter", required=False), lambda e: e.name)
+    found = _search_filter(found, _str(body, "filter", required=False))
     # MLflow's default order: newest first, then by id.
     found.sort(key=lambda e: (-e.creation_time, e.id))
     limit = _int(body, "max_results", 1000) or 1000
@@ -562,19 +569,47 @@ def _delete_experiment_tag(api: MlflowApi, body: Body) -> dict[str, Any]:
     return {}
 
 
-def _filter_by_name(items: list[Any], text: str, name: Callable[[Any], str]) -> list[Any]:
-    """``items`` whose name satisfies ``name = '...'``, ``!=``, ``LIKE`` or ``ILIKE``."""
+def _search_filter(items: list[Any], text: str) -> list[Any]:
+    """``items`` (experiments or registered models) that satisfy every term of ``text``:
+    ``name`` or ``tags.<key>`` with ``=``, ``!=``, ``LIKE`` or ``ILIKE``, joined by AND.
+
+    MLflow's client adds ``tags.`mlflow.prompt.is_prompt` != 'true'`` to every model
+    search; no gitml model is a prompt.
+    """
     if not text.strip():
         return items
-    match = _EXPERIMENT_FILTER.match(text)
-    if match is None:
-        raise MlflowApiError(
-            "INVALID_PARAMETER_VALUE",
-            f"filter {text!r}: gitml's MLflow API searches by name only "
-            "(name = '...', name != '...', name LIKE '...', name ILIKE '...')",
+    terms: list[tuple[str | None, str, str]] = []  # (a tag's key, or None: the name; op; value)
+    for term in _AND.split(text.strip()):
+        by_name, by_tag = _EXPERIMENT_FILTER.match(term), _TAG_FILTER.match(term)
+        if by_name is not None:
+            terms.append((None, by_name.group(1).upper(), by_name.group(2).replace("''", "'")))
+        elif by_tag is not None:
+            key = by_tag.group(1) or by_tag.group(2)
+            terms.append((key, by_tag.group(3).upper(), by_tag.group(4).replace("''", "'")))
+        else:
+            raise MlflowApiError(
+                "INVALID_PARAMETER_VALUE",
+                f"filter {text!r}: gitml's MLflow API searches by name and tags only "
+                "(name = '...', name != '...', name LIKE '...', name ILIKE '...', "
+                "tags.`key` = '...', joined by AND)",
+            )
+    return [
+        item
+        for item in items
+        if all(
+            _compare(item.name, op, value) if key is None else _tag(item.tags, key, op, value)
+            for key, op, value in terms
         )
-    op, value = match.group(1).upper(), match.group(2).replace("''", "'")
-    return [item for item in items if _compare(name(item), op, value)]
+    ]
+
+
+def _tag(tags: Mapping[str, str], key: str, op: str, value: str) -> bool:
+    actual = tags.get(key)
+    if actual is None:
+        # MLflow's rule: a missing tag matches nothing, but for the one its client uses to
+        # leave prompts out, which no model has unless it is a prompt.
+        return key == _IS_PROMPT and (op, value) in (("!=", "true"), ("=", "false"))
+    return _compare(actual, op, value)
 
 
 def _compare(actual: str, op: str, value: str) -> bool:
@@ -952,7 +987,7 @@ def _get_model(api: MlflowApi, body: Body) -> dict[str, Any]:
 def _search_models(api: MlflowApi, body: Body) -> dict[str, Any]:
     models = api.registry.list_models()
     text = _str(body, "filter", required=False)
-    models = _filter_by_name(models, text, lambda m: m.name)
+    models = _search_filter(models, text)
     limit = _int(body, "max_results", 1000) or 1000
     return {"registered_models": [api.model_json(m) for m in models[:limit]]}
 
