@@ -3,7 +3,9 @@
 ``python -m testing.mlflow_workload`` with ``MLFLOW_TRACKING_URI`` set logs
 runs, nested runs, batches, artifacts, a scikit-learn model with autolog and
 ``log_model(registered_model_name=)``, aliases, searches, deletes, tags on
-models and versions, and errors, then prints every answer on one line of JSON.
+models and versions, logged models' tags and params, experiments renamed,
+tagged, deleted and restored, a registered model deleted, and errors, then
+prints every answer on one line of JSON.
 Ids and times differ between stores, so runs are named by their run names and
 times are left out: the output of two stores is comparable as it is. The
 tests run it against ``gitml server`` or ``gitml:`` and against MLflow itself;
@@ -45,7 +47,7 @@ def main() -> None:
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param, RunTag, ViewType
     from mlflow.exceptions import MlflowException
     from sklearn.datasets import load_iris  # type: ignore[import-untyped]
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
@@ -169,10 +171,29 @@ def main() -> None:
         names[run.info.run_id] = "model"
         mlflow.log_metric("accuracy", float(model.score(x, y)))
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name="iris", pip_requirements=REQUIREMENTS
+            model,
+            name="model",
+            registered_model_name="iris",
+            pip_requirements=REQUIREMENTS,
+            params={"alpha": "1"},
+            tags={"kind": "linear"},
         )
     # MLflow's file store answers an int, its REST API a string.
     out["registered_version"] = str(info.registered_model_version)
+
+    def own_tags(tags: dict[str, str]) -> dict[str, str]:
+        # Not mlflow.*: the stores set different system tags.
+        return dict(sorted((k, v) for k, v in tags.items() if not k.startswith("mlflow.")))
+
+    logged = mlflow.get_logged_model(info.model_id)
+    client.set_logged_model_tags(info.model_id, {"reviewed": "yes"})
+    client.delete_logged_model_tag(info.model_id, "kind")
+    out["logged_model"] = {
+        "tags": own_tags(logged.tags),
+        "params": logged.params,
+        "after": own_tags(mlflow.get_logged_model(info.model_id).tags),
+        "missing_tag": error(lambda: client.delete_logged_model_tag(info.model_id, "kind")),
+    }
     client.set_registered_model_alias("iris", "champion", "1")
     by_alias = client.get_model_version_by_alias("iris", "champion")
     loaded = mlflow.pyfunc.load_model("models:/iris@champion")
@@ -189,6 +210,9 @@ def main() -> None:
     out["registry"]["model"] = {
         "tags": registered.tags,
         "aliases": dict(registered.aliases),
+        "by_tag": [m.name for m in client.search_registered_models("tags.owner = 'ml'")],
+        # A tag the model lacks matches no comparison, != included.
+        "missing_tag": [m.name for m in client.search_registered_models("tags.team != 'x'")],
     }
     out["registry"]["version"] = {
         "tags": version.tags,
@@ -245,6 +269,54 @@ def main() -> None:
         "missing_model": error(lambda: client.get_registered_model("nope")),
         "missing_version": error(lambda: client.get_model_version("iris", "7")),
         "model_exists": error(lambda: client.create_registered_model("iris")),
+    }
+    # Experiments after creation: tags, a rename, delete and restore (their runs with them).
+    scratch = client.create_experiment("scratch", tags={"owner": "ml"})
+    client.set_experiment_tag(scratch, "phase", "one")
+    client.delete_experiment_tag(scratch, "owner")
+    client.rename_experiment(scratch, "scratch-renamed")
+    scratch_run = client.create_run(scratch, run_name="scratch-run")
+    client.set_terminated(scratch_run.info.run_id)
+    renamed = client.get_experiment_by_name("scratch-renamed")
+
+    def lifecycles() -> dict[str, Any]:
+        return {
+            "experiment": client.get_experiment(scratch).lifecycle_stage,
+            "run": client.get_run(scratch_run.info.run_id).info.lifecycle_stage,
+            "runs": [r.info.run_name for r in client.search_runs([scratch])],
+            "active": sorted(e.name for e in client.search_experiments()),
+            "deleted": sorted(
+                e.name for e in client.search_experiments(view_type=ViewType.DELETED_ONLY)
+            ),
+        }
+
+    out["experiments"] = {
+        "renamed": [renamed.experiment_id == scratch, renamed.name, own_tags(renamed.tags)],
+        "old_name": client.get_experiment_by_name("scratch") is None,
+        "rename_taken": error(lambda: client.rename_experiment(scratch, "compat")),
+        "missing_tag": error(lambda: client.delete_experiment_tag(scratch, "owner")),
+    }
+    client.delete_experiment(scratch)
+    out["experiments"]["deleted"] = {
+        **lifecycles(),
+        "create_again": error(lambda: client.create_experiment("scratch-renamed")),
+        "tag": error(lambda: client.set_experiment_tag(scratch, "k", "v")),
+        "delete_again": error(lambda: client.delete_experiment(scratch)),
+    }
+    client.restore_experiment(scratch)
+    out["experiments"]["restored"] = lifecycles()
+    out["experiments"]["old_name_again"] = client.get_experiment(
+        client.create_experiment("scratch")
+    ).name
+
+    # Deleting a registered model: gone for the registry, with its versions.
+    client.delete_registered_model("iris")
+    out["registry"]["deleted"] = {
+        "get": error(lambda: client.get_registered_model("iris")),
+        "version": error(lambda: client.get_model_version("iris", "1")),
+        "models": [m.name for m in client.search_registered_models()],
+        "versions": [v.version for v in client.search_model_versions("name = 'iris'")],
+        "again": error(lambda: client.delete_registered_model("iris")),
     }
     out["seconds"] = time.perf_counter() - started
     print(json.dumps(out, sort_keys=True))

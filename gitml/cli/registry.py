@@ -293,7 +293,19 @@ def delete_version(name: str, version: str, tracking_uri: str | None) -> None:
         )
 
 
-COMMANDS = (register, list_models, show, versions, tag, describe, delete_version)
+@click.command("delete")
+@click.argument("name")
+@tracking_option
+def delete_model(name: str, tracking_uri: str | None) -> None:
+    """Mark model NAME and its versions deleted, in one commit that keeps their history;
+    refused while a stage branch declares it."""
+    from gitml.format.layout import model_ref
+
+    _registry(tracking_uri).delete_model(name)
+    click.echo(f"deleted model {name} (its history stays on {model_ref(name)})")
+
+
+COMMANDS = (register, list_models, show, versions, tag, describe, delete_version, delete_model)
 
 
 def attach(group: click.Group) -> None:

@@ -44,6 +44,7 @@ PROPOSAL_BRANCH_NAME = re.compile(r"^(?:refs/heads/)?gitml/proposals/([^/]+)/(.+
 STAGE_BRANCH_NAME = re.compile(r"^(?:refs/heads/)?gitml/([^/]+)\Z")
 # A proposal branch named in free text, such as the subject of the merge of a proposal.
 PROPOSAL_IN_TEXT = re.compile(r"gitml/proposals/[A-Za-z0-9_./-]*[A-Za-z0-9_-]")
+_PROPOSAL = re.compile(rf"^{re.escape(PROPOSALS)}([^/]+)/(.+)-v([1-9][0-9]*)$")
 
 
 def run_ref(run_id: str) -> str:
@@ -64,6 +65,12 @@ def stage_branch(stage: str) -> str:
 
 def proposal_branch(stage: str, model: str, version: int) -> str:
     return f"{PROPOSALS}{stage}/{model}-v{version}"
+
+
+def proposed(ref: str) -> tuple[str, str, int] | None:
+    """The stage, model and version a ``proposal_branch`` ref proposes (None: not one)."""
+    match = _PROPOSAL.match(ref)
+    return None if match is None else (match[1], match[2], int(match[3]))
 
 
 def remote_stages(remote: str) -> str:

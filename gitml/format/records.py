@@ -215,6 +215,8 @@ class Experiment(Record):
     name: str = Field(min_length=1, max_length=500)
     lifecycle_stage: LifecycleStage = "active"
     creation_time: Integer = Field(ge=0)
+    # Set by every change after creation (a rename, a tag, a delete or a restore).
+    last_update_time: Integer | None = Field(default=None, ge=0)
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -237,6 +239,9 @@ class RegisteredModel(Record):
     description: str | None = None
     creation_time: Integer = Field(ge=0)
     tags: dict[str, str] = Field(default_factory=dict)
+    # DELETED: a tombstone that hides the model (and its versions, DELETED too)
+    # from the registry while its ref keeps the history.
+    status: VersionStatus = "READY"
 
 
 class ModelVersion(Record):

@@ -15,7 +15,9 @@ What maps to what:
   back from the record;
 - a logged model (MLflow 3) is the folder ``<name>`` of the artifacts of the
   run it was logged in (one per run: its id is ``m-<run id>``), so a version
-  registered from it is a version of ``runs:/<run id>/<name>``;
+  registered from it is a version of ``runs:/<run id>/<name>``; its tags and
+  params are the run's tags ``gitml.logged_model.tags.<key>`` and
+  ``gitml.logged_model.params.<key>`` (and its params include the run's own);
 - an alias is a stage branch (``gitml/<alias>``), and MLflow 2's stages
   ``Staging``, ``Production`` and ``Archived`` are the branches of the same
   names in lowercase: setting one is an assignment under the project's policy.
@@ -59,10 +61,20 @@ HTTP_STATUS = {
 # MLflow 2's model stages and the stage branches they are.
 MLFLOW_STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
 LOGGED_MODEL_TAG = "gitml.logged_model"
+# A logged model's own tags and params are its run's tags under these prefixes.
+LOGGED_MODEL_TAGS = LOGGED_MODEL_TAG + ".tags."
+LOGGED_MODEL_PARAMS = LOGGED_MODEL_TAG + ".params."
 _LOGGED_MODEL_ID = re.compile(r"^m-([0-9a-f]{32})$")
 _EXPERIMENT_FILTER = re.compile(
     r"^\s*(?:attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE
 )
+_TAG_FILTER = re.compile(
+    r"^\s*tags?\.(?:`([^`]+)`|([\w.]+))\s*(=|!=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*$",
+    re.IGNORECASE,
+)
+_IS_PROMPT = "mlflow.prompt.is_prompt"
+# " AND " outside single quotes: an even number of quotes follows it.
+_AND = re.compile(r"\s+AND\s+(?=(?:[^']*'[^']*')*[^']*$)", re.IGNORECASE)
 _MODEL_FILTER = re.compile(
     r"^\s*(name|run_id)\s*(=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE
 )
@@ -129,16 +141,13 @@ UNSUPPORTED = (
 )
 
 # MLflow endpoints that gitml answers with NOT_IMPLEMENTED, and why.
-_EXPERIMENT_RECORD = "gitml's MLflow API does not change experiments after creation yet"
-_KEPT = "gitml keeps registered models (their history is the registry's audit trail)"
 NOT_HERE = {
-    ("POST", "experiments/delete"): _EXPERIMENT_RECORD,
-    ("POST", "experiments/restore"): _EXPERIMENT_RECORD,
-    ("POST", "experiments/update"): _EXPERIMENT_RECORD,
-    ("POST", "experiments/set-experiment-tag"): _EXPERIMENT_RECORD,
-    ("POST", "experiments/delete-experiment-tag"): _EXPERIMENT_RECORD,
-    ("DELETE", "registered-models/delete"): _KEPT,
-    ("POST", "registered-models/rename"): _KEPT,
+    ("POST", "registered-models/rename"): (
+        "a registered model's name is its ref (refs/gitml/models/<name>), the file that "
+        "declares it on every stage branch (models/<name>.yaml) and the name in models:/ "
+        "URIs, and Git cannot move them together in one step: register its versions under "
+        "the new name (models:/<old>/<n> as the source) and delete the old model"
+    ),
     ("POST", "runs/log-model"): "MLflow 2's log-model record: log the model's files instead",
     ("GET", "metrics/get-history-bulk-interval"): "no sampled metric histories",
     ("POST", "artifacts/presigned-upload-url"): "no presigned URLs: artifacts are Git objects",
@@ -261,7 +270,7 @@ class MlflowApi:
             "artifact_location": f"{self.artifact_root}/{exp.id}",
             "lifecycle_stage": exp.lifecycle_stage,
             "creation_time": exp.creation_time,
-            "last_update_time": exp.creation_time,
+            "last_update_time": exp.last_update_time or exp.creation_time,
             "tags": _tags_json(exp.tags),
         }
 
@@ -513,26 +522,94 @@ def _search_experiments(api: MlflowApi, body: Body) -> dict[str, Any]:
         raise MlflowApiError("INVALID_PARAMETER_VALUE", f"Invalid view_type '{view}'")
     api.client.get_experiment("0")  # MLflow's stores always have the Default experiment
     found = [e for e in api.client.list_experiments() if e.lifecycle_stage in wanted[view]]
-    found = _filter_by_name(found, _str(body, "filter", required=False), lambda e: e.name)
+    found = _search_filter(found, _str(body, "filter", required=False))
     # MLflow's default order: newest first, then by id.
     found.sort(key=lambda e: (-e.creation_time, e.id))
     limit = _int(body, "max_results", 1000) or 1000
     return {"experiments": [api.experiment_json(e) for e in found[:limit]]}
 
 
-def _filter_by_name(items: list[Any], text: str, name: Callable[[Any], str]) -> list[Any]:
-    """``items`` whose name satisfies ``name = '...'``, ``!=``, ``LIKE`` or ``ILIKE``."""
+@route("POST", "experiments/update")
+def _rename_experiment(api: MlflowApi, body: Body) -> dict[str, Any]:
+    experiment_id, name = _str(body, "experiment_id"), _str(body, "new_name")
+    _one_experiment(api, experiment_id)
+    try:
+        api.client.rename_experiment(experiment_id, name)
+    except Conflict:
+        raise MlflowApiError(
+            "RESOURCE_ALREADY_EXISTS", f"Experiment(name={name}) already exists."
+        ) from None
+    return {}
+
+
+@route("POST", "experiments/delete")
+def _delete_experiment(api: MlflowApi, body: Body) -> dict[str, Any]:
+    api.client.delete_experiment(_one_experiment(api, _str(body, "experiment_id")).id)
+    return {}
+
+
+@route("POST", "experiments/restore")
+def _restore_experiment(api: MlflowApi, body: Body) -> dict[str, Any]:
+    api.client.restore_experiment(_one_experiment(api, _str(body, "experiment_id")).id)
+    return {}
+
+
+@route("POST", "experiments/set-experiment-tag")
+def _set_experiment_tag(api: MlflowApi, body: Body) -> dict[str, Any]:
+    experiment = _one_experiment(api, _str(body, "experiment_id"))
+    key, value = _str(body, "key"), _str(body, "value", required=False)
+    api.client.set_experiment_tag(experiment.id, key, value)
+    return {}
+
+
+@route("POST", "experiments/delete-experiment-tag")
+def _delete_experiment_tag(api: MlflowApi, body: Body) -> dict[str, Any]:
+    experiment = _one_experiment(api, _str(body, "experiment_id"))
+    api.client.delete_experiment_tag(experiment.id, _str(body, "key"))
+    return {}
+
+
+def _search_filter(items: list[Any], text: str) -> list[Any]:
+    """``items`` (experiments or registered models) that satisfy every term of ``text``:
+    ``name`` or ``tags.<key>`` with ``=``, ``!=``, ``LIKE`` or ``ILIKE``, joined by AND.
+
+    MLflow's client adds ``tags.`mlflow.prompt.is_prompt` != 'true'`` to every model
+    search; no gitml model is a prompt.
+    """
     if not text.strip():
         return items
-    match = _EXPERIMENT_FILTER.match(text)
-    if match is None:
-        raise MlflowApiError(
-            "INVALID_PARAMETER_VALUE",
-            f"filter {text!r}: gitml's MLflow API searches by name only "
-            "(name = '...', name != '...', name LIKE '...', name ILIKE '...')",
+    terms: list[tuple[str | None, str, str]] = []  # (a tag's key, or None: the name; op; value)
+    for term in _AND.split(text.strip()):
+        by_name, by_tag = _EXPERIMENT_FILTER.match(term), _TAG_FILTER.match(term)
+        if by_name is not None:
+            terms.append((None, by_name.group(1).upper(), by_name.group(2).replace("''", "'")))
+        elif by_tag is not None:
+            key = by_tag.group(1) or by_tag.group(2)
+            terms.append((key, by_tag.group(3).upper(), by_tag.group(4).replace("''", "'")))
+        else:
+            raise MlflowApiError(
+                "INVALID_PARAMETER_VALUE",
+                f"filter {text!r}: gitml's MLflow API searches by name and tags only "
+                "(name = '...', name != '...', name LIKE '...', name ILIKE '...', "
+                "tags.`key` = '...', joined by AND)",
+            )
+    return [
+        item
+        for item in items
+        if all(
+            _compare(item.name, op, value) if key is None else _tag(item.tags, key, op, value)
+            for key, op, value in terms
         )
-    op, value = match.group(1).upper(), match.group(2).replace("''", "'")
-    return [item for item in items if _compare(name(item), op, value)]
+    ]
+
+
+def _tag(tags: Mapping[str, str], key: str, op: str, value: str) -> bool:
+    actual = tags.get(key)
+    if actual is None:
+        # MLflow's rule: a missing tag matches nothing, but for the one its client uses to
+        # leave prompts out, which no model has unless it is a prompt.
+        return key == _IS_PROMPT and (op, value) in (("!=", "true"), ("=", "false"))
+    return _compare(actual, op, value)
 
 
 def _compare(actual: str, op: str, value: str) -> bool:
@@ -773,6 +850,9 @@ def _logged_model_run(api: MlflowApi, model_id: str) -> Run:
 def _logged_model_json(api: MlflowApi, run: Run) -> dict[str, Any]:
     name = run.tags[LOGGED_MODEL_TAG]
     ready = any(a.path == f"{name}/MLmodel" for a in api.client.list_artifacts(run.id, name))
+    tags = _prefixed(run.tags, LOGGED_MODEL_TAGS)
+    # MLflow's client gives a model logged in a run the run's params too.
+    params = {**run.params, **_prefixed(run.tags, LOGGED_MODEL_PARAMS)}
     info = {
         "model_id": f"m-{run.id}",
         "experiment_id": run.experiment_id,
@@ -782,9 +862,24 @@ def _logged_model_json(api: MlflowApi, run: Run) -> dict[str, Any]:
         "artifact_uri": f"{api.run_artifact_uri(run)}/{name}",
         "status": "LOGGED_MODEL_READY" if ready else "LOGGED_MODEL_PENDING",
         "source_run_id": run.id,
-        "tags": [],
+        "tags": _tags_json(tags),
     }
-    return {"model": {"info": info, "data": {"params": [], "metrics": []}}}
+    data = {"params": _tags_json(params), "metrics": []}
+    return {"model": {"info": info, "data": data}}
+
+
+def _prefixed(tags: Mapping[str, str], prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :]: v for k, v in tags.items() if k.startswith(prefix)}
+
+
+def _logged_model_values(run: Run, body: Body) -> dict[str, str]:
+    """The run tags that keep the ``tags`` and ``params`` a request gives a logged model
+    (params the run has already, with the same value, are read from the run)."""
+    values = {LOGGED_MODEL_TAGS + k: v for k, v in _pairs(body, "tags").items()}
+    for key, value in _pairs(body, "params").items():
+        if run.params.get(key) != value:
+            values[LOGGED_MODEL_PARAMS + key] = value
+    return values
 
 
 @route("POST", "logged-models")
@@ -805,9 +900,7 @@ def _create_logged_model(api: MlflowApi, body: Body) -> dict[str, Any]:
             f"run {run_id} has logged the model '{logged}' already; gitml keeps one logged "
             f"model a run (log '{name}' in a run of its own)",
         )
-    if logged is None:
-        api.client.set_tag(run_id, LOGGED_MODEL_TAG, name)
-        api.client.flush()
+    _log(api, run_id, [], {}, {LOGGED_MODEL_TAG: name, **_logged_model_values(run, body)})
     return _logged_model_json(api, _one_run(api, run_id))
 
 
@@ -822,19 +915,35 @@ def _get_logged_model(api: MlflowApi, body: Body, model_id: str) -> dict[str, An
     return _logged_model_json(api, _logged_model_run(api, model_id))
 
 
-def _logged_model_noop(api: MlflowApi, body: Body, model_id: str, *_: str) -> dict[str, Any]:
-    # Finalising, tags and params of a logged model: the run's own record says
-    # whether its files are complete, and its params and tags are the run's.
+def _finalize_logged_model(api: MlflowApi, body: Body, model_id: str) -> dict[str, Any]:
+    # The run's manifest says whether the model's files are complete: nothing to record.
     return _logged_model_json(api, _logged_model_run(api, model_id))
+
+
+def _set_logged_model_values(api: MlflowApi, body: Body, model_id: str) -> dict[str, Any]:
+    """Tags (``PATCH .../tags``) or params (``POST .../params``) of a logged model."""
+    run = _logged_model_run(api, model_id)
+    _log(api, run.id, [], {}, _logged_model_values(run, body))
+    return {}
+
+
+def _delete_logged_model_tag(api: MlflowApi, body: Body, model_id: str, key: str) -> dict[str, Any]:
+    run = _logged_model_run(api, model_id)
+    if LOGGED_MODEL_TAGS + key not in run.tags:
+        raise MlflowApiError(
+            "RESOURCE_DOES_NOT_EXIST", f"No tag with key {key!r} on logged model {model_id}"
+        )
+    api.client.delete_tag(run.id, LOGGED_MODEL_TAGS + key)
+    return {}
 
 
 PATTERN_ROUTES.extend(
     [
         ("GET", re.compile(r"logged-models/([^/]+)"), _get_logged_model),
-        ("PATCH", re.compile(r"logged-models/([^/]+)"), _logged_model_noop),
-        ("PATCH", re.compile(r"logged-models/([^/]+)/tags"), _logged_model_noop),
-        ("POST", re.compile(r"logged-models/([^/]+)/params"), _logged_model_noop),
-        ("DELETE", re.compile(r"logged-models/([^/]+)/tags/([^/]+)"), _logged_model_noop),
+        ("PATCH", re.compile(r"logged-models/([^/]+)"), _finalize_logged_model),
+        ("PATCH", re.compile(r"logged-models/([^/]+)/tags"), _set_logged_model_values),
+        ("POST", re.compile(r"logged-models/([^/]+)/params"), _set_logged_model_values),
+        ("DELETE", re.compile(r"logged-models/([^/]+)/tags/(.+)"), _delete_logged_model_tag),
     ]
 )
 
@@ -878,9 +987,17 @@ def _get_model(api: MlflowApi, body: Body) -> dict[str, Any]:
 def _search_models(api: MlflowApi, body: Body) -> dict[str, Any]:
     models = api.registry.list_models()
     text = _str(body, "filter", required=False)
-    models = _filter_by_name(models, text, lambda m: m.name)
+    models = _search_filter(models, text)
     limit = _int(body, "max_results", 1000) or 1000
     return {"registered_models": [api.model_json(m) for m in models[:limit]]}
+
+
+@route("DELETE", "registered-models/delete")
+def _delete_model(api: MlflowApi, body: Body) -> dict[str, Any]:
+    name = _model_name(body)
+    _one_model(api, name)
+    api.registry.delete_model(name)
+    return {}
 
 
 @route("PATCH", "registered-models/update")

@@ -28,7 +28,7 @@ from gitml.format.layout import MODELS, version_path
 from gitml.format.mlmodel import MLMODEL, MLmodel
 from gitml.format.paths import split_runs_uri
 from gitml.format.records import MODEL_NAME, Artifact, ModelVersion, RegisteredModel, parse
-from gitml.git.store import Change, Snapshot
+from gitml.git.store import BlobRef, Change, Snapshot
 from gitml.registry.declarations import check_name as check_stage
 from gitml.registry.declarations import other_version, primary_version, read_declaration
 from gitml.tracking import names, validation
@@ -128,14 +128,21 @@ class Registry:
             tags=validation.tags(tags or {}),
         )
 
+        made: list[RegisteredModel] = []
+
         def edit(snap: Snapshot | None) -> Change | None:
+            made.clear()
             if snap is not None:
-                return None
+                current = readers.parse_model(snap.read(layout.MODEL_FILE), name)
+                if current.status != "DELETED":
+                    return None
+            # A new model, or one deleted before: its old versions stay DELETED and
+            # keep their numbers, and the new ones follow them.
+            made.append(model)
             return Change({layout.MODEL_FILE: model.to_yaml()})
 
-        before = self.store.tip(MODELS + name)
-        after = self.store.update(MODELS + name, edit, _message(f"create model {name}", name))
-        return model if before is None and after is not None and before != after else None
+        self.store.update(MODELS + name, edit, _message(f"create model {name}", name))
+        return made[0] if made else None
 
     def get_model(self, name: str) -> RegisteredModel:
         return self._read_model(name, self._snapshot(name))
@@ -146,11 +153,16 @@ class Registry:
         found = []
         for ref, tip in sorted(self.store.refs(MODELS).items()):
             try:
-                found.append(self._read_model(ref[len(MODELS) :], self.store.snapshot(tip)))
+                model = readers.parse_model(
+                    self.store.snapshot(tip).read(layout.MODEL_FILE), ref[len(MODELS) :]
+                )
             except InvalidRecord as exc:
                 if problems is None:
                     raise
                 problems.append(exc)
+                continue
+            if model.status != "DELETED":
+                found.append(model)
         return found
 
     def update_model(
@@ -180,6 +192,52 @@ class Registry:
 
         self.store.update(MODELS + name, edit, _message(f"update model {name}", name))
         return result[0]
+
+    def delete_model(self, name: str) -> None:
+        """Mark the model and each of its versions DELETED, in one commit on its ref.
+
+        Nothing is removed: ``git log`` keeps every version and change, while the
+        registry answers as if the model were gone. Refused while a stage branch
+        (or a proposal to one) declares it, as its versions are what that stage serves.
+        """
+        self.get_model(name)
+        holders = self._declaring_branches(name)
+        if holders:
+            raise Conflict(
+                f"registered model '{name}' is declared on {', '.join(holders)}: remove it "
+                f"from there first (gitml stage remove <stage> {name}) and delete it again"
+            )
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            if snap is None:
+                raise NotFound(f"no registered model '{name}'")
+            model = self._read_model(name, snap)
+            files: dict[str, bytes | BlobRef | None] = {
+                layout.MODEL_FILE: model.model_copy(update={"status": "DELETED"}).to_yaml()
+            }
+            for entry, is_dir, sha in snap.listdir(layout.VERSIONS_DIR):
+                number = _file_number(entry)
+                if is_dir or number is None:
+                    continue
+                version = readers.parse_version(snap.blob(sha), name, number)
+                if version.status != "DELETED":
+                    deleted = version.model_copy(update={"status": "DELETED"})
+                    files[version_path(number)] = deleted.to_yaml()
+            return Change(files)
+
+        self.store.update(MODELS + name, edit, _message(f"delete model {name}", name))
+
+    def _declaring_branches(self, name: str) -> list[str]:
+        """The stage branches that declare a version of ``name``, and the proposals of one."""
+        found = []
+        for ref in sorted(self.store.refs(layout.STAGES)):
+            if ref.startswith(layout.PROPOSALS):
+                proposal = layout.proposed(ref)
+                if proposal is not None and proposal[1] == name:
+                    found.append(ref)
+            elif read_declaration(self.store, ref[len(layout.STAGES) :], name) is not None:
+                found.append(ref)
+        return found
 
     # -- versions ---------------------------------------------------------------
 
@@ -412,7 +470,10 @@ class Registry:
     def _read_model(self, name: str, snap: Snapshot | None) -> RegisteredModel:
         if snap is None:
             raise NotFound(f"no registered model '{name}'")
-        return readers.parse_model(snap.read(layout.MODEL_FILE), name)
+        model = readers.parse_model(snap.read(layout.MODEL_FILE), name)
+        if model.status == "DELETED":
+            raise NotFound(f"registered model '{name}' was deleted")
+        return model
 
 
 def _highest(snap: Snapshot | None) -> int:

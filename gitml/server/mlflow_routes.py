@@ -4,9 +4,9 @@
 calls the latter) go to ``MlflowApi.handle``; ``/api/2.0/mlflow-artifacts/
 artifacts/<experiment>/<run>/artifacts/<path>`` is MLflow's proxied artifact
 API (``mlflow-artifacts:`` URIs) over the runs' artifacts. MLflow's client sends
-``MLFLOW_TRACKING_TOKEN`` as ``Authorization: Bearer``, checked against the
-server's ``--token-file``: none (or an unknown one) is MLflow's 401, a read
-token on a request that writes is its 403.
+``MLFLOW_TRACKING_TOKEN`` as ``Authorization: Bearer``, checked by
+``gitml.server.auth.requires`` as on every other route: none (or an unknown
+one) is MLflow's 401, a read token on a request that writes is its 403.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gitml.mlflow.api import MlflowApi, MlflowApiError
-from gitml.server.auth import Scope, Tokens, token_scope
+from gitml.server.auth import Refused, requires
 
 API_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
@@ -51,37 +51,23 @@ def _query(request: Request) -> dict[str, Any]:
     return out
 
 
-class _Access:
-    """Which requests a token may make (None: a server without tokens, loopback only)."""
-
-    def __init__(self, tokens: Tokens | None, read_only: bool) -> None:
-        self.tokens = tokens
-        self.read_only = read_only
-
-    def check(self, request: Request, writes: bool) -> None:
-        scope: Scope | None = "write"
-        if self.tokens is not None:
-            scope = token_scope(request.headers.get("authorization"), self.tokens)
-        if scope is None:
-            raise MlflowApiError(
-                "UNAUTHENTICATED",
-                "send MLFLOW_TRACKING_TOKEN (Authorization: Bearer) with a token of the "
-                "server's --token-file",
-            )
-        if writes and self.read_only:
-            raise MlflowApiError("PERMISSION_DENIED", "this server is read-only")
-        if writes and scope != "write":
-            raise MlflowApiError("PERMISSION_DENIED", "this token may only read")
+def _check(request: Request, writes: bool) -> None:
+    """``requires`` on the request (``BearerAuth`` put the server's tokens in its scope), its
+    refusal in MLflow's shape: 401 UNAUTHENTICATED or 403 PERMISSION_DENIED."""
+    try:
+        requires(request.scope, "write" if writes else "read")
+    except Refused as exc:
+        raise MlflowApiError(exc.error_code, exc.message, exc.status) from None
 
 
-def api_app(api: MlflowApi, access: _Access) -> Starlette:
+def api_app(api: MlflowApi) -> Starlette:
     """``/<path>`` (below an API prefix) to ``MlflowApi.handle``."""
 
     async def endpoint(request: Request) -> Response:
         method = request.method
         path = request.path_params["path"]
         try:
-            access.check(request, writes=method != "GET")
+            _check(request, writes=method != "GET")
             if method == "GET":
                 body: Any = _query(request)
             else:
@@ -115,12 +101,12 @@ SERVER_INFO = {
 }
 
 
-def v3_app(access: _Access) -> Starlette:
+def v3_app() -> Starlette:
     async def endpoint(request: Request) -> Response:
         if request.method == "GET" and request.path_params["path"] == "server-info":
             return _json(SERVER_INFO)  # MLflow answers it without a login too
         try:
-            access.check(request, writes=False)
+            _check(request, writes=False)
             raise MlflowApiError(
                 "NOT_IMPLEMENTED",
                 f"{request.method} {request.url.path}: gitml does not implement MLflow's "
@@ -132,13 +118,13 @@ def v3_app(access: _Access) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
 
 
-def artifacts_app(api: MlflowApi, access: _Access) -> Starlette:
+def artifacts_app(api: MlflowApi) -> Starlette:
     """MLflow's proxied artifact API: upload, download and list below ``/artifacts``."""
 
     def guarded(writes: bool, func: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             try:
-                access.check(request, writes)
+                _check(request, writes)
                 answer: Response = await func(request)
             except MlflowApiError as exc:
                 return _error(exc)
@@ -178,12 +164,12 @@ def artifacts_app(api: MlflowApi, access: _Access) -> Starlette:
     )
 
 
-def mount_mlflow(app: Starlette, api: MlflowApi, tokens: Tokens | None, read_only: bool) -> None:
-    """MLflow's API and its proxied artifact API on ``app``."""
-    access = _Access(tokens, read_only)
-    rest = api_app(api, access)
-    artifacts = artifacts_app(api, access)
-    v3 = v3_app(access)
+def mount_mlflow(app: Starlette, api: MlflowApi) -> None:
+    """MLflow's API and its proxied artifact API on ``app``, whose ``BearerAuth`` decides
+    which requests a token may make."""
+    rest = api_app(api)
+    artifacts = artifacts_app(api)
+    v3 = v3_app()
     for prefix in API_PREFIXES:
         app.mount(prefix, rest)
     for prefix in ARTIFACT_PREFIXES:

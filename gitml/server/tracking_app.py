@@ -67,6 +67,7 @@ from gitml.server.depends import AppClient, AppRegistry, Read, Write
 from gitml.server.limits import BodyCap, BodyTooLarge
 from gitml.server.ui import attach_ui
 from gitml.tracking import validation
+from gitml.tracking.backend import ExperimentChange
 from gitml.tracking.client import Client
 from gitml.tracking.entities import Metric, metric_from_json, metric_to_json
 from gitml.tracking.git_backend import GitBackend
@@ -86,6 +87,15 @@ class _Body(BaseModel):
 class CreateExperiment(_Body):
     name: str = Field(min_length=1, max_length=500)
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+class UpdateExperiment(_Body):
+    """One change of an experiment's record (the ``Client`` changes its runs itself)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+    lifecycle_stage: Literal["active", "deleted"] | None = None
+    set_tags: dict[str, str] = Field(default_factory=dict)
+    delete_tags: list[str] = Field(default_factory=list)
 
 
 class CreateRun(_Body):
@@ -406,6 +416,18 @@ def get_experiment(id_or_name: str, client: AppClient) -> Experiment:
     if found is None:
         raise NotFound(f"no experiment with id or name '{id_or_name}'")
     return found
+
+
+@experiments.patch("/experiments/{experiment_id}", dependencies=[Write])
+def update_experiment(experiment_id: str, body: UpdateExperiment, client: AppClient) -> Experiment:
+    change = ExperimentChange(
+        None if body.name is None else validation.experiment_name(body.name),
+        body.lifecycle_stage,
+        validation.tags(body.set_tags),
+        tuple(body.delete_tags),
+    )
+    client.backend.update_experiment(experiment_id, change)
+    return client.get_experiment(experiment_id)
 
 
 @experiments.get("/default-experiment", dependencies=[Write])
@@ -762,7 +784,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     attach_ui(app)  # the web UI: /ui/ and /api/v1/ui
-    attach_mlflow(app, client, app.state.registry, settings)  # MLflow's REST API
+    attach_mlflow(app, client, app.state.registry)  # MLflow's REST API
     # The last added runs first: the Host rule, then the cap, then the token.
     app.add_middleware(
         BearerAuth,
@@ -808,11 +830,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error_code": code, "message": message}, status_code=status)
 
 
-def attach_mlflow(
-    app: FastAPI, client: Client, registry: Registry, settings: ServerSettings
-) -> None:
+def attach_mlflow(app: FastAPI, client: Client, registry: Registry) -> None:
     """MLflow's REST API (``/api/2.0/mlflow``) and proxied artifacts, for MLflow's own client."""
     from gitml.mlflow.api import MlflowApi
     from gitml.server.mlflow_routes import mount_mlflow
 
-    mount_mlflow(app, MlflowApi(client, registry), settings.tokens, settings.read_only)
+    mount_mlflow(app, MlflowApi(client, registry))

@@ -12,8 +12,9 @@ batches to a ``gitml server`` through a journal of its own.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -63,6 +64,19 @@ class NewRun(NamedTuple):
     commit: bool = True
 
 
+class ExperimentChange(NamedTuple):
+    """What ``update_experiment`` changes, validated (None and empty: leave it as it is).
+
+    A deleted experiment takes no change but its restoring: MLflow refuses to
+    rename or tag one too.
+    """
+
+    name: str | None = None
+    lifecycle_stage: str | None = None  # "deleted" or "active"
+    set_tags: Mapping[str, str] = MappingProxyType({})
+    delete_tags: tuple[str, ...] = ()
+
+
 class RunQuery(NamedTuple):
     """A search: ``search_runs``'s argument (``experiment_ids`` None: every experiment)."""
 
@@ -108,6 +122,9 @@ class TrackingBackend(Protocol):
 
     def find_experiment_id(self, name_or_id: str) -> str:
         """An existing experiment's id, from its id or its name (never creates one)."""
+
+    def update_experiment(self, experiment_id: str, change: ExperimentChange) -> None:
+        """One commit on the experiment's record (its runs are the ``Client``'s to change)."""
 
     # -- runs
 

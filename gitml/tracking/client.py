@@ -27,6 +27,7 @@ from gitml.tracking import validation
 from gitml.tracking.backend import (
     ArtifactSource,
     Batch,
+    ExperimentChange,
     NewRun,
     Point,
     RunQuery,
@@ -159,6 +160,55 @@ class Client:
     def find_experiment_id(self, name_or_id: str) -> str:
         """An existing experiment's id, from its id or its name (never creates one)."""
         return self.backend.find_experiment_id(name_or_id)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        """Give an experiment another name; its id, and so its runs, stay."""
+        change = ExperimentChange(name=validation.experiment_name(new_name))
+        self.backend.update_experiment(experiment_id, change)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        change = ExperimentChange(set_tags=validation.tags({key: value}))
+        self.backend.update_experiment(experiment_id, change)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """Remove a tag from an experiment; as in MLflow, a missing tag is an error."""
+        self.backend.update_experiment(experiment_id, ExperimentChange(delete_tags=(key,)))
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Mark an experiment and its runs deleted, as MLflow does: searches leave them out
+        unless asked for deleted ones, and ``restore_experiment`` brings both back."""
+        self._set_experiment_lifecycle(experiment_id, "deleted")
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        """Make a deleted experiment active again, with every deleted run of it (MLflow's rule)."""
+        self._set_experiment_lifecycle(experiment_id, "active")
+
+    def _set_experiment_lifecycle(self, experiment_id: str, stage: str) -> None:
+        from gitml.query.search import MAX_RESULTS
+
+        experiment = self.get_experiment(experiment_id)
+        if stage == "deleted" and experiment_id == DEFAULT_EXPERIMENT_ID:
+            raise InvalidInput(
+                f"the default experiment '{DEFAULT_EXPERIMENT_ID}' cannot be deleted "
+                "(runs that name no experiment go there)"
+            )
+        if experiment.lifecycle_stage == stage:
+            wanted = "active" if stage == "deleted" else "deleted"
+            raise NotFound(f"experiment '{experiment.name}' ({experiment_id}) is not {wanted}")
+        # Each run is a ref of its own, and Git changes refs one at a time: the runs go
+        # first and the experiment last, so a change cut short is finished by asking again.
+        view = "ACTIVE_ONLY" if stage == "deleted" else "DELETED_ONLY"
+        run_ids: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.search_runs([experiment_id], "", view, MAX_RESULTS, page_token=token)
+            run_ids.extend(run.id for run in page)
+            token = page.token
+            if not token:
+                break
+        for run_id in run_ids:
+            self.backend.set_lifecycle(run_id, stage)
+        self.backend.update_experiment(experiment_id, ExperimentChange(lifecycle_stage=stage))
 
     def import_experiment(self, experiment: Experiment) -> bool:
         """Write an experiment recorded elsewhere (an MLflow store) with its own id and times;

@@ -39,7 +39,7 @@ from gitml.format.records import (
 )
 from gitml.git.store import BlobRef, Change, Clock, CodeVersion, Snapshot, Store
 from gitml.tracking import journal, metrics, names
-from gitml.tracking.backend import ArtifactSource, Batch, NewRun, RunQuery
+from gitml.tracking.backend import ArtifactSource, Batch, ExperimentChange, NewRun, RunQuery
 from gitml.tracking.entities import Metric
 from gitml.tracking.uri import resolve_store
 from gitml.tracking.writer import Files, Latest, Rejected, RunEdit, RunWriter, checked_metric
@@ -83,7 +83,7 @@ class GitBackend:
         self._external = open_store(self.config, settings_root, self.store.data_dir)
         self._lock = threading.RLock()
         self._writers: dict[str, RunWriter] = {}
-        self._experiments: dict[str, Experiment] = {}
+        self._experiments: dict[str, tuple[str, Experiment]] = {}  # id -> (its commit, it)
         self._experiment_ids: dict[str, str] = {}  # name or id -> id, as resolved before
         self._index: QueryIndex | None = None
         self._flusher: threading.Thread | None = None
@@ -107,13 +107,15 @@ class GitBackend:
 
     def create_experiment(self, name: str, tags: dict[str, str]) -> str:
         """A new experiment; its id is derived from the name, so two machines agree on it."""
-        if self._experiment_named(name) is not None:
+        existing = self._experiment_named(name)
+        if existing is not None:
+            if existing.lifecycle_stage == "deleted":
+                raise Conflict(
+                    f"experiment '{name}' exists, deleted (id {existing.id}): restore it, "
+                    "or give the new one another name"
+                )
             raise Conflict(f"experiment '{name}' already exists")
-        exp_id = (
-            DEFAULT_EXPERIMENT_ID
-            if name == DEFAULT_EXPERIMENT_NAME
-            else hashlib.sha256(name.encode()).hexdigest()[:16]
-        )
+        exp_id = self._new_experiment_id(name)
         record = Experiment(id=exp_id, name=name, creation_time=self.now(), tags=tags)
 
         def edit(snap: Snapshot | None) -> Change | None:
@@ -126,21 +128,81 @@ class GitBackend:
 
         with self._lock:
             self.store.update(EXPERIMENTS + exp_id, edit, f"gitml: create experiment {name}")
-        self._experiments.pop(exp_id, None)
         return exp_id
 
+    def _new_experiment_id(self, name: str) -> str:
+        """The first of the name's ids that no other experiment holds: the sha256 of the name,
+        then of the name and a counter (an experiment renamed keeps the id of its old name)."""
+        if name == DEFAULT_EXPERIMENT_NAME and self._id_free_for(DEFAULT_EXPERIMENT_ID, name):
+            return DEFAULT_EXPERIMENT_ID
+        number = 0
+        while True:
+            seed = name if number == 0 else f"{name}\n{number}"
+            exp_id = hashlib.sha256(seed.encode()).hexdigest()[:16]
+            if self._id_free_for(exp_id, name):
+                return exp_id
+            number += 1
+
+    def _id_free_for(self, exp_id: str, name: str) -> bool:
+        tip = self.store.tip(EXPERIMENTS + exp_id)
+        if tip is None:
+            return True
+        return self._read_experiment(EXPERIMENTS + exp_id, self.store.snapshot(tip)).name == name
+
     def get_experiment(self, experiment_id: str) -> Experiment:
-        if experiment_id not in self._experiments:
-            tip = self.store.tip(EXPERIMENTS + experiment_id)
-            if tip is None:
-                if experiment_id == DEFAULT_EXPERIMENT_ID:
-                    self.create_experiment(DEFAULT_EXPERIMENT_NAME, {})
-                    return self.get_experiment(experiment_id)
+        tip = self.store.tip(EXPERIMENTS + experiment_id)
+        if tip is None:
+            if experiment_id == DEFAULT_EXPERIMENT_ID:
+                self.create_experiment(DEFAULT_EXPERIMENT_NAME, {})
+                return self.get_experiment(experiment_id)
+            raise NotFound(f"no experiment with id '{experiment_id}'")
+        # Kept by the commit it was read at: another process may rename or delete it.
+        cached = self._experiments.get(experiment_id)
+        if cached is None or cached[0] != tip:
+            record = self._read_experiment(EXPERIMENTS + experiment_id, self.store.snapshot(tip))
+            cached = (tip, record)
+            self._experiments[experiment_id] = cached
+        return cached[1]
+
+    def update_experiment(self, experiment_id: str, change: ExperimentChange) -> None:
+        """One commit on ``experiment.yaml``: a deleted experiment takes no change but its
+        lifecycle stage."""
+        ref = EXPERIMENTS + experiment_id
+        if change.name is not None:
+            other = self._experiment_named(change.name)
+            if other is not None and other.id != experiment_id:
+                raise Conflict(f"experiment '{change.name}' already exists (id {other.id})")
+
+        def edit(snap: Snapshot | None) -> Change | None:
+            if snap is None:
                 raise NotFound(f"no experiment with id '{experiment_id}'")
-            self._experiments[experiment_id] = self._read_experiment(
-                EXPERIMENTS + experiment_id, self.store.snapshot(tip)
+            old = self._read_experiment(ref, snap)
+            stage = change.lifecycle_stage
+            if stage is None and old.lifecycle_stage == "deleted":
+                raise InvalidInput(
+                    f"experiment '{old.name}' ({experiment_id}) is deleted: restore it "
+                    "before renaming or tagging it"
+                )
+            for key in change.delete_tags:
+                if key not in old.tags:
+                    raise NotFound(f"experiment '{old.name}' ({experiment_id}) has no tag '{key}'")
+            tags = {**old.tags, **change.set_tags}
+            for key in change.delete_tags:
+                tags.pop(key)
+            new = old.model_copy(
+                update={
+                    "name": change.name or old.name,
+                    "lifecycle_stage": stage or old.lifecycle_stage,
+                    "tags": tags,
+                    "last_update_time": self.now(),
+                }
             )
-        return self._experiments[experiment_id]
+            message = f"gitml: {_experiment_change(old, new)}"
+            return Change({EXPERIMENT_FILE: new.to_yaml()}, message=message)
+
+        with self._lock:
+            self.store.update(ref, edit, f"gitml: update experiment {experiment_id}")
+            self._experiment_ids.clear()  # a name may now mean another experiment, or none
 
     def _experiment_named(self, name: str) -> Experiment | None:
         # A malformed record has no name to trust: it matches none.
@@ -170,6 +232,8 @@ class GitBackend:
         (None: the configured default experiment)."""
         wanted = name_or_id or self.config.experiment
         found = self._experiment_ids.get(wanted)
+        if found is not None and found != wanted and self.get_experiment(found).name != wanted:
+            found = None  # renamed since (by this process or another)
         if found is None:
             if wanted == DEFAULT_EXPERIMENT_ID or self.store.tip(EXPERIMENTS + wanted):
                 found = wanted
@@ -196,7 +260,12 @@ class GitBackend:
         commit is made with the first flush; other processes see it from then on.
         """
         exp_id = self.get_or_create_experiment_id(new.experiment_id)
-        self.get_experiment(exp_id)
+        experiment = self.get_experiment(exp_id)
+        if experiment.lifecycle_stage == "deleted":
+            raise InvalidInput(
+                f"experiment '{experiment.name}' ({exp_id}) is deleted: restore it before "
+                "starting runs in it"
+            )
         if new.parent_run_id is not None:
             self.get_run(new.parent_run_id)
         run_id = uuid.uuid4().hex
@@ -516,7 +585,6 @@ class GitBackend:
         before = self.store.tip(ref)
         with self._lock:
             after = self.store.update(ref, edit, f"gitml: import experiment {experiment.name}")
-        self._experiments.pop(experiment.id, None)
         return after != before
 
     def import_run(
@@ -858,6 +926,16 @@ def _close_at_exit(ref: weakref.ref[GitBackend]) -> None:
     backend = ref()
     if backend is not None:
         backend.close()
+
+
+def _experiment_change(old: Experiment, new: Experiment) -> str:
+    """A commit subject saying what changed in an experiment's record."""
+    if new.lifecycle_stage != old.lifecycle_stage:
+        verb = "delete" if new.lifecycle_stage == "deleted" else "restore"
+        return f"{verb} experiment {old.name}"
+    if new.name != old.name:
+        return f"rename experiment {old.name} to {new.name}"
+    return f"update the tags of experiment {old.name}"
 
 
 def _main_script() -> Path | None:

@@ -60,7 +60,7 @@ from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotF
 from gitml.format.records import Artifact, Experiment, Run, validate
 from gitml.git.store import Clock
 from gitml.tracking import validation
-from gitml.tracking.backend import ArtifactSource, Batch, NewRun, RunQuery
+from gitml.tracking.backend import ArtifactSource, Batch, ExperimentChange, NewRun, RunQuery
 from gitml.tracking.entities import Metric, metric_from_json, metric_to_json
 
 if TYPE_CHECKING:
@@ -474,6 +474,18 @@ class HttpBackend:
     def find_experiment_id(self, name_or_id: str) -> str:
         # The server looks an experiment up by id, and else by name.
         return self.get_experiment(name_or_id).id
+
+    def update_experiment(self, experiment_id: str, change: ExperimentChange) -> None:
+        body = {
+            "name": change.name,
+            "lifecycle_stage": change.lifecycle_stage,
+            "set_tags": dict(change.set_tags),
+            "delete_tags": list(change.delete_tags),
+        }
+        # Removing a tag a second time is an error: that request is not retried.
+        path = f"/experiments/{_seg(experiment_id)}"
+        self._http.request("PATCH", path, body=body, idempotent=not change.delete_tags)
+        self._experiment_ids.clear()  # a name may now mean another experiment, or none
 
     def run_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = self._http.json("GET", "/run-counts")

@@ -300,6 +300,21 @@ def test_experiments_create_and_list(repo: Path) -> None:
     assert listed[0]["runs"] == {"active": 0, "deleted": 0}
 
 
+def test_experiments_rename_delete_and_restore(repo: Path) -> None:
+    exp_id = gitml.Client().create_experiment("churn")
+    run_id = gitml.Client().create_run("churn").id
+    assert cli("experiments", "rename", "churn", "attrition").stdout == (
+        f"Renamed experiment {exp_id} to 'attrition'\n"
+    )
+    cli("experiments", "delete", "attrition")
+    rows = cli("experiments", "list").stdout.splitlines()
+    assert rows[1].split() == [exp_id, "attrition", "deleted", "0", "1"]
+    line = one_error_line(cli("experiments", "delete", exp_id, ok=False))
+    assert "is not active" in line
+    cli("experiments", "restore", exp_id)
+    assert gitml.Client().get_run(run_id).lifecycle_stage == "active"
+
+
 # -- validate ----------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""``gitml models register|list|show|versions|tag|describe|delete-version``."""
+"""``gitml models register|list|show|versions|tag|describe|delete-version|delete``."""
 
 from __future__ import annotations
 
@@ -186,6 +186,24 @@ def test_delete_version_warns_when_a_stage_still_declares_it(uri: str) -> None:
     assert "positive integer" in line
     line = one_error_line(cli("models", "versions", "nope", ok=False))
     assert "no registered model 'nope'" in line
+
+
+def test_delete_is_refused_while_a_stage_declares_the_model_then_leaves_a_tombstone(
+    repo: Path, uri: str
+) -> None:
+    cli("models", "register", uri, "churn")
+    cli("stage", "assign", "churn", "1", "production")
+    line = one_error_line(cli("models", "delete", "churn", ok=False))
+    assert "refs/heads/gitml/production" in line and "gitml stage remove" in line
+    cli("stage", "remove", "production", "churn")
+    assert cli("models", "delete", "churn").stdout == (
+        "deleted model churn (its history stays on refs/gitml/models/churn)\n"
+    )
+    assert json.loads(cli("models", "list", "--json").stdout) == []
+    assert "was deleted" in one_error_line(cli("models", "show", "churn", ok=False))
+    subjects = git(repo, "log", "--first-parent", "--format=%s", MODELS + "churn").splitlines()
+    assert subjects[0] == "gitml: delete model churn"
+    assert subjects[-1] == "gitml: create model churn"
 
 
 def test_models_list_as_a_real_process(repo: Path, uri: str) -> None:

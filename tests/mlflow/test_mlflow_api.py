@@ -126,6 +126,63 @@ def test_transition_stage_is_an_assignment_and_archives_the_replaced_version(
     assert bad.error_code == "INVALID_PARAMETER_VALUE" and "Prod" in bad.message
 
 
+def test_a_deleted_model_is_a_tombstone_refused_while_a_stage_branch_declares_it(
+    api: MlflowApi, repo: Path
+) -> None:
+    name = {"name": "iris"}
+    api.handle(
+        "POST",
+        "model-versions/transition-stage",
+        {"name": "iris", "version": "1", "stage": "Production"},
+    )
+    api.stages.assign("iris", 2, "staging", propose=True)
+    refused = refusal(api, "DELETE", "registered-models/delete", name)
+    assert refused.error_code == "INVALID_PARAMETER_VALUE"
+    assert "refs/heads/gitml/production" in refused.message
+    assert "refs/heads/gitml/proposals/staging/iris-v2" in refused.message
+    git(repo, "branch", "-D", "gitml/proposals/staging/iris-v2")
+    api.handle(
+        "POST", "model-versions/transition-stage", {"name": "iris", "version": "1", "stage": "None"}
+    )
+    before = git(repo, "rev-parse", "refs/gitml/models/iris").strip()
+
+    assert api.handle("DELETE", "registered-models/delete", name) == {}
+    assert refusal(api, "GET", "registered-models/get", name).error_code == (
+        "RESOURCE_DOES_NOT_EXIST"
+    )
+    assert api.handle("GET", "registered-models/search", {}) == {"registered_models": []}
+    gone = refusal(api, "GET", "model-versions/get", {"name": "iris", "version": "2"})
+    assert gone.error_code == "RESOURCE_DOES_NOT_EXIST"
+    # Nothing is rewritten: the deletion is one more commit, every version is still in it.
+    subprocess.run(
+        ["git", "merge-base", "--is-ancestor", before, "refs/gitml/models/iris"],
+        cwd=repo,
+        check=True,
+    )
+    assert git(repo, "log", "-1", "--format=%s", "refs/gitml/models/iris").strip() == (
+        "gitml: delete model iris"
+    )
+    assert "status: DELETED" in git(repo, "show", "refs/gitml/models/iris:versions/2.yaml")
+
+    # Registered again, the model lives on; its numbers are never given out twice.
+    run_id, _clf, _x = log_iris_run(api.client)
+    made = api.handle(
+        "POST", "model-versions/create", {"name": "iris", "source": f"runs:/{run_id}/model"}
+    )
+    assert made["model_version"]["version"] == "3"
+    assert [
+        v["version"] for v in api.handle("GET", "model-versions/search", {})["model_versions"]
+    ] == ["3"]
+
+
+def test_renaming_a_registered_model_says_why_not_and_what_to_do(api: MlflowApi) -> None:
+    refused = refusal(
+        api, "POST", "registered-models/rename", {"name": "iris", "new_name": "flowers"}
+    )
+    assert (refused.error_code, refused.http_status) == ("NOT_IMPLEMENTED", 501)
+    assert "refs/gitml/models/<name>" in refused.message and "models:/" in refused.message
+
+
 def test_only_the_plugin_imports_mlflow(repo: Path) -> None:
     script = (
         "import sys, gitml.mlflow.api, gitml.server.mlflow_routes, gitml.server.tracking_app; "

@@ -53,10 +53,8 @@ def test_tokens_answer_mlflows_401_and_403(guarded: TestClient) -> None:
     read = {"Authorization": "Bearer r-token"}
     refused = guarded.post(create, json={"name": "x"}, headers=read)
     assert refused.status_code == 403
-    assert refused.json() == {
-        "error_code": "PERMISSION_DENIED",
-        "message": "this token may only read",
-    }
+    assert refused.json()["error_code"] == "PERMISSION_DENIED"
+    assert "may only read" in refused.json()["message"]
     upload = guarded.put(
         "/api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/a.txt", content=b"x", headers=read
     )
@@ -80,8 +78,7 @@ def test_tokens_answer_mlflows_401_and_403(guarded: TestClient) -> None:
         ("GET", "/api/2.0/mlflow/gateway/endpoints/list", "NOT_IMPLEMENTED", 501),
         ("GET", "/ajax-api/2.0/mlflow/workspaces", "NOT_IMPLEMENTED", 501),
         ("POST", "/api/2.0/mlflow/prompts/create", "NOT_IMPLEMENTED", 501),
-        ("POST", "/api/2.0/mlflow/experiments/delete", "NOT_IMPLEMENTED", 501),
-        ("DELETE", "/api/2.0/mlflow/registered-models/delete", "NOT_IMPLEMENTED", 501),
+        ("POST", "/api/2.0/mlflow/registered-models/rename", "NOT_IMPLEMENTED", 501),
         ("POST", "/api/2.0/mlflow/no/such/route", "ENDPOINT_NOT_FOUND", 404),
         ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/a", "NOT_IMPLEMENTED", 501),
     ],

@@ -83,6 +83,65 @@ def test_experiment_id_is_the_same_on_every_machine(repo: Path, tmp_path: Path) 
     assert gitml.Client().create_experiment("churn-2") != here
 
 
+def test_experiment_rename_tags_delete_and_restore_are_commits_on_its_record(
+    repo: Path,
+) -> None:
+    client = gitml.Client(str(repo))
+    exp_id = client.create_experiment("e", tags={"a": "1"})
+    kept = client.create_run(exp_id, run_name="kept").id
+    deleted_before = client.create_run(exp_id, run_name="deleted before").id
+    client.delete_run(deleted_before)
+    client.rename_experiment(exp_id, "e2")
+    client.set_experiment_tag(exp_id, "b", "2")
+    client.delete_experiment_tag(exp_id, "a")
+    with pytest.raises(gitml.NotFound, match="no tag 'a'"):
+        client.delete_experiment_tag(exp_id, "a")
+    client.delete_experiment(exp_id)
+    assert client.get_run(kept).lifecycle_stage == "deleted"
+    assert client.search_runs([exp_id]) == []
+    with pytest.raises(gitml.InvalidInput, match="is deleted"):
+        client.create_run(exp_id)
+    with pytest.raises(gitml.InvalidInput, match="is deleted"):
+        client.set_experiment_tag(exp_id, "c", "3")
+    # Deleted, its name stays taken, as in MLflow.
+    with pytest.raises(gitml.Conflict, match="deleted"):
+        client.create_experiment("e2")
+    # Restoring brings back every deleted run of it (MLflow's rule).
+    client.restore_experiment(exp_id)
+    assert {r.name for r in client.search_runs([exp_id])} == {"kept", "deleted before"}
+    experiment = client.get_experiment(exp_id)
+    assert (experiment.name, experiment.tags, experiment.lifecycle_stage) == (
+        "e2",
+        {"b": "2"},
+        "active",
+    )
+    assert experiment.last_update_time is not None
+    assert git(repo, "log", "--format=%s", f"refs/gitml/experiments/{exp_id}").splitlines() == [
+        "gitml: restore experiment e2",
+        "gitml: delete experiment e2",
+        "gitml: update the tags of experiment e2",
+        "gitml: update the tags of experiment e2",
+        "gitml: rename experiment e to e2",
+        "gitml: create experiment e",
+    ]
+    # The old name is free: a new experiment, with an id of its own.
+    again = client.create_experiment("e")
+    assert again != exp_id and client.get_experiment(again).name == "e"
+    with pytest.raises(gitml.Conflict, match="already exists"):
+        client.rename_experiment(again, "e2")
+    with pytest.raises(gitml.InvalidInput, match="default experiment"):
+        client.delete_experiment("0")
+
+
+def test_an_experiment_renamed_by_another_process_is_seen_by_its_name(repo: Path) -> None:
+    reader = gitml.Client(str(repo))
+    exp_id = reader.get_or_create_experiment_id("old")
+    assert reader.get_experiment(exp_id).name == "old"
+    gitml.Client(str(repo)).rename_experiment(exp_id, "new")
+    assert reader.get_experiment(exp_id).name == "new"
+    assert reader.get_or_create_experiment_id("old") != exp_id
+
+
 def test_create_experiment_rejects_blank_name(repo: Path) -> None:
     with pytest.raises(gitml.InvalidInput):
         gitml.Client().create_experiment("  ")

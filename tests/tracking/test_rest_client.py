@@ -131,6 +131,21 @@ def test_client_methods_over_http(server: TrackingServer) -> None:
     assert len(client.search_runs(["e1"], run_view_type="DELETED_ONLY")) == 1
     client.restore_run(run.id)
     assert client.run_counts()[exp_id] == {"active": 1, "deleted": 0}
+    client.rename_experiment(exp_id, "e1-renamed")
+    client.set_experiment_tag(exp_id, "b", 2)
+    client.delete_experiment_tag(exp_id, "a")
+    client.delete_experiment(exp_id)
+    renamed = client.get_experiment(exp_id)
+    assert (renamed.name, renamed.tags, renamed.lifecycle_stage) == (
+        "e1-renamed",
+        {"b": "2"},
+        "deleted",
+    )
+    assert client.run_counts()[exp_id] == {"active": 0, "deleted": 1}
+    client.restore_experiment(exp_id)
+    assert client.get_run(run.id).lifecycle_stage == "active"
+    with pytest.raises(NotFound, match="is not deleted"):
+        client.restore_experiment(exp_id)
     with pytest.raises(NotFound):
         client.get_run("f" * 32)
     with pytest.raises(InvalidInput, match="restoring code needs the repository"):
