@@ -17,7 +17,7 @@ import os
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
@@ -34,6 +34,7 @@ WORKERS = 16
 # What a store was doing when the provider refused: each backend names the
 # permission that operation needs, so a refusal says what to grant.
 LOOKUP, UPLOAD, DOWNLOAD, REMOVE = "look up", "upload", "download", "remove"
+LIST = "list"
 
 
 class ArtifactStoreUnavailable(GitmlError):
@@ -208,6 +209,10 @@ class BucketStore(ABC):
     def _get(self, key: str) -> bytes: ...
 
     @abstractmethod
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """``(key, size)`` of every object whose key starts with ``prefix``."""
+
+    @abstractmethod
     def _delete(self, key: str) -> None: ...
 
     @abstractmethod
@@ -291,22 +296,37 @@ class BucketStore(ABC):
             raise
 
     def copy_to(self, sha256: str, dest: Path, what: str) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # Beside the target so the rename is atomic; never a name a reader would take.
-        partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.partial")
-        try:
-            with open(partial, "xb+") as out:
-                absent = self._absent(sha256, what)
-                with self._errors(DOWNLOAD, f"downloading {what}", absent=absent):
-                    actual = self._download(self.key(sha256), out)
-                if actual is None:
-                    out.seek(0)
-                    actual = file_sha256(out)
+        def check(out: BinaryIO, actual: str | None) -> None:
+            if actual is None:
+                out.seek(0)
+                actual = file_sha256(out)
             if actual != sha256:
                 raise Corrupt(
                     f"{what}: the content stored in {self.location} has sha256 {actual}, "
                     f"the manifest says {sha256}"
                 )
+
+        self._download_to(self.key(sha256), dest, what, self._absent(sha256, what), check)
+
+    def _download_to(
+        self,
+        key: str,
+        dest: Path,
+        what: str,
+        absent: str,
+        check: Callable[[BinaryIO, str | None], None] | None = None,
+    ) -> None:
+        """``key`` into ``dest``, renamed into place only once ``check`` (given the sha256
+        computed on the way, if any) accepted it."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Beside the target so the rename is atomic; never a name a reader would take.
+        partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.partial")
+        try:
+            with open(partial, "xb+") as out:
+                with self._errors(DOWNLOAD, f"downloading {what}", absent=absent):
+                    actual = self._download(key, out)
+                if check is not None:
+                    check(out, actual)
             os.replace(partial, dest)
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -316,6 +336,26 @@ class BucketStore(ABC):
         with self._errors(DOWNLOAD, f"downloading {what}", absent=self._absent(sha256, what)):
             data = self._get(self.key(sha256))
         return verify(data, sha256, f"{what} (in {self.location})")
+
+    # -- objects by name: a location in another tool's layout (an MLflow run's artifacts) --
+
+    def _named(self, path: str) -> str:
+        return "/".join(part for part in (self.prefix, path.strip("/")) if part)
+
+    def objects(self, path: str = "") -> list[tuple[str, int]]:
+        """``(path, size)`` of every object below ``path``, paths relative to the store's
+        prefix, in name order; folder markers (keys ending in ``/``) left out."""
+        below = self._named(path)
+        start = f"{below}/" if below else ""
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        with self._errors(LIST, f"listing {start or '/'}"):
+            found = [(key[cut:], size) for key, size in self._list(start) if key[-1:] != "/"]
+        return sorted(found)
+
+    def fetch(self, path: str, dest: Path) -> None:
+        """The object at ``path`` below the store's prefix into ``dest``, whole or not at all."""
+        key = self._named(path)
+        self._download_to(key, dest, path, f"{path}: no object {key} in bucket '{self.bucket}'")
 
 
 def bucket_location(value: str, scheme: str, pattern: Any, rule: str) -> tuple[str, str]:

@@ -10,10 +10,12 @@ points the client at an emulator, as Google's client reads it;
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from gitml.artifacts.base import (
     DOWNLOAD,
+    LIST,
     LOOKUP,
     REMOVE,
     UPLOAD,
@@ -48,6 +50,7 @@ class GCSStore(BucketStore):
     scheme = "gs"
     permissions = {  # noqa: RUF012 -- a constant table
         LOOKUP: "storage.objects.get",
+        LIST: "storage.objects.list",
         UPLOAD: "storage.objects.create",
         DOWNLOAD: "storage.objects.get",
         REMOVE: "storage.objects.delete",
@@ -136,6 +139,10 @@ class GCSStore(BucketStore):
     def _get(self, key: str) -> bytes:
         data: bytes = self._blob(key).download_as_bytes(checksum=None)
         return data
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for blob in self.client().list_blobs(self.bucket, prefix=prefix):
+            yield blob.name, int(blob.size or 0)
 
     def _delete(self, key: str) -> None:
         self._blob(key).delete()

@@ -122,6 +122,32 @@ def test_missing_answers_in_one_batch(store: BucketStore, tmp_path: Path) -> Non
     assert store.missing([]) == set()
 
 
+def test_objects_by_name_below_a_location_list_and_download(
+    provider: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Another tool's layout (an MLflow run's artifacts), read by name, not by digest."""
+    run = "mlflow/0123/artifacts"
+    held = {"model/MLmodel": b"flavors: {}", "model/deep/w.bin": b"w" * 3000, "a.txt": b"a"}
+    for rel, data in held.items():
+        provider.put(bucket, f"{run}/{rel}", data)
+    provider.put(bucket, f"{run}/model/", b"")  # a folder marker some tools write
+    provider.put(bucket, "mlflow/0123/artifacts-other/x", b"beside, not below")
+    store = open_bucket(provider, bucket, run)
+    assert store.objects() == sorted((rel, len(data)) for rel, data in held.items())
+    assert store.objects("model/deep") == [("model/deep/w.bin", 3000)]
+    assert store.objects("nothing") == []
+    store.fetch("model/deep/w.bin", tmp_path / "got" / "w.bin")
+    assert (tmp_path / "got" / "w.bin").read_bytes() == b"w" * 3000
+    with pytest.raises(gitml.NotFound, match=f"gone.bin: no object {run}/gone.bin in bucket"):
+        store.fetch("gone.bin", tmp_path / "got" / "gone.bin")
+    assert os.listdir(tmp_path / "got") == ["w.bin"]
+    store.close()
+    elsewhere = open_bucket(provider, "no-such-bucket-here", run)
+    with pytest.raises(ArtifactStoreUnavailable, match=r"listing mlflow/.*does not exist"):
+        elsewhere.objects()
+    elsewhere.close()
+
+
 def test_a_bucket_that_does_not_exist_is_one_line(
     provider: Any, bucket: str, tmp_path: Path
 ) -> None:
