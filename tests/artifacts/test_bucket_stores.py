@@ -130,7 +130,7 @@ def test_objects_by_name_below_a_location_list_and_download(
     held = {"model/MLmodel": b"flavors: {}", "model/deep/w.bin": b"w" * 3000, "a.txt": b"a"}
     for rel, data in held.items():
         provider.put(bucket, f"{run}/{rel}", data)
-    provider.put(bucket, f"{run}/model/", b"")  # a folder marker some tools write
+    provider.mark_folder(bucket, f"{run}/model")
     provider.put(bucket, "mlflow/0123/artifacts-other/x", b"beside, not below")
     store = open_bucket(provider, bucket, run)
     assert store.objects() == sorted((rel, len(data)) for rel, data in held.items())
