@@ -29,6 +29,7 @@ from gitml.artifacts.base import (
     ArtifactStoreUnavailable,
     BucketStore,
     HashingReader,
+    widen_pool,
 )
 from gitml.errors import InvalidInput
 
@@ -99,9 +100,16 @@ class AzureBlobStore(BucketStore):
                 f"artifact store {self.location} needs azure-storage-blob: "
                 "pip install 'gitml[azure]'"
             ) from None
-        # Blocks of one part: above it, uploads stage blocks in parallel and commit the
-        # list at the end, downloads fetch ranges in parallel.
+        import requests
+        from urllib3.util.retry import Retry
+
+        # A session with a connection per worker; retries stay azure-core's, as in the
+        # session it would make. Blocks of one part: above it, uploads stage blocks in
+        # parallel and commit the list at the end, downloads fetch ranges in parallel.
+        session = requests.Session()
+        widen_pool(session, self.workers, max_retries=Retry(total=False, redirect=False))
         sizes: dict[str, Any] = {
+            "session": session,
             "max_single_put_size": self.part_size,
             "max_block_size": self.part_size,
             "max_single_get_size": self.part_size,

@@ -9,6 +9,7 @@ a missing bucket and for bad credentials, and a Client logging to the bucket.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 import gitml
-from gitml.artifacts import ArtifactStoreUnavailable, BucketStore, bucket_store
+from gitml.artifacts import ArtifactStoreUnavailable, BucketStore, SharedStore, bucket_store
+from gitml.artifacts.folder import ExternalStore
 from gitml.artifacts.s3 import MIN_PART_SIZE
 from testing.procs import write_config
 
@@ -146,6 +148,23 @@ def test_objects_by_name_below_a_location_list_and_download(
     with pytest.raises(ArtifactStoreUnavailable, match=r"listing mlflow/.*does not exist"):
         elsewhere.objects()
     elsewhere.close()
+
+
+def test_transfers_in_flight_each_keep_a_connection(
+    store: BucketStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As many pooled connections as transfers in flight: none is opened to be thrown away."""
+    cache = ExternalStore(tmp_path / "cache")
+    shas = []
+    for i in range(64):
+        data = f"small {i}".encode()
+        shas.append(hashlib.sha256(data).hexdigest())
+        cache.put_bytes(data, shas[-1])
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        SharedStore(store, cache).upload(shas)
+        fresh = ExternalStore(tmp_path / "fresh")
+        assert SharedStore(store, fresh).download(dict.fromkeys(shas, "x")) == (sorted(shas), {})
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_a_bucket_that_does_not_exist_is_one_line(
