@@ -4,8 +4,10 @@ A store holds content by sha256. ``BucketStore`` is the part common to the
 object stores (S3, Google Cloud Storage, Azure Blob Storage): the key layout
 (``prefix/ab/cdef…``, the folder store's layout), the digest checked while
 uploading and after downloading, batched ``missing``, and one client per
-process. A backend module implements the few provider calls and turns the
-provider's errors into gitml's.
+process; beside it, objects listed and downloaded by name below a location
+(``objects``, ``fetch``: how ``gitml import mlflow`` reads an MLflow run's
+artifacts in a bucket). A backend module implements the few provider calls and
+turns the provider's errors into gitml's.
 """
 
 from __future__ import annotations
