@@ -10,6 +10,11 @@ provider's client doing the same transfer with its defaults, and gitml's
 parallel transfer of the small files (what ``gitml push``/``pull`` do) beside
 a serial loop of the provider's client. Targets: large files at least 0.8x the
 provider client's throughput; small files in parallel at least 3x the loop.
+
+Beside the small files' rows, the provider client's own calls from a pool of
+``--ceiling-workers`` threads: what the server (an emulator sharing this
+machine's cores) serves at most, so how far gitml's parallel transfer is from
+that ceiling, and whether the ceiling itself allows 3x the loop.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +81,11 @@ def native(provider: Any, bucket: str) -> tuple[Upload, Download]:
 
 def mb_s(size: int, seconds: float) -> str:
     return f"{size / seconds / 1e6:,.1f} MB/s"
+
+
+def pooled(work: Callable[[str], object], items: Iterable[str], workers: int) -> None:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(work, items))
 
 
 def best(work: Callable[[int], object], repeats: int) -> float:
@@ -133,6 +144,9 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
         shared = SharedStore(store, cache)
         parallel_up = timed(lambda: shared.upload(small))
         serial_up = timed(lambda: [up(path, f"serial/{d}") for d, path in small.items()])
+        ceiling_up = timed(
+            lambda: pooled(lambda d: up(small[d], f"pooled/{d}"), small, args.ceiling_workers)
+        )
         count = f"{args.small_count} x {args.small_kb} KB"
         row(
             f"{name}: {count} upload",
@@ -141,6 +155,7 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
             serial_up / parallel_up,
             3.0,
         )
+        ceiling(args, parallel_up, ceiling_up, serial_up)
 
         fresh = ExternalStore(work / f"fresh-{name}")
         shared = SharedStore(store, fresh)
@@ -148,6 +163,11 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
         parallel_down = timed(lambda: shared.download(wanted))
         assert fresh.missing(wanted) == set()
         serial_down = timed(lambda: [down(f"serial/{d}", work / "one.bin") for d in small])
+        ceiling_down = timed(
+            lambda: pooled(
+                lambda d: down(f"pooled/{d}", work / f"p-{d}"), small, args.ceiling_workers
+            )
+        )
         row(
             f"{name}: {count} download",
             f"{args.small_count / parallel_down:,.0f} files/s",
@@ -155,6 +175,7 @@ def measure(provider: Any, args: argparse.Namespace, work: Path) -> None:
             serial_down / parallel_down,
             3.0,
         )
+        ceiling(args, parallel_down, ceiling_down, serial_down)
         store.close()
 
 
@@ -167,6 +188,15 @@ def row(name: str, gitml: str, other: str, ratio: float, target: float) -> None:
     )
 
 
+def ceiling(args: argparse.Namespace, gitml: float, pooled: float, serial: float) -> None:
+    """The provider client's own calls in a thread pool: the most the server gives here."""
+    print(
+        f"{'':<34} provider x{args.ceiling_workers} {args.small_count / pooled:>10,.0f} files/s "
+        f"= {serial / pooled:.2f}x the loop; gitml at {pooled / gitml:.2f}x of it",
+        flush=True,
+    )
+
+
 def main() -> None:
     parse = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parse.add_argument("--providers", default="s3,gcs,azure")
@@ -174,6 +204,9 @@ def main() -> None:
     parse.add_argument("--small-count", type=int, default=1000)
     parse.add_argument("--small-kb", type=int, default=10)
     parse.add_argument("--repeats", type=int, default=3, help="best of this many (large)")
+    parse.add_argument(
+        "--ceiling-workers", type=int, default=16, help="threads of the provider's own pool"
+    )
     parse.add_argument("--workdir", type=Path, default=None)
     args = parse.parse_args()
     if args.workdir is not None:

@@ -123,6 +123,10 @@ class S3Harness:
     def put(self, bucket: str, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    def mark_folder(self, bucket: str, key: str) -> None:
+        """A folder as tools that show folders write one (S3's console: an empty ``key/``)."""
+        self.put(bucket, f"{key}/", b"")
+
     def delete(self, bucket: str, key: str) -> None:
         self.client.delete_object(Bucket=bucket, Key=key)
 
@@ -199,6 +203,9 @@ class GCSHarness:
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         self.client.bucket(bucket).blob(key).upload_from_string(data)
+
+    def mark_folder(self, bucket: str, key: str) -> None:
+        self.put(bucket, f"{key}/", b"")  # as Google's console creates a folder
 
     def delete(self, bucket: str, key: str) -> None:
         self.client.bucket(bucket).blob(key).delete()
@@ -280,6 +287,11 @@ class AzureHarness:
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         self.client.get_blob_client(bucket, key).upload_blob(data, overwrite=True)
+
+    def mark_folder(self, bucket: str, key: str) -> None:
+        # How an ADLS Gen2 (abfss://) account lists a folder through the Blob API.
+        blob = self.client.get_blob_client(bucket, key)
+        blob.upload_blob(b"", metadata={"hdi_isfolder": "true"}, overwrite=True)
 
     def delete(self, bucket: str, key: str) -> None:
         self.client.get_blob_client(bucket, key).delete_blob()

@@ -99,3 +99,15 @@ def bucket(s3: Any) -> str:
     from testing.s3 import new_bucket
 
     return new_bucket(s3)
+
+
+# -- every bucket provider: a real server of each on 127.0.0.1 -------------------------
+
+
+@pytest.fixture(scope="module", params=["s3", "gcs", "azure"])
+def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """moto, fake-gcs-server or Azurite (a test narrows the list with ``indirect``)."""
+    from testing.buckets import harness
+
+    with harness(request.param) as opened:
+        yield opened

@@ -190,6 +190,11 @@ class SharedStore:
     def __call__(self, sha256: str) -> bool:
         return self.store.has(sha256)
 
+    @property
+    def workers(self) -> int:
+        """Transfers in flight: as many as the bucket's client keeps connections."""
+        return self.store.workers if isinstance(self.store, BucketStore) else WORKERS
+
     def missing(self, shas: Iterable[str]) -> set[str]:
         return self.store.missing(shas)
 
@@ -207,7 +212,7 @@ class SharedStore:
         assert cache is not None, "only cached content can be uploaded"
         # What is uploaded was found missing in one batch just before (push's plan).
         send = self.store.put_absent if isinstance(self.store, BucketStore) else self.store.put
-        with ThreadPoolExecutor(max_workers=min(WORKERS, len(wanted))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(wanted))) as pool:
             list(pool.map(lambda sha: send(cache.path(sha), sha), wanted))
         return wanted
 
@@ -230,7 +235,7 @@ class SharedStore:
                 return exc
             return None
 
-        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(need)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(need)))) as pool:
             outcomes = list(pool.map(fetch, need))
         failed = {sha: exc for sha, exc in zip(need, outcomes, strict=True) if exc is not None}
         return [sha for sha in need if sha not in failed], failed

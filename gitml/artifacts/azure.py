@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from gitml.artifacts.base import (
     DOWNLOAD,
+    LIST,
     LOOKUP,
     PART_SIZE,
     REMOVE,
@@ -27,6 +29,7 @@ from gitml.artifacts.base import (
     ArtifactStoreUnavailable,
     BucketStore,
     HashingReader,
+    widen_pool,
 )
 from gitml.errors import InvalidInput
 
@@ -61,6 +64,7 @@ class AzureBlobStore(BucketStore):
     scheme = "az"
     permissions = {  # noqa: RUF012 -- a constant table
         LOOKUP: f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read ({_ROLE})",
+        LIST: f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read ({_ROLE})",
         UPLOAD: f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write ({_ROLE})",
         DOWNLOAD: f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read ({_ROLE})",
         REMOVE: f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete ({_ROLE})",
@@ -96,9 +100,16 @@ class AzureBlobStore(BucketStore):
                 f"artifact store {self.location} needs azure-storage-blob: "
                 "pip install 'gitml[azure]'"
             ) from None
-        # Blocks of one part: above it, uploads stage blocks in parallel and commit the
-        # list at the end, downloads fetch ranges in parallel.
+        import requests
+        from urllib3.util.retry import Retry
+
+        # A session with a connection per worker; retries stay azure-core's, as in the
+        # session it would make. Blocks of one part: above it, uploads stage blocks in
+        # parallel and commit the list at the end, downloads fetch ranges in parallel.
+        session = requests.Session()
+        widen_pool(session, self.workers, max_retries=Retry(total=False, redirect=False))
         sizes: dict[str, Any] = {
+            "session": session,
             "max_single_put_size": self.part_size,
             "max_block_size": self.part_size,
             "max_single_get_size": self.part_size,
@@ -172,6 +183,13 @@ class AzureBlobStore(BucketStore):
     def _get(self, key: str) -> bytes:
         data: bytes = self._blob(key).download_blob(max_concurrency=self.workers).readall()
         return data
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        container = self.client().get_container_client(self.bucket)
+        for blob in container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            # An ADLS Gen2 account lists each folder as an empty blob of that name.
+            if (blob.metadata or {}).get("hdi_isfolder") != "true":
+                yield blob.name, int(blob.size)
 
     def _delete(self, key: str) -> None:
         self._blob(key).delete_blob()

@@ -10,18 +10,22 @@ points the client at an emulator, as Google's client reads it;
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from gitml.artifacts.base import (
     DOWNLOAD,
+    LIST,
     LOOKUP,
     REMOVE,
     UPLOAD,
+    WORKERS,
     ArtifactStoreUnavailable,
     BucketStore,
     HashingReader,
     HashingWriter,
     bucket_location,
+    widen_pool,
 )
 
 # Google's naming rules: 3 to 63 characters (222 with dots), lowercase letters,
@@ -31,9 +35,6 @@ _URL = re.compile(r"gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(?P<p
 # default; each chunk is one request after the other, so smaller ones only add
 # round trips (8 MiB chunks: a third of its throughput to its emulator).
 GCS_PART_SIZE = 100 * 1024 * 1024
-# The connections Google's client keeps (requests' default pool): more look-ups in
-# flight would only wait for one.
-POOL_SIZE = 10
 # Resumable uploads send chunks of a multiple of 256 KiB.
 CHUNK_UNIT = 256 * 1024
 
@@ -48,6 +49,7 @@ class GCSStore(BucketStore):
     scheme = "gs"
     permissions = {  # noqa: RUF012 -- a constant table
         LOOKUP: "storage.objects.get",
+        LIST: "storage.objects.list",
         UPLOAD: "storage.objects.create",
         DOWNLOAD: "storage.objects.get",
         REMOVE: "storage.objects.delete",
@@ -63,7 +65,7 @@ class GCSStore(BucketStore):
         *,
         endpoint_url: str | None = None,
         part_size: int = GCS_PART_SIZE,
-        workers: int = POOL_SIZE,
+        workers: int = WORKERS,
     ) -> None:
         part_size -= part_size % CHUNK_UNIT
         super().__init__(*gcs_location(url), part_size=max(part_size, CHUNK_UNIT), workers=workers)
@@ -86,6 +88,7 @@ class GCSStore(BucketStore):
                 f"artifact store {self.location}: no Google credentials ({exc})"
                 f"{self.credentials_hint}"
             ) from None
+        widen_pool(client._http, self.workers)
         return client
 
     def _blob(self, key: str, chunk_size: int | None = None) -> Any:
@@ -129,13 +132,17 @@ class GCSStore(BucketStore):
     def _download(self, key: str, out: BinaryIO) -> str | None:
         # One stream, in order: hashed as it is written (the caller checks the sha256;
         # no second checksum).
-        writer = HashingWriter(out)
-        self._blob(key).download_to_file(writer, checksum=None)
-        return writer.hash.hexdigest()
+        with HashingWriter(out) as writer:
+            self._blob(key).download_to_file(writer, checksum=None)
+        return writer.hexdigest()
 
     def _get(self, key: str) -> bytes:
         data: bytes = self._blob(key).download_as_bytes(checksum=None)
         return data
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for blob in self.client().list_blobs(self.bucket, prefix=prefix):
+            yield blob.name, int(blob.size or 0)
 
     def _delete(self, key: str) -> None:
         self._blob(key).delete()

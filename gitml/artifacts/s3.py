@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from gitml.artifacts.base import (
     DOWNLOAD,
+    LIST,
     LOOKUP,
     PART_SIZE,
     REMOVE,
@@ -59,6 +61,7 @@ class S3Store(BucketStore):
     scheme = "s3"
     permissions = {  # noqa: RUF012 -- a constant table
         LOOKUP: "s3:GetObject (or s3:ListBucket)",
+        LIST: "s3:ListBucket",
         UPLOAD: "s3:PutObject",
         DOWNLOAD: "s3:GetObject",
         REMOVE: "s3:DeleteObject",
@@ -159,6 +162,12 @@ class S3Store(BucketStore):
         finally:
             body.close()
         return data
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        pages = self.client().get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"], int(item["Size"])
 
     def _delete(self, key: str) -> None:
         self.client().delete_object(Bucket=self.bucket, Key=key)

@@ -45,6 +45,7 @@ from gitml.format.records import (
 from gitml.tracking.entities import Metric
 
 if TYPE_CHECKING:
+    from gitml.artifacts.base import BucketStore
     from gitml.registry.stages import Stages
     from gitml.tracking.client import Client
 
@@ -466,6 +467,14 @@ class _Importer:
     def _repository(self, location: str) -> Any:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+        from gitml.artifacts import bucket_store
+
+        # Google Cloud Storage and Azure locations are read with gitml's own clients, which
+        # find credentials and emulators as an artifact_store of that URL does.
+        if location.partition("://")[0].lower() in ("gs", "wasbs", "wasb", "abfss", "abfs"):
+            store = bucket_store(location)
+            assert store is not None
+            return _BucketFolder(store)
         return get_artifact_repository(location)
 
     def _download(self, root: str, rel: str, into: Path) -> Path:
@@ -662,6 +671,25 @@ class _Importer:
         self.summary.stages.imported += len(new)
         if new and not self.dry_run:
             stages.archive(name, new)
+
+
+class _BucketFolder:
+    """What the import asks of an MLflow artifact repository, over a bucket store's
+    objects by name (MLflow's layout, not gitml's content addressing)."""
+
+    def __init__(self, store: BucketStore) -> None:
+        self.store = store
+
+    def list_artifacts(self, path: str | None = None) -> list[Any]:
+        from mlflow.entities import FileInfo
+
+        # Every file below ``path`` in one listing: there is no folder to descend into.
+        return [FileInfo(rel, False, size) for rel, size in self.store.objects(path or "")]
+
+    def download_artifacts(self, artifact_path: str, dst_path: str) -> str:
+        dest = Path(dst_path) / artifact_path
+        self.store.fetch(artifact_path, dest)
+        return str(dest)
 
 
 def _pages(search: Callable[..., Any], **arguments: Any) -> Iterator[Any]:

@@ -9,6 +9,7 @@ a missing bucket and for bad credentials, and a Client logging to the bucket.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 import gitml
-from gitml.artifacts import ArtifactStoreUnavailable, BucketStore, bucket_store
+from gitml.artifacts import ArtifactStoreUnavailable, BucketStore, SharedStore, bucket_store
+from gitml.artifacts.folder import ExternalStore
 from gitml.artifacts.s3 import MIN_PART_SIZE
 from testing.procs import write_config
 
@@ -120,6 +122,49 @@ def test_missing_answers_in_one_batch(store: BucketStore, tmp_path: Path) -> Non
     assert store.missing([*held, *absent, *held]) == absent
     assert store.missing(held) == set()
     assert store.missing([]) == set()
+
+
+def test_objects_by_name_below_a_location_list_and_download(
+    provider: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Another tool's layout (an MLflow run's artifacts), read by name, not by digest."""
+    run = "mlflow/0123/artifacts"
+    held = {"model/MLmodel": b"flavors: {}", "model/deep/w.bin": b"w" * 3000, "a.txt": b"a"}
+    for rel, data in held.items():
+        provider.put(bucket, f"{run}/{rel}", data)
+    provider.mark_folder(bucket, f"{run}/model")
+    provider.put(bucket, "mlflow/0123/artifacts-other/x", b"beside, not below")
+    store = open_bucket(provider, bucket, run)
+    assert store.objects() == sorted((rel, len(data)) for rel, data in held.items())
+    assert store.objects("model/deep") == [("model/deep/w.bin", 3000)]
+    assert store.objects("nothing") == []
+    store.fetch("model/deep/w.bin", tmp_path / "got" / "w.bin")
+    assert (tmp_path / "got" / "w.bin").read_bytes() == b"w" * 3000
+    with pytest.raises(gitml.NotFound, match=f"gone.bin: no object {run}/gone.bin in bucket"):
+        store.fetch("gone.bin", tmp_path / "got" / "gone.bin")
+    assert os.listdir(tmp_path / "got") == ["w.bin"]
+    store.close()
+    elsewhere = open_bucket(provider, "no-such-bucket-here", run)
+    with pytest.raises(ArtifactStoreUnavailable, match=r"listing mlflow/.*does not exist"):
+        elsewhere.objects()
+    elsewhere.close()
+
+
+def test_transfers_in_flight_each_keep_a_connection(
+    store: BucketStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As many pooled connections as transfers in flight: none is opened to be thrown away."""
+    cache = ExternalStore(tmp_path / "cache")
+    shas = []
+    for i in range(64):
+        data = f"small {i}".encode()
+        shas.append(hashlib.sha256(data).hexdigest())
+        cache.put_bytes(data, shas[-1])
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        SharedStore(store, cache).upload(shas)
+        fresh = ExternalStore(tmp_path / "fresh")
+        assert SharedStore(store, fresh).download(dict.fromkeys(shas, "x")) == (sorted(shas), {})
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_a_bucket_that_does_not_exist_is_one_line(

@@ -464,6 +464,100 @@ def test_file_store_is_copied_as_mlflow_reports_it(
     assert read_declaration(Client().store, "champion", "churn") is not None
 
 
+# MLflow's client logs a run into each bucket location given (runs of an abfss:// one are
+# only created: MLflow's ADLS repository needs azure-storage-file-datalake and a DFS
+# endpoint, which Azurite lacks; the test writes their files in MLflow's layout), and
+# creates a run in a bucket that does not exist. Prints each run's id and MLflow's files.
+BUCKETED = """
+import hashlib, json, sys, tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+uri, missing, locations = sys.argv[1], sys.argv[2], sys.argv[3:]
+mlflow.set_tracking_uri(uri)
+client = MlflowClient()
+folder = Path(tempfile.mkdtemp())
+(folder / "deep").mkdir()
+(folder / "deep" / "weights.bin").write_bytes(bytes(range(256)) * 8192)
+(folder / "config.json").write_text('{"lr": 0.1}')
+out = {"runs": {}}
+for n, location in enumerate([missing, *locations]):
+    exp = client.create_experiment(f"bucket-{n}", artifact_location=location)
+    run_id = client.create_run(exp, run_name=location).info.run_id
+    files = {}
+    if n and not location.startswith("abfss://"):
+        client.log_artifacts(run_id, str(folder), "model")
+        client.log_text(run_id, "hello", "notes/a.txt")
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id))
+        files = {
+            p.relative_to(local).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in local.rglob("*") if p.is_file()
+        }
+    client.set_terminated(run_id)
+    out["runs"][location] = {"id": run_id, "files": files}
+print(json.dumps(out))
+"""
+
+
+def mlflow_locations(provider: Any, bucket: str) -> tuple[str, list[str]]:
+    """A location in a bucket that does not exist, and those MLflow users write in ``bucket``."""
+    if provider.scheme == "gs":
+        return "gs://no-such-bucket-here/mlflow", [f"gs://{bucket}/mlflow"]
+    account = "devstoreaccount1"  # the connection string's, which MLflow and gitml use
+    return f"wasbs://no-such-container@{account}.blob.core.windows.net/mlflow", [
+        f"wasbs://{bucket}@{account}.blob.core.windows.net/mlflow",
+        f"abfss://{bucket}@{account}.dfs.core.windows.net/lake",
+    ]
+
+
+@needs_mlflow
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # MLflow's import alone takes 10 s and more on a busy machine
+@pytest.mark.parametrize("provider", ["gcs", "azure"], indirect=True)
+def test_runs_in_google_and_azure_buckets_are_read_with_gitmls_clients(
+    sqlite_store: tuple[Path, str, Path, Any],
+    provider: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider.env(monkeypatch)
+    bucket = provider.new_bucket()
+    # Added to a copy of the module's store: MLflow migrates a new SQLite store for minutes.
+    shutil.copy(sqlite_store[1].removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    missing, locations = mlflow_locations(provider, bucket)
+    logged = mlflow_answer(BUCKETED, tmp_path, uri, missing, *locations)["runs"]
+    for location in locations:
+        if location.startswith("abfss://"):
+            run = logged[location]
+            prefix = f"lake/{run['id']}/artifacts"
+            for rel, data in {"model/deep/w.bin": os.urandom(3000), "a.txt": b"lake"}.items():
+                provider.put(bucket, f"{prefix}/{rel}", data)
+                run["files"][rel] = sha(data)
+    repo = new_repo(tmp_path / "work")
+    monkeypatch.chdir(repo)
+
+    refused = gitml_import(repo, uri, "--experiment", "bucket-0")
+    assert refused.returncode == 1, refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"error: artifact store {missing}/{logged[missing]['id']}/artifacts")
+    assert "does not exist" in line
+    assert Client().list_runs()[0] == []
+
+    names = [f"--experiment=bucket-{n + 1}" for n in range(len(locations))]
+    done = summary(repo, uri, *names)
+    assert counts(done, "runs") == (len(locations), 0, 0)
+    client = Client()
+    for location in locations:
+        run = logged[location]
+        assert run["files"]
+        assert {a.path for a in client.list_artifacts(run["id"])} == set(run["files"])
+        for path, digest in run["files"].items():
+            assert sha(client.read_artifact(run["id"], path)) == digest, (location, path)
+
+
 @needs_mlflow
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # MLflow's import alone takes 10 s and more on a busy machine

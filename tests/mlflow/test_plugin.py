@@ -3,6 +3,7 @@ into a Git repository, answer as MLflow does, and leave gitml records behind."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import gitml
 from testing.git import git
 from testing.mlflow_server import mlflow_env, mlflow_server, needs_mlflow
 from testing.mlflow_workload import run_workload
+from testing.procs import run, write_config
+from testing.tracking_server import tracking_server
 
 
 @needs_mlflow
@@ -68,3 +71,56 @@ def test_mlflows_own_server_serves_a_gitml_repository(repo: Path, tmp_path: Path
     assert found["run"]["data"]["params"] == [{"key": "lr", "value": "0.1"}]
     run = gitml.Client(str(repo)).get_run(run_id)
     assert (run.name, run.params, run.metrics["loss"].value) == ("served", {"lr": "0.1"}, 0.5)
+
+
+# For each tracking URI: MLflow's client logs a file above the repository's artifact
+# threshold, the machine's cache of large artifacts is emptied, and MLflow reads the
+# file back. Prints the sha256 of what was logged and of what came back, by run id.
+ROUND_TRIP = """
+import hashlib, json, os, shutil, sys
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+cache, uris = Path(sys.argv[1]), sys.argv[2:]
+out = {}
+for n, uri in enumerate(uris):
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment(f"bucketed-{n}")).info.run_id
+    data = os.urandom(2 * 1024 * 1024)
+    Path("weights.bin").write_bytes(data)
+    client.log_artifact(run_id, "weights.bin", "model")
+    shutil.rmtree(cache)
+    back = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model/weights.bin"))
+    out[run_id] = [hashlib.sha256(x).hexdigest() for x in (data, back.read_bytes())]
+print(json.dumps(out))
+"""
+
+
+@needs_mlflow
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("provider", ["gcs", "azure"], indirect=True)
+def test_mlflow_clients_keep_large_artifacts_in_the_repositorys_bucket(
+    repo: Path, tmp_path: Path, provider: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``gitml server`` (MLflow's proxied ``mlflow-artifacts:``) and ``gitml:``."""
+    provider.env(monkeypatch)
+    bucket = provider.new_bucket()
+    write_config(repo, artifact_threshold=1000, **provider.settings(bucket, "runs"))
+    git(repo, "add", ".gitml.yaml")
+    git(repo, "commit", "-qm", "artifacts in a bucket")
+    cache = repo / ".git" / "gitml" / "artifacts"
+    with tracking_server(repo) as server:
+        env = mlflow_env(tmp_path / "home")
+        done = run(ROUND_TRIP, tmp_path, str(cache), server.url, f"gitml:{repo}", env=env)
+    assert done.returncode == 0, done.stderr
+    logged = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(logged) == 2
+    for run_id, (sent, back) in logged.items():
+        assert back == sent, run_id
+        [artifact] = gitml.Client(str(repo)).list_artifacts(run_id)
+        assert (artifact.sha256, artifact.storage) == (sent, "external")
+    assert provider.keys(bucket) == {f"runs/{s[:2]}/{s[2:]}" for s, _ in logged.values()}
