@@ -415,7 +415,7 @@ def test_refs_lists_full_names_under_a_prefix(repo: Path) -> None:
 
 
 def test_reaches_agrees_with_git_or_leaves_the_question_to_it(repo: Path) -> None:
-    clock = FixedClock()
+    clock = FixedClock(time.time())  # the code's commit was made now
     store = Store(repo, clock=clock, identity=BOT)
     commits = {"code": _head(repo)}
     commits["first"] = store.write_commit(None, {"f": b"1"}, (commits["code"],), "first")
