@@ -456,3 +456,29 @@ def test_push_and_pull_tell_fast_forwards_without_a_git_process_per_ref(
     report = pull(b)
     assert report.updated == {RUNS + i: a.refs(RUNS)[RUNS + i] for i in ids}
     assert "merge-base" not in traced_commands(trace)
+
+
+def test_push_holds_back_a_ref_the_remote_is_ahead_of_and_pushes_the_rest(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with on(a, monkeypatch) as client:
+        shared = log_run(client, "shared")
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    push(a)
+    assert "update-ref" not in traced_commands(trace)  # pushed from the records' own refs
+    monkeypatch.delenv("GIT_TRACE")
+    pull(b)
+    with on(a, monkeypatch) as client:
+        client.set_tag(shared, "round", "2")
+    push(a)
+    with on(b, monkeypatch) as client_b:
+        mine = log_run(client_b, "mine")
+    report = push(b)
+    assert set(report.pushed) == {RUNS + mine}
+    assert f"run {shared}: the remote is ahead; 'gitml pull' brings it" in report.notes
+    assert refs_of(remote, RUNS) == {
+        RUNS + shared: a.refs(RUNS)[RUNS + shared],
+        RUNS + mine: b.refs(RUNS)[RUNS + mine],
+    }
+    assert b.refs("refs/gitml-outgoing/") == {}
