@@ -92,7 +92,6 @@ from gitml.format.layout import (
     declaration_path,
     version_number,
 )
-from gitml.format.record_cache import ValidatedRecords
 from gitml.git import command
 from gitml.git.command import GitFailed
 from gitml.git.store import Store
@@ -526,6 +525,8 @@ def _index_runs(
 def _remember_declarations(store: Store, report: PullReport) -> None:
     """Put the declarations of the stages the pull moved in the cache of validated
     records, so that the next ``gitml stage show`` reads them without pydantic."""
+    from gitml.format.record_cache import ValidatedRecords  # sqlite3: not for a no-op pull
+
     cache = ValidatedRecords(store.data_dir)
     for ref, tip in sorted(report.updated.items()):
         if _kind(ref) == "stage":
