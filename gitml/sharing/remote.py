@@ -49,7 +49,8 @@ Decisions:
   then the local refs move (CAS) and the push is retried; each renumbering is
   reported ("churn: your version 5 is now version 6").
 - **Atomic, compare-and-swap.** One ``git push --atomic`` carries every ref,
-  through glob refspecs from ``refs/gitml-outgoing/<remote>/`` (the planned
+  through glob refspecs: from the records' own refs when the plan is every
+  local difference, else from ``refs/gitml-outgoing/<remote>/`` (the planned
   tips, removed after the push). Every ref pushed is a fast-forward of the
   remote tip it was classified against, never forced, so git's own
   fast-forward check is the compare-and-swap: a concurrent pusher makes it
