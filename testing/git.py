@@ -91,3 +91,14 @@ def fsck(repo: Path) -> None:
         if ln and not ln.startswith(("dangling", "Checking", "notice"))
     ]
     assert problems == [], problems
+
+
+def traced_commands(trace: Path) -> list[str]:
+    """The git commands a ``GIT_TRACE`` file recorded, by name (``fetch``,
+    ``merge-base``), in order: those run directly and those git ran itself."""
+    names = []
+    for line in trace.read_text().splitlines():
+        _, found, rest = line.partition("trace: built-in: git ")
+        if found:
+            names.append(rest.split(" ", 1)[0])
+    return names

@@ -30,8 +30,7 @@ EXPERIMENTS = GITML + "experiments/"
 MODELS = GITML + "models/"
 STAGES = "refs/heads/gitml/"
 PROPOSALS = STAGES + "proposals/"
-# Where a pull stages what it fetched, and a push the tips it plans (per remote).
-INCOMING = "refs/gitml-incoming/"
+# Where a push keeps the tips it plans (per remote).
 OUTGOING = "refs/gitml-outgoing/"
 # Where the reconciler fetches a remote's stage branch and what it declares.
 RECONCILE_SCRATCH = "refs/gitml-reconcile/"

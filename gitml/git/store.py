@@ -62,6 +62,9 @@ _TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _CACHE_OBJECTS = 4096
 _CACHE_BLOB_BYTES = 256 * 1024
 _SPLICE_ENTRIES = 64  # trees this large are edited in place (Store._splice)
+# How much older than its descendant a commit may claim to be (clocks of machines
+# differ): Store.reaches follows commits down to this far before the one it seeks.
+_SKEW_SECONDS = 86400
 
 
 class _Repo(Repo):
@@ -435,6 +438,45 @@ class Store:
             yield info
             sha = info.parents[0] if info.parents else None
 
+    def reaches(self, newer: str, older: str, *, limit: int = 1000) -> bool | None:
+        """Whether ``older`` is ``newer`` or one of its ancestors, by a walk in this process.
+
+        True when the walk meets ``older``; False when it saw every ancestor of
+        ``newer`` without meeting it; None when it cannot tell cheaply: it does
+        not follow commits made more than ``_SKEW_SECONDS`` before ``older``
+        (an ancestor is older, up to clock skew, and a run's first commit has
+        the project's whole history behind it) nor walk more than ``limit``
+        commits, and a missing or non-commit object ends it too. The caller
+        then asks ``git merge-base --is-ancestor``, which costs a process: one
+        per ref made pulls of many moved runs spend most of their time starting
+        git.
+        """
+        try:
+            target = self._object(older)
+            if not isinstance(target, Commit):
+                return None
+            cutoff = target.commit_time - _SKEW_SECONDS
+            todo, seen, pruned = [newer], {newer}, False
+            while todo:
+                sha = todo.pop()
+                if sha == older:
+                    return True
+                if len(seen) > limit:
+                    return None
+                commit = self._object(sha)
+                if not isinstance(commit, Commit):
+                    return None
+                if commit.commit_time < cutoff:
+                    pruned = True
+                    continue
+                for parent in commit.parents:
+                    if parent.decode() not in seen:
+                        seen.add(parent.decode())
+                        todo.append(parent.decode())
+        except KeyError:  # dulwich: no such object here
+            return None
+        return None if pruned else False
+
     def _lookup(self, tree: str, path: str) -> str | None:
         sha = tree.encode()
         for part in path.strip("/").split("/"):
@@ -712,8 +754,11 @@ class Store:
         return out
 
     def read_loose_ref(self, prefix: str, name: str) -> str | None:
+        # A plain path string: building a Path for each of 10,000 refs cost more than
+        # reading them (a refresh after a pull reads every pulled run's ref).
         try:
-            data = (self.ref_dir(prefix) / name).read_bytes().strip()
+            with open(f"{self._repo.commondir()}/{prefix.strip('/')}/{name}", "rb") as f:
+                data = f.read().strip()
         except (FileNotFoundError, IsADirectoryError):
             return None
         return data.decode() if len(data) == 40 else None

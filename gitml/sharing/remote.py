@@ -18,11 +18,12 @@ Decisions:
   ``git fetch`` reports that ref as rejected and ``gitml push`` renumbers.
   Once ``remote.<r>.push`` is set, a bare ``git push`` pushes those refspecs
   only; push code branches by name (``git push origin main``).
-- **Pull** fetches the remote's ``refs/gitml/*`` and ``refs/heads/gitml/*``
-  into a staging namespace, ``refs/gitml-incoming/<remote>/`` (kept, like
-  remote-tracking refs, so the objects stay reachable), validates each record
-  that would move a local ref (schemas, and that names in the files match the
-  ref), then moves local refs by compare-and-swap, fast-forward only. A
+- **Pull** lists the remote's ``refs/gitml/*`` and ``refs/heads/gitml/*``
+  and compares them with the local refs; when nothing differs it stops there.
+  Otherwise it fetches the objects of the tips that differ (by commit, so
+  no ref moves yet), validates each record that would move a local ref
+  (schemas, and that names in the files match the ref), then moves local
+  refs by compare-and-swap, fast-forward only. A
   malformed record is reported and not applied; a diverged ref is reported
   and left alone. What is validated is the record at the fetched tip (every
   file of it), not each commit on the way. Local stage branches are
@@ -30,8 +31,8 @@ Decisions:
   branch checked out in the work tree; proposal branches are not copied
   (they are reviewed on the remote). Deletions on the remote are not
   propagated.
-- **Push** is all or nothing: it lists the remote's refs, fetches those that
-  differ into the staging namespace, and classifies each local ref. A
+- **Push** is all or nothing: it lists the remote's refs, fetches the objects
+  of those that differ, and classifies each local ref. A
   diverged run ref (both sides committed), a stage branch that is not a
   fast-forward (stage changes are reviewed; never forced), or a run or model
   version whose external artifacts the artifact store lacks refuses the whole
@@ -48,7 +49,8 @@ Decisions:
   then the local refs move (CAS) and the push is retried; each renumbering is
   reported ("churn: your version 5 is now version 6").
 - **Atomic, compare-and-swap.** One ``git push --atomic`` carries every ref,
-  through glob refspecs from ``refs/gitml-outgoing/<remote>/`` (the planned
+  through glob refspecs: from the records' own refs when the plan is every
+  local difference, else from ``refs/gitml-outgoing/<remote>/`` (the planned
   tips, removed after the push). Every ref pushed is a fast-forward of the
   remote tip it was classified against, never forced, so git's own
   fast-forward check is the compare-and-swap: a concurrent pusher makes it
@@ -79,7 +81,6 @@ from gitml.format.layout import (
     EXPERIMENT_FILE,
     EXPERIMENTS,
     GITML,
-    INCOMING,
     MANIFEST_FILE,
     MODEL_FILE,
     MODELS,
@@ -92,7 +93,6 @@ from gitml.format.layout import (
     declaration_path,
     version_number,
 )
-from gitml.format.record_cache import ValidatedRecords
 from gitml.git import command
 from gitml.git.command import GitFailed
 from gitml.git.store import Store
@@ -121,6 +121,8 @@ def _git(
 def _cat_files(store: Store, names: list[str]) -> list[bytes | None]:
     """The content of each blob ``names`` name (``<rev>:<path>``), None for anything else,
     read by one ``git cat-file --batch`` (dulwich reads a packed object in Python)."""
+    if not names:
+        return []
     listing = "".join(f"{name}\n" for name in names).encode()
     out, pos = command.run_binary(["cat-file", "--batch"], cwd=store.root, stdin=listing), 0
     blobs: list[bytes | None] = []
@@ -145,6 +147,9 @@ def _check_remote(store: Store, remote: str) -> None:
 
 
 def _is_ancestor(store: Store, older: str, newer: str) -> bool:
+    known = store.reaches(newer, older)
+    if known is not None:
+        return known
     return _git(store, "merge-base", "--is-ancestor", older, newer, ok=(0, 1)).returncode == 0
 
 
@@ -167,33 +172,24 @@ def _local_refs(store: Store) -> dict[str, str]:
     return _refs_under(store, GITML, STAGES)
 
 
-def staging_ref(remote: str, ref: str) -> str:
-    """Where a remote's ``ref`` is fetched to before it is validated."""
-    return f"{INCOMING}{remote}/{ref[len('refs/') :]}"
-
-
 # ``--refmap=``: with refspecs on the command line git still moves the refs the
 # configured ``remote.<r>.fetch`` maps them to ("opportunistic" updates), which
 # would put unvalidated records on refs/gitml/* after ``remote setup``.
 _FETCH = ("--refmap=", "--no-tags", "--no-write-fetch-head")
 
 
-def _fetch(store: Store, remote: str, refs: Iterable[str] | None) -> dict[str, str]:
-    """Fetch ``refs`` (None: all of gitml's) into the staging namespace; remote ref to sha."""
-    if refs is None:
-        specs = [
-            f"+{GITML}*:{staging_ref(remote, GITML)}*",
-            f"+{STAGES}*:{staging_ref(remote, STAGES)}*",
-        ]
-        _git(store, "fetch", *_FETCH, "--prune", remote, *specs)
-        staged = _refs_under(store, f"{INCOMING}{remote}/")
-        cut = len(f"{INCOMING}{remote}/")
-        return {"refs/" + name[cut:]: sha for name, sha in staged.items()}
-    wanted = sorted(refs)
+def _fetch_objects(store: Store, remote: str, commits: Iterable[str]) -> None:
+    """Fetch the objects of ``commits`` (tips ``_ls_remote`` listed) and write no ref.
+
+    Naming commits rather than refs keeps git from writing a staging ref file for
+    each tip (10,000 for a first pull of 10,000 runs, besides the records' own
+    refs moved after validation), and from matching each of thousands of
+    explicit ref names against every remote ref. A commit already here costs
+    git a look-up only.
+    """
+    wanted = sorted(set(commits))
     if wanted:
-        lines = "".join(f"+{ref}:{staging_ref(remote, ref)}\n" for ref in wanted)
-        _git(store, "fetch", *_FETCH, "--stdin", remote, stdin=lines)
-    return {ref: sha for ref in wanted if (sha := store.tip(staging_ref(remote, ref)))}
+        _git(store, "fetch", *_FETCH, "--stdin", remote, stdin="".join(f"{c}\n" for c in wanted))
 
 
 # -- remote setup -----------------------------------------------------------------
@@ -387,26 +383,30 @@ def pull(
     """
     _check_remote(store, remote)
     report = PullReport(remote)
-    incoming = _fetch(store, remote, None)
     local = _local_refs(store)
-    head = _checked_out(store)
     new = {
         ref: theirs
-        for ref, theirs in incoming.items()
+        for ref, theirs in _ls_remote(store, remote).items()
         # Proposals are reviewed where they live: the remote's pull requests.
         if local.get(ref) != theirs and not ref.startswith(PROPOSALS)
     }
+    if not new:
+        return report
+    _fetch_objects(store, remote, new.values())
+    head = _checked_out(store)
     runs = _canonical_runs(store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS)})
     moves: dict[str, tuple[str | None, str]] = {}
     for ref, theirs in sorted(new.items()):
         mine = local.get(ref)
-        if mine is not None and _is_ancestor(store, theirs, mine):
+        # Asked first: the usual answer, and the cheap one to find (Store.reaches).
+        forward = mine is None or _is_ancestor(store, mine, theirs)
+        if mine is not None and not forward and _is_ancestor(store, theirs, mine):
             continue  # ours is ahead: push will publish it
         problems = [] if ref in runs else check_record(store, ref, theirs)
         if problems:
             report.problems.extend(f"{_short(ref)} not applied: {p}" for p in problems)
             continue
-        if mine is not None and not _is_ancestor(store, mine, theirs):
+        if mine is not None and not forward:
             _diverged_on_pull(store, ref, mine, theirs, report)
             continue
         if ref == head:
@@ -527,6 +527,8 @@ def _index_runs(
 def _remember_declarations(store: Store, report: PullReport) -> None:
     """Put the declarations of the stages the pull moved in the cache of validated
     records, so that the next ``gitml stage show`` reads them without pydantic."""
+    from gitml.format.record_cache import ValidatedRecords  # sqlite3: not for a no-op pull
+
     cache = ValidatedRecords(store.data_dir)
     for ref, tip in sorted(report.updated.items()):
         if _kind(ref) == "stage":
@@ -618,6 +620,21 @@ def _external_artifacts(store: Store, run_id: str, commit: str) -> list[Artifact
     return [a for a in manifest.artifacts if a.storage == "external"]
 
 
+def _run_artifacts(store: Store, runs: dict[str, str]) -> list[tuple[str, Artifact]]:
+    """The external artifacts the manifests of ``runs`` (ref to commit) name, read by one
+    ``git cat-file --batch`` rather than a commit, a tree and a blob read apiece."""
+    from gitml.format.records import ArtifactManifest, parse
+
+    refs = sorted(runs)
+    found: list[tuple[str, Artifact]] = []
+    manifests = _cat_files(store, [f"{runs[ref]}^{{commit}}:{MANIFEST_FILE}" for ref in refs])
+    for ref, data in zip(refs, manifests, strict=True):
+        if data is not None:
+            manifest = parse(ArtifactManifest, data, where=ref, path=MANIFEST_FILE)
+            found += [(_short(ref), a) for a in manifest.artifacts if a.storage == "external"]
+    return found
+
+
 def _record_artifacts(
     store: Store, ref: str, mine: str, theirs: str | None
 ) -> list[tuple[str, Artifact]]:
@@ -697,10 +714,10 @@ def push(store: Store, remote: str = "origin", *, holds: Holds | None = None) ->
         theirs = _ls_remote(store, remote)
         local = _local_refs(store)
         differ = [ref for ref, sha in local.items() if theirs.get(ref) != sha]
-        known = _fetch(store, remote, [ref for ref in differ if ref in theirs])
-        plan = _classify(store, local, theirs, known, differ)
+        _fetch_objects(store, remote, [theirs[ref] for ref in differ if ref in theirs])
+        plan = _classify(store, local, theirs, differ)
         _check_artifacts(plan, holds)
-        plan.remote = {**theirs, **known}
+        plan.remote = theirs
         report.notes = plan.notes
         if plan.problems:
             report.problems = plan.problems
@@ -730,14 +747,14 @@ def _classify(
     store: Store,
     local: dict[str, str],
     remote: dict[str, str],
-    fetched: dict[str, str],
     differ: list[str],
 ) -> _Plan:
     plan = _Plan()
+    runs: dict[str, str] = {}  # run ref -> the commit pushed, for _run_artifacts
     for ref in sorted(differ):
-        # What was fetched is at least as new as the listing; if it moves once more,
-        # the push is no longer a fast-forward there and starts again.
-        mine, theirs = local[ref], fetched.get(ref, remote.get(ref))
+        # If the remote's ref moves on after the listing, the push is no longer a
+        # fast-forward there and starts again.
+        mine, theirs = local[ref], remote.get(ref)
         kind = _kind(ref)
         if kind is None:
             continue  # not gitml's (refs/gitml/<unknown>): neither pushed nor judged
@@ -771,7 +788,11 @@ def _classify(
         else:
             plan.problems.append(f"{_short(ref)} has diverged from the remote")
             continue
-        plan.artifacts.extend(_record_artifacts(store, ref, mine, theirs))
+        if kind == "run":
+            runs[ref] = mine
+        else:
+            plan.artifacts.extend(_record_artifacts(store, ref, mine, theirs))
+    plan.artifacts.extend(_run_artifacts(store, runs))
     return plan
 
 
@@ -822,23 +843,26 @@ def _push_atomic(store: Store, remote: str, plan: _Plan) -> str | None:
     is a fast-forward of the tip it was classified against, and git refuses a
     push that is not a fast-forward of what the remote holds when it receives it
     ("fetch first", "non-fast-forward"); ``--atomic`` then lands nothing.
+
+    When the plan is every local ref that differs from the remote, at its tip as
+    it is now, the glob refspecs start from the records' own refs instead, as a
+    plain ``git push`` would: writing and then deleting an outgoing ref for each
+    of 10,000 new runs took more than half of such a push. A ref moved by
+    another local writer after that comparison is pushed at its new tip, a
+    fast-forward of the one classified (records move forward only), or refused
+    by the remote's fast-forward check.
     """
+    refspecs = [f"{GITML}*:{GITML}*", f"{STAGES}*:{STAGES}*"]
     base = f"{OUTGOING}{remote}/"
-    outgoing = {_outgoing(base, ref): sha for ref, sha in plan.push.items()}
-    _set_refs(store, base, outgoing)
+    staged = _local_differences(store, plan.remote) != plan.push
+    if staged:
+        _set_refs(store, base, {_outgoing(base, ref): sha for ref, sha in plan.push.items()})
+        refspecs = [f"{base}gitml/*:{GITML}*", f"{base}heads/*:refs/heads/*"]
     try:
-        done = _git(
-            store,
-            "push",
-            "--atomic",
-            "--porcelain",
-            remote,
-            f"{base}gitml/*:{GITML}*",
-            f"{base}heads/*:refs/heads/*",
-            ok=(0, 1),
-        )
+        done = _git(store, "push", "--atomic", "--porcelain", remote, *refspecs, ok=(0, 1))
     finally:
-        _set_refs(store, base, {})
+        if staged:
+            _set_refs(store, base, {})
     if done.returncode == 0:
         return None
     # Another pusher got there first: the remote's ref is no longer an ancestor of
@@ -854,6 +878,11 @@ def _push_atomic(store: Store, remote: str, plan: _Plan) -> str | None:
     if any(word in done.stdout for word in lost):
         return detail
     raise GitFailed(f"git push to {remote}", detail)
+
+
+def _local_differences(store: Store, remote: dict[str, str]) -> dict[str, str]:
+    """Each local gitml ref and stage branch whose tip the remote's listing lacks."""
+    return {ref: sha for ref, sha in _local_refs(store).items() if remote.get(ref) != sha}
 
 
 def _outgoing(base: str, ref: str) -> str:

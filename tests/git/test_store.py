@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import stat
@@ -411,6 +412,34 @@ def test_refs_lists_full_names_under_a_prefix(repo: Path) -> None:
     store.update("refs/gitml/experiments/0", put({"f": b"3"}), "e")
     assert store.refs("refs/gitml/runs/") == {"refs/gitml/runs/a": a, "refs/gitml/runs/b": b}
     assert store.refs("refs/gitml/models") == {}
+
+
+def test_reaches_agrees_with_git_or_leaves_the_question_to_it(repo: Path) -> None:
+    clock = FixedClock(time.time())  # the code's commit was made now
+    store = Store(repo, clock=clock, identity=BOT)
+    commits = {"code": _head(repo)}
+    commits["first"] = store.write_commit(None, {"f": b"1"}, (commits["code"],), "first")
+    clock.advance(10)
+    commits["second"] = store.write_commit(None, {"f": b"2"}, (commits["first"],), "second")
+    commits["side"] = store.write_commit(None, {"f": b"s"}, (commits["first"],), "side")
+    clock.advance(10)
+    both = (commits["second"], commits["side"])
+    commits["merge"] = store.write_commit(None, {"f": b"m"}, both, "merge")
+    clock.advance(-3 * 86400)  # a machine whose clock is days behind commits on top
+    commits["skewed"] = store.write_commit(None, {"f": b"k"}, (commits["merge"],), "skewed")
+    found = {}
+    for newer, older in itertools.product(commits, repeat=2):
+        answer = store.reaches(commits[newer], commits[older])
+        done = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", commits[older], commits[newer]], cwd=repo
+        )
+        assert answer in (None, done.returncode == 0), (newer, older)
+        found[newer, older] = answer
+    assert found["merge", "code"] is found["merge", "side"] is True
+    assert found["side", "second"] is found["first", "merge"] is False
+    assert found["skewed", "first"] is None  # made "before" its ancestors: git is asked
+    assert store.reaches(commits["merge"], commits["code"], limit=1) is None
+    assert store.reaches(commits["merge"], "0" * 40) is None  # no such object here
 
 
 # -- code versions -----------------------------------------------------------

@@ -215,6 +215,25 @@ def test_parallel_rebuild_gives_the_same_index(repo: Path, monkeypatch: pytest.M
     assert row.fetchone() == ("0.5",)
 
 
+def test_a_large_batch_into_a_small_index_keeps_every_secondary_index(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitml.query import index as index_module
+
+    monkeypatch.setattr(index_module, "BULK_FROM", 2)
+    client = gitml.Client()
+    first = client.create_run(run_name="first").id
+    assert client.index.refresh() == 1  # one run added to none: no bulk
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(3)]
+    client.log_batch(ids[1], params={"alpha": "0.5"})
+    assert client.index.refresh() == 3  # three added to one: the indexes are made after
+    names = {row[0] for row in client.index.conn.execute("SELECT name FROM sqlite_master")}
+    assert names.issuperset(index_module._SECONDARY_INDEXES)
+    assert indexed(client.index) == tips(repo) and first in tips(repo)
+    found = client.search_runs(filter_string="params.alpha = '0.5'")
+    assert [r.id for r in found] == [ids[1]]
+
+
 def test_indexes_dropped_by_an_interrupted_rebuild_come_back(repo: Path) -> None:
     client = gitml.Client()
     client.create_run()

@@ -24,7 +24,7 @@ from gitml.registry.versions import Registry
 from gitml.sharing import remote as sharing
 from testing.artifacts import add_manifest_entry
 from testing.cli import cli
-from testing.git import commit_file_on_ref, fsck
+from testing.git import commit_file_on_ref, fsck, traced_commands
 from testing.machines import Machine, log_run, on, pull, push, refs_of, store
 from testing.procs import child_env, finish, limit_memory, spawn, write_config
 from testing.records import billion_laughs
@@ -417,3 +417,68 @@ def test_a_ref_moved_locally_is_left_out_of_the_batch(
     assert report.updated == {RUNS + second: tips[RUNS + second]}
     assert report.problems == [f"run {first} moved locally during the pull; pull again"]
     assert b.refs(RUNS) == tips
+
+
+def test_a_pull_with_nothing_new_lists_refs_and_fetches_nothing(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with on(a, monkeypatch) as client:
+        ids = [log_run(client, f"r{i}") for i in range(2)]
+    push(a)
+    assert {RUNS + i for i in ids} <= set(pull(b).updated)
+    # What arrived moved the records' own refs and wrote no other.
+    assert b.refs("refs/") == {
+        **b.refs("refs/gitml/"),
+        **b.refs("refs/heads/"),
+        **b.refs("refs/remotes/"),
+    }
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    again = pull(b)
+    assert again.updated == {} and not again.problems
+    commands = traced_commands(trace)
+    assert "ls-remote" in commands and "fetch" not in commands
+
+
+def test_push_and_pull_tell_fast_forwards_without_a_git_process_per_ref(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with on(a, monkeypatch) as client:
+        ids = [log_run(client, f"r{i}") for i in range(3)]
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        for run_id in ids:
+            client.set_tag(run_id, "round", "2")
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    assert set(push(a).pushed) == {RUNS + i for i in ids}
+    report = pull(b)
+    assert report.updated == {RUNS + i: a.refs(RUNS)[RUNS + i] for i in ids}
+    assert "merge-base" not in traced_commands(trace)
+
+
+def test_push_holds_back_a_ref_the_remote_is_ahead_of_and_pushes_the_rest(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with on(a, monkeypatch) as client:
+        shared = log_run(client, "shared")
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    push(a)
+    assert "update-ref" not in traced_commands(trace)  # pushed from the records' own refs
+    monkeypatch.delenv("GIT_TRACE")
+    pull(b)
+    with on(a, monkeypatch) as client:
+        client.set_tag(shared, "round", "2")
+    push(a)
+    with on(b, monkeypatch) as client_b:
+        mine = log_run(client_b, "mine")
+    report = push(b)
+    assert set(report.pushed) == {RUNS + mine}
+    assert f"run {shared}: the remote is ahead; 'gitml pull' brings it" in report.notes
+    assert refs_of(remote, RUNS) == {
+        RUNS + shared: a.refs(RUNS)[RUNS + shared],
+        RUNS + mine: b.refs(RUNS)[RUNS + mine],
+    }
+    assert b.refs("refs/gitml-outgoing/") == {}
