@@ -15,6 +15,10 @@ def test_server_benchmark_quick_runs(tmp_path: Path) -> None:
         "server.py",
         tmp_path,
         "--quick",
+        "--points",
+        "1000",
+        "--client-points",
+        "200",
         "--mlflow-python",
         str(tmp_path / "no-such-python"),  # MLflow's figures are not what is tested here
     )
