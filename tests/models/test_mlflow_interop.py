@@ -50,6 +50,8 @@ pytestmark = [
         reason="mlflow is not installed (it is in the dev extra: pip install -e '.[dev]')",
     ),
     pytest.mark.slow,  # each child imports MLflow, scikit-learn and skops: ~5-10 s
+    # The first test's set-up saves gitml's models and runs the MLflow child both ways.
+    pytest.mark.timeout(900),
 ]
 
 # MLflow infers a model's pip requirements by loading it in yet another child
@@ -174,7 +176,7 @@ def both_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     spec = {name: {"path": str(p), "params": None} for name, p in ours.paths.items()}
     spec["custom"] = {"path": str(ours.custom), "params": {"scale": 2.0}}
     answer = mlflow_answer(
-        MLFLOW_BOTH_WAYS, base / "mlflow", str(base / "models"), json.dumps(spec)
+        MLFLOW_BOTH_WAYS, base / "mlflow", str(base / "models"), json.dumps(spec), timeout=600
     )
     return {**answer, "gitml": ours}
 
