@@ -282,10 +282,10 @@ def save_gitml_models(base: Path) -> GitmlSaved:
 
 
 def test_mlflow_loads_and_scores_models_gitml_saved(both_ways: dict[str, Any]) -> None:
-    ours: GitmlSaved = both_ways["gitml"]
-    x, expected = ours.x, ours.expected
+    saved: GitmlSaved = both_ways["gitml"]
+    x, expected = saved.x, saved.expected
     seen = both_ways["loaded"]["models"]
-    for name, path in ours.paths.items():
+    for name, path in saved.paths.items():
         theirs = seen[name]
         assert theirs["flavors"] == ["python_function", "sklearn"], name
         assert theirs["pyfunc"] == expected, name
@@ -300,14 +300,14 @@ def test_mlflow_loads_and_scores_models_gitml_saved(both_ways: dict[str, Any]) -
         assert seen[name]["example"] == x.head(3).to_dict(orient="split"), name
         assert seen[name]["serving"] == expected[:3], name
     assert "example" not in seen["skops"]
-    assert seen["logged"]["run_id"] == ours.run_id
+    assert seen["logged"]["run_id"] == saved.run_id
     assert seen["logged"]["artifact_path"] == "model"
     assert seen["pickle"]["run_id"] is None
 
     custom = seen["custom"]
     assert custom["flavors"] == ["python_function"]
     assert custom["pyfunc"] == ((x + 0.5) * 2.0).to_numpy().tolist()  # MLflow passed params
-    signature = Model.load(ours.custom).signature
+    signature = Model.load(saved.custom).signature
     assert signature is not None
     _same_signature(custom["signature"], signature.to_dict())
     assert custom["example"] == x.head(3).to_dict(orient="split")
