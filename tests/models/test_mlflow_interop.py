@@ -165,8 +165,8 @@ SAVED_BY_MLFLOW = ["skops", "cloudpickle", "logged"]
 
 @pytest.fixture(scope="module")
 def both_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Models gitml saved (``GitmlSaved``), then one MLflow child that saves its own
-    (``saved``) and loads gitml's (``loaded``)."""
+    """Models gitml saved (``gitml``, a ``GitmlSaved``), then one MLflow child that saves
+    its own (``saved``) and loads gitml's (``loaded``)."""
     base = tmp_path_factory.mktemp("both-ways")
     with pinned_git(tmp_path_factory.mktemp("home")) as patch:
         repo = init_repo(base / "work")
