@@ -423,11 +423,12 @@ def main() -> None:
     parse.add_argument("--rounds", type=int, default=4, help="alternating throughput rounds")
     parse.add_argument("--swaps", type=int, default=3, help="promotions during the dip load")
     parse.add_argument(
-        "--quick", action="store_true", help="3 promotions, 3 s loads, no warm-up start"
+        "--quick", action="store_true", help="at most 3 promotions and 3 s loads, no warm-up start"
     )
     args = parse.parse_args()
     if args.quick:
-        args.promotions, args.seconds, args.rounds, args.swaps = min(args.promotions, 3), 3, 2, 1
+        args.promotions, args.seconds = min(args.promotions, 3), min(args.seconds, 3)
+        args.rounds, args.swaps = min(args.rounds, 2), min(args.swaps, 1)
     args.promotions, args.swaps = max(1, args.promotions), max(1, args.swaps)
     args.workdir = args.workdir / "reconcile"
     started = time.perf_counter()

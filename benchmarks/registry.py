@@ -216,11 +216,15 @@ def main() -> None:
     )
     parse.add_argument("--no-mlflow", action="store_true", help="skip MLflow's figures")
     parse.add_argument(
-        "--quick", action="store_true", help="a small run: 60 versions, 3 starts per command"
+        "--quick",
+        action="store_true",
+        help="a small run: at most 60 versions, 3 starts per command (smaller ones given stay)",
     )
     args = parse.parse_args()
     if args.quick:
-        args.versions, args.processes, args.mlflow_versions = 60, 3, 20
+        args.versions = min(args.versions, 60)
+        args.processes = min(args.processes, 3)
+        args.mlflow_versions = min(args.mlflow_versions, 20)
     window = min(100, args.versions // 4)
     base = work_folder(args, "registry-")
     try:

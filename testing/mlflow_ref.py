@@ -17,7 +17,7 @@ from .procs import child_env, run
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def mlflow_answer(script: str, work: Path, *args: str) -> Any:
+def mlflow_answer(script: str, work: Path, *args: str, timeout: float = 240) -> Any:
     """Run ``script`` with MLflow (tracking URI: ``work/mlruns``); its last stdout line, as JSON."""
     home = work / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -32,6 +32,6 @@ def mlflow_answer(script: str, work: Path, *args: str) -> Any:
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
-    done = run(script, work, *args, env=env, timeout=240)
+    done = run(script, work, *args, env=env, timeout=timeout)
     assert done.returncode == 0, f"MLflow child failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,11 @@ from gitml.models import uri
 from gitml.models.mlmodel import Model
 from gitml.models.signature import infer_signature
 from gitml.serving import scoring
+from gitml.tracking import fluent
+from testing.git import init_repo
 from testing.mlflow_ref import mlflow_answer
 from testing.models import AddOffset, iris, iris_classifier
+from testing.reconcile import pinned_git
 
 pytestmark = [
     pytest.mark.skipif(
@@ -47,6 +51,8 @@ pytestmark = [
         reason="mlflow is not installed (it is in the dev extra: pip install -e '.[dev]')",
     ),
     pytest.mark.slow,  # each child imports MLflow, scikit-learn and skops: ~5-10 s
+    # The first test's set-up saves gitml's models and runs the MLflow child both ways.
+    pytest.mark.timeout(900),
 ]
 
 # MLflow infers a model's pip requirements by loading it in yet another child
@@ -79,7 +85,7 @@ with mlflow.start_run() as run:
         model, name="model", signature=signature, input_example=example, **quick
     )
 logged = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(out / "logged"))
-print(json.dumps({
+saved = {
     "mlflow_version": mlflow.__version__,
     "expected": expected.tolist(),
     "signature": signature.to_dict(),
@@ -89,7 +95,7 @@ print(json.dumps({
         "logged": logged,
     },
     "run_id": run.info.run_id,
-}))
+}
 """
 
 MLFLOW_LOADS = """
@@ -112,7 +118,7 @@ def plain(value):
 
 
 report = {"mlflow_version": mlflow.__version__, "models": {}}
-for name, spec in json.loads(sys.argv[1]).items():
+for name, spec in json.loads(sys.argv[2]).items():
     path, params = spec["path"], spec["params"]
     meta = Model.load(path)
     pyfunc = mlflow.pyfunc.load_model(path)
@@ -135,8 +141,13 @@ for name, spec in json.loads(sys.argv[1]).items():
         serving = meta.get_serving_input(path) or convert_input_example_to_serving_input(example)
         seen["serving"] = plain(validate_serving_input(path, serving))
     report["models"][name] = seen
-print(json.dumps(report))
 """
+
+# One child for both ways: each child's imports (MLflow, scikit-learn, skops's scan of
+# scikit-learn, which imports torch) take longer than everything it then does.
+MLFLOW_BOTH_WAYS = (
+    MLFLOW_SAVES + MLFLOW_LOADS + 'print(json.dumps({"saved": saved, "loaded": report}))\n'
+)
 
 
 def _same_signature(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> None:
@@ -154,9 +165,27 @@ SAVED_BY_MLFLOW = ["skops", "cloudpickle", "logged"]
 
 
 @pytest.fixture(scope="module")
-def saved_by_mlflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("saved-by-mlflow")
-    return mlflow_answer(MLFLOW_SAVES, work, str(work / "models"))
+def both_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Models gitml saved (``gitml``, a ``GitmlSaved``), then one MLflow child that saves
+    its own (``saved``) and loads gitml's (``loaded``)."""
+    base = tmp_path_factory.mktemp("both-ways")
+    with pinned_git(tmp_path_factory.mktemp("home")) as patch:
+        repo = init_repo(base / "work")
+        patch.chdir(repo)
+        ours = save_gitml_models(base)
+        fluent.set_tracking_uri(None)
+    spec = {name: {"path": str(p), "params": None} for name, p in ours.paths.items()}
+    spec["custom"] = {"path": str(ours.custom), "params": {"scale": 2.0}}
+    answer = mlflow_answer(
+        MLFLOW_BOTH_WAYS, base / "mlflow", str(base / "models"), json.dumps(spec), timeout=600
+    )
+    return {**answer, "gitml": ours}
+
+
+@pytest.fixture(scope="module")
+def saved_by_mlflow(both_ways: dict[str, Any]) -> dict[str, Any]:
+    saved: dict[str, Any] = both_ways["saved"]
+    return saved
 
 
 @pytest.mark.parametrize("name", SAVED_BY_MLFLOW)
@@ -212,10 +241,24 @@ def test_gitml_reads_mlflows_input_example_and_serving_input(
 # -- gitml -> MLflow ---------------------------------------------------------------------
 
 
-def test_mlflow_loads_and_scores_models_gitml_saved(repo: Path) -> None:
+@dataclass
+class GitmlSaved:
+    """What ``save_gitml_models`` saved: the sklearn models by name, the custom model,
+    the run that logged one, and the classifier's predictions on ``x``."""
+
+    paths: dict[str, Path]
+    custom: Path
+    run_id: str
+    x: Any
+    expected: list[int]
+
+
+def save_gitml_models(base: Path) -> GitmlSaved:
+    """gitml's sklearn model saved with pickle and skops and logged in a run, and a custom
+    pyfunc model, under ``base/gitml-models``; the current directory is a repository."""
     clf, x = iris_classifier()
     expected = clf.predict(x).tolist()
-    models = repo.parent / "models"
+    models = base / "gitml-models"
     gitml.sklearn.save_model(clf, models / "pickle", input_example=x.head(3))
     gitml.sklearn.save_model(
         clf,
@@ -226,7 +269,7 @@ def test_mlflow_loads_and_scores_models_gitml_saved(repo: Path) -> None:
     with gitml.start_run() as active:
         info = gitml.sklearn.log_model(clf, "model", input_example=x.head(3))
     logged = uri.resolve(info.model_uri)  # the run's artifacts, fetched
-    offset = repo.parent / "offset.txt"
+    offset = base / "offset.txt"
     offset.write_text("0.5")
     gitml.pyfunc.save_model(
         models / "custom",
@@ -236,12 +279,14 @@ def test_mlflow_loads_and_scores_models_gitml_saved(repo: Path) -> None:
         input_example=x.head(3),
     )
     paths = {"pickle": models / "pickle", "skops": models / "skops", "logged": logged}
-    spec = {name: {"path": str(p), "params": None} for name, p in paths.items()}
-    spec["custom"] = {"path": str(models / "custom"), "params": {"scale": 2.0}}
+    return GitmlSaved(paths, models / "custom", active.run_id, x, expected)
 
-    seen = mlflow_answer(MLFLOW_LOADS, repo.parent / "mlflow", json.dumps(spec))["models"]
 
-    for name, path in paths.items():
+def test_mlflow_loads_and_scores_models_gitml_saved(both_ways: dict[str, Any]) -> None:
+    saved: GitmlSaved = both_ways["gitml"]
+    x, expected = saved.x, saved.expected
+    seen = both_ways["loaded"]["models"]
+    for name, path in saved.paths.items():
         theirs = seen[name]
         assert theirs["flavors"] == ["python_function", "sklearn"], name
         assert theirs["pyfunc"] == expected, name
@@ -256,14 +301,14 @@ def test_mlflow_loads_and_scores_models_gitml_saved(repo: Path) -> None:
         assert seen[name]["example"] == x.head(3).to_dict(orient="split"), name
         assert seen[name]["serving"] == expected[:3], name
     assert "example" not in seen["skops"]
-    assert seen["logged"]["run_id"] == active.run_id
+    assert seen["logged"]["run_id"] == saved.run_id
     assert seen["logged"]["artifact_path"] == "model"
     assert seen["pickle"]["run_id"] is None
 
     custom = seen["custom"]
     assert custom["flavors"] == ["python_function"]
     assert custom["pyfunc"] == ((x + 0.5) * 2.0).to_numpy().tolist()  # MLflow passed params
-    signature = Model.load(models / "custom").signature
+    signature = Model.load(saved.custom).signature
     assert signature is not None
     _same_signature(custom["signature"], signature.to_dict())
     assert custom["example"] == x.head(3).to_dict(orient="split")

@@ -700,6 +700,7 @@ random_orders = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, database=None)
 @given(random_filters)
 def test_filters_agree_with_mlflows_rules(expr: Expr) -> None:

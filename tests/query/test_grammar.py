@@ -649,6 +649,7 @@ def _normal(expr: Expr) -> Expr:
     return type(expr)(tuple(parts))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, database=None)
 @given(expressions)
 def test_rendered_asts_parse_back(expr: Expr) -> None:

@@ -23,6 +23,7 @@ def api_schema(repo: Path) -> Any:
 schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="/ui/")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=4,

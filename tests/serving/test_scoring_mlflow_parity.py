@@ -75,8 +75,13 @@ features, labels = load_iris(return_X_y=True, as_frame=True)
 model = LogisticRegression(max_iter=1000).fit(features, labels)
 path = sys.argv[1] + "/mlflow-model"
 # Requirements given: MLflow would otherwise infer them by loading the model in a child.
+# cloudpickle: skops (the default) scans all of scikit-learn first, importing torch (seconds).
 mlflow.sklearn.save_model(
-    model, path, input_example=features.head(3), pip_requirements=["scikit-learn"]
+    model,
+    path,
+    input_example=features.head(3),
+    pip_requirements=["scikit-learn"],
+    serialization_format="cloudpickle",
 )
 client = TestClient(scoring_server.init(mlflow.pyfunc.load_model(path)))
 answers = []

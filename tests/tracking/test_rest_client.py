@@ -209,6 +209,7 @@ def test_a_killed_client_is_resent_exactly_once_by_the_next(
     assert list(journal_root(server.url).glob("*.log")) == []
 
 
+@pytest.mark.slow
 def test_a_server_that_goes_away_and_comes_back_loses_nothing(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,9 +1,10 @@
 """The runs page stays usable at 10,000 runs (MLflow's UI freezes there: #627, #9779, #21841).
 
-The runs are made in bulk as ``benchmarks/search.py`` makes them: records
-through the store's writer, refs written as loose files as ``git fetch``
-would. The page is usable when its first rows are drawn; the page sets a
-performance mark then, measured from the navigation's start.
+The runs are made in bulk, as a ``git fetch`` of them would leave them: one
+pack written by ``git fast-import`` (about a third of the time of writing each
+object loose), a loose ref each. The page is usable when its first rows are
+drawn; the page sets a performance mark then, measured from the navigation's
+start.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from ui_seed import inside, served
 
 import gitml
 from gitml.format.records import MetricValue, Run
-from gitml.git.store import Store
-from testing.git import init_repo
+from testing.git import git, init_repo
 
 pytestmark = pytest.mark.slow
 RUNS = 10_000
@@ -35,9 +35,7 @@ def many_runs(path: Path, count: int) -> str:
         client = gitml.Client()
         experiment = client.create_experiment("sweep")
         client.close()
-    store = Store(path)
-    refs = store.ref_dir("refs/gitml/runs")
-    refs.mkdir(parents=True, exist_ok=True)
+    commits: list[str] = []
     rng = random.Random(9)
     start = 1_764_000_000_000
     for i in range(count):
@@ -56,9 +54,15 @@ def many_runs(path: Path, count: int) -> str:
                 for j in range(3)
             },
         )
-        commit = store.write_commit(None, {"run.yaml": run.to_yaml()}, (), f"gitml: run {i}")
-        (refs / run_id).write_text(commit + "\n")
-    store.close()
+        record = run.to_yaml()  # ASCII: its length in bytes is its length in characters
+        message = f"gitml: run {i}\n"
+        commits.append(
+            f"commit refs/gitml/runs/{run_id}\n"
+            f"committer Sweeper <sweeper@example.com> {start // 1000 + i} +0000\n"
+            f"data {len(message)}\n{message}"
+            f"M 100644 inline run.yaml\ndata {len(record)}\n{record.decode()}\n"
+        )
+    git(path, "fast-import", "--quiet", stdin="".join(commits))
     return experiment
 
 
