@@ -834,21 +834,21 @@ def _walk(repository: Any, path: str | None = None) -> Iterator[tuple[str, int]]
 
 
 def _missing(points: list[Metric], here: list[Metric]) -> list[Metric]:
-    """The points of ``points`` that ``here`` lacks, counted as a multiset."""
-    have = Counter(_point_key(p) for p in here)
+    """The points of ``points`` that ``here`` lacks, counted as a multiset.
+
+    A point is known by its step, timestamp and the repr of its value: NaN is
+    not equal to itself, so it could never be found as a float, and its repr
+    is always ``nan``. (Built inline: this runs for every point on a re-import.)
+    """
+    have = Counter([(p.step, p.timestamp, repr(p.value)) for p in here])
     out = []
     for p in points:
-        key = _point_key(p)
+        key = (p.step, p.timestamp, repr(p.value))
         if have[key]:
             have[key] -= 1
         else:
             out.append(p)
     return out
-
-
-def _point_key(p: Metric) -> tuple[int, int, str]:
-    # repr: NaN is not equal to itself, so it could never be found as a float.
-    return p.step, p.timestamp, "nan" if math.isnan(p.value) else repr(float(p.value))
 
 
 def _quoted(name: str) -> str:
