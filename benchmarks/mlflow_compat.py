@@ -1,6 +1,6 @@
 """MLflow's client against ``gitml server`` and against ``mlflow server`` on SQLite.
 
-    python benchmarks/mlflow_compat.py [--batches 20] [--points 1000] [--skip-workload]
+    python benchmarks/mlflow_compat.py [--batches 20] [--points 1000] [--skip-workload] [--routes]
 
 Both servers run on 127.0.0.1 in the same run. Prints:
 
