@@ -1,6 +1,6 @@
 """MLflow's client against ``gitml server`` and against ``mlflow server`` on SQLite.
 
-    python benchmarks/mlflow_compat.py [--batches 20] [--points 1000] [--skip-workload]
+    python benchmarks/mlflow_compat.py [--batches 20] [--points 1000] [--skip-workload] [--routes]
 
 Both servers run on 127.0.0.1 in the same run. Prints:
 
@@ -9,6 +9,11 @@ Both servers run on 127.0.0.1 in the same run. Prints:
   log_model with a registered name, aliases, loading by alias, searches,
   deletes, tags, errors), end to end in seconds, timed inside the client
   process after its imports, after one warm-up run;
+- beside it, the time the client waited on each server (its HTTP requests
+  open, measured in the client: the servers' handlers plus loopback), their
+  ratio, and the client's floor: the workload's time not spent waiting,
+  work that no server can take away, which bounds the end-to-end ratio;
+  ``--routes`` adds each route's requests and seconds on both servers;
 - ``--batches`` x ``log_batch`` of ``--points`` metric points through
   ``MlflowClient``, in points per second.
 """
@@ -19,13 +24,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import parser, row, settle, work_folder
 from testing.git import init_repo
 from testing.mlflow_server import mlflow_env, mlflow_server
-from testing.mlflow_workload import run_workload
+from testing.mlflow_workload import run_workload, timed_workload
 from testing.tracking_server import TrackingServer
 
 STAGES = "stages: [staging, production, archived, champion]\n"
@@ -65,11 +71,58 @@ def log_batch(url: str, home: Path, batches: int, points: int) -> dict[str, floa
     return figures
 
 
+def workload_rows(
+    ours: float, our_waits: dict[str, Any], theirs: float, their_waits: dict[str, Any]
+) -> None:
+    """End to end, server side, and the bound the client's own work puts on the ratio."""
+    row(
+        "MLflow-client workload, end to end (s)",
+        f"{ours:.2f}",
+        "2x faster",
+        f"{theirs:.2f} ({theirs / ours:.2f}x)",
+    )
+    ours_waiting, theirs_waiting = our_waits["waiting"], their_waits["waiting"]
+    requests = sum(int(n) for n, _ in our_waits["routes"].values())
+    their_requests = sum(int(n) for n, _ in their_waits["routes"].values())
+    row(
+        f"  waiting on the server (s; {requests} vs {their_requests} requests)",
+        f"{ours_waiting:.2f}",
+        "-",
+        f"{theirs_waiting:.2f} ({theirs_waiting / ours_waiting:.2f}x)",
+    )
+    floor = ours - ours_waiting
+    row(
+        "  client floor: not waiting (s)",
+        f"{floor:.2f}",
+        "-",
+        f"{theirs - theirs_waiting:.2f}",
+    )
+    print(
+        f"  end to end {theirs / ours:.2f}x; server side {theirs_waiting / ours_waiting:.2f}x; "
+        f"the client floor is {floor:.2f} s, so end to end cannot exceed "
+        f"{theirs / floor:.2f}x",
+        flush=True,
+    )
+
+
+def route_rows(ours: dict[str, list[float]], theirs: dict[str, list[float]]) -> None:
+    """Each route's requests and seconds on both servers, the most costly on MLflow first."""
+    print(f"  {'route':<62} {'gitml n':>7} {'s':>7}   {'mlflow n':>8} {'s':>7}")
+    for route in sorted(
+        ours.keys() | theirs.keys(),
+        key=lambda r: -max(theirs.get(r, [0, 0.0])[1], ours.get(r, [0, 0.0])[1]),
+    ):
+        n, seconds = ours.get(route, [0, 0.0])
+        m, their_seconds = theirs.get(route, [0, 0.0])
+        print(f"  {route:<62} {int(n):>7} {seconds:>7.3f}   {int(m):>8} {their_seconds:>7.3f}")
+
+
 def main() -> None:
     parse = parser(__doc__ or "")
     parse.add_argument("--batches", type=int, default=20)
     parse.add_argument("--points", type=int, default=1000)
     parse.add_argument("--skip-workload", action="store_true")
+    parse.add_argument("--routes", action="store_true", help="time each route on both servers")
     args = parse.parse_args()
     base = work_folder(args, "mlflow-compat-")
     repo = init_repo(base / "repo")
@@ -87,20 +140,19 @@ def main() -> None:
                 (warm / ".gitml.yaml").write_text(STAGES)
                 run_workload(warm, mlflow_env(base / "w0", MLFLOW_TRACKING_URI="gitml:."))
                 settle()
-                ours = run_workload(
+                ours, our_waits = timed_workload(
                     base, mlflow_env(base / "w1", MLFLOW_TRACKING_URI=gitml_server.url)
                 )
                 settle()
-                theirs = run_workload(base, mlflow_env(base / "w2", MLFLOW_TRACKING_URI=mlflow_url))
+                theirs, their_waits = timed_workload(
+                    base, mlflow_env(base / "w2", MLFLOW_TRACKING_URI=mlflow_url)
+                )
                 assert {k: v for k, v in ours.items() if k != "seconds"} == {
                     k: v for k, v in theirs.items() if k != "seconds"
                 }, "the two servers answered the workload differently"
-                row(
-                    "MLflow-client workload, end to end (s)",
-                    f"{ours['seconds']:.2f}",
-                    "2x faster",
-                    f"{theirs['seconds']:.2f} ({theirs['seconds'] / ours['seconds']:.2f}x)",
-                )
+                workload_rows(ours["seconds"], our_waits, theirs["seconds"], their_waits)
+                if args.routes:
+                    route_rows(our_waits["routes"], their_waits["routes"])
                 settle()
             ours_batch = log_batch(gitml_server.url, base / "b1", args.batches, args.points)
             settle()

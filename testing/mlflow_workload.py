@@ -18,13 +18,23 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 
 def run_workload(cwd: Path, env: dict[str, str], timeout: float = 400) -> dict[str, Any]:
-    """The workload's answers, run by MLflow's client in a child process (without its time)."""
+    """The workload's answers, run by MLflow's client in a child process (with its time, as
+    ``seconds``)."""
+    answers, _waits = timed_workload(cwd, env, timeout)
+    return answers
+
+
+def timed_workload(
+    cwd: Path, env: dict[str, str], timeout: float = 400
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workload's answers, and how long its client waited on the server (see ``Waits``)."""
     done = subprocess.run(
         [sys.executable, "-m", "testing.mlflow_workload"],
         cwd=cwd,
@@ -36,7 +46,69 @@ def run_workload(cwd: Path, env: dict[str, str], timeout: float = 400) -> dict[s
     )
     assert done.returncode == 0, f"workload failed:\n{done.stdout}\n{done.stderr}"
     answers: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return answers
+    waits: dict[str, Any] = answers.pop("waits")
+    return answers, waits
+
+
+class Waits:
+    """The time MLflow's client spends waiting for HTTP answers, in all and by route.
+
+    ``waiting`` counts the wall time while at least one request is open (the
+    client's upload threads may overlap), so the rest of the workload's time is
+    the client's own work; ``routes`` adds up each request's latency by method
+    and path (ids and artifact paths cut off), with how many there were.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open = 0
+        self.since = 0.0
+        self.waiting = 0.0
+        self.routes: dict[str, list[float]] = {}
+
+    def install(self) -> None:
+        import requests
+
+        send = requests.Session.send
+        waits = self
+
+        def timed(session: Any, request: Any, **kwargs: Any) -> Any:
+            waits.enter()
+            started = time.perf_counter()
+            try:
+                return send(session, request, **kwargs)
+            finally:
+                waits.leave(f"{request.method} {_route(request.path_url)}", started)
+
+        requests.Session.send = timed  # type: ignore[method-assign,assignment]
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.open == 0:
+                self.since = time.perf_counter()
+            self.open += 1
+
+    def leave(self, route: str, started: float) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            self.open -= 1
+            if self.open == 0:
+                self.waiting += now - self.since
+            count = self.routes.setdefault(route, [0, 0.0])
+            count[0] += 1
+            count[1] += now - started
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"waiting": self.waiting, "routes": self.routes}
+
+
+def _route(path: str) -> str:
+    path = path.split("?", 1)[0]
+    artifacts = "/api/2.0/mlflow-artifacts/artifacts/"
+    if path.startswith(artifacts):
+        return artifacts + "..."
+    # Logged models are addressed by id in the path (logged-models/m-<hex>/tags).
+    return "/".join(":id" if part.startswith("m-") else part for part in path.split("/"))
 
 
 # Named so that MLflow does not infer them by loading the model in a child process (~10 s).
@@ -59,6 +131,8 @@ def main() -> None:
     client = MlflowClient()
     out: dict[str, Any] = {}
     names: dict[str, str] = {}  # run id -> run name, to say which run an answer is about
+    waits = Waits()
+    waits.install()
     started = time.perf_counter()
 
     def name_of(run_id: str) -> str:
@@ -319,6 +393,7 @@ def main() -> None:
         "again": error(lambda: client.delete_registered_model("iris")),
     }
     out["seconds"] = time.perf_counter() - started
+    out["waits"] = waits.to_plain()
     print(json.dumps(out, sort_keys=True))
 
 

@@ -34,7 +34,7 @@ from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotF
 from gitml.format import layout
 from gitml.format import paths as artifact_paths
 from gitml.format.records import Experiment, ModelVersion, RegisteredModel, Run
-from gitml.registry import stages as stage_refs
+from gitml.registry.declarations import read_declaration
 from gitml.registry.stages import PolicyRefusal, Stages
 from gitml.registry.versions import Registry
 from gitml.tracking import validation
@@ -382,7 +382,7 @@ class MlflowApi:
         """Stage to the version it serves (a canary: the one taking most traffic)."""
         out: dict[str, int] = {}
         for stage in self._stage_names():
-            declared = stage_refs.read_declaration(self.client.store, stage, model)
+            declared = read_declaration(self.client.store, stage, model)
             if declared is not None:
                 primary = max(declared.versions, key=lambda v: (v.weight, v.version))
                 out[stage] = primary.version

@@ -24,12 +24,14 @@ import json
 import math
 import os
 import sqlite3
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,13 @@ if TYPE_CHECKING:
 _SERVING_STAGES = ("Staging", "Production")
 _HEX40 = frozenset("0123456789abcdef")
 _PAGE = 1000
+# Runs whose metric histories are read together: MLflow's server takes at most
+# 100 run ids in one get-history-bulk request.
+_BATCH = 100
+# The most points that request answers; a full answer may have left some out.
+_BULK_POINTS = 25000
+
+History = dict[str, list[Metric]]  # metric key -> every point, in the source's order
 
 Progress = Callable[[int, int], None]
 
@@ -279,18 +288,58 @@ class _Importer:
             )
             listed.append((exp, runs))
             self.runs.update(r.info.run_id for r in runs)
-        total = sum(len(runs) for _, runs in listed)
-        done = 0
-        for exp, runs in listed:
+        places: dict[str, list[tuple[str, _ModelPlace]]] = {}
+        for exp, _runs in listed:
             self._import_experiment(exp, ids[exp.experiment_id])
-            places = self._logged_models(exp.experiment_id)
-            for run in runs:
-                self._import_run(run, ids[exp.experiment_id], places.get(run.info.run_id, []))
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+            places.update(self._logged_models(exp.experiment_id))
+        every = [run for _exp, runs in listed for run in runs]
+        for done, (run, history) in enumerate(self._with_histories(every), 1):
+            exp_id = ids[run.info.experiment_id]
+            self._import_run(run, exp_id, history, places.get(run.info.run_id, []))
+            if progress is not None:
+                progress(done, len(every))
         self._import_models()
         return self.summary
+
+    def _with_histories(self, runs: list[Any]) -> Iterator[tuple[Any, History]]:
+        """Each run with its metric history, the next batch read while this one is written.
+
+        Reading the source (SQL, files, HTTP) waits on I/O outside the GIL, so
+        one reader thread overlaps it with the commits of the batch before.
+        """
+        batches = [runs[i : i + _BATCH] for i in range(0, len(runs), _BATCH)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-read") as reader:
+            ahead = [reader.submit(self._histories, batch) for batch in batches[:1]]
+            for n, batch in enumerate(batches):
+                histories = ahead.pop().result()
+                if n + 1 < len(batches):
+                    ahead.append(reader.submit(self._histories, batches[n + 1]))
+                for run in batch:
+                    yield run, histories.get(run.info.run_id, {})
+
+    def _histories(self, runs: list[Any]) -> dict[str, History]:
+        """Every metric point of ``runs`` by run id, in as few reads as the store allows:
+        one query for an SQL store, its files for a file store, bulk requests to a server."""
+        store = self.mc._tracking_client.store
+        sql = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+        if sql is not None and isinstance(store, sql.SqlAlchemyStore):
+            return _sql_histories(store, runs)
+        from mlflow.store.tracking.file_store import FileStore
+        from mlflow.store.tracking.rest_store import RestStore
+
+        if isinstance(store, FileStore):
+            return _file_histories(store, runs)
+        out = _rest_histories(store, runs) if isinstance(store, RestStore) else {}
+        for run in runs:  # what no bulk read answered: one call per metric
+            if run.info.run_id not in out:
+                out[run.info.run_id] = {
+                    key: [
+                        Metric(key, float(m.value), int(m.timestamp), int(m.step))
+                        for m in self.mc.get_metric_history(run.info.run_id, key)
+                    ]
+                    for key in sorted(run.data.metrics)
+                }
+        return out
 
     # -- experiments --------------------------------------------------------------
 
@@ -338,16 +387,11 @@ class _Importer:
 
     # -- runs -----------------------------------------------------------------------
 
-    def _import_run(self, run: Any, exp_id: str, models: list[tuple[str, _ModelPlace]]) -> None:
+    def _import_run(
+        self, run: Any, exp_id: str, history: History, models: list[tuple[str, _ModelPlace]]
+    ) -> None:
         info = run.info
         run_id = info.run_id
-        history = {
-            key: [
-                Metric(key, float(m.value), int(m.timestamp), int(m.step))
-                for m in self.mc.get_metric_history(run_id, key)
-            ]
-            for key in sorted(run.data.metrics)
-        }
         record = self._run_record(run, exp_id, history)
         here = self._existing(run_id)
         files = self._artifact_listing(info.artifact_uri, models)
@@ -389,10 +433,14 @@ class _Importer:
         info, tags = run.info, dict(run.data.tags)
         latest_values: dict[str, Any] = {}
         for key, points in history.items():
+            # ``latest`` orders by (step, timestamp) first: only the points at the
+            # greatest of those need its value rule (and a record each).
+            last = max(((p.step, p.timestamp) for p in points), default=None)
             best: MetricValue | None = None
             for p in points:
-                point = MetricValue(value=p.value, step=p.step, timestamp=p.timestamp)
-                best = latest(best, point)
+                if (p.step, p.timestamp) == last:
+                    point = MetricValue(value=p.value, step=p.step, timestamp=p.timestamp)
+                    best = latest(best, point)
             if best is not None:
                 latest_values[key] = best.to_plain()
         commit = tags.get("mlflow.source.git.commit", "")
@@ -639,7 +687,7 @@ class _Importer:
     ) -> None:
         """MLflow 2 stages (in the order versions entered them), then aliases, as assignments."""
         from gitml.registry.declarations import check_name as check_stage
-        from gitml.registry.stages import read_declaration
+        from gitml.registry.declarations import read_declaration
 
         wanted: list[tuple[str, int]] = [
             (v.current_stage.lower(), int(v.version))
@@ -692,6 +740,107 @@ class _BucketFolder:
         return str(dest)
 
 
+def _sql_histories(store: Any, runs: list[Any]) -> dict[str, History]:
+    """The metric points of ``runs`` from MLflow's SQL store, in one query on its own tables.
+
+    Columns rather than ORM objects, in the order of MLflow's ``get_metric_history``
+    (a NaN is stored as 0 beside ``is_nan``, as its ``to_mlflow_entity`` reads it).
+    """
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    out: dict[str, History] = {}
+    with store.ManagedSessionMaker() as session:
+        rows = (
+            session.query(
+                SqlMetric.run_uuid,
+                SqlMetric.key,
+                SqlMetric.value,
+                SqlMetric.timestamp,
+                SqlMetric.step,
+                SqlMetric.is_nan,
+            )
+            .filter(SqlMetric.run_uuid.in_([r.info.run_id for r in runs]))
+            .order_by(
+                SqlMetric.run_uuid,
+                SqlMetric.key,
+                SqlMetric.timestamp,
+                SqlMetric.step,
+                SqlMetric.value,
+            )
+            .all()
+        )
+    for run_id, key, value, timestamp, step, is_nan in rows:
+        number = math.nan if is_nan else float(value)
+        out.setdefault(run_id, {}).setdefault(key, []).append(
+            Metric(key, number, int(timestamp), int(step))
+        )
+    return out
+
+
+def _file_histories(store: Any, runs: list[Any]) -> dict[str, History]:
+    """The metric points of ``runs`` read from MLflow's file store as it lays them out:
+    ``<experiment>/<run>/metrics/<key>``, a line per point parsed by MLflow's own reader.
+
+    MLflow's ``get_metric_history`` looks for the run's folder among every
+    experiment's on each call; the run's experiment is known here.
+    """
+    out: dict[str, History] = {}
+    experiments: dict[str, Path] = {}
+    for run in runs:
+        info = run.info
+        if info.experiment_id not in experiments:
+            found = store._get_experiment_path(info.experiment_id, assert_exists=True)
+            experiments[info.experiment_id] = Path(found)
+        folder = experiments[info.experiment_id] / info.run_id / "metrics"
+        history: History = {}
+        for key in sorted(run.data.metrics):
+            lines = (folder / key).read_text().splitlines()
+            history[key] = [
+                Metric(key, float(m.value), int(m.timestamp), int(m.step))
+                for m in (
+                    store._get_metric_from_line(info.run_id, key, line, info.experiment_id)
+                    for line in lines
+                    if line.strip()
+                )
+            ]
+        out[info.run_id] = history
+    return out
+
+
+def _rest_histories(store: Any, runs: list[Any]) -> dict[str, History]:
+    """The metric points of ``runs`` from an MLflow server, one request per metric key for
+    up to 100 runs (its ``get-history-bulk``); runs left out when the server has no such
+    route, or when an answer was cut at its limit."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+    endpoint = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+    out: dict[str, History] = {r.info.run_id: {} for r in runs}
+    keys = sorted({key for r in runs for key in r.data.metrics})
+    for key in keys:
+        having = sorted(r.info.run_id for r in runs if key in r.data.metrics)
+        try:
+            response = http_request(
+                store.get_host_creds(),
+                endpoint,
+                "GET",
+                params={"run_id": having, "metric_key": key, "max_results": _BULK_POINTS},
+            )
+            points = verify_rest_response(response, endpoint).json().get("metrics", [])
+        except MlflowException:
+            return {}
+        if len(points) >= _BULK_POINTS:
+            for run_id in having:
+                out.pop(run_id, None)
+            continue
+        for point in points:
+            if point["run_id"] in out:
+                out[point["run_id"]].setdefault(key, []).append(
+                    Metric(key, float(point["value"]), int(point["timestamp"]), int(point["step"]))
+                )
+    return out
+
+
 def _pages(search: Callable[..., Any], **arguments: Any) -> Iterator[Any]:
     """Every item of a paged MLflow listing: ``search(**arguments, page_token=...)``."""
     token: str | None = None
@@ -713,21 +862,21 @@ def _walk(repository: Any, path: str | None = None) -> Iterator[tuple[str, int]]
 
 
 def _missing(points: list[Metric], here: list[Metric]) -> list[Metric]:
-    """The points of ``points`` that ``here`` lacks, counted as a multiset."""
-    have = Counter(_point_key(p) for p in here)
+    """The points of ``points`` that ``here`` lacks, counted as a multiset.
+
+    A point is known by its step, timestamp and the repr of its value: NaN is
+    not equal to itself, so it could never be found as a float, and its repr
+    is always ``nan``. (Built inline: this runs for every point on a re-import.)
+    """
+    have = Counter([(p.step, p.timestamp, repr(p.value)) for p in here])
     out = []
     for p in points:
-        key = _point_key(p)
+        key = (p.step, p.timestamp, repr(p.value))
         if have[key]:
             have[key] -= 1
         else:
             out.append(p)
     return out
-
-
-def _point_key(p: Metric) -> tuple[int, int, str]:
-    # repr: NaN is not equal to itself, so it could never be found as a float.
-    return p.step, p.timestamp, "nan" if math.isnan(p.value) else repr(float(p.value))
 
 
 def _quoted(name: str) -> str:

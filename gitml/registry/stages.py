@@ -30,9 +30,9 @@ from gitml.registry.declarations import (
     declaration_kind,
     declarations,
     describe_declaration,
+    read_declaration,
     stage_tip,
 )
-from gitml.registry.declarations import read_declaration as read_declaration
 from gitml.registry.policy import PolicyCheck
 
 if TYPE_CHECKING:

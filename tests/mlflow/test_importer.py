@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ import numpy as np
 import pytest
 
 import gitml.pyfunc
-from gitml.registry.stages import read_declaration
+from gitml.registry.declarations import read_declaration
 from gitml.registry.versions import Registry
 from gitml.tracking.client import Client
 from testing.cli import cli, one_error_line
 from testing.git import git, init_repo
 from testing.mlflow_ref import mlflow_answer
+from testing.mlflow_server import mlflow_server
 from testing.procs import child_env, wait_for
 
 needs_mlflow = pytest.mark.skipif(
@@ -154,7 +156,11 @@ def files_of(location):
     path = location[len("file://"):] if location.startswith("file://") else location
     if ":" not in path and not Path(path).exists():
         return {}  # a run that logged no artifact has no folder
-    if location.startswith("mlflow-artifacts:"):
+    if location.startswith("mlflow-artifacts:") and uri.startswith("http"):
+        # Through the server's proxy, as its clients read them.
+        if not mlflow.artifacts.list_artifacts(artifact_uri=location):
+            return {}
+    elif location.startswith("mlflow-artifacts:"):
         root = served / location[len("mlflow-artifacts:/"):]
         return {
             p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -300,6 +306,43 @@ def assert_same_runs(client: Client, answer: dict[str, Any]) -> None:
             assert sha(client.read_artifact(run_id, path)) == digest, (run_id, path)
 
 
+def assert_same_registry(client: Client, answer: dict[str, Any]) -> None:
+    """The model churn as MLflow reports it: versions, tags, stages and alias, predictions."""
+    registry = Registry(client)
+    want = answer["models"]["churn"]
+    model = registry.get_model("churn")
+    assert (model.description, model.tags) == (want["description"], want["tags"])
+    for number, version in want["versions"].items():
+        got = registry.get_version("churn", number)
+        # No description: None from MLflow's SQL store, "" through its server.
+        assert (got.description, got.tags, got.run_id) == (
+            version["description"] or None,
+            version["tags"],
+            version["run_id"],
+        )
+    declared = {
+        stage: [v.version for v in d.versions]
+        for stage in ("staging", "production", "champion")
+        if (d := read_declaration(client.store, stage, "churn")) is not None
+    }
+    mlflow_stages: dict[str, list[int]] = {"champion": [want["aliases"]["champion"]]}
+    for number, version in want["versions"].items():
+        if version["stage"] != "None":
+            mlflow_stages[version["stage"].lower()] = [int(number)]
+    assert declared == mlflow_stages
+    predicted = gitml.pyfunc.load_model("models:/churn/1").predict(np.array([[0.5], [2.5]]))
+    assert [int(v) for v in predicted] == answer["prediction"]
+
+
+def assert_nothing_new(repo: Path, *args: str) -> None:
+    """Importing again imports and updates nothing, and moves no ref."""
+    imported = refs(repo)
+    again = summary(repo, *args)
+    for what in ("experiments", "runs", "metrics", "artifacts", "models", "versions", "stages"):
+        assert again[what]["imported"] == again[what]["updated"] == 0, what
+    assert refs(repo) == imported
+
+
 @pytest.fixture(scope="module")
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path, Any]:
     """A SQLite store MLflow filled (with a served experiment), and MLflow's view of it."""
@@ -362,38 +405,12 @@ def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is
     parent = next(r for r, v in answer["runs"].items() if v["name"] == "parent")
     assert client.list_artifacts(parent, "blobs")[0].storage == "external"
 
-    registry = Registry(client)
-    want = answer["models"]["churn"]
-    model = registry.get_model("churn")
-    assert (model.description, model.tags) == (want["description"], want["tags"])
-    for number, version in want["versions"].items():
-        got = registry.get_version("churn", number)
-        assert (got.description, got.tags, got.run_id) == (
-            version["description"],
-            version["tags"],
-            version["run_id"],
-        )
-    declared = {
-        stage: [v.version for v in d.versions]
-        for stage in ("staging", "production", "champion")
-        if (d := read_declaration(client.store, stage, "churn")) is not None
-    }
-    mlflow_stages: dict[str, list[int]] = {"champion": [want["aliases"]["champion"]]}
-    for number, version in want["versions"].items():
-        if version["stage"] != "None":
-            mlflow_stages[version["stage"].lower()] = [int(number)]
-    assert declared == mlflow_stages
-    predicted = gitml.pyfunc.load_model("models:/churn/1").predict(np.array([[0.5], [2.5]]))
-    assert [int(v) for v in predicted] == answer["prediction"]
+    assert_same_registry(client, answer)
     loaded = gitml.pyfunc.load_model(f"runs:/{parent}/model")
     assert [int(v) for v in loaded.predict(np.array([[0.5], [2.5]]))] == answer["prediction"]
 
     # Again: nothing is new, nothing is written.
-    imported = refs(repo)
-    again = summary(repo, uri, "--artifacts-from", str(served))
-    for what in ("experiments", "runs", "metrics", "artifacts", "models", "versions", "stages"):
-        assert again[what]["imported"] == again[what]["updated"] == 0, what
-    assert refs(repo) == imported
+    assert_nothing_new(repo, uri, "--artifacts-from", str(served))
 
     # MLflow gets a new run and one more point on an old one: only those move.
     later = fill(work, uri, "more", served)
@@ -401,6 +418,40 @@ def test_sqlite_store_is_copied_as_mlflow_reports_it_and_again_adds_only_what_is
     assert counts(third, "runs") == (1, 1, len(answer["runs"]) - 1)
     assert counts(third, "metrics")[0] == 1
     assert_same_runs(Client(), {**later, "logged_models": answer["logged_models"]})
+
+
+@pytest.fixture(scope="module")
+def served_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """MLflow's own server (SQLite, proxied artifacts) that MLflow's client filled through
+    it, and MLflow's view of it (artifact bytes read through the server's proxy)."""
+    work = tmp_path_factory.mktemp("mlflow-served")
+    with mlflow_server(work / "server", timeout=600) as url:
+        yield url, fill(work, url, "fill", work / "server" / "artifacts")
+
+
+@needs_mlflow
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # MLflow's server starts in a minute and more on a busy machine
+def test_live_server_is_copied_through_its_api_and_artifact_proxy(
+    served_store: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, answer = served_store
+    repo = new_repo(tmp_path / "work")
+    monkeypatch.chdir(repo)
+    done = summary(repo, url)
+    assert counts(done, "runs") == (len(answer["runs"]), 0, 0)
+    assert counts(done, "versions") == (2, 0, 0)
+    client = Client()
+    assert {e.id: e.name for e in client.list_experiments()} == {
+        k: v["name"] for k, v in answer["experiments"].items()
+    }
+    assert_same_runs(client, answer)
+    parent = next(r for r, v in answer["runs"].items() if v["name"] == "parent")
+    assert client.list_artifacts(parent, "blobs")[0].storage == "external"
+    remote = next(r for r, v in answer["runs"].items() if v["name"] == "remote")
+    assert client.read_artifact(remote, "out/result.txt") == b"served bytes"
+    assert_same_registry(client, answer)
+    assert_nothing_new(repo, url)
 
 
 @needs_mlflow

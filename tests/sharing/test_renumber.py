@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gitml.registry.stages import Stages, read_declaration
-from gitml.registry.versions import MODELS, Registry
+from gitml.format.layout import MODELS
+from gitml.registry.declarations import read_declaration
+from gitml.registry.stages import Stages
+from gitml.registry.versions import Registry
 from gitml.sharing.renumber import renumber_message
 from testing.cli import cli
 from testing.git import fsck
