@@ -238,10 +238,23 @@ class GitBackend:
             if wanted == DEFAULT_EXPERIMENT_ID or self.store.tip(EXPERIMENTS + wanted):
                 found = wanted
             else:
-                existing = self._experiment_named(wanted)
-                found = existing.id if existing is not None else self.create_experiment(wanted, {})
+                found = self._experiment_id_named(wanted)
             self._experiment_ids[wanted] = found
         return found
+
+    def _experiment_id_named(self, name: str) -> str:
+        """The id of the experiment named ``name``, created if there is none."""
+        existing = self._experiment_named(name)
+        if existing is not None:
+            return existing.id
+        try:
+            return self.create_experiment(name, {})
+        except Conflict:
+            # Another writer created it between the look-up and the creation.
+            existing = self._experiment_named(name)
+            if existing is None:
+                raise
+            return existing.id
 
     def find_experiment_id(self, name_or_id: str) -> str:
         if self.store.tip(EXPERIMENTS + name_or_id) is not None:

@@ -83,6 +83,38 @@ def test_experiment_id_is_the_same_on_every_machine(repo: Path, tmp_path: Path) 
     assert gitml.Client().create_experiment("churn-2") != here
 
 
+def create_at_once(clients: list[gitml.Client], name: str) -> list[str]:
+    """Every client's ``get_or_create_experiment_id(name)``, all started together."""
+    start = threading.Barrier(len(clients))
+    got: list[str] = []
+    failed: list[BaseException] = []
+
+    def create(client: gitml.Client) -> None:
+        start.wait()
+        try:
+            got.append(client.get_or_create_experiment_id(name))
+        except BaseException as exc:  # reported below, not lost in the thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failed == []
+    return got
+
+
+def test_clients_creating_one_experiment_at_once_all_get_its_id(repo: Path) -> None:
+    # Each thread's client looks the name up, finds nothing and creates it: all but
+    # one find it created by another between the look-up and their own creation.
+    clients = [gitml.Client(str(repo)) for _ in range(8)]
+    for name in [f"sweep-{n}" for n in range(25)]:
+        got = create_at_once(clients, name)
+        assert len(set(got)) == 1 and len(got) == len(clients)
+        assert gitml.Client(str(repo)).get_experiment(got[0]).name == name
+
+
 def test_experiment_rename_tags_delete_and_restore_are_commits_on_its_record(
     repo: Path,
 ) -> None:
