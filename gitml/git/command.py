@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from gitml.errors import GitmlError
@@ -46,6 +46,15 @@ def environment() -> dict[str, str]:
     return {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
 
 
+@contextlib.contextmanager
+def _started(args: Sequence[str]) -> Iterator[None]:
+    """Starting ``git ARGS``: a missing or unrunnable git binary is :class:`GitFailed`."""
+    try:
+        yield
+    except OSError as exc:
+        raise GitFailed(f"git {args[0]}", f"cannot run git: {exc}") from None
+
+
 def said(stderr: str, stdout: str = "", returncode: int | None = None) -> str:
     """All that a git call said, as one line: stderr (else stdout, else the exit code)."""
     for text in (stderr, stdout):
@@ -63,7 +72,7 @@ def run(
     ok: Iterable[int] = (0,),
 ) -> subprocess.CompletedProcess[str]:
     """``git ARGS`` in ``cwd``; an exit code outside ``ok`` raises :class:`GitFailed`."""
-    try:
+    with _started(args):
         done = subprocess.run(
             ["git", *args],
             cwd=cwd,
@@ -74,8 +83,6 @@ def run(
             errors="surrogateescape",
             check=False,
         )
-    except OSError as exc:
-        raise GitFailed(f"git {args[0]}", f"cannot run git: {exc}") from None
     if done.returncode not in tuple(ok):
         raise GitFailed(f"git {args[0]}", said(done.stderr, done.stdout, done.returncode))
     return done
@@ -83,7 +90,7 @@ def run(
 
 def run_binary(args: Sequence[str], *, cwd: Path | str, stdin: bytes) -> bytes:
     """``git ARGS`` fed and answering bytes (``cat-file --batch``); its stdout."""
-    try:
+    with _started(args):
         done = subprocess.run(
             ["git", *args],
             cwd=cwd,
@@ -92,8 +99,6 @@ def run_binary(args: Sequence[str], *, cwd: Path | str, stdin: bytes) -> bytes:
             capture_output=True,
             check=False,
         )
-    except OSError as exc:
-        raise GitFailed(f"git {args[0]}", f"cannot run git: {exc}") from None
     if done.returncode != 0:
         told = said(done.stderr.decode(errors="replace"), returncode=done.returncode)
         raise GitFailed(f"git {args[0]}", told)
@@ -128,7 +133,7 @@ def run_watched(
     upload-pack) are killed and that exception is raised. Killing git alone
     would leave a remote helper holding the connection open.
     """
-    try:
+    with _started(args):
         proc = subprocess.Popen(
             ["git", *args],
             cwd=cwd,
@@ -140,8 +145,6 @@ def run_watched(
             errors="surrogateescape",
             start_new_session=True,
         )
-    except OSError as exc:
-        raise GitFailed(f"git {args[0]}", f"cannot run git: {exc}") from None
     started = time.monotonic()
     pending = stdin
     try:
