@@ -25,7 +25,7 @@ from gitml.artifacts import folder as local_files
 from gitml.artifacts import open_store
 from gitml.errors import Conflict, GitmlError, InvalidInput, InvalidRecord, NotFound, RefBusy
 from gitml.format import config as config_file
-from gitml.format import layout
+from gitml.format import layout, readers
 from gitml.format.layout import EXPERIMENT_FILE, EXPERIMENTS, MANIFEST_FILE, RUN_FILE, RUNS
 from gitml.format.records import (
     Artifact,
@@ -120,7 +120,7 @@ class GitBackend:
 
         def edit(snap: Snapshot | None) -> Change | None:
             if snap is not None:
-                existing = self._read_experiment(EXPERIMENTS + exp_id, snap)
+                existing = readers.experiment_at(snap, exp_id)
                 if existing.name == name:
                     return None  # another process created the same experiment first
                 raise Conflict(f"experiment id {exp_id} is taken by '{existing.name}'")
@@ -147,7 +147,7 @@ class GitBackend:
         tip = self.store.tip(EXPERIMENTS + exp_id)
         if tip is None:
             return True
-        return self._read_experiment(EXPERIMENTS + exp_id, self.store.snapshot(tip)).name == name
+        return readers.experiment_at(self.store.snapshot(tip), exp_id).name == name
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         tip = self.store.tip(EXPERIMENTS + experiment_id)
@@ -159,7 +159,7 @@ class GitBackend:
         # Kept by the commit it was read at: another process may rename or delete it.
         cached = self._experiments.get(experiment_id)
         if cached is None or cached[0] != tip:
-            record = self._read_experiment(EXPERIMENTS + experiment_id, self.store.snapshot(tip))
+            record = readers.experiment_at(self.store.snapshot(tip), experiment_id)
             cached = (tip, record)
             self._experiments[experiment_id] = cached
         return cached[1]
@@ -176,7 +176,7 @@ class GitBackend:
         def edit(snap: Snapshot | None) -> Change | None:
             if snap is None:
                 raise NotFound(f"no experiment with id '{experiment_id}'")
-            old = self._read_experiment(ref, snap)
+            old = readers.experiment_at(snap, experiment_id)
             stage = change.lifecycle_stage
             if stage is None and old.lifecycle_stage == "deleted":
                 raise InvalidInput(
@@ -214,18 +214,12 @@ class GitBackend:
         out = []
         for ref, tip in sorted(self.store.refs(EXPERIMENTS).items()):
             try:
-                out.append(self._read_experiment(ref, self.store.snapshot(tip)))
+                out.append(readers.experiment_at(self.store.snapshot(tip), ref[len(EXPERIMENTS) :]))
             except InvalidRecord as exc:
                 if problems is None:
                     raise
                 problems.append(exc)
         return out
-
-    def _read_experiment(self, ref: str, snap: Snapshot) -> Experiment:
-        data = snap.read(EXPERIMENT_FILE)
-        if data is None:
-            raise InvalidRecord(ref, EXPERIMENT_FILE, "(document)", "file is missing")
-        return parse(Experiment, data, where=ref, path=EXPERIMENT_FILE)
 
     def get_or_create_experiment_id(self, name_or_id: str | None) -> str:
         """The id of an experiment named by id or name, creating it by name if needed
@@ -585,7 +579,7 @@ class GitBackend:
 
         def edit(snap: Snapshot | None) -> Change | None:
             if snap is not None:
-                existing = self._read_experiment(ref, snap)
+                existing = readers.experiment_at(snap, experiment.id)
                 if existing.name != experiment.name:
                     raise Conflict(
                         f"experiment id {experiment.id} is taken by '{existing.name}' "
