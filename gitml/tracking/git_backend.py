@@ -324,7 +324,7 @@ class GitBackend:
     def get_run(self, run_id: str) -> Run:
         self._flush_for_read(run_id)
         tip = self.run_tip(run_id)
-        return self._read_run(RUNS + run_id, self.store.snapshot(tip))
+        return readers.run_at(self.store.snapshot(tip), run_id)
 
     @property
     def index(self) -> QueryIndex:
@@ -368,7 +368,7 @@ class GitBackend:
         broken: list[InvalidRecord] = []
         for ref, tip in self.store.refs(RUNS).items():
             try:
-                run = self._read_run(ref, self.store.snapshot(tip))
+                run = readers.run_at(self.store.snapshot(tip), ref[len(RUNS) :])
             except InvalidRecord as exc:
                 broken.append(exc)
                 continue
@@ -400,7 +400,7 @@ class GitBackend:
         for run_id in matches[:shown]:
             tip = self.store.tip(RUNS + run_id)
             try:
-                name = self._read_run(RUNS + run_id, self.store.snapshot(tip)).name if tip else ""
+                name = readers.run_at(self.store.snapshot(tip), run_id).name if tip else ""
             except InvalidRecord:
                 name = "(malformed record)"
             lines.append(f"  {run_id}  {name}".rstrip())
@@ -417,15 +417,6 @@ class GitBackend:
         if tip is None:
             raise NotFound(f"no run with id '{run_id}'")
         return tip
-
-    def _read_run(self, ref: str, snap: Snapshot) -> Run:
-        data = snap.read(RUN_FILE)
-        if data is None:
-            raise InvalidRecord(ref, RUN_FILE, "(document)", "file is missing")
-        run = parse(Run, data, where=ref, path=RUN_FILE)
-        if ref.startswith(RUNS) and run.id != ref[len(RUNS) :]:
-            raise InvalidRecord(ref, RUN_FILE, "id", f"'{run.id}' does not match the ref name")
-        return run
 
     # -- logging ------------------------------------------------------------
 
@@ -512,7 +503,7 @@ class GitBackend:
         self._flush_for_read(run_id)
         snap = self.store.snapshot(self.run_tip(run_id))
         points = list(metrics.history(snap, key))
-        if not points and key not in self._read_run(RUNS + run_id, snap).metrics:
+        if not points and key not in readers.run_at(snap, run_id).metrics:
             raise NotFound(f"run {run_id} has no metric '{key}'")
         points.sort(key=lambda p: (p.step, p.timestamp))
         return points
@@ -747,7 +738,7 @@ class GitBackend:
 
         def build(snap: Snapshot | None) -> Change:
             if snap is not None:
-                run = self._read_run(ref, snap)
+                run = readers.run_at(snap, run_id)
             elif creating is not None:
                 run = Run.model_validate(creating["run"])
             else:
