@@ -35,8 +35,11 @@ FILTER = "metrics.m0 < 0.5 and params.p0 = 'v3'"
 ORDER_BY = ["metrics.m1 DESC"]
 
 
-def generate(path: Path, count: int, seed: int = 0) -> Path:
-    """A repository with ``count`` runs in experiment 0, made in bulk."""
+def generate(
+    path: Path, count: int, seed: int = 0, *, params: int = 10, metrics: int = 5, tags: int = 3
+) -> Path:
+    """A repository with ``count`` runs in experiment 0 (``params`` params, ``metrics``
+    metrics and ``tags`` tags each), made in bulk."""
     from gitml.format.records import MetricValue, Run
     from gitml.git.store import Store
     from gitml.tracking.client import Client
@@ -59,11 +62,11 @@ def generate(path: Path, count: int, seed: int = 0) -> Path:
             start_time=start + i * 1000,
             end_time=start + i * 1000 + 500,
             user="bench",
-            params={f"p{j}": f"v{rng.randrange(10)}" for j in range(10)},
-            tags={f"t{j}": f"tag {rng.randrange(100)}" for j in range(3)},
+            params={f"p{j}": f"v{rng.randrange(10)}" for j in range(params)},
+            tags={f"t{j}": f"tag {rng.randrange(100)}" for j in range(tags)},
             metrics={
                 f"m{j}": MetricValue(value=rng.random(), step=9, timestamp=start + i * 1000 + 400)
-                for j in range(5)
+                for j in range(metrics)
             },
         )
         commit = store.write_commit(None, {"run.yaml": run.to_yaml()}, (), f"gitml: run {i}")

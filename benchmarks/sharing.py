@@ -2,13 +2,15 @@
 
     python benchmarks/sharing.py [--runs 1000,10000]
 
-For each count: a repository of that many runs (10 params, 5 metrics, 3 tags
-each, made in bulk as ``benchmarks/search.py`` makes them), a bare remote on
+For each count and each ``--shapes``: a repository of that many runs (the
+issue's sweep: one param and one metric each; wide: 10 params, 5 metrics,
+3 tags), made in bulk as ``benchmarks/search.py`` makes them, a bare remote on
 the same disk, then: the first ``gitml push`` beside ``git push`` of
 ``refs/gitml/*`` to another bare remote; the first ``gitml pull`` into a
 fresh clone beside ``git fetch`` of the same refspec; a pull with nothing new
 beside a no-op ``git fetch``; and the first ``gitml runs list`` after the pull.
 Targets: push and pull at most 1.5x plain git, a no-op pull at most 1.2x.
+Each figure is the median of ``--repeat`` runs, gitml and git in turn.
 
 Then storage: bytes per run after ``git gc`` (objects, packed refs, reflogs,
 the query index, the rest of ``.git/gitml``) for ``--storage-runs`` runs
@@ -25,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -61,45 +64,68 @@ def row(name: str, gitml: float, git: float, target: float) -> None:
     )
 
 
-def bench(count: int, base: Path) -> None:
-    gitml = shutil.which("gitml", path=str(Path(sys.executable).parent)) or "gitml"
-    work = generate(base / f"runs-{count}", count)
-    for remote in ("gitml.git", "git.git"):
-        bare(base / f"{remote}-{count}")
-    subprocess.run(
-        ["git", "remote", "add", "origin", str(base / f"gitml.git-{count}")], cwd=work, check=True
-    )
-    pushed = timed([gitml, "push", "origin"], work)
-    plain = timed(["git", "push", "-q", str(base / f"git.git-{count}"), REFSPEC], work)
-    row(f"{count:,} runs: first push", pushed, plain, 1.5)
+# What each repository's runs hold: (params, metrics, tags). The issue's sweep
+# is one param and one metric a run; the wide shape is benchmarks/search.py's.
+RUN_SHAPES = {"sweep": (1, 1, 0), "wide": (10, 5, 3)}
 
-    clones = []
-    for name in ("gitml", "git"):
-        clone = base / f"clone-{name}-{count}"
+
+def fresh_clone(remote: Path, clone: Path) -> Path:
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True, capture_output=True)
+    return clone
+
+
+def bench(count: int, shape: str, base: Path, repeat: int) -> None:
+    """Each figure is the median of ``repeat`` measurements, gitml's and git's taken
+    in turn: on a shared disk git's own fetch of 10,000 refs varied 1.4-4.5 s."""
+    gitml = shutil.which("gitml", path=str(Path(sys.executable).parent)) or "gitml"
+    params, metrics, tags = RUN_SHAPES[shape]
+    label = f"{count:,} runs ({shape})"
+    work = generate(
+        base / f"runs-{shape}-{count}", count, params=params, metrics=metrics, tags=tags
+    )
+    origin = base / f"gitml-{shape}-{count}.git"
+    subprocess.run(["git", "remote", "add", "origin", str(origin)], cwd=work, check=True)
+    pushes: list[tuple[float, float]] = []
+    for _ in range(repeat):
+        for remote in (origin, base / f"git-{shape}-{count}.git"):
+            shutil.rmtree(remote, ignore_errors=True)
+            bare(remote)
+        pushed = timed([gitml, "push", "origin"], work)
+        plain = timed(["git", "push", "-q", str(base / f"git-{shape}-{count}.git"), REFSPEC], work)
+        pushes.append((pushed, plain))
+    row(f"{label}: first push", *medians(pushes), 1.5)
+
+    pulls: list[tuple[float, float]] = []
+    clones = [base / f"clone-gitml-{shape}-{count}", base / f"clone-git-{shape}-{count}"]
+    for _ in range(repeat):
+        fresh_clone(origin, clones[0])
+        fresh_clone(origin, clones[1])
         subprocess.run(
-            ["git", "clone", "-q", str(base / f"gitml.git-{count}"), str(clone)],
+            [gitml, "remote", "setup", "origin"],
+            cwd=clones[0],
             check=True,
             capture_output=True,
+            env=child_env(),
         )
-        clones.append(clone)
-    subprocess.run(
-        [gitml, "remote", "setup", "origin"],
-        cwd=clones[0],
-        check=True,
-        capture_output=True,
-        env=child_env(),
-    )
-    pulled = timed([gitml, "pull", "origin"], clones[0])
-    fetched = timed(["git", "fetch", "-q", "origin", REFSPEC], clones[1])
-    row(f"{count:,} runs: first pull (fresh clone)", pulled, fetched, 1.5)
+        pulled = timed([gitml, "pull", "origin"], clones[0])
+        fetched = timed(["git", "fetch", "-q", "origin", REFSPEC], clones[1])
+        pulls.append((pulled, fetched))
+    row(f"{label}: first pull (fresh clone)", *medians(pulls), 1.5)
     listed = timed([gitml, "runs", "list", "--max", "20"], clones[0])
-    print(
-        f"{count:,} runs: first 'gitml runs list' after the pull {listed:8.2f} s (target <= 2 s)",
-        flush=True,
-    )
-    noop = timed([gitml, "pull", "origin"], clones[0])
-    noop_git = timed(["git", "fetch", "-q", "origin", REFSPEC], clones[1])
-    row(f"{count:,} runs: pull with nothing new", noop, noop_git, 1.2)
+    print(f"{label}: first 'gitml runs list' after the pull {listed:8.2f} s (target <= 2 s)")
+    noops = [
+        (
+            timed([gitml, "pull", "origin"], clones[0]),
+            timed(["git", "fetch", "-q", "origin", REFSPEC], clones[1]),
+        )
+        for _ in range(repeat)
+    ]
+    row(f"{label}: pull with nothing new", *medians(noops), 1.2)
+
+
+def medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 SHAPES = {
@@ -223,13 +249,20 @@ def main() -> None:
     parse = parser(__doc__)
     parse.add_argument("--runs", default="1000,10000", help="comma-separated run counts")
     parse.add_argument("--storage-runs", type=int, default=200, help="runs of each shape (0: none)")
+    parse.add_argument(
+        "--shapes", default="sweep,wide", help=f"run shapes, of {', '.join(RUN_SHAPES)}"
+    )
+    parse.add_argument("--repeat", type=int, default=3, help="measurements of each figure")
+    parse.add_argument("--keep", action="store_true", help="keep the repositories, to profile")
     args = parse.parse_args()
     base = work_folder(args, "sharing-")
     for count in (int(n) for n in args.runs.split(",") if n):
-        bench(count, base)
+        for shape in args.shapes.split(","):
+            bench(count, shape, base, args.repeat)
     if args.storage_runs:
         storage(base, args.storage_runs, args.mlflow_python)
-    shutil.rmtree(base, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from gitml.errors import InvalidRecord, NotFound
 from gitml.format import layout
@@ -188,12 +188,12 @@ class QueryIndex:
         *,
         full: bool = False,
         progress: Progress | None = None,
-        parsed: Mapping[str, tuple[str, Run]] | None = None,
+        parsed: Mapping[str, ReadRun] | None = None,
     ) -> int:
         """Bring the index up to date with the refs; returns how many runs changed.
 
-        ``parsed``: run id to (commit, record) of runs the caller has just read
-        and validated (a pull); a run whose ref is at that commit is not read again.
+        ``parsed``: run id to the run records the caller has just read and
+        validated (a pull); a run whose ref is at that commit is not read again.
         """
         return self._healing(
             lambda: self._refresh(full=full, progress=progress, parsed=parsed),
@@ -205,7 +205,7 @@ class QueryIndex:
         *,
         full: bool,
         progress: Progress | None,
-        parsed: Mapping[str, tuple[str, Run]] | None = None,
+        parsed: Mapping[str, ReadRun] | None = None,
     ) -> int:
         conn = self.conn
         folder = self.store.ref_dir(RUNS_PREFIX)
@@ -299,7 +299,7 @@ class QueryIndex:
                 chain = -1
         return moved, chain, end
 
-    def _apply(self, moved: dict[str, str], parsed: Mapping[str, tuple[str, Run]]) -> int:
+    def _apply(self, moved: dict[str, str], parsed: Mapping[str, ReadRun]) -> int:
         names = list(moved)
         current: dict[str, str] = {}
         for i in range(0, len(names), _MAX_VARIABLES):  # SQLite's limit on "?"s in a statement
@@ -323,15 +323,15 @@ class QueryIndex:
                 f"{RUNS_PREFIX}/{name}"
             )
             known = parsed.get(name)
-            if known is not None and known[0] == tip:
-                batch.add(known[1], tip)
+            if known is not None and known.commit == tip:
+                batch.add(known.run, tip, known.plain)
             else:
                 self._index_run(batch, name, tip)
         with _bulk(self.conn, len(changed)):
             batch.write(self.conn)
         return len(changed)
 
-    def _scan(self, progress: Progress | None, parsed: Mapping[str, tuple[str, Run]]) -> int:
+    def _scan(self, progress: Progress | None, parsed: Mapping[str, ReadRun]) -> int:
         conn = self.conn
         loose = self.store.loose_refs(RUNS_PREFIX)
         known = {name: (inode, mtime) for name, inode, mtime in conn.execute("SELECT * FROM loose")}
@@ -357,7 +357,7 @@ class QueryIndex:
         gone: list[str],
         indexed: dict[str, str],
         loose: dict[str, tuple[int, int]],
-        parsed: Mapping[str, tuple[str, Run]],
+        parsed: Mapping[str, ReadRun],
         progress: Progress | None,
     ) -> None:
         conn = self.conn
@@ -369,12 +369,12 @@ class QueryIndex:
         done = len(gone)
         ready = _Rows()
         for name, sha in todo:
-            if name in parsed and parsed[name][0] == sha:
-                ready.add(parsed[name][1], sha)
+            if name in parsed and parsed[name].commit == sha:
+                ready.add(parsed[name].run, sha, parsed[name].plain)
                 ready.count += 1
         done += ready.count
         ready.write(conn)
-        todo = [(n, s) for n, s in todo if n not in parsed or parsed[n][0] != s]
+        todo = [(n, s) for n, s in todo if n not in parsed or parsed[n].commit != s]
         for rows in _read_runs(self.store, todo):
             rows.write(conn)
             done += rows.count
@@ -455,6 +455,14 @@ class QueryIndex:
         return [Run.model_validate_json(record) for record in records]
 
 
+class ReadRun(NamedTuple):
+    """A run record a caller has read and validated, for ``QueryIndex.refresh``."""
+
+    commit: str
+    run: Run
+    plain: str  # json.dumps of run.to_plain(): what the index keeps of the record
+
+
 class _Rows:
     """Rows to write in a few ``executemany`` calls rather than five statements a run."""
 
@@ -493,7 +501,9 @@ class _Rows:
             return
         self.add(run, sha)
 
-    def add(self, run: Run, sha: str) -> None:
+    def add(self, run: Run, sha: str, plain: str | None = None) -> None:
+        """The rows of ``run`` at commit ``sha``; ``plain``: ``json.dumps`` of its
+        ``to_plain()``, when the caller has it already."""
         source = run.source
         self.runs.append(
             (
@@ -511,7 +521,7 @@ class _Rows:
                 source.branch,
                 int(source.dirty),
                 source.entry_point,
-                json.dumps(run.to_plain()),
+                json.dumps(run.to_plain()) if plain is None else plain,
             )
         )
         self.params.extend((run.id, k, v) for k, v in run.params.items())

@@ -69,8 +69,12 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import subprocess
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -118,13 +122,14 @@ def _git(
     return command.run(args, cwd=store.root, stdin=stdin, ok=ok)
 
 
-def _cat_files(store: Store, names: list[str]) -> list[bytes | None]:
-    """The content of each blob ``names`` name (``<rev>:<path>``), None for anything else,
-    read by one ``git cat-file --batch`` (dulwich reads a packed object in Python)."""
+def _cat_files(root: Path, names: list[str]) -> list[bytes | None]:
+    """The content of each blob ``names`` name (``<rev>:<path>``) in the repository at
+    ``root``, None for anything else, read by one ``git cat-file --batch`` (dulwich
+    reads a packed object in Python)."""
     if not names:
         return []
     listing = "".join(f"{name}\n" for name in names).encode()
-    out, pos = command.run_binary(["cat-file", "--batch"], cwd=store.root, stdin=listing), 0
+    out, pos = command.run_binary(["cat-file", "--batch"], cwd=root, stdin=listing), 0
     blobs: list[bytes | None] = []
     for _ in names:
         end = out.index(b"\n", pos)
@@ -394,7 +399,37 @@ def pull(
         return report
     _fetch_objects(store, remote, new.values())
     head = _checked_out(store)
-    runs = _canonical_runs(store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS)})
+    message = f"gitml pull {remote}"
+
+    def apply(refs: dict[str, str], checked: Checked) -> None:
+        _move_refs(store, _pull_moves(store, refs, local, checked, head, report), message, report)
+
+    # Experiments before the runs they hold, runs before the versions and stages naming them.
+    apply({ref: sha for ref, sha in new.items() if ref.startswith(EXPERIMENTS)}, {})
+    runs: Checked = {}
+    for batch, checked in _checked_runs(
+        store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS)}
+    ):
+        runs.update(checked)
+        apply(batch, checked)  # while the next batches are checked
+    apply({ref: sha for ref, sha in new.items() if not ref.startswith((EXPERIMENTS, RUNS))}, {})
+    _index_runs(store, runs, report)
+    _remember_declarations(store, report)
+    manifests = {ref: manifest for ref, (_, manifest, _) in runs.items()}
+    _download_artifacts(store, local, report, manifests, artifacts, settings_root)
+    return report
+
+
+def _pull_moves(
+    store: Store,
+    new: dict[str, str],
+    local: dict[str, str],
+    checked: Checked,
+    head: str | None,
+    report: PullReport,
+) -> dict[str, tuple[str | None, str]]:
+    """Which refs of ``new`` (ref to the remote's commit) to fast-forward, as ref to
+    (old, new); the others are reported. ``checked``: runs known to be canonical."""
     moves: dict[str, tuple[str | None, str]] = {}
     for ref, theirs in sorted(new.items()):
         mine = local.get(ref)
@@ -402,7 +437,7 @@ def pull(
         forward = mine is None or _is_ancestor(store, mine, theirs)
         if mine is not None and not forward and _is_ancestor(store, theirs, mine):
             continue  # ours is ahead: push will publish it
-        problems = [] if ref in runs else check_record(store, ref, theirs)
+        problems = [] if ref in checked else check_record(store, ref, theirs)
         if problems:
             report.problems.extend(f"{_short(ref)} not applied: {p}" for p in problems)
             continue
@@ -415,41 +450,79 @@ def pull(
             )
             continue
         moves[ref] = (mine, theirs)
-    _move_refs(store, moves, f"gitml pull {remote}", report)
-    _index_runs(store, runs, report)
-    _remember_declarations(store, report)
-    manifests = {ref: manifest for ref, (_, manifest) in runs.items()}
-    _download_artifacts(store, local, report, manifests, artifacts, settings_root)
-    return report
+    return moves
 
 
-def _canonical_runs(
-    store: Store, wanted: dict[str, str]
-) -> dict[str, tuple[Run, ArtifactManifest | None]]:
-    """The run records of ``wanted`` (ref to commit) whose files hold exactly what gitml
-    writes, parsed (with their artifact manifest); the others are for ``check_record``.
+# Below this many runs a pull checks them in its own process alone: starting a
+# worker and sending its records back cost more than the share it would take.
+PARALLEL_FROM = 2_000
+
+# Ref to (the run, its artifact manifest, json.dumps of the run's plain form for the index).
+Checked = dict[str, tuple["Run", "ArtifactManifest | None", str]]
+
+
+# A pull moves runs in batches of this many, each once checked.
+RUN_BATCH = 1_000
+
+
+def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[str, str], Checked]]:
+    """``wanted`` (run ref to commit) in batches, each with those of its run records
+    whose files hold exactly what gitml writes, parsed (with their artifact manifest);
+    the others are for ``check_record``.
+
+    Checking is Python work, about a quarter of a millisecond a run, and the
+    largest part of a first pull of many runs besides writing the refs (git's
+    work, as for ``git fetch``). From ``PARALLEL_FROM`` runs, forked processes,
+    one per core, check the batches ahead while this one moves the refs of
+    those checked; only where forking is safe, in a process running no other
+    thread (the CLI; a server's pull checks every run itself, in one batch).
+    """
+    items = sorted(wanted.items())
+    if not items:
+        return
+    shares = _shares(len(items))
+    if shares == 1:
+        yield wanted, _canonical_share(store.root, items)
+        return
+    import multiprocessing
+
+    batches = [items[i : i + RUN_BATCH] for i in range(0, len(items), RUN_BATCH)]
+    with multiprocessing.get_context("fork").Pool(shares) as pool:
+        checked = pool.imap(functools.partial(_canonical_share, store.root), batches)
+        for batch, done in zip(batches, checked, strict=True):
+            yield dict(batch), done
+
+
+def _shares(count: int) -> int:
+    if count < PARALLEL_FROM or threading.active_count() > 1 or not hasattr(os, "fork"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 8))
+
+
+def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
+    """The canonical run records of ``items`` (ref, commit), checked in one process.
 
     The models write only records the schemas accept (a test holds them in
     agreement), so bytes the models give back unchanged need no schema check:
     checking a run against the JSON Schema measured 2 ms, this 0.3 ms.
     """
-    if not wanted:
+    if not items:
         return {}
     from gitml.format.records import ArtifactManifest, Run
 
-    refs = sorted(wanted)
-    names = [f"{wanted[ref]}^{{commit}}:{file}" for ref in refs for file in _RUN_FILES]
-    blobs = _cat_files(store, names)
-    out: dict[str, tuple[Run, ArtifactManifest | None]] = {}
-    for i, ref in enumerate(refs):
+    names = [f"{commit}^{{commit}}:{file}" for _, commit in items for file in _RUN_FILES]
+    blobs = _cat_files(root, names)
+    out: Checked = {}
+    for i, (ref, _) in enumerate(items):
         run, manifest = _canonical(Run, blobs[2 * i]), None
-        if run is None or run.id != ref[len(RUNS) :]:
+        if run is None or run[0].id != ref[len(RUNS) :]:
             continue
         if blobs[2 * i + 1] is not None:
             manifest = _canonical(ArtifactManifest, blobs[2 * i + 1])
             if manifest is None:
                 continue
-        out[ref] = (run, manifest)
+        out[ref] = (run[0], None if manifest is None else manifest[0], json.dumps(run[1]))
     return out
 
 
@@ -457,7 +530,8 @@ _RUN_FILES = (RUN_FILE, MANIFEST_FILE)
 R = TypeVar("R", bound="Record")
 
 
-def _canonical(model: type[R], data: bytes | None) -> R | None:
+def _canonical(model: type[R], data: bytes | None) -> tuple[R, dict[str, Any]] | None:
+    """The record ``data`` holds and its ``to_plain()``, when its bytes are canonical."""
     if data is None:
         return None
     from gitml.format.records import validate
@@ -469,7 +543,8 @@ def _canonical(model: type[R], data: bytes | None) -> R | None:
         return None
     # Equal to what the model holds, so equal to what it would write (``to_yaml`` of
     # ``to_plain``); compared as data, which costs a tenth of writing the YAML again.
-    return record if record.to_plain() == document else None
+    plain = record.to_plain()
+    return (record, plain) if plain == document else None
 
 
 def _move_refs(
@@ -505,15 +580,15 @@ def _move_refs(
             report.problems.append(f"{_short(ref)} moved locally during the pull; pull again")
 
 
-def _index_runs(
-    store: Store, runs: dict[str, tuple[Run, ArtifactManifest | None]], report: PullReport
-) -> None:
+def _index_runs(store: Store, runs: Checked, report: PullReport) -> None:
     """Bring the query index up to date with the pulled runs, from the records already
     parsed: the first query after a pull of 10,000 runs would otherwise read each again."""
-    from gitml.query.index import QueryIndex
+    from gitml.query.index import QueryIndex, ReadRun
 
     parsed = {
-        ref[len(RUNS) :]: (sha, runs[ref][0]) for ref, sha in report.updated.items() if ref in runs
+        ref[len(RUNS) :]: ReadRun(sha, runs[ref][0], runs[ref][2])
+        for ref, sha in report.updated.items()
+        if ref in runs
     }
     if not parsed:
         return
@@ -627,7 +702,7 @@ def _run_artifacts(store: Store, runs: dict[str, str]) -> list[tuple[str, Artifa
 
     refs = sorted(runs)
     found: list[tuple[str, Artifact]] = []
-    manifests = _cat_files(store, [f"{runs[ref]}^{{commit}}:{MANIFEST_FILE}" for ref in refs])
+    manifests = _cat_files(store.root, [f"{runs[ref]}^{{commit}}:{MANIFEST_FILE}" for ref in refs])
     for ref, data in zip(refs, manifests, strict=True):
         if data is not None:
             manifest = parse(ArtifactManifest, data, where=ref, path=MANIFEST_FILE)

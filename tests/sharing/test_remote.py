@@ -374,6 +374,60 @@ def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
         assert [r.id for r in found] == [ids[0]]
 
 
+_CHECK_SHARE = sharing._canonical_share
+
+
+def _check_share_noting_pid(root: Path, items: list[tuple[str, str]]) -> sharing.Checked:
+    """``_canonical_share``, leaving a file named after the process that ran it (a
+    module-level function: the pool's workers find it by name)."""
+    (Path(os.environ["PIDS"]) / str(os.getpid())).touch()
+    return _CHECK_SHARE(root, items)
+
+
+@pytest.mark.parametrize("shares", [1, 2])
+def test_a_large_pull_checks_runs_in_worker_processes_and_moves_them_in_batches(
+    a: Machine,
+    b: Machine,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    shares: int,
+) -> None:
+    with on(a, monkeypatch) as client:
+        ids = sorted(log_run(client, f"r{i}") for i in range(7))
+    bad = ids[3]
+    record = yamlio.load(a.git("show", f"{RUNS}{bad}:run.yaml").encode())
+    record["status"] = "EXPLODED"
+    commit_file_on_ref(a.path, RUNS + bad, "run.yaml", yamlio.dump(record).decode())
+    a.git("push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("PIDS", str(pids))
+    monkeypatch.setattr(sharing, "_canonical_share", _check_share_noting_pid)
+    monkeypatch.setattr(sharing, "_shares", lambda count: shares)
+    monkeypatch.setattr(sharing, "RUN_BATCH", 3)
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    report = pull(b)
+
+    [problem] = report.problems
+    assert f"run {bad} not applied" in problem and "status" in problem
+    good = {RUNS + i for i in ids if i != bad}
+    assert set(report.updated) == good | {"refs/gitml/experiments/0"}
+    assert b.refs(RUNS) == {ref: sha for ref, sha in a.refs(RUNS).items() if ref in good}
+    checkers = {int(p.name) for p in pids.iterdir()}
+    if shares == 1:  # one batch, checked here
+        assert checkers == {os.getpid()}
+        assert traced_commands(trace).count("update-ref") == 2  # experiments; runs
+    else:  # three batches of at most three, checked by forked workers, each moved on its own
+        assert checkers and os.getpid() not in checkers
+        assert traced_commands(trace).count("update-ref") == 4
+    s = store(b)
+    index = QueryIndex(s)
+    assert index.status()["runs"] == 6
+    index.close()
+    s.close()
+
+
 def test_pull_checks_records_gitml_did_not_write_against_the_schema(
     a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
