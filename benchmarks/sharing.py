@@ -8,7 +8,8 @@ issue's sweep: one param and one metric each; wide: 10 params, 5 metrics,
 the same disk, then: the first ``gitml push`` beside ``git push`` of
 ``refs/gitml/*`` to another bare remote; the first ``gitml pull`` into a
 fresh clone beside ``git fetch`` of the same refspec; a pull with nothing new
-beside a no-op ``git fetch``; and the first ``gitml runs list`` after the pull.
+beside a no-op ``git fetch`` (and a push with nothing new beside a no-op
+``git push``); and the first ``gitml runs list`` after the pull.
 Targets: push and pull at most 1.5x plain git, a no-op pull at most 1.2x.
 Each figure is the median of ``--repeat`` runs, gitml and git in turn.
 
@@ -95,6 +96,14 @@ def bench(count: int, shape: str, base: Path, repeat: int) -> None:
         plain = timed(["git", "push", "-q", str(base / f"git-{shape}-{count}.git"), REFSPEC], work)
         pushes.append((pushed, plain))
     row(f"{label}: first push", *medians(pushes), 1.5)
+    noop_pushes = [
+        (
+            timed([gitml, "push", "origin"], work),
+            timed(["git", "push", "-q", str(base / f"git-{shape}-{count}.git"), REFSPEC], work),
+        )
+        for _ in range(repeat)
+    ]
+    row(f"{label}: push with nothing new", *medians(noop_pushes), 1.2)
 
     pulls: list[tuple[float, float]] = []
     clones = [base / f"clone-gitml-{shape}-{count}", base / f"clone-git-{shape}-{count}"]

@@ -3,7 +3,7 @@
 Network work is done by the real ``git`` (every transport, ``--atomic``,
 ``--atomic``; dulwich's push rejects glob refspecs and its fetch never creates
 custom refs). Local refs move only by compare-and-swap, logged for the
-query index: ``Store.set_ref``, or a pull's one ``git update-ref`` transaction
+query index: ``Store.set_ref``, or a pull's ``git update-ref`` transactions
 through ``Store.moved_together``.
 
 Decisions:
@@ -23,7 +23,9 @@ Decisions:
   Otherwise it fetches the objects of the tips that differ (by commit, so
   no ref moves yet), validates each record that would move a local ref
   (schemas, and that names in the files match the ref), then moves local
-  refs by compare-and-swap, fast-forward only. A
+  refs by compare-and-swap, fast-forward only: experiments, then runs in
+  batches (checked by worker processes ahead of the batch moving), then
+  models and stage branches. A
   malformed record is reported and not applied; a diverged ref is reported
   and left alone. What is validated is the record at the fetched tip (every
   file of it), not each commit on the way. Local stage branches are
@@ -106,6 +108,8 @@ from gitml.sharing.renumber import Renumbering, rebase_model, renumber_stages
 # The record models (pydantic) and the artifact stores are imported where they are
 # used: importing them is most of what a pull that brings nothing costs.
 if TYPE_CHECKING:
+    from multiprocessing.pool import AsyncResult
+
     from gitml.artifacts import SharedStore
     from gitml.format.records import Artifact, ArtifactManifest, ModelVersion, Record, Run
 
@@ -186,15 +190,38 @@ _FETCH = ("--refmap=", "--no-tags", "--no-write-fetch-head")
 def _fetch_objects(store: Store, remote: str, commits: Iterable[str]) -> None:
     """Fetch the objects of ``commits`` (tips ``_ls_remote`` listed) and write no ref.
 
-    Naming commits rather than refs keeps git from writing a staging ref file for
-    each tip (10,000 for a first pull of 10,000 runs, besides the records' own
-    refs moved after validation), and from matching each of thousands of
-    explicit ref names against every remote ref. A commit already here costs
-    git a look-up only.
+    Only commits missing here are fetched (a clone from a path on the same
+    disk already holds every object). Naming commits rather than refs keeps
+    git from writing a staging ref file for each tip, besides the records'
+    own refs moved after validation. But git's cost of a fetch naming commits
+    grows faster than their count (100,000 named: 19 s of CPU, three times a
+    fetch by refspec), so from ``GLOB_FETCH_FROM`` missing commits gitml's
+    refspecs are fetched with ``--dry-run``, which downloads the objects and
+    moves no ref (7.6 s); a commit that left out (the remote moved on) is
+    then fetched by name.
     """
-    wanted = sorted(set(commits))
-    if wanted:
-        _git(store, "fetch", *_FETCH, "--stdin", remote, stdin="".join(f"{c}\n" for c in wanted))
+    missing = _missing(store.root, sorted(set(commits)))
+    if len(missing) >= GLOB_FETCH_FROM:
+        # Forced, and stage branches not onto refs/heads: a dry run only reports
+        # what it would refuse (a diverged model, the checked-out branch), and
+        # such a report is a failure exit.
+        specs = (f"+{GITML}*:{GITML}*", f"+{STAGES}*:refs/remotes/{remote}/{STAGES}*")
+        _git(store, "fetch", *_FETCH, "--dry-run", "--quiet", remote, *specs)
+        missing = _missing(store.root, missing)
+    if missing:
+        _git(store, "fetch", *_FETCH, "--stdin", remote, stdin="".join(f"{c}\n" for c in missing))
+
+
+GLOB_FETCH_FROM = 1_000
+
+
+def _missing(root: Path, commits: list[str]) -> list[str]:
+    """Those of ``commits`` this repository lacks, asked in one ``git cat-file``."""
+    if not commits:
+        return []
+    listing = "".join(f"{c}\n" for c in commits)
+    out = command.run(["cat-file", "--batch-check=%(objectname)"], cwd=root, stdin=listing)
+    return [c for c, line in zip(commits, out.stdout.splitlines(), strict=True) if line != c]
 
 
 # -- remote setup -----------------------------------------------------------------
@@ -461,7 +488,9 @@ PARALLEL_FROM = 2_000
 Checked = dict[str, tuple["Run", "ArtifactManifest | None", str]]
 
 
-# A pull moves runs in batches of this many, each once checked.
+# A pull moves runs in batches, the first of this many, each next one twice
+# the size of the last: every ``git update-ref`` reads all the loose refs of
+# the folder it writes to, so 100 batches of 1,000 read 5 million ref files.
 RUN_BATCH = 1_000
 
 
@@ -473,8 +502,8 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
     Checking is Python work, about a quarter of a millisecond a run, and the
     largest part of a first pull of many runs besides writing the refs (git's
     work, as for ``git fetch``). From ``PARALLEL_FROM`` runs, forked processes,
-    one per core, check the batches ahead while this one moves the refs of
-    those checked; only where forking is safe, in a process running no other
+    one per core, check the next batch while the caller moves the refs of the
+    one given; only where forking is safe, in a process running no other
     thread (the CLI; a server's pull checks every run itself, in one batch).
     """
     items = sorted(wanted.items())
@@ -486,11 +515,25 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
         return
     import multiprocessing
 
-    batches = [items[i : i + RUN_BATCH] for i in range(0, len(items), RUN_BATCH)]
+    batches, start, size = [], 0, RUN_BATCH
+    while start < len(items):
+        batches.append(items[start : start + size])
+        start, size = start + size, size * 2
+    check = functools.partial(_canonical_share, store.root)
     with multiprocessing.get_context("fork").Pool(shares) as pool:
-        checked = pool.imap(functools.partial(_canonical_share, store.root), batches)
-        for batch, done in zip(batches, checked, strict=True):
-            yield dict(batch), done
+
+        def submit(batch: list[tuple[str, str]]) -> AsyncResult[list[Checked]]:
+            return pool.map_async(check, [batch[i::shares] for i in range(shares)])
+
+        pending = submit(batches[0])
+        for i, batch in enumerate(batches):
+            parts = pending.get()
+            if i + 1 < len(batches):
+                pending = submit(batches[i + 1])
+            checked: Checked = {}
+            for part in parts:
+                checked.update(part)
+            yield dict(batch), checked
 
 
 def _shares(count: int) -> int:

@@ -418,9 +418,9 @@ def test_a_large_pull_checks_runs_in_worker_processes_and_moves_them_in_batches(
     if shares == 1:  # one batch, checked here
         assert checkers == {os.getpid()}
         assert traced_commands(trace).count("update-ref") == 2  # experiments; runs
-    else:  # three batches of at most three, checked by forked workers, each moved on its own
+    else:  # batches of 3 and then (of up to 6) 4, checked by forked workers, moved apart
         assert checkers and os.getpid() not in checkers
-        assert traced_commands(trace).count("update-ref") == 4
+        assert traced_commands(trace).count("update-ref") == 3
     s = store(b)
     index = QueryIndex(s)
     assert index.status()["runs"] == 6
@@ -492,6 +492,53 @@ def test_a_pull_with_nothing_new_lists_refs_and_fetches_nothing(
     assert again.updated == {} and not again.problems
     commands = traced_commands(trace)
     assert "ls-remote" in commands and "fetch" not in commands
+
+
+def _fetches(trace: Path) -> list[str]:
+    """The arguments of each ``git fetch`` a ``GIT_TRACE`` file recorded."""
+    marker = "trace: built-in: git fetch "
+    return [line.partition(marker)[2] for line in trace.read_text().splitlines() if marker in line]
+
+
+@pytest.mark.parametrize("glob_from", [1, 1_000])
+def test_a_pull_fetches_only_missing_commits_and_many_by_refspec_without_moving_refs(
+    a: Machine,
+    b: Machine,
+    remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    glob_from: int,
+) -> None:
+    with on(a, monkeypatch) as client:
+        first = log_run(client, "first")
+    push(a)
+    pull(b)
+    with on(a, monkeypatch) as client:
+        ids = [log_run(client, f"r{i}") for i in range(2)]
+        client.set_tag(first, "round", "2")
+    push(a)
+    monkeypatch.setattr(sharing, "GLOB_FETCH_FROM", glob_from)
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    report = pull(b)
+    assert set(report.updated) == {RUNS + i for i in [first, *ids]} and not report.problems
+    assert b.refs(RUNS) == a.refs(RUNS)
+    [fetch] = _fetches(trace)
+    if glob_from == 1:  # gitml's refspecs, as a dry run: objects come, no ref moves
+        assert "--dry-run" in fetch and "+refs/gitml/*:refs/gitml/*" in fetch
+    else:  # the three new commits, named
+        assert "--stdin" in fetch and "--dry-run" not in fetch
+    assert not b.refs("refs/remotes/origin/gitml/runs/")
+    fsck(b.path)
+
+    # A clone from a path holds every object the remote has: nothing is fetched.
+    monkeypatch.delenv("GIT_TRACE")
+    clone = Machine("C", tmp_path / "clone", b.env)
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone.path)], check=True, env=b.env)
+    trace.unlink()
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    assert pull(clone).updated == a.refs("refs/gitml/")
+    assert _fetches(trace) == []
 
 
 def test_push_and_pull_tell_fast_forwards_without_a_git_process_per_ref(
