@@ -71,8 +71,14 @@ RUN_SHAPES = {"sweep": (1, 1, 0), "wide": (10, 5, 3)}
 
 
 def fresh_clone(remote: Path, clone: Path) -> Path:
+    """A clone as one over the network is: ``--no-local``, or git would link every object of
+    the remote into it, and the pull would find the runs' objects already there."""
     shutil.rmtree(clone, ignore_errors=True)
-    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True, capture_output=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--no-local", str(remote), str(clone)],
+        check=True,
+        capture_output=True,
+    )
     return clone
 
 

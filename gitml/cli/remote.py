@@ -45,11 +45,10 @@ def setup(remote: str, tracking_uri: str | None) -> None:
 @tracking_option
 def push_command(remote: str, as_json: bool, tracking_uri: str | None) -> None:
     """Publish runs, experiments, models and stage branches to REMOTE (atomic, never forced)."""
-    from gitml.sharing.remote import artifact_store_holds, push
+    from gitml.sharing.remote import push
 
     store, work = _stores(tracking_uri)
-    holds = artifact_store_holds(store, work.root if work is not None else None)
-    report = push(store, remote, holds=holds)
+    report = push(store, remote, settings_root=work.root if work is not None else None)
     if as_json:
         emit_json(
             {

@@ -820,18 +820,32 @@ class _Plan:
     problems: list[str] = field(default_factory=list)
 
 
-def push(store: Store, remote: str = "origin", *, holds: Holds | None = None) -> PushReport:
-    """Publish every local run, experiment, model and stage branch that the remote lacks."""
-    from gitml.artifacts import SharedStore
+def push(
+    store: Store,
+    remote: str = "origin",
+    *,
+    holds: Holds | None = None,
+    settings_root: Path | None = None,
+) -> PushReport:
+    """Publish every local run, experiment, model and stage branch that the remote lacks.
 
+    ``holds``: what says whether the artifact store holds an artifact; by
+    default the store of the ``.gitml.yaml`` in ``settings_root`` or
+    ``store.root`` (``artifact_store_holds``), opened only when there is
+    something to push.
+    """
     _check_remote(store, remote)
-    holds = holds or artifact_store_holds(store)
     report = PushReport(remote)
     uploaded: list[str] = []
     for _ in range(PUSH_ATTEMPTS):
         theirs = _ls_remote(store, remote)
         local = _local_refs(store)
         differ = [ref for ref, sha in local.items() if theirs.get(ref) != sha]
+        if not differ:
+            return report  # nothing to publish: no record read, no artifact store opened
+        from gitml.artifacts import SharedStore
+
+        holds = holds or artifact_store_holds(store, settings_root)
         _fetch_objects(store, remote, [theirs[ref] for ref in differ if ref in theirs])
         plan = _classify(store, local, theirs, differ)
         _check_artifacts(plan, holds)
