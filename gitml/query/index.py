@@ -324,7 +324,7 @@ class QueryIndex:
             )
             known = parsed.get(name)
             if known is not None and known.commit == tip:
-                batch.add(known.run, tip, known.plain)
+                batch.add_read(known)
             else:
                 self._index_run(batch, name, tip)
         with _bulk(self.conn, len(changed)):
@@ -370,8 +370,7 @@ class QueryIndex:
         ready = _Rows()
         for name, sha in todo:
             if name in parsed and parsed[name].commit == sha:
-                ready.add(parsed[name].run, sha, parsed[name].plain)
-                ready.count += 1
+                ready.add_read(parsed[name])
         done += ready.count
         ready.write(conn)
         todo = [(n, s) for n, s in todo if n not in parsed or parsed[n].commit != s]
@@ -460,7 +459,7 @@ class ReadRun(NamedTuple):
 
     commit: str
     run: Run
-    plain: str  # json.dumps of run.to_plain(): what the index keeps of the record
+    plain: dict[str, Any]  # run.to_plain(), which the caller has at hand
 
 
 class _Rows:
@@ -485,7 +484,6 @@ class _Rows:
         """The rows of the run record at ``sha`` (or of why it is broken)."""
         from gitml.format.readers import parse_run
 
-        self.count += 1
         ref = layout.run_ref(run_id)
         try:
             try:
@@ -493,17 +491,25 @@ class _Rows:
             except NotFound as exc:
                 raise InvalidRecord(ref, layout.RUN_FILE, "(document)", str(exc)) from None
             run = parse_run(data, run_id)
-            unstorable = _unstorable(run.to_plain(), "")
-            if unstorable is not None:
-                raise InvalidRecord(ref, layout.RUN_FILE, *unstorable)
         except InvalidRecord as exc:
+            self.count += 1
             self.broken.append((run_id, sha, _text(str(exc))))
             return
-        self.add(run, sha)
+        self.add_read(ReadRun(sha, run, run.to_plain()))
 
-    def add(self, run: Run, sha: str, plain: str | None = None) -> None:
-        """The rows of ``run`` at commit ``sha``; ``plain``: ``json.dumps`` of its
-        ``to_plain()``, when the caller has it already."""
+    def add_read(self, read: ReadRun) -> None:
+        """The rows of a run record read and validated, or of why SQLite cannot hold it."""
+        self.count += 1
+        unstorable = _unstorable(read.plain, "")
+        if unstorable is not None:
+            error = InvalidRecord(layout.run_ref(read.run.id), layout.RUN_FILE, *unstorable)
+            self.broken.append((read.run.id, read.commit, _text(str(error))))
+            return
+        self.add(read.run, read.commit, read.plain)
+
+    def add(self, run: Run, sha: str, plain: dict[str, Any] | None = None) -> None:
+        """The rows of ``run`` at commit ``sha``; ``plain``: its ``to_plain()``, when the
+        caller has it already."""
         source = run.source
         self.runs.append(
             (
@@ -521,7 +527,7 @@ class _Rows:
                 source.branch,
                 int(source.dirty),
                 source.entry_point,
-                json.dumps(run.to_plain()) if plain is None else plain,
+                json.dumps(run.to_plain() if plain is None else plain),
             )
         )
         self.params.extend((run.id, k, v) for k, v in run.params.items())

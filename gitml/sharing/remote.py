@@ -72,7 +72,6 @@ Decisions:
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import threading
@@ -484,8 +483,8 @@ def _pull_moves(
 # worker and sending its records back cost more than the share it would take.
 PARALLEL_FROM = 2_000
 
-# Ref to (the run, its artifact manifest, json.dumps of the run's plain form for the index).
-Checked = dict[str, tuple["Run", "ArtifactManifest | None", str]]
+# Ref to (the run, its artifact manifest, the run's to_plain() for the index).
+Checked = dict[str, tuple["Run", "ArtifactManifest | None", dict[str, Any]]]
 
 
 # A pull moves runs in batches, the first of this many, each next one twice
@@ -565,7 +564,7 @@ def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
             manifest = _canonical(ArtifactManifest, blobs[2 * i + 1])
             if manifest is None:
                 continue
-        out[ref] = (run[0], None if manifest is None else manifest[0], json.dumps(run[1]))
+        out[ref] = (run[0], None if manifest is None else manifest[0], run[1])
     return out
 
 

@@ -449,6 +449,31 @@ def test_pull_checks_records_gitml_did_not_write_against_the_schema(
         assert {r.id for r in client_b.search_runs()} == {edited, other}
 
 
+def test_a_pulled_run_whose_number_sqlite_cannot_hold_is_applied_and_skipped_by_the_index(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        big, fine = log_run(client, "big"), log_run(client, "fine")
+    # Valid and exactly as gitml writes it, but a step past 64 bits, which SQLite refuses.
+    record = yamlio.load(a.git("show", f"{RUNS}{big}:run.yaml").encode())
+    record["metrics"]["acc"]["step"] = 2**64
+    commit_file_on_ref(a.path, RUNS + big, "run.yaml", yamlio.dump(record).decode())
+    a.git("push", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    report = pull(b)
+    assert {RUNS + big, RUNS + fine} <= set(report.updated) and not report.problems
+    s = store(b)
+    index = QueryIndex(s)
+    try:
+        assert index.status()["runs"] == 1
+        [why] = index.broken()
+        assert why.startswith(f"{RUNS}{big}:run.yaml: field 'metrics.acc.step': ")
+    finally:
+        index.close()
+        s.close()
+    with on(b, monkeypatch) as client_b:
+        assert [r.id for r in client_b.search_runs()] == [fine]
+
+
 def test_a_ref_moved_locally_is_left_out_of_the_batch(
     a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
