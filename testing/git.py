@@ -93,12 +93,18 @@ def fsck(repo: Path) -> None:
     assert problems == [], problems
 
 
-def traced_commands(trace: Path) -> list[str]:
-    """The git commands a ``GIT_TRACE`` file recorded, by name (``fetch``,
-    ``merge-base``), in order: those run directly and those git ran itself."""
-    names = []
+def traced_command_lines(trace: Path) -> list[str]:
+    """The git commands a ``GIT_TRACE`` file recorded, each as its arguments after
+    ``git`` (``fetch --stdin origin``), in order: those run directly and those git
+    ran itself."""
+    lines = []
     for line in trace.read_text().splitlines():
         _, found, rest = line.partition("trace: built-in: git ")
         if found:
-            names.append(rest.split(" ", 1)[0])
-    return names
+            lines.append(rest)
+    return lines
+
+
+def traced_commands(trace: Path) -> list[str]:
+    """The git commands a ``GIT_TRACE`` file recorded, by name (``fetch``, ``merge-base``)."""
+    return [line.split(" ", 1)[0] for line in traced_command_lines(trace)]

@@ -196,7 +196,7 @@ def _fetch_objects(store: Store, remote: str, commits: Iterable[str]) -> None:
     grows faster than their count (100,000 named: 19 s of CPU, three times a
     fetch by refspec), so from ``GLOB_FETCH_FROM`` missing commits gitml's
     refspecs are fetched with ``--dry-run``, which downloads the objects and
-    moves no ref (7.6 s); a commit that left out (the remote moved on) is
+    moves no ref (7.6 s); a commit it left out (the remote moved on) is
     then fetched by name.
     """
     missing = _missing(store.root, sorted(set(commits)))

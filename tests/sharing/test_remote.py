@@ -24,7 +24,7 @@ from gitml.registry.versions import Registry
 from gitml.sharing import remote as sharing
 from testing.artifacts import add_manifest_entry
 from testing.cli import cli
-from testing.git import commit_file_on_ref, fsck, traced_commands
+from testing.git import commit_file_on_ref, fsck, traced_command_lines, traced_commands
 from testing.machines import Machine, log_run, on, pull, push, refs_of, store
 from testing.procs import child_env, finish, limit_memory, spawn, write_config
 from testing.records import billion_laughs
@@ -521,8 +521,9 @@ def test_a_pull_with_nothing_new_lists_refs_and_fetches_nothing(
 
 def _fetches(trace: Path) -> list[str]:
     """The arguments of each ``git fetch`` a ``GIT_TRACE`` file recorded."""
-    marker = "trace: built-in: git fetch "
-    return [line.partition(marker)[2] for line in trace.read_text().splitlines() if marker in line]
+    return [
+        line[len("fetch ") :] for line in traced_command_lines(trace) if line.startswith("fetch ")
+    ]
 
 
 @pytest.mark.parametrize("glob_from", [1, 1_000])
