@@ -754,14 +754,23 @@ class Store:
         return out
 
     def read_loose_ref(self, prefix: str, name: str) -> str | None:
+        return self.read_loose_ref_stamped(prefix, name)[0]
+
+    def read_loose_ref_stamped(
+        self, prefix: str, name: str
+    ) -> tuple[str | None, tuple[int, int] | None]:
+        """``read_loose_ref``, with the (inode, mtime in ns) of the file read, as
+        ``loose_refs`` gives them: taken from the open file, so they are those of
+        the content read even when the ref is rewritten meanwhile."""
         # A plain path string: building a Path for each of 10,000 refs cost more than
         # reading them (a refresh after a pull reads every pulled run's ref).
         try:
             with open(f"{self._repo.commondir()}/{prefix.strip('/')}/{name}", "rb") as f:
+                st = os.fstat(f.fileno())
                 data = f.read().strip()
         except (FileNotFoundError, IsADirectoryError):
-            return None
-        return data.decode() if len(data) == 40 else None
+            return None, None
+        return (data.decode() if len(data) == 40 else None), (st.st_ino, st.st_mtime_ns)
 
     def packed_refs_stat(self) -> tuple[int, int, int]:
         try:

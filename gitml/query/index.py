@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -200,6 +201,29 @@ class QueryIndex:
             lambda: self._refresh(full=True, progress=progress, parsed=parsed),
         )
 
+    def add_moved(self, parsed: Mapping[str, ReadRun]) -> int:
+        """Index the runs of ``parsed`` (run id to record) whose refs the caller has
+        just moved to those records' commits; returns how many runs changed.
+
+        Each ref is read again, and a run whose ref another writer moved since is
+        indexed from its ref. A pull calls this for each batch of runs it moves,
+        while it moves the next; the ``refresh`` after the last finds them indexed.
+        """
+
+        def work() -> int:
+            stamps: dict[str, tuple[int, int]] = {}
+            with _write(self.conn):
+                moved = {run_id: r.commit for run_id, r in parsed.items()}
+                changed = self._apply(moved, parsed, stamps)
+                # What the refresh's scan would otherwise read each ref again to learn.
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO loose VALUES (?, ?, ?)",
+                    [(name, inode, mtime) for name, (inode, mtime) in stamps.items()],
+                )
+                return changed
+
+        return self._healing(work)
+
     def _refresh(
         self,
         *,
@@ -299,7 +323,15 @@ class QueryIndex:
                 chain = -1
         return moved, chain, end
 
-    def _apply(self, moved: dict[str, str], parsed: Mapping[str, ReadRun]) -> int:
+    def _apply(
+        self,
+        moved: dict[str, str],
+        parsed: Mapping[str, ReadRun],
+        stamps: dict[str, tuple[int, int]] | None = None,
+    ) -> int:
+        """Index the runs of ``moved`` (run id to the commit a logged update moved it
+        to) whose rows differ, each from where its ref is now; ``stamps``: filled
+        with the (inode, mtime) of each loose ref file read."""
         names = list(moved)
         current: dict[str, str] = {}
         for i in range(0, len(names), _MAX_VARIABLES):  # SQLite's limit on "?"s in a statement
@@ -319,9 +351,10 @@ class QueryIndex:
         for name in changed:
             if name in current:  # a new run has no rows to delete (a pull brings thousands)
                 batch.drop(name)
-            tip = self.store.read_loose_ref(RUNS_PREFIX, name) or self.store.tip(
-                f"{RUNS_PREFIX}/{name}"
-            )
+            loose, stamp = self.store.read_loose_ref_stamped(RUNS_PREFIX, name)
+            if stamps is not None and loose is not None and stamp is not None:
+                stamps[name] = stamp
+            tip = loose or self.store.tip(f"{RUNS_PREFIX}/{name}")
             known = parsed.get(name)
             if known is not None and known.commit == tip:
                 batch.add_read(known)
@@ -455,11 +488,25 @@ class QueryIndex:
 
 
 class ReadRun(NamedTuple):
-    """A run record a caller has read and validated, for ``QueryIndex.refresh``."""
+    """A run record read and validated, made ready for the index (``read_run``): a
+    pull makes them in its checking processes, for ``QueryIndex.refresh``."""
 
     commit: str
     run: Run
-    plain: dict[str, Any]  # run.to_plain(), which the caller has at hand
+    record: str  # run.to_plain() as JSON
+    unstorable: tuple[str, str] | None  # (field, why) SQLite cannot hold the record
+
+
+def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
+    """``run`` at ``commit``, with ``plain`` (its ``to_plain()``) written as the index
+    holds it and checked for what SQLite cannot hold."""
+    text = json.dumps(plain, ensure_ascii=False)
+    unstorable = None
+    # Walking the record for the field at fault costs ten times this dump; a
+    # text that encodes and holds no 19-digit number needs no walk.
+    if _LONG_NUMBER.search(text) or not _encodes(text):
+        unstorable = _unstorable(plain, "")
+    return ReadRun(commit, run, text, unstorable)
 
 
 class _Rows:
@@ -495,21 +542,20 @@ class _Rows:
             self.count += 1
             self.broken.append((run_id, sha, _text(str(exc))))
             return
-        self.add_read(ReadRun(sha, run, run.to_plain()))
+        self.add_read(read_run(sha, run, run.to_plain()))
 
     def add_read(self, read: ReadRun) -> None:
         """The rows of a run record read and validated, or of why SQLite cannot hold it."""
         self.count += 1
-        unstorable = _unstorable(read.plain, "")
-        if unstorable is not None:
-            error = InvalidRecord(layout.run_ref(read.run.id), layout.RUN_FILE, *unstorable)
+        if read.unstorable is not None:
+            error = InvalidRecord(layout.run_ref(read.run.id), layout.RUN_FILE, *read.unstorable)
             self.broken.append((read.run.id, read.commit, _text(str(error))))
             return
-        self.add(read.run, read.commit, read.plain)
+        self.add(read.run, read.commit, read.record)
 
-    def add(self, run: Run, sha: str, plain: dict[str, Any] | None = None) -> None:
-        """The rows of ``run`` at commit ``sha``; ``plain``: its ``to_plain()``, when the
-        caller has it already."""
+    def add(self, run: Run, sha: str, record: str | None = None) -> None:
+        """The rows of ``run`` at commit ``sha``; ``record``: its ``to_plain()`` as JSON,
+        when the caller has it already."""
         source = run.source
         self.runs.append(
             (
@@ -527,7 +573,7 @@ class _Rows:
                 source.branch,
                 int(source.dirty),
                 source.entry_point,
-                json.dumps(run.to_plain() if plain is None else plain),
+                json.dumps(run.to_plain()) if record is None else record,
             )
         )
         self.params.extend((run.id, k, v) for k, v in run.params.items())
@@ -604,6 +650,18 @@ def _unstorable(value: Any, field: str) -> tuple[str, str] | None:
             if found is not None:
                 return found
     return None
+
+
+# Any integer past 64 bits has 19 digits or more; a float's repr has at most 17.
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(value: str) -> str:

@@ -107,10 +107,12 @@ from gitml.sharing.renumber import Renumbering, rebase_model, renumber_stages
 # The record models (pydantic) and the artifact stores are imported where they are
 # used: importing them is most of what a pull that brings nothing costs.
 if TYPE_CHECKING:
+    from concurrent.futures import Future
     from multiprocessing.pool import AsyncResult
 
     from gitml.artifacts import SharedStore
-    from gitml.format.records import Artifact, ArtifactManifest, ModelVersion, Record, Run
+    from gitml.format.records import Artifact, ArtifactManifest, ModelVersion, Record
+    from gitml.query.index import ReadRun
 
 PUSH_ATTEMPTS = 6
 
@@ -125,12 +127,27 @@ def _git(
     return command.run(args, cwd=store.root, stdin=stdin, ok=ok)
 
 
-def _cat_files(root: Path, names: list[str]) -> list[bytes | None]:
+def _cat_files(root: Path, names: list[str], *, parallel: bool = False) -> list[bytes | None]:
     """The content of each blob ``names`` name (``<rev>:<path>``) in the repository at
     ``root``, None for anything else, read by one ``git cat-file --batch`` (dulwich
-    reads a packed object in Python)."""
+    reads a packed object in Python).
+
+    ``parallel``: from ``PARALLEL_FROM`` names, one ``git cat-file`` per core, each
+    reading its share. Reading loose objects is mostly system time spent opening
+    files (10,000 runs' manifests: 1.5 s in one process, 0.8 s in two).
+    """
     if not names:
         return []
+    parts = _cores(len(names)) if parallel else 1
+    if parts > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        size = -(-len(names) // parts)
+        with ThreadPoolExecutor(parts) as pool:
+            shares = pool.map(
+                lambda at: _cat_files(root, names[at : at + size]), range(0, len(names), size)
+            )
+            return [blob for share in shares for blob in share]
     listing = "".join(f"{name}\n" for name in names).encode()
     out, pos = command.run_binary(["cat-file", "--batch"], cwd=root, stdin=listing), 0
     blobs: list[bytes | None] = []
@@ -433,15 +450,16 @@ def pull(
     # Experiments before the runs they hold, runs before the versions and stages naming them.
     apply({ref: sha for ref, sha in new.items() if ref.startswith(EXPERIMENTS)}, {})
     runs: Checked = {}
-    for batch, checked in _checked_runs(
-        store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS)}
-    ):
-        runs.update(checked)
-        apply(batch, checked)  # while the next batches are checked
-    apply({ref: sha for ref, sha in new.items() if not ref.startswith((EXPERIMENTS, RUNS))}, {})
-    _index_runs(store, runs, report)
+    with _RunIndexing(store) as indexing:
+        for batch, checked in _checked_runs(
+            store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS)}
+        ):
+            runs.update(checked)
+            apply(batch, checked)  # while the next batches are checked
+            indexing.moved(checked, report)  # while the next batches move
+        apply({ref: sha for ref, sha in new.items() if not ref.startswith((EXPERIMENTS, RUNS))}, {})
     _remember_declarations(store, report)
-    manifests = {ref: manifest for ref, (_, manifest, _) in runs.items()}
+    manifests = {ref: manifest for ref, (manifest, _) in runs.items()}
     _download_artifacts(store, local, report, manifests, artifacts, settings_root)
     return report
 
@@ -483,8 +501,8 @@ def _pull_moves(
 # worker and sending its records back cost more than the share it would take.
 PARALLEL_FROM = 2_000
 
-# Ref to (the run, its artifact manifest, the run's to_plain() for the index).
-Checked = dict[str, tuple["Run", "ArtifactManifest | None", dict[str, Any]]]
+# Ref to (the run's artifact manifest, the run as the query index takes it).
+Checked = dict[str, tuple["ArtifactManifest | None", "ReadRun"]]
 
 
 # A pull moves runs in batches, the first of this many, each next one twice
@@ -536,7 +554,16 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
 
 
 def _shares(count: int) -> int:
-    if count < PARALLEL_FROM or threading.active_count() > 1 or not hasattr(os, "fork"):
+    """How many forked processes share the check of ``count`` runs."""
+    if threading.active_count() > 1 or not hasattr(os, "fork"):
+        return 1
+    return _cores(count)
+
+
+def _cores(count: int) -> int:
+    """How many cores share work on ``count`` items: all of them (at most 8) from
+    ``PARALLEL_FROM`` on."""
+    if count < PARALLEL_FROM:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, 8))
@@ -552,11 +579,12 @@ def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
     if not items:
         return {}
     from gitml.format.records import ArtifactManifest, Run
+    from gitml.query.index import read_run
 
     names = [f"{commit}^{{commit}}:{file}" for _, commit in items for file in _RUN_FILES]
     blobs = _cat_files(root, names)
     out: Checked = {}
-    for i, (ref, _) in enumerate(items):
+    for i, (ref, commit) in enumerate(items):
         run, manifest = _canonical(Run, blobs[2 * i]), None
         if run is None or run[0].id != ref[len(RUNS) :]:
             continue
@@ -564,7 +592,8 @@ def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
             manifest = _canonical(ArtifactManifest, blobs[2 * i + 1])
             if manifest is None:
                 continue
-        out[ref] = (run[0], None if manifest is None else manifest[0], run[1])
+        # Written for the index here, in the checking processes, not after the moves.
+        out[ref] = (None if manifest is None else manifest[0], read_run(commit, *run))
     return out
 
 
@@ -622,23 +651,48 @@ def _move_refs(
             report.problems.append(f"{_short(ref)} moved locally during the pull; pull again")
 
 
-def _index_runs(store: Store, runs: Checked, report: PullReport) -> None:
-    """Bring the query index up to date with the pulled runs, from the records already
-    parsed: the first query after a pull of 10,000 runs would otherwise read each again."""
-    from gitml.query.index import QueryIndex, ReadRun
+class _RunIndexing:
+    """The query index brought up to date with the pulled runs, from the records
+    already checked, batch by batch in a thread while the pull moves the next
+    batches: after a pull of 10,000 runs indexing them took 1.5 s more; and the
+    first query after it would otherwise read each record again.
 
-    parsed = {
-        ref[len(RUNS) :]: ReadRun(sha, runs[ref][0], runs[ref][2])
-        for ref, sha in report.updated.items()
-        if ref in runs
-    }
-    if not parsed:
-        return
-    index = QueryIndex(store)
-    try:
-        index.refresh(parsed=parsed)
-    finally:
-        index.close()
+    Leaving the ``with`` block waits for the batches, then refreshes the index,
+    which finds them indexed and records where the refs now are.
+    """
+
+    def __init__(self, store: Store) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gitml.query.index import QueryIndex
+
+        self.index = QueryIndex(store)
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="gitml-pull-index")
+        self.batches: list[Future[int]] = []
+
+    def moved(self, runs: Checked, report: PullReport) -> None:
+        """Index those of ``runs`` (just checked and moved) that the pull moved."""
+        moved = {
+            ref[len(RUNS) :]: read
+            for ref, (_, read) in runs.items()
+            if report.updated.get(ref) == read.commit
+        }
+        if moved:
+            self.batches.append(self.thread.submit(self.index.add_moved, moved))
+
+    def __enter__(self) -> _RunIndexing:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            for batch in self.batches:
+                # An indexing failure is the pull's, unless the pull failed first.
+                batch.exception() if kind is not None else batch.result()
+            if kind is None and self.batches:
+                self.thread.submit(self.index.refresh).result()
+        finally:
+            self.thread.submit(self.index.close).result()
+            self.thread.shutdown()
 
 
 def _remember_declarations(store: Store, report: PullReport) -> None:
@@ -744,7 +798,8 @@ def _run_artifacts(store: Store, runs: dict[str, str]) -> list[tuple[str, Artifa
 
     refs = sorted(runs)
     found: list[tuple[str, Artifact]] = []
-    manifests = _cat_files(store.root, [f"{runs[ref]}^{{commit}}:{MANIFEST_FILE}" for ref in refs])
+    names = [f"{runs[ref]}^{{commit}}:{MANIFEST_FILE}" for ref in refs]
+    manifests = _cat_files(store.root, names, parallel=True)
     for ref, data in zip(refs, manifests, strict=True):
         if data is not None:
             manifest = parse(ArtifactManifest, data, where=ref, path=MANIFEST_FILE)

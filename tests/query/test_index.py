@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import gitml
-from gitml.query.index import QueryIndex
+from gitml.query.index import QueryIndex, read_run
 from testing.cli import gitml_exe
 from testing.git import commit_file_on_ref, git, init_repo
 
@@ -243,6 +243,46 @@ def test_indexes_dropped_by_an_interrupted_rebuild_come_back(repo: Path) -> None
     again = gitml.Client().index
     names = {row[0] for row in again.conn.execute("SELECT name FROM sqlite_master")}
     assert "metrics_by_value" in names
+
+
+def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(3)]
+    parsed = {
+        run_id: read_run(sha, client.get_run(run_id), client.get_run(run_id).to_plain())
+        for run_id, sha in tips(repo).items()
+    }
+    client.log_batch(ids[1], params={"later": "yes"})  # another writer, after the pull read it
+    index = QueryIndex(client.store, tmp_path / "fresh.sqlite")
+    assert index.add_moved(parsed) == 3
+    assert indexed(index) == tips(repo)
+    later = index.conn.execute("SELECT value FROM params WHERE run_id = ?", (ids[1],)).fetchall()
+    assert later == [("yes",)]  # indexed from where its ref is now, not the record given
+    loose = {
+        name: (inode, mtime) for name, inode, mtime in index.conn.execute("SELECT * FROM loose")
+    }
+    assert loose == client.store.loose_refs("refs/gitml/runs")
+
+    def read(prefix: str, name: str) -> None:
+        raise AssertionError(f"{name} read again")
+
+    monkeypatch.setattr(client.store, "read_loose_ref_stamped", read)
+    assert index.refresh() == 0  # the scan finds every ref where add_moved saw it
+    assert indexed(index) == tips(repo)
+    index.close()
+
+
+def test_a_long_run_of_digits_that_fits_is_indexed(repo: Path) -> None:
+    """A 19-digit text sends the record to the field-by-field check, which passes it."""
+    client = gitml.Client()
+    run = client.create_run(run_name="digits").id
+    client.log_batch(run, params={"seed": "1" * 30})
+    client.log_metric(run, "big", 9.9e300)
+    found = client.search_runs(filter_string=f"params.seed = '{'1' * 30}'")
+    assert [r.id for r in found] == [run]
+    assert client.index.broken() == []
 
 
 def test_one_index_serves_many_threads(repo: Path) -> None:
