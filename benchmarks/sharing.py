@@ -8,9 +8,10 @@ issue's sweep: one param and one metric each; wide: 10 params, 5 metrics,
 the same disk, then: the first ``gitml push`` beside ``git push`` of
 ``refs/gitml/*`` to another bare remote; the first ``gitml pull`` into a
 fresh clone beside ``git fetch`` of the same refspec; a pull with nothing new
-beside a no-op ``git fetch`` (and a push with nothing new beside a no-op
-``git push``); and the first ``gitml runs list`` after the pull.
-Targets: push and pull at most 1.5x plain git, a no-op pull at most 1.2x.
+beside a no-op ``git fetch``, and a push with nothing new beside the same
+(git's no-op ``git push`` printed too); and the first ``gitml runs list``
+after the pull. Targets: push and pull at most 1.5x plain git, a push or
+pull with nothing new at most 1.2x git's no-op fetch.
 Each figure is the median of ``--repeat`` runs, gitml and git in turn.
 
 Then storage: bytes per run after ``git gc`` (objects, packed refs, reflogs,
@@ -102,14 +103,18 @@ def bench(count: int, shape: str, base: Path, repeat: int) -> None:
         plain = timed(["git", "push", "-q", str(base / f"git-{shape}-{count}.git"), REFSPEC], work)
         pushes.append((pushed, plain))
     row(f"{label}: first push", *medians(pushes), 1.5)
-    noop_pushes = [
-        (
-            timed([gitml, "push", "origin"], work),
-            timed(["git", "push", "-q", str(base / f"git-{shape}-{count}.git"), REFSPEC], work),
+    # The yardstick for a push with nothing new is git's no-op fetch;
+    # git's own no-op push (which also lists both sides) is printed beside it.
+    noop_pushes, git_noop_pushes = [], []
+    for _ in range(repeat):
+        pushed = timed([gitml, "push", "origin"], work)
+        fetched = timed(["git", "fetch", "-q", str(origin), REFSPEC], work)
+        noop_pushes.append((pushed, fetched))
+        git_noop_pushes.append(
+            timed(["git", "push", "-q", str(base / f"git-{shape}-{count}.git"), REFSPEC], work)
         )
-        for _ in range(repeat)
-    ]
     row(f"{label}: push with nothing new", *medians(noop_pushes), 1.2)
+    print(f"{label}: (git's own no-op push {statistics.median(git_noop_pushes):8.2f} s)")
 
     pulls: list[tuple[float, float]] = []
     clones = [base / f"clone-gitml-{shape}-{count}", base / f"clone-git-{shape}-{count}"]

@@ -487,26 +487,76 @@ class QueryIndex:
         return [Run.model_validate_json(record) for record in records]
 
 
+# A run's rows: its row of ``runs``, then its rows of ``params``, ``tags`` and ``metrics``.
+RunRows = tuple[
+    tuple[Any, ...], list[tuple[str, str, str]], list[tuple[str, str, str]], list[tuple[Any, ...]]
+]
+
+
 class ReadRun(NamedTuple):
-    """A run record read and validated, made ready for the index (``read_run``): a
-    pull makes them in its checking processes, for ``QueryIndex.refresh``."""
+    """A run record read and validated, as the index's rows (``read_run``): a pull
+    makes them in its checking processes, where plain rows, unlike the record's
+    model, cost little to send back, for ``QueryIndex.refresh`` and ``add_moved``."""
 
     commit: str
-    run: Run
-    record: str  # run.to_plain() as JSON
-    unstorable: tuple[str, str] | None  # (field, why) SQLite cannot hold the record
+    run_id: str
+    rows: RunRows | Unstorable
+
+
+class Unstorable(NamedTuple):
+    """Where and why SQLite cannot hold a record."""
+
+    field: str
+    why: str
 
 
 def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
-    """``run`` at ``commit``, with ``plain`` (its ``to_plain()``) written as the index
-    holds it and checked for what SQLite cannot hold."""
+    """``run`` at ``commit`` as the index's rows, with ``plain`` (its ``to_plain()``)
+    as the JSON copy, or why SQLite cannot hold it."""
     text = json.dumps(plain, ensure_ascii=False)
-    unstorable = None
     # Walking the record for the field at fault costs ten times this dump; a
     # text that encodes and holds no 19-digit number needs no walk.
     if _LONG_NUMBER.search(text) or not _encodes(text):
         unstorable = _unstorable(plain, "")
-    return ReadRun(commit, run, text, unstorable)
+        if unstorable is not None:
+            return ReadRun(commit, run.id, Unstorable(*unstorable))
+    return ReadRun(commit, run.id, _run_rows(run, commit, text))
+
+
+def _run_rows(run: Run, sha: str, record: str) -> RunRows:
+    """The rows of ``run`` at commit ``sha``; ``record``: its ``to_plain()`` as JSON."""
+    source = run.source
+    row = (
+        run.id,
+        sha,
+        run.experiment_id,
+        run.name,
+        run.status,
+        run.lifecycle_stage,
+        run.start_time,
+        run.end_time,
+        run.user,
+        run.parent_run_id,
+        source.commit,
+        source.branch,
+        int(source.dirty),
+        source.entry_point,
+        record,
+    )
+    metrics = [
+        # SQLite has no NaN (it would store NULL anyway): NULL plus a flag.
+        (
+            run.id,
+            k,
+            None if math.isnan(m.value) else m.value,
+            int(math.isnan(m.value)),
+            m.step,
+            m.timestamp,
+        )
+        for k, m in run.metrics.items()
+    ]
+    params = [(run.id, k, v) for k, v in run.params.items()]
+    return row, params, [(run.id, k, v) for k, v in run.tags.items()], metrics
 
 
 class _Rows:
@@ -547,49 +597,22 @@ class _Rows:
     def add_read(self, read: ReadRun) -> None:
         """The rows of a run record read and validated, or of why SQLite cannot hold it."""
         self.count += 1
-        if read.unstorable is not None:
-            error = InvalidRecord(layout.run_ref(read.run.id), layout.RUN_FILE, *read.unstorable)
-            self.broken.append((read.run.id, read.commit, _text(str(error))))
+        if isinstance(read.rows, Unstorable):
+            error = InvalidRecord(layout.run_ref(read.run_id), layout.RUN_FILE, *read.rows)
+            self.broken.append((read.run_id, read.commit, _text(str(error))))
             return
-        self.add(read.run, read.commit, read.record)
+        self.add_rows(read.rows)
 
-    def add(self, run: Run, sha: str, record: str | None = None) -> None:
-        """The rows of ``run`` at commit ``sha``; ``record``: its ``to_plain()`` as JSON,
-        when the caller has it already."""
-        source = run.source
-        self.runs.append(
-            (
-                run.id,
-                sha,
-                run.experiment_id,
-                run.name,
-                run.status,
-                run.lifecycle_stage,
-                run.start_time,
-                run.end_time,
-                run.user,
-                run.parent_run_id,
-                source.commit,
-                source.branch,
-                int(source.dirty),
-                source.entry_point,
-                json.dumps(run.to_plain()) if record is None else record,
-            )
-        )
-        self.params.extend((run.id, k, v) for k, v in run.params.items())
-        self.tags.extend((run.id, k, v) for k, v in run.tags.items())
-        self.metrics.extend(
-            # SQLite has no NaN (it would store NULL anyway): NULL plus a flag.
-            (
-                run.id,
-                k,
-                None if math.isnan(m.value) else m.value,
-                int(math.isnan(m.value)),
-                m.step,
-                m.timestamp,
-            )
-            for k, m in run.metrics.items()
-        )
+    def add(self, run: Run, sha: str) -> None:
+        """The rows of ``run`` at commit ``sha``."""
+        self.add_rows(_run_rows(run, sha, json.dumps(run.to_plain())))
+
+    def add_rows(self, rows: RunRows) -> None:
+        run, params, tags, metrics = rows
+        self.runs.append(run)
+        self.params += params
+        self.tags += tags
+        self.metrics += metrics
 
     def write(self, conn: sqlite3.Connection) -> None:
         for table in ("runs", "params", "tags", "metrics", "broken"):
