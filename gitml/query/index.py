@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 RUNS_PREFIX = layout.RUNS.rstrip("/")  # the folder of run refs, as the store's listings take it
 SCHEMA_VERSION = "2"
 FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
-COMPACT_LOG_BYTES = 4 * 1024 * 1024
+# A full scan of 10,000 runs' refs whose files did not change takes about 0.1 s;
+# one every 2,000 or so ref updates keeps the log at a few bytes a run.
+COMPACT_LOG_BYTES = 256 * 1024
 
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
@@ -431,11 +433,13 @@ class QueryIndex:
         rename) already sees.
         """
         log = self.store.ref_log
+        old = log.with_suffix(".old")
         try:
-            os.replace(log, log.with_suffix(".old"))
+            os.replace(log, old)
         except FileNotFoundError:
             return
         self._refresh(full=True, progress=None)
+        old.unlink(missing_ok=True)  # all it said, the scan has seen
 
     # -- reading -----------------------------------------------------------------
 
@@ -513,7 +517,7 @@ class Unstorable(NamedTuple):
 def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
     """``run`` at ``commit`` as the index's rows, with ``plain`` (its ``to_plain()``)
     as the JSON copy, or why SQLite cannot hold it."""
-    text = json.dumps(plain, ensure_ascii=False)
+    text = _json(plain)
     # Walking the record for the field at fault costs ten times this dump; a
     # text that encodes and holds no 19-digit number needs no walk.
     if _LONG_NUMBER.search(text) or not _encodes(text):
@@ -521,6 +525,11 @@ def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
         if unstorable is not None:
             return ReadRun(commit, run.id, Unstorable(*unstorable))
     return ReadRun(commit, run.id, _run_rows(run, commit, text))
+
+
+def _json(plain: dict[str, Any]) -> str:
+    """The index's copy of a record: compact JSON, UTF-8 as it is (a tenth smaller)."""
+    return json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
 
 
 def _run_rows(run: Run, sha: str, record: str) -> RunRows:
@@ -605,7 +614,7 @@ class _Rows:
 
     def add(self, run: Run, sha: str) -> None:
         """The rows of ``run`` at commit ``sha``."""
-        self.add_rows(_run_rows(run, sha, json.dumps(run.to_plain())))
+        self.add_rows(_run_rows(run, sha, _json(run.to_plain())))
 
     def add_rows(self, rows: RunRows) -> None:
         run, params, tags, metrics = rows

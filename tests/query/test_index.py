@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import gitml
+from gitml.query import index as index_module
 from gitml.query.index import QueryIndex, read_run
 from testing.cli import gitml_exe
 from testing.git import commit_file_on_ref, git, init_repo
@@ -243,6 +244,24 @@ def test_indexes_dropped_by_an_interrupted_rebuild_come_back(repo: Path) -> None
     again = gitml.Client().index
     names = {row[0] for row in again.conn.execute("SELECT name FROM sqlite_master")}
     assert "metrics_by_value" in names
+
+
+def test_the_ref_log_is_started_anew_once_read_past_its_limit(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "COMPACT_LOG_BYTES", 500)
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(5)]
+    log = client.store.ref_log
+    assert log.stat().st_size > 500
+    assert client.index.refresh() == 5
+    assert not log.exists()
+    assert not log.with_suffix(".old").exists()  # what it said, the scan saw
+    assert indexed(client.index) == tips(repo)
+    client.log_batch(ids[3], params={"after": "compaction"})
+    assert log.stat().st_size < 500
+    assert client.index.refresh() == 1  # read from the new log
+    assert indexed(client.index) == tips(repo)
 
 
 def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
