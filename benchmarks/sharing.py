@@ -16,15 +16,17 @@ Each figure is the median of ``--repeat`` runs, gitml and git in turn.
 
 Then storage: bytes per run after ``git gc`` (objects, packed refs, reflogs,
 the query index, the rest of ``.git/gitml``) for ``--storage-runs`` runs
-made through ``gitml.Client`` as a script makes them, of two shapes (one
-param; 10 params, 5 metrics x 100 steps, 3 tags), beside MLflow's SQLite
-store for the same runs (``VACUUM``ed; MLflow's store needs SQLAlchemy and
+of two shapes (one param; 10 params, 5 metrics x 100 steps, 3 tags), made
+through the client (``create_run`` ... ``set_terminated``) and again as a
+training script makes them (``start_run`` ... ``end_run``), beside MLflow's
+SQLite store for the same runs made the same way (``VACUUM``ed; MLflow's store needs SQLAlchemy and
 Alembic importable by ``--mlflow-python``). Target: at most 1.5x MLflow's
 bytes per run in all.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -154,18 +156,33 @@ SHAPES = {
 }
 
 
-def log_runs(client: object, count: int, shape: tuple[int, int, int, int], metric: type) -> None:
-    """``count`` runs of ``shape`` through ``client`` (gitml's or MLflow's: same calls).
+def log_runs(
+    client: object, count: int, shape: tuple[int, int, int, int], metric: type, fluent: object
+) -> None:
+    """``count`` runs of ``shape`` through ``client`` (gitml's or MLflow's: same calls),
+    or, when ``fluent`` is the library (``gitml``, ``mlflow``), through its fluent
+    API, as a training script logs: ``with start_run():`` around ``log_param``,
+    ``set_tag`` and one ``log_metrics`` a step.
 
-    The points go in one ``log_batch`` (``metric``: its Metric class): MLflow's
-    store commits each ``log_metric`` to SQLite on its own, which took minutes
-    for a few thousand points on a loaded machine; the rows it keeps are the same.
+    Through the client the points go in one ``log_batch`` (``metric``: its Metric
+    class): MLflow's store commits each ``log_metric`` to SQLite on its own, which
+    took minutes for a few thousand points on a loaded machine; the rows it
+    keeps are the same.
     """
     params, metrics, steps, tags = shape
     rng = random.Random(0)  # noisy values, as training's are: a regular series packs smaller
     for i in range(count):
-        run = client.create_run("0", run_name=f"run-{i}")  # type: ignore[attr-defined]
-        run_id = run.info.run_id if hasattr(run, "info") else run.id
+        if fluent is not None:
+            with fluent.start_run(experiment_id="0", run_name=f"run-{i}"):  # type: ignore[attr-defined]
+                for j in range(params):
+                    fluent.log_param(f"p{j}", f"value-{i % 7}-{j}")  # type: ignore[attr-defined]
+                for j in range(tags):
+                    fluent.set_tag(f"t{j}", f"tag {i % 5}")  # type: ignore[attr-defined]
+                for step in range(steps):
+                    values = {f"m{j}": rng.random() for j in range(metrics)}
+                    fluent.log_metrics(values, step=step)  # type: ignore[attr-defined]
+            continue
+        run_id = client.create_run("0", run_name=f"run-{i}").info.run_id  # type: ignore[attr-defined]
         for j in range(params):
             client.log_param(run_id, f"p{j}", f"value-{i % 7}-{j}")  # type: ignore[attr-defined]
         for j in range(tags):
@@ -200,30 +217,41 @@ def git_parts(repo: Path) -> dict[str, int]:
     }
 
 
-def gitml_bytes(base: Path, count: int, shape: tuple[int, int, int, int]) -> dict[str, float]:
-    """Bytes per run of ``count`` runs, over a repository with none, after ``git gc``."""
+def gitml_bytes(
+    base: Path, count: int, shape: tuple[int, int, int, int], api: str
+) -> dict[str, float]:
+    """Bytes per run of ``count`` runs made through ``api`` (``API``), over a repository
+    with none, after ``git gc``."""
     import gitml
+    from gitml.tracking import fluent
 
     # A project with one commit, where the script runs: each run's code is that commit.
-    repo = init_repo(base / f"storage-{'-'.join(map(str, shape))}")
+    repo = init_repo(base / f"storage-{api}-{'-'.join(map(str, shape))}")
     os.chdir(repo)
     client = gitml.Client(str(repo))
     client.search_runs()  # the Default experiment and an empty index
     client.close()
     subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
     empty = git_parts(repo)
-    client = gitml.Client(str(repo))
-    log_runs(client, count, shape, gitml.Metric)
+    fluent.set_tracking_uri(str(repo))
+    client = fluent.get_client() if api == "start_run" else gitml.Client(str(repo))
+    log_runs(client, count, shape, gitml.Metric, gitml if api == "start_run" else None)
     assert len(client.search_runs(max_results=count)) == count  # the index is filled
     client.close()
+    fluent.set_tracking_uri(None)
     subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
     full = git_parts(repo)
     return {name: (full[name] - empty[name]) / count for name in full}
 
 
+# How the runs are made: MlflowClient-style calls (create_run ... set_terminated),
+# or a training script's start_run ... end_run around the same logging calls.
+API = ("Client", "start_run")
+
 MLFLOW_STORE = """
 import json, os, sqlite3, sys
 sys.path.insert(0, sys.argv[4])
+import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from benchmarks.sharing import log_runs
@@ -235,24 +263,25 @@ def vacuumed() -> int:
     conn.close()
     return os.path.getsize(db)
 
+mlflow.set_tracking_uri(f"sqlite:///{db}")
 client = MlflowClient(tracking_uri=f"sqlite:///{db}")
 client.search_experiments()
 empty = vacuumed()
-log_runs(client, count, shape, Metric)
+log_runs(client, count, shape, Metric, mlflow if sys.argv[5] == "start_run" else None)
 print(json.dumps({"bytes": (vacuumed() - empty) / count}))
 """
 
 
 def storage(base: Path, count: int, mlflow_python: str) -> None:
-    for label, shape in SHAPES.items():
-        parts = gitml_bytes(base, count, shape)
+    for (label, shape), api in itertools.product(SHAPES.items(), API):
+        parts = gitml_bytes(base, count, shape, api)
         total = sum(parts.values())
-        db = base / f"mlflow-{'-'.join(map(str, shape))}.db"
+        db = base / f"mlflow-{api}-{'-'.join(map(str, shape))}.db"
         theirs = mlflow_figures(
-            mlflow_python, MLFLOW_STORE, str(db), str(count), json.dumps(shape), str(ROOT)
+            mlflow_python, MLFLOW_STORE, str(db), str(count), json.dumps(shape), str(ROOT), api
         )
         detail = ", ".join(f"{name} {value:,.0f}" for name, value in parts.items())
-        print(f"storage, {label}: gitml {total:,.0f} B/run ({detail})", flush=True)
+        print(f"storage, {label}, by {api}: gitml {total:,.0f} B/run ({detail})", flush=True)
         if theirs is None:
             print("  MLflow: not importable by --mlflow-python (with SQLAlchemy, Alembic)")
             continue
