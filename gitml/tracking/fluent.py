@@ -77,14 +77,21 @@ def set_experiment(experiment_name: str) -> Experiment:
 class ActiveRun:
     """The run ``start_run`` returned; a context manager that ends it."""
 
-    def __init__(self, run_id: str, previous_handler: Any = None) -> None:
+    def __init__(
+        self, run_id: str, previous_handler: Any = None, started: Run | None = None
+    ) -> None:
         self.run_id = run_id
         self._previous_handler = previous_handler
+        self._started = started
 
     @property
     def info(self) -> RunInfo:
-        """MLflow's ``run.info`` of the run as logged so far."""
-        return get_run(self.run_id).info
+        """MLflow's ``run.info`` of the run as it started, as MLflow's ``ActiveRun`` holds
+        it: reading it commits nothing, so a short run stays one commit (a resumed run's
+        is read once)."""
+        if self._started is None:
+            self._started = get_run(self.run_id)
+        return self._started.info
 
     @property
     def data(self) -> RunData:
@@ -134,6 +141,7 @@ def start_run(
             # `gitml run` names the run it created for the command (MLflow's
             # MLFLOW_RUN_ID); used once, so a later start_run makes a new run.
             run_id = os.environ.pop("GITML_RUN_ID", None) or None
+        started = None
         if run_id is not None:
             run_id = client.resolve_run_id(run_id)
             client.update_run(run_id, status="RUNNING")
@@ -152,8 +160,8 @@ def start_run(
                 entry_point=entry,
                 commit=False,
             )
-            run_id = run.id
-        active = ActiveRun(run_id, _catch_sigterm() if not _active else None)
+            run_id, started = run.id, run
+        active = ActiveRun(run_id, _catch_sigterm() if not _active else None, started)
         _active.append(active)
         return active
 

@@ -8,6 +8,7 @@ import pytest
 
 import gitml
 from testing.git import git, init_repo
+from testing.mlflow_server import needs_mlflow
 
 
 def test_start_run_as_context_manager_finishes(repo: Path) -> None:
@@ -142,6 +143,36 @@ def test_active_run_info(repo: Path) -> None:
         info = active.info
         assert info.run_id == run.run_id
         assert info.status == "RUNNING"
+
+
+def _active_info_in_mlflow(tmp_path: Path) -> tuple[str, int | None, str]:
+    """What MLflow's own ActiveRun.info says after its ``with`` block."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run(run_name="short") as run:
+            assert run.info.run_name == "short"
+            mlflow.log_param("lr", 0.1)
+        return run.info.status, run.info.end_time, mlflow.get_run(run.info.run_id).info.status
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+@needs_mlflow
+@pytest.mark.slow  # MLflow's import alone takes 10 s and more on a busy machine
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MLflow's SQLAlchemy calls
+def test_reading_the_active_runs_info_commits_nothing_and_holds_the_start_as_mlflow(
+    repo: Path, tmp_path: Path
+) -> None:
+    with gitml.start_run(run_name="short") as run:
+        assert run.info.run_name == "short"  # a script's run.info.run_id, say
+        gitml.log_param("lr", 0.1)
+    code = git(repo, "rev-parse", "HEAD").strip()
+    commits = git(repo, "rev-list", f"refs/gitml/runs/{run.run_id}", f"^{code}").split()
+    assert len(commits) == 1  # a short run is one commit, even with its info read
+    ours = (run.info.status, run.info.end_time, gitml.get_run(run.run_id).info.status)
+    assert ours == _active_info_in_mlflow(tmp_path) == ("RUNNING", None, "FINISHED")
 
 
 def test_log_figure_stores_a_png(repo: Path) -> None:
