@@ -26,6 +26,7 @@ half-way, and never wait for it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -515,8 +516,8 @@ class Unstorable(NamedTuple):
 
 
 def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
-    """``run`` at ``commit`` as the index's rows, with ``plain`` (its ``to_plain()``)
-    as the JSON copy, or why SQLite cannot hold it."""
+    """``run`` at ``commit`` as the index's rows, or why SQLite cannot hold it: then
+    ``plain`` (its ``to_plain()``) is walked for the field at fault."""
     text = _json(plain)
     # Walking the record for the field at fault costs ten times this dump; a
     # text that encodes and holds no 19-digit number needs no walk.
@@ -528,8 +529,34 @@ def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
 
 
 def _json(plain: dict[str, Any]) -> str:
-    """The index's copy of a record: compact JSON, UTF-8 as it is (a tenth smaller)."""
-    return json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
+    """The index's copy of a record (``plain``: its ``to_plain()``): compact JSON, UTF-8
+    as it is, without the fields at their defaults (a third smaller; reading it back
+    fills them in)."""
+    run, source = _defaults()
+    kept = {k: v for k, v in plain.items() if k not in run or v != run[k]}
+    if isinstance(kept.get("source"), dict):
+        kept["source"] = {
+            k: v for k, v in kept["source"].items() if k not in source or v != source[k]
+        }
+    return _COMPACT.encode(kept)
+
+
+# One encoder for every record: json.dumps builds one a call when given options.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+@functools.cache
+def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The defaults of a run record's optional fields, and of its source's."""
+    from gitml.format.records import Run, Source
+
+    def of(model: type[Run] | type[Source]) -> dict[str, Any]:
+        fields = model.model_fields.items()
+        return {
+            n: f.get_default(call_default_factory=True) for n, f in fields if not f.is_required()
+        }
+
+    return of(Run), of(Source)
 
 
 def _run_rows(run: Run, sha: str, record: str) -> RunRows:
