@@ -14,14 +14,15 @@ after the pull. Targets: push and pull at most 1.5x plain git, a push or
 pull with nothing new at most 1.2x git's no-op fetch.
 Each figure is the median of ``--repeat`` runs, gitml and git in turn.
 
-Then storage: bytes per run after ``git gc`` (objects, packed refs, reflogs,
+Then storage: bytes per run (objects, packed refs, reflogs,
 the query index, the rest of ``.git/gitml``) for ``--storage-runs`` runs
 of two shapes (one param; 10 params, 5 metrics x 100 steps, 3 tags), made
 through the client (``create_run`` ... ``set_terminated``) and again as a
 training script makes them (``start_run`` ... ``end_run``), beside MLflow's
-SQLite store for the same runs made the same way (``VACUUM``ed; MLflow's store needs SQLAlchemy and
-Alembic importable by ``--mlflow-python``). Target: at most 1.5x MLflow's
-bytes per run in all.
+SQLite store for the same runs made the same way. Each side is measured after
+its housekeeping: ``git gc`` and ``gitml index compact``; ``VACUUM`` for
+MLflow's store (which needs SQLAlchemy and Alembic importable by
+``--mlflow-python``). Target: at most 1.5x MLflow's bytes per run in all.
 """
 
 from __future__ import annotations
@@ -231,17 +232,27 @@ def gitml_bytes(
     client = gitml.Client(str(repo))
     client.search_runs()  # the Default experiment and an empty index
     client.close()
-    subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
-    empty = git_parts(repo)
+    empty = housekept(repo)
     fluent.set_tracking_uri(str(repo))
     client = fluent.get_client() if api == "start_run" else gitml.Client(str(repo))
     log_runs(client, count, shape, gitml.Metric, gitml if api == "start_run" else None)
     assert len(client.search_runs(max_results=count)) == count  # the index is filled
     client.close()
     fluent.set_tracking_uri(None)
-    subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
-    full = git_parts(repo)
+    full = housekept(repo)
     return {name: (full[name] - empty[name]) / count for name in full}
+
+
+def housekept(repo: Path) -> dict[str, int]:
+    """``git_parts`` after ``git gc`` and ``gitml index compact``, as MLflow's store is
+    measured after ``VACUUM``."""
+    import gitml
+
+    subprocess.run(["git", "gc", "-q"], cwd=repo, check=True)
+    client = gitml.Client(str(repo))
+    client.index.compact()
+    client.close()
+    return git_parts(repo)
 
 
 # How the runs are made: MlflowClient-style calls (create_run ... set_terminated),
@@ -272,8 +283,10 @@ print(json.dumps({"bytes": (vacuumed() - empty) / count}))
 """
 
 
-def storage(base: Path, count: int, mlflow_python: str) -> None:
-    for (label, shape), api in itertools.product(SHAPES.items(), API):
+def storage(base: Path, counts: list[int], mlflow_python: str) -> None:
+    for ((label, shape), count), api in itertools.product(
+        zip(SHAPES.items(), counts, strict=True), API
+    ):
         parts = gitml_bytes(base, count, shape, api)
         total = sum(parts.values())
         db = base / f"mlflow-{api}-{'-'.join(map(str, shape))}.db"
@@ -281,7 +294,10 @@ def storage(base: Path, count: int, mlflow_python: str) -> None:
             mlflow_python, MLFLOW_STORE, str(db), str(count), json.dumps(shape), str(ROOT), api
         )
         detail = ", ".join(f"{name} {value:,.0f}" for name, value in parts.items())
-        print(f"storage, {label}, by {api}: gitml {total:,.0f} B/run ({detail})", flush=True)
+        print(
+            f"storage, {label}, {count:,} runs by {api}: gitml {total:,.0f} B/run ({detail})",
+            flush=True,
+        )
         if theirs is None:
             print("  MLflow: not importable by --mlflow-python (with SQLAlchemy, Alembic)")
             continue
@@ -297,7 +313,13 @@ def storage(base: Path, count: int, mlflow_python: str) -> None:
 def main() -> None:
     parse = parser(__doc__)
     parse.add_argument("--runs", default="1000,10000", help="comma-separated run counts")
-    parse.add_argument("--storage-runs", type=int, default=200, help="runs of each shape (0: none)")
+    parse.add_argument(
+        "--storage-runs",
+        default="2000,200",
+        help="runs of each storage shape, comma-separated in order, or one count for all "
+        "(0: none); MLflow's start_run commits each step's metrics on its own, so 2,000 "
+        "wide runs would take an hour",
+    )
     parse.add_argument(
         "--shapes", default="sweep,wide", help=f"run shapes, of {', '.join(RUN_SHAPES)}"
     )
@@ -308,8 +330,13 @@ def main() -> None:
     for count in (int(n) for n in args.runs.split(",") if n):
         for shape in args.shapes.split(","):
             bench(count, shape, base, args.repeat)
-    if args.storage_runs:
-        storage(base, args.storage_runs, args.mlflow_python)
+    counts = [int(n) for n in args.storage_runs.split(",")]
+    if len(counts) == 1:
+        counts *= len(SHAPES)
+    if len(counts) != len(SHAPES):
+        parse.error(f"--storage-runs: one count, or one for each of {len(SHAPES)} shapes")
+    if any(counts):
+        storage(base, counts, args.mlflow_python)
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 

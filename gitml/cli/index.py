@@ -1,4 +1,4 @@
-"""``gitml index``: the query index under ``.git/gitml/``: rebuild it, see its state."""
+"""``gitml index``: the query index under ``.git/gitml/``: rebuild it, compact it, see its state."""
 
 from __future__ import annotations
 
@@ -45,6 +45,20 @@ def rebuild(tracking_uri: str | None) -> None:
     warn_malformed(broken)
     skipped = f" ({len(broken)} malformed records skipped)" if broken else ""
     click.echo(f"Indexed {count} runs{skipped} in {took:.1f}s")
+
+
+@group.command("compact")
+@tracking_option
+def compact(tracking_uri: str | None) -> None:
+    """Write the index anew without its unused space (SQLite's VACUUM), as git gc packs.
+
+    Searches go on meanwhile; run it after ``git gc``, or when ``gitml index
+    status`` shows the index grown past what its runs need.
+    """
+    from gitml.tracking.client import Client
+
+    before, after = Client(tracking_uri).index.compact()
+    click.echo(f"Compacted the index: {before:,} -> {after:,} bytes")
 
 
 def _interactive() -> bool:

@@ -50,9 +50,14 @@ if TYPE_CHECKING:
 RUNS_PREFIX = layout.RUNS.rstrip("/")  # the folder of run refs, as the store's listings take it
 SCHEMA_VERSION = "2"
 FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
-# A full scan of 10,000 runs' refs whose files did not change takes about 0.1 s;
-# one every 2,000 or so ref updates keeps the log at a few bytes a run.
+# The ref log starts anew (and a full scan follows) once it is longer than
+# LOG_BYTES_PER_RUN for each run indexed, within these bounds: a scan of refs
+# whose files did not change costs about what reading half as many log lines
+# (130 bytes each) does, and one scan every 2,000 or so updates keeps the log at
+# a few bytes a run in a large store (10,000 runs: 0.1 s a scan).
 COMPACT_LOG_BYTES = 256 * 1024
+COMPACT_LOG_FROM = 16 * 1024
+LOG_BYTES_PER_RUN = 64
 
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
@@ -264,7 +269,9 @@ class QueryIndex:
             _set_meta(conn, "dir_mtime", str(mtime))
             _set_meta(conn, "packed", _packed_text(packed))
             _set_meta(conn, "refreshed_at", repr(time.time()))
-        if log_end > COMPACT_LOG_BYTES:
+        if log_end > COMPACT_LOG_BYTES or (
+            log_end > COMPACT_LOG_FROM and self._log_outgrown(log_end)
+        ):
             self._compact_log()
         return changed
 
@@ -426,6 +433,10 @@ class QueryIndex:
         if sha is not None:
             batch.add_ref(self.store, run_id, sha)
 
+    def _log_outgrown(self, size: int) -> bool:
+        runs: int = self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        return size > LOG_BYTES_PER_RUN * runs
+
     def _compact_log(self) -> None:
         """Start a new ref log; the full scan that follows covers what the old one said.
 
@@ -442,6 +453,28 @@ class QueryIndex:
         self._refresh(full=True, progress=None)
         old.unlink(missing_ok=True)  # all it said, the scan has seen
 
+    def compact(self) -> tuple[int, int]:
+        """Write the index anew, without its unused space (SQLite's ``VACUUM``, as
+        ``git gc`` packs the objects); (bytes before, bytes after), its files' sizes.
+
+        Rows added one refresh at a time leave pages a third empty or more.
+        Readers go on meanwhile; a refresh waits for it.
+        """
+
+        def work() -> tuple[int, int]:
+            before = self._size()
+            self.refresh()
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return before, self._size()
+
+        return self._healing(work)
+
+    def _size(self) -> int:
+        """Bytes of the index's file and its write-ahead log (``-shm`` is shared
+        memory, gone when the last connection closes)."""
+        return sum(_size(Path(f"{self.path}{s}")) for s in ("", "-wal"))
+
     # -- reading -----------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -454,7 +487,7 @@ class QueryIndex:
             "path": str(self.path),
             "runs": conn.execute("SELECT count(*) FROM runs").fetchone()[0],
             "broken": self._broken(),
-            "size_bytes": sum(_size(Path(f"{self.path}{s}")) for s in ("", "-wal", "-shm")),
+            "size_bytes": self._size(),
             "refreshed_at": float(state["refreshed_at"]) if "refreshed_at" in state else None,
             "scanned_at": float(state["scanned_at"]) if "scanned_at" in state else None,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,27 @@ def test_rebuild_and_status(repo: Path) -> None:
     assert result.stderr.startswith("warning: skipped malformed record refs/gitml/runs/ffff")
     text = cli("index", "status").stdout
     assert "malformed  1" in text and RUNS + "f" * 32 in text
+
+
+def test_compact_gives_back_the_space_of_runs_gone_and_keeps_every_answer(repo: Path) -> None:
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}", tags={"note": "x" * 2000}).id for i in range(60)]
+    kept = ids[:5]
+    for run_id in ids[5:]:
+        git(repo, "update-ref", "-d", RUNS + run_id)
+    answer = [run.id for run in client.search_runs(filter_string="tags.note LIKE 'x%'")]
+    assert sorted(answer) == sorted(kept)
+    before = json.loads(cli("index", "status", "--json").stdout)["size_bytes"]
+
+    said = re.fullmatch(
+        r"Compacted the index: ([\d,]+) -> ([\d,]+) bytes\n", cli("index", "compact").stdout
+    )
+    assert said is not None
+    shrunk, after = (int(n.replace(",", "")) for n in said.groups())
+    assert shrunk == before and after < before  # the deleted runs' pages
+    assert json.loads(cli("index", "status", "--json").stdout)["size_bytes"] == after
+    again = gitml.Client()
+    assert [run.id for run in again.search_runs(filter_string="tags.note LIKE 'x%'")] == answer
 
 
 def test_rebuild_after_the_index_is_deleted(repo: Path) -> None:

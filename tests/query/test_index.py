@@ -264,6 +264,25 @@ def test_the_ref_log_is_started_anew_once_read_past_its_limit(
     assert indexed(client.index) == tips(repo)
 
 
+def test_the_ref_log_is_started_anew_once_longer_than_its_share_per_run(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "COMPACT_LOG_FROM", 500)
+    monkeypatch.setattr(index_module, "LOG_BYTES_PER_RUN", 200)
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(5)]
+    log = client.store.ref_log
+    assert 500 < log.stat().st_size <= 200 * 5
+    assert client.index.refresh() == 5
+    assert log.exists()  # within its share: 200 bytes for each of 5 runs
+    for run_id in ids:
+        client.log_batch(run_id, params={"more": "lines"})
+    assert log.stat().st_size > 200 * 5
+    assert client.index.refresh() == 5
+    assert not log.exists()
+    assert indexed(client.index) == tips(repo)
+
+
 def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,6 @@ def test_sharing_benchmark_prints_each_figure_beside_git(tmp_path: Path) -> None
         assert re.search(listed, out), out
     for shape in ("one param", "10 params, 5 metrics x 100 steps, 3 tags"):
         for api in ("Client", "start_run"):
-            made = rf"storage, {shape}, by {api}: gitml [\d,]+ B/run \(objects [\d,]+, "
+            made = rf"storage, {shape}, 3 runs by {api}: gitml [\d,]+ B/run \(objects [\d,]+, "
             assert re.search(made, out), out
     assert out.count("MLflow: not importable") == 4
