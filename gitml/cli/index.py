@@ -52,8 +52,8 @@ def rebuild(tracking_uri: str | None) -> None:
 def compact(tracking_uri: str | None) -> None:
     """Write the index anew without its unused space (SQLite's VACUUM), as git gc packs.
 
-    Searches go on meanwhile; run it after ``git gc``, or when ``gitml index
-    status`` shows the index grown past what its runs need.
+    Run it after ``git gc``, or when ``gitml index status`` shows the index
+    grown past what its runs need; a search waits for it.
     """
     from gitml.tracking.client import Client
 

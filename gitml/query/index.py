@@ -457,8 +457,8 @@ class QueryIndex:
         """Write the index anew, without its unused space (SQLite's ``VACUUM``, as
         ``git gc`` packs the objects); (bytes before, bytes after), its files' sizes.
 
-        Rows added one refresh at a time leave pages a third empty or more.
-        Readers go on meanwhile; a refresh waits for it.
+        Rows added one refresh at a time leave pages a third empty or more. A
+        refresh waits for it.
         """
 
         def work() -> tuple[int, int]:
@@ -593,7 +593,7 @@ def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _run_rows(run: Run, sha: str, record: str) -> RunRows:
-    """The rows of ``run`` at commit ``sha``; ``record``: its ``to_plain()`` as JSON."""
+    """The rows of ``run`` at commit ``sha``; ``record``: its JSON copy (``_json``)."""
     source = run.source
     row = (
         run.id,

@@ -667,6 +667,8 @@ class _RunIndexing:
         from gitml.query.index import QueryIndex
 
         self.index = QueryIndex(store)
+        # Its thread starts with the first batch, after _checked_runs forked the
+        # checking processes (it forks only while no other thread runs).
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="gitml-pull-index")
         self.batches: list[Future[int]] = []
 
@@ -686,8 +688,10 @@ class _RunIndexing:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
             for batch in self.batches:
-                # An indexing failure is the pull's, unless the pull failed first.
-                batch.exception() if kind is not None else batch.result()
+                if kind is None:
+                    batch.result()  # an indexing failure is the pull's
+                else:
+                    batch.exception()  # the pull's own failure is the one to report
             if kind is None and self.batches:
                 self.thread.submit(self.index.refresh).result()
         finally:
