@@ -222,7 +222,7 @@ def gitml_bytes(
     base: Path, count: int, shape: tuple[int, int, int, int], api: str
 ) -> dict[str, float]:
     """Bytes per run of ``count`` runs made through ``api`` (``API``), over a repository
-    with none, after ``git gc``."""
+    with none, each measured ``housekept``."""
     import gitml
     from gitml.tracking import fluent
 
@@ -287,6 +287,8 @@ def storage(base: Path, counts: list[int], mlflow_python: str) -> None:
     for ((label, shape), count), api in itertools.product(
         zip(SHAPES.items(), counts, strict=True), API
     ):
+        if count == 0:
+            continue  # "--storage-runs 2000,0": none of this shape
         parts = gitml_bytes(base, count, shape, api)
         total = sum(parts.values())
         db = base / f"mlflow-{api}-{'-'.join(map(str, shape))}.db"

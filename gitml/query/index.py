@@ -269,9 +269,7 @@ class QueryIndex:
             _set_meta(conn, "dir_mtime", str(mtime))
             _set_meta(conn, "packed", _packed_text(packed))
             _set_meta(conn, "refreshed_at", repr(time.time()))
-        if log_end > COMPACT_LOG_BYTES or (
-            log_end > COMPACT_LOG_FROM and self._log_outgrown(log_end)
-        ):
+        if self._log_outgrown(log_end):
             self._compact_log()
         return changed
 
@@ -442,6 +440,11 @@ class QueryIndex:
             batch.add_ref(self.store, run_id, sha)
 
     def _log_outgrown(self, size: int) -> bool:
+        """Whether a ref log of ``size`` bytes is past its bounds or its share per run."""
+        if size > COMPACT_LOG_BYTES:
+            return True
+        if size <= COMPACT_LOG_FROM:
+            return False
         runs: int = self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
         return size > LOG_BYTES_PER_RUN * runs
 
@@ -680,10 +683,6 @@ class _Rows:
             return
         self.add_rows(read.rows)
 
-    def add(self, run: Run, sha: str) -> None:
-        """The rows of ``run`` at commit ``sha``."""
-        self.add_rows(_run_rows(run, sha, _json(run.to_plain())))
-
     def add_rows(self, rows: RunRows) -> None:
         run, params, tags, metrics = rows
         self.runs.append(run)
@@ -715,11 +714,11 @@ def hold_run(conn: sqlite3.Connection, run: Run) -> tuple[str, str] | None:
     instead when the index could not hold it, as for a refresh."""
     for table in ("runs", "params", "tags", "metrics"):
         conn.execute(f"DELETE FROM {table}")
-    unstorable = _unstorable(run.to_plain(), "")
-    if unstorable is not None:
-        return unstorable
+    read = read_run("", run, run.to_plain())
+    if isinstance(read.rows, Unstorable):
+        return read.rows.field, read.rows.why
     rows = _Rows()
-    rows.add(run, "")
+    rows.add_rows(read.rows)
     rows.write(conn)
     return None
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import gitml
+from gitml.format.records import MetricValue
 from gitml.query import index as index_module
-from gitml.query.index import QueryIndex, read_run
+from gitml.query.index import QueryIndex, hold_run, memory_index, read_run
 from testing.cli import gitml_exe
 from testing.git import commit_file_on_ref, git, init_repo
 
@@ -384,6 +385,22 @@ def test_a_value_sqlite_refuses_skips_that_run_only(
     assert why in problem
     assert [run.id for run in gitml.Client().search_runs()] == [good]  # a fresh rebuild too
     assert gitml.Client().index.rebuild() == 1
+
+
+def test_a_run_held_in_memory_is_indexed_as_a_refresh_would_or_refused_the_same_way(
+    repo: Path,
+) -> None:
+    client = gitml.Client()
+    run = client.get_run(client.create_run(run_name="held").id)
+    conn = memory_index()
+    assert hold_run(conn, run) is None
+    assert conn.execute("SELECT run_id, name FROM runs").fetchall() == [(run.id, "held")]
+    huge = run.model_copy(
+        update={"metrics": {"loss": MetricValue(value=1.0, step=2**64, timestamp=1)}}
+    )
+    field, why = hold_run(conn, huge) or ("", "")
+    assert field == "metrics.loss.step" and "64 bits" in why
+    assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
 def test_a_start_time_beyond_64_bits_is_reported(repo: Path) -> None:
