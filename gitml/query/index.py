@@ -34,7 +34,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from gitml.format.records import Run
 
 RUNS_PREFIX = layout.RUNS.rstrip("/")  # the folder of run refs, as the store's listings take it
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
 # The ref log starts anew (and a full scan follows) once it is longer than
 # LOG_BYTES_PER_RUN for each run indexed, within these bounds: a scan of refs
@@ -79,11 +79,11 @@ CREATE TABLE IF NOT EXISTS runs (
     source_branch TEXT,
     source_dirty INTEGER NOT NULL,
     entry_point TEXT,
-    record TEXT NOT NULL
-);
+    extra TEXT
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time DESC, run_id);
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment_id, start_time DESC, run_id);
-CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run_id);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS params (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
@@ -530,10 +530,70 @@ class QueryIndex:
         finally:
             conn.execute("COMMIT")
 
-    def runs(self, records: Iterable[str]) -> list[Run]:
-        from gitml.format.records import Run
 
-        return [Run.model_validate_json(record) for record in records]
+# Run ids a query names at once: under SQLite's limit on parameters (32,766).
+_BATCH = 10_000
+# The columns of ``runs`` a record is made again from, in ``_plain_run``'s order.
+_RUN_COLUMNS = (
+    "run_id, experiment_id, name, status, lifecycle_stage, start_time, end_time, user, "
+    "parent_run_id, source_commit, source_branch, source_dirty, entry_point, extra"
+)
+
+
+def _plain_run(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A run record's plain form from its row of ``runs`` (``_RUN_COLUMNS``), with
+    empty params, tags and metrics for their rows to fill."""
+    (run_id, exp, name, status, stage, start, end, user, parent) = row[:9]
+    commit, branch, dirty, entry_point, extra = row[9:]
+    plain: dict[str, Any] = json.loads(extra) if extra is not None else {}
+    source = {"commit": commit, "branch": branch, "dirty": bool(dirty), "entry_point": entry_point}
+    plain.update(
+        id=run_id,
+        experiment_id=exp,
+        name=name,
+        status=status,
+        lifecycle_stage=stage,
+        start_time=start,
+        end_time=end,
+        user=user,
+        parent_run_id=parent,
+        source={**source, **plain.get("source", {})},
+        params={},
+        tags={},
+        metrics={},
+    )
+    return plain
+
+
+def records(conn: sqlite3.Connection, ids: list[str]) -> dict[str, Run]:
+    """Run id to its record, made again from its rows (in the view ``conn`` reads)."""
+    from gitml.format.records import Run
+
+    plain: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), _BATCH):
+        batch = ids[start : start + _BATCH]
+        marks = ",".join("?" * len(batch))
+        for row in conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})", batch
+        ):
+            plain[row[0]] = _plain_run(row)
+        for kind in ("params", "tags"):
+            for run_id, key, value in conn.execute(
+                f"SELECT run_id, key, value FROM {kind} WHERE run_id IN ({marks})", batch
+            ):
+                plain[run_id][kind][key] = value
+        for run_id, key, value, nan, step, timestamp in conn.execute(
+            "SELECT run_id, key, value, is_nan, step, timestamp FROM metrics "
+            f"WHERE run_id IN ({marks})",
+            batch,
+        ):
+            number = math.nan if nan else value
+            plain[run_id]["metrics"][key] = {
+                "value": number,
+                "step": step,
+                "timestamp": timestamp,
+            }
+    return {run_id: Run.model_validate(record) for run_id, record in plain.items()}
 
 
 # A run's rows: its row of ``runs``, then its rows of ``params``, ``tags`` and ``metrics``.
@@ -562,27 +622,55 @@ class Unstorable(NamedTuple):
 def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
     """``run`` at ``commit`` as the index's rows, or why SQLite cannot hold it: then
     ``plain`` (its ``to_plain()``) is walked for the field at fault."""
-    text = _json(plain)
     # Walking the record for the field at fault costs ten times this dump; a
     # text that encodes and holds no 19-digit number needs no walk.
+    text = _COMPACT.encode(plain)
     if _LONG_NUMBER.search(text) or not _encodes(text):
         unstorable = _unstorable(plain, "")
         if unstorable is not None:
             return ReadRun(commit, run.id, Unstorable(*unstorable))
-    return ReadRun(commit, run.id, _run_rows(run, commit, text))
+    return ReadRun(commit, run.id, _run_rows(run, commit, _extra(plain)))
 
 
-def _json(plain: dict[str, Any]) -> str:
-    """The index's copy of a record (``plain``: its ``to_plain()``): compact JSON, UTF-8
-    as it is, without the fields at their defaults (a third smaller; reading it back
-    fills them in)."""
+def _extra(plain: dict[str, Any]) -> str | None:
+    """What of a record (``plain``: its ``to_plain()``) neither a column of ``runs`` nor
+    a row of ``params``, ``tags`` or ``metrics`` holds, and is not at its default, as
+    JSON; None when that is nothing, as for most runs. The index keeps no second copy
+    of what its rows hold: that copy was a third of its size."""
     run, source = _defaults()
-    kept = {k: v for k, v in plain.items() if k not in run or v != run[k]}
-    if isinstance(kept.get("source"), dict):
-        kept["source"] = {
-            k: v for k, v in kept["source"].items() if k not in source or v != source[k]
-        }
-    return _COMPACT.encode(kept)
+    kept = {
+        k: v
+        for k, v in plain.items()
+        if k not in _HELD and k != "source" and (k not in run or v != run[k])
+    }
+    moved = {
+        k: v
+        for k, v in plain.get("source", {}).items()
+        if k not in _HELD_SOURCE and (k not in source or v != source[k])
+    }
+    if moved:
+        kept["source"] = moved
+    return _COMPACT.encode(kept) if kept else None
+
+
+# The fields of a run record (and of its source) that columns or rows hold.
+_HELD = frozenset(
+    [
+        "id",
+        "experiment_id",
+        "name",
+        "status",
+        "lifecycle_stage",
+        "start_time",
+        "end_time",
+        "user",
+        "parent_run_id",
+        "params",
+        "tags",
+        "metrics",
+    ]
+)
+_HELD_SOURCE = frozenset(("commit", "branch", "dirty", "entry_point"))
 
 
 # One encoder for every record: json.dumps builds one a call when given options.
@@ -603,8 +691,8 @@ def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
     return of(Run), of(Source)
 
 
-def _run_rows(run: Run, sha: str, record: str) -> RunRows:
-    """The rows of ``run`` at commit ``sha``; ``record``: its JSON copy (``_json``)."""
+def _run_rows(run: Run, sha: str, extra: str | None) -> RunRows:
+    """The rows of ``run`` at commit ``sha``; ``extra``: what else it holds (``_extra``)."""
     source = run.source
     row = (
         run.id,
@@ -621,7 +709,7 @@ def _run_rows(run: Run, sha: str, record: str) -> RunRows:
         source.branch,
         int(source.dirty),
         source.entry_point,
-        record,
+        extra,
     )
     metrics = [
         # SQLite has no NaN (it would store NULL anyway): NULL plus a flag.

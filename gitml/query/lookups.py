@@ -19,7 +19,7 @@ from gitml.errors import InvalidInput
 from gitml.format.records import Run
 from gitml.query.compile import compile_order, compile_where
 from gitml.query.grammar import parse_filter, parse_order_by
-from gitml.query.index import QueryIndex
+from gitml.query.index import QueryIndex, records
 from gitml.query.search import VIEW_TYPES
 
 # The fields of a runs-table row before its chosen columns.
@@ -40,14 +40,20 @@ _KINDS = ("params", "metrics", "tags")
 def child_runs(index: QueryIndex, run_id: str, run_view_type: str = "ACTIVE_ONLY") -> list[Run]:
     """Runs whose parent is ``run_id``, newest first."""
     view = _view(run_view_type)
-    rows = index.read(
-        lambda conn: conn.execute(
-            f"SELECT r.record FROM runs r WHERE r.parent_run_id = ? AND {view} "
-            "ORDER BY r.start_time DESC, r.run_id",
-            (run_id,),
-        ).fetchall()
-    )
-    return index.runs(row[0] for row in rows)
+
+    def read(conn: sqlite3.Connection) -> list[Run]:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                f"SELECT r.run_id FROM runs r WHERE r.parent_run_id = ? AND {view} "
+                "ORDER BY r.start_time DESC, r.run_id",
+                (run_id,),
+            )
+        ]
+        found = records(conn, ids)
+        return [found[i] for i in ids]
+
+    return index.read(read)
 
 
 def run_counts(index: QueryIndex) -> dict[str, dict[str, int]]:

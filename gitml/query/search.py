@@ -17,7 +17,7 @@ from gitml.errors import InvalidInput
 from gitml.format.records import Run
 from gitml.query.compile import compile_order, compile_where
 from gitml.query.grammar import parse_filter, parse_order_by
-from gitml.query.index import QueryIndex
+from gitml.query.index import QueryIndex, records
 
 VIEW_TYPES = {
     "ACTIVE_ONLY": "r.lifecycle_stage = 'active'",
@@ -75,29 +75,16 @@ def search_runs(
         f"ORDER BY {order} LIMIT ? OFFSET ?"
     )
 
-    def read(conn: sqlite3.Connection) -> tuple[list[str], dict[str, str]]:
+    def read(conn: sqlite3.Connection) -> tuple[list[str], dict[str, Run]]:
         ids = [
             row[0] for row in conn.execute(sql, [*params, *order_params, max_results + 1, offset])
         ]
-        return ids, _records(conn, ids[:max_results])
+        return ids, records(conn, ids[:max_results])
 
-    ids, records = index.read(read)
-    page = ids[:max_results]
-    runs = index.runs(records[run_id] for run_id in page)
+    ids, found = index.read(read)
+    runs = [found[run_id] for run_id in ids[:max_results]]
     more = len(ids) > max_results
     return RunPage(runs, _token(offset + max_results) if more else None)
-
-
-def _records(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
-    """Run id to stored record, in batches under SQLite's limit on parameters."""
-    out: dict[str, str] = {}
-    for start in range(0, len(ids), 10_000):
-        batch = ids[start : start + 10_000]
-        marks = ",".join("?" * len(batch))
-        out.update(
-            conn.execute(f"SELECT run_id, record FROM runs WHERE run_id IN ({marks})", batch)
-        )
-    return out
 
 
 def _token(offset: int) -> str:

@@ -14,7 +14,7 @@ import pytest
 import gitml
 from gitml.format.records import MetricValue
 from gitml.query import index as index_module
-from gitml.query.index import QueryIndex, hold_run, memory_index, read_run
+from gitml.query.index import QueryIndex, hold_run, memory_index, read_run, records
 from testing.cli import gitml_exe
 from testing.git import commit_file_on_ref, git, init_repo
 
@@ -67,12 +67,9 @@ def test_runs_arriving_by_git_fetch_are_found(repo: Path, tmp_path: Path) -> Non
     git(repo, "fetch", "-q", str(remote), "+refs/gitml/runs/*:refs/gitml/runs/*")
     assert client.index.refresh() == 3
     assert indexed(client.index) == tips(repo)
-    names = {
-        r.name
-        for r in client.index.runs(
-            row[0] for row in client.index.conn.execute("SELECT record FROM runs")
-        )
-    }
+    conn = client.index.conn
+    ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")]
+    names = {r.name for r in records(conn, ids).values()}
     assert names == {"local", "far0", "far1", "far2"}
 
 
@@ -442,3 +439,42 @@ def test_a_run_ref_at_a_blob_or_a_run_yaml_folder_is_reported(repo: Path) -> Non
     assert first.startswith(f"{RUNS}{'a' * 32}:run.yaml: field '(document)': ")
     assert f"object {blob} is a blob, not a commit" in first
     assert second.startswith(f"{RUNS}{'b' * 32}:run.yaml: field '(document)': ")
+
+
+def test_a_record_made_again_from_its_rows_equals_the_one_in_git(repo: Path) -> None:
+    """The index keeps no copy of a record: ``records`` makes it from its rows, and
+    the fields no row holds (a snapshot, omitted files) from ``extra`` alone."""
+    client = gitml.Client()
+    parent = client.create_run(run_name="parent")
+    plain = client.get_run(client.create_run(run_name="plain").id)
+    rich = plain.model_copy(
+        update={
+            "id": "f" * 32,
+            "name": "rîch ✓",
+            "status": "FAILED",
+            "lifecycle_stage": "deleted",
+            "end_time": plain.start_time + 5,
+            "parent_run_id": parent.id,
+            "source": plain.source.model_copy(
+                update={"snapshot": "a" * 40, "dirty": True, "omitted": ["big.bin"]}
+            ),
+            "params": {"lr": "0.1", "empty": ""},
+            "tags": {"mlflow.note.content": "line\nbreak"},
+            "metrics": {
+                "loss": MetricValue(value=float("nan"), step=3, timestamp=9),
+                "top": MetricValue(value=float("inf"), step=0, timestamp=1),
+                "acc": MetricValue(value=0.1 + 0.2, step=2**40, timestamp=2),
+            },
+        }
+    )
+    conn = memory_index()
+    for run in (plain, rich):
+        assert hold_run(conn, run) is None
+        (extra,) = conn.execute("SELECT extra FROM runs").fetchone()
+        (back,) = records(conn, [run.id]).values()
+        # NaN is not equal to itself: compare the records' YAML, which spells it .nan.
+        assert back.to_yaml() == run.to_yaml()
+        if run is plain:
+            assert extra is None  # nothing outside the columns: no JSON at all
+        else:
+            assert json.loads(extra) == {"source": {"snapshot": "a" * 40, "omitted": ["big.bin"]}}
