@@ -66,7 +66,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
-    commit_sha TEXT NOT NULL,
+    commit_sha BLOB NOT NULL,
     experiment_id TEXT NOT NULL,
     name TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS loose (
     name TEXT PRIMARY KEY, inode INTEGER NOT NULL, mtime INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS broken (
-    run_id TEXT PRIMARY KEY, commit_sha TEXT NOT NULL, error TEXT NOT NULL
+    run_id TEXT PRIMARY KEY, commit_sha BLOB NOT NULL, error TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -347,8 +347,7 @@ class QueryIndex:
             for table in ("runs", "broken"):
                 current.update(
                     self.conn.execute(
-                        f"SELECT run_id, commit_sha FROM {table} "
-                        f"WHERE run_id IN ({_marks(len(part))})",
+                        f"SELECT run_id, {_SHA} FROM {table} WHERE run_id IN ({_marks(len(part))})",
                         part,
                     ).fetchall()
                 )
@@ -377,8 +376,8 @@ class QueryIndex:
         loose = self.store.loose_refs(RUNS_PREFIX)
         known = {name: (inode, mtime) for name, inode, mtime in conn.execute("SELECT * FROM loose")}
         packed = self.store.packed_refs(RUNS_PREFIX)
-        indexed = dict(conn.execute("SELECT run_id, commit_sha FROM runs").fetchall())
-        indexed.update(conn.execute("SELECT run_id, commit_sha FROM broken").fetchall())
+        indexed = dict(conn.execute(f"SELECT run_id, {_SHA} FROM runs").fetchall())
+        indexed.update(conn.execute(f"SELECT run_id, {_SHA} FROM broken").fetchall())
         wanted: dict[str, str | None] = dict(packed)
         for name, stamp in loose.items():
             if known.get(name) == stamp and name in indexed:
@@ -531,6 +530,8 @@ class QueryIndex:
             conn.execute("COMMIT")
 
 
+# A commit's id as its hex text, from the 20 bytes a row keeps (half the text's size).
+_SHA = "lower(hex(commit_sha))"
 # Run ids a query names at once: under SQLite's limit on parameters (32,766).
 _BATCH = 10_000
 # The columns of ``runs`` a record is made again from, in ``_plain_run``'s order.
@@ -696,7 +697,7 @@ def _run_rows(run: Run, sha: str, extra: str | None) -> RunRows:
     source = run.source
     row = (
         run.id,
-        sha,
+        bytes.fromhex(sha),
         run.experiment_id,
         run.name,
         run.status,
@@ -740,7 +741,7 @@ class _Rows:
         self.params: list[tuple[str, str, str]] = []
         self.tags: list[tuple[str, str, str]] = []
         self.metrics: list[tuple[Any, ...]] = []
-        self.broken: list[tuple[str, str, str]] = []
+        self.broken: list[tuple[str, bytes, str]] = []
 
     def drop(self, run_id: str) -> None:
         self.dropped.append((run_id,))
@@ -758,7 +759,7 @@ class _Rows:
             run = parse_run(data, run_id)
         except InvalidRecord as exc:
             self.count += 1
-            self.broken.append((run_id, sha, _text(str(exc))))
+            self.broken.append((run_id, bytes.fromhex(sha), _text(str(exc))))
             return
         self.add_read(read_run(sha, run, run.to_plain()))
 
@@ -767,7 +768,7 @@ class _Rows:
         self.count += 1
         if isinstance(read.rows, Unstorable):
             error = InvalidRecord(layout.run_ref(read.run_id), layout.RUN_FILE, *read.rows)
-            self.broken.append((read.run_id, read.commit, _text(str(error))))
+            self.broken.append((read.run_id, bytes.fromhex(read.commit), _text(str(error))))
             return
         self.add_rows(read.rows)
 

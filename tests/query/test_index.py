@@ -22,7 +22,7 @@ RUNS = "refs/gitml/runs/"
 
 
 def indexed(index: QueryIndex) -> dict[str, str]:
-    return dict(index.conn.execute("SELECT run_id, commit_sha FROM runs").fetchall())
+    return dict(index.conn.execute("SELECT run_id, lower(hex(commit_sha)) FROM runs").fetchall())
 
 
 def tips(repo: Path) -> dict[str, str]:
