@@ -642,6 +642,7 @@ def _create_run(api: MlflowApi, body: Body) -> dict[str, Any]:
         start_time=_int(body, "start_time"),
         tags=tags,
         parent_run_id=parent,
+        commit=True,
     )
     return {"run": api.run_json(run)}
 

@@ -265,6 +265,7 @@ def _execute(
             run_name=run_name,
             tags={**resolved.tags, **extra_tags},
             entry_point=resolved.entry_point.name,
+            commit=True,  # the entry point's process logs to it
         )
         run_id = created.id
         commit = created.source.commit

@@ -112,9 +112,18 @@ CREATE TABLE IF NOT EXISTS broken (
 class QueryIndex:
     """The index of one store's runs."""
 
-    def __init__(self, store: Store, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        path: Path | None = None,
+        *,
+        before_read: Callable[[], None] | None = None,
+    ) -> None:
+        """``before_read``: called before each read, refresh and rebuild, to commit what
+        should show in the refs by then (runs journaled and not committed yet)."""
         self.store = store
         self.path = path or store.data_dir / "index.sqlite"
+        self._before_read = before_read
         # One connection per thread: sqlite3 lets a connection serve only the
         # thread that opened it, and servers query from their thread pools.
         # WAL lets those connections read side by side; writes take turns.
@@ -124,6 +133,10 @@ class QueryIndex:
         # Bumped when a damaged file is replaced: each thread's connection to
         # the old file is closed (by that thread) and a new one opened.
         self._generation = 0
+
+    def _settle(self) -> None:
+        if self._before_read is not None:
+            self._before_read()
 
     # -- connection ------------------------------------------------------------
 
@@ -204,6 +217,7 @@ class QueryIndex:
         ``parsed``: run id to the run records the caller has just read and
         validated (a pull); a run whose ref is at that commit is not read again.
         """
+        self._settle()
         return self._healing(
             lambda: self._refresh(full=full, progress=progress, parsed=parsed),
             lambda: self._refresh(full=True, progress=progress, parsed=parsed),
@@ -279,6 +293,7 @@ class QueryIndex:
         The secondary indexes are dropped while the rows go in and built once
         at the end, which is about twice as fast as keeping them up to date.
         """
+        self._settle()
         return self._healing(lambda: self._rebuild(progress))
 
     def _rebuild(self, progress: Progress | None) -> int:
@@ -511,6 +526,7 @@ class QueryIndex:
 
     def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work`` on a consistent view of the index, brought up to date with the refs first."""
+        self._settle()
 
         def attempt() -> T:
             self._refresh(full=False, progress=None)

@@ -467,6 +467,7 @@ def create_run(body: CreateRun, client: AppClient) -> Response:
         body.tags,
         parent_run_id=body.parent_run_id,
         entry_point=body.entry_point,
+        commit=True,
     )
     return _run_answer(run, 201)
 

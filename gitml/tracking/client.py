@@ -226,14 +226,17 @@ class Client:
         *,
         parent_run_id: str | None = None,
         entry_point: str | None = None,
-        commit: bool = True,
+        commit: bool = False,
     ) -> Run:
         """Start a run whose first commit has the code (or its dirty snapshot) as parent.
 
-        With ``commit=False`` the new run is only journaled, and its first
-        commit is made with the first flush (as the fluent API does, so that a
-        short run is one commit); other processes see it from then on. A
-        server always creates it at once.
+        The new run is journaled, and its first commit is made with the first
+        flush (``set_terminated``, a read of it, or ``flush_interval`` seconds),
+        so that a short run is one commit. Every gitml reader of the repository
+        sees it at once all the same: one in another process commits its start
+        first (``GitBackend._commit_journaled``). ``commit=True`` commits it now,
+        for git's own commands (``git push``, ``for-each-ref``); a server always
+        creates it at once.
         """
         new = NewRun(
             experiment_id,

@@ -264,7 +264,8 @@ class GitBackend:
         """Start a run whose first commit has the code (or its dirty snapshot) as parent.
 
         With ``commit=False`` the new run is only journaled, and its first
-        commit is made with the first flush; other processes see it from then on.
+        commit is made with the first flush, or by the first reader in another
+        process (``_commit_journaled``).
         """
         exp_id = self.get_or_create_experiment_id(new.experiment_id)
         experiment = self.get_experiment(exp_id)
@@ -332,13 +333,12 @@ class GitBackend:
         if self._index is None:
             from gitml.query.index import QueryIndex
 
-            self._index = QueryIndex(self.store)
+            self._index = QueryIndex(self.store, before_read=self._settle)
         return self._index
 
     def search_runs(self, query: RunQuery) -> RunPage:
         from gitml.query.search import search_runs
 
-        self.flush()  # what this process logged is part of the answer
         wanted = query.experiment_ids
         ids = None if wanted is None else [self.find_experiment_id(e) for e in wanted]
         return search_runs(
@@ -362,7 +362,7 @@ class GitBackend:
     def list_runs(
         self, experiment_ids: Sequence[str] | None, include_deleted: bool
     ) -> tuple[list[Run], list[InvalidRecord]]:
-        self.flush()
+        self._settle()
         wanted = set(experiment_ids) if experiment_ids is not None else None
         runs: list[Run] = []
         broken: list[InvalidRecord] = []
@@ -382,7 +382,7 @@ class GitBackend:
 
     def resolve_run_id(self, prefix: str) -> str:
         """A full run id from a unique prefix, as git resolves short hashes."""
-        self.flush()  # runs this process created are committed with their first flush
+        self._settle()
         if len(prefix) == 32 and self.store.tip(RUNS + prefix) is not None:
             return prefix
         matches = [
@@ -415,8 +415,53 @@ class GitBackend:
             raise InvalidInput(f"run id must be a string, got {run_id!r}")
         tip = self.store.tip(RUNS + run_id)
         if tip is None:
+            self._commit_journaled(run_id)
+            tip = self.store.tip(RUNS + run_id)
+        if tip is None:
             raise NotFound(f"no run with id '{run_id}'")
         return tip
+
+    def _settle(self) -> None:
+        """Commit what a reader of the refs (or of the index) should find there: what
+        this backend buffered, and the runs other writers created and have not
+        committed yet."""
+        self.flush()
+        self._commit_journaled()
+
+    def _commit_journaled(self, run_id: str | None = None) -> None:
+        """Make the first commit of each run (``run_id``: of that run only) that another
+        writer created with ``commit=False`` and has not flushed yet, so that every
+        reader sees a run as soon as ``create_run`` returns, as MLflow's store shows it.
+
+        The commit holds the run as it was created and nothing the writer logged
+        since: its flush commits that on top, and one that flushes first leaves
+        nothing to do here. A run nobody reads before its writer flushes costs
+        one commit, not two. A run that cannot be committed now (its ref busy,
+        a repository this process may only read) shows from its writer's flush.
+        """
+        for created_id, payload in journal.journaled_creates(self.journal_dir, run_id):
+            if created_id in self._writers or self.store.tip(RUNS + created_id) is not None:
+                continue  # this backend's own (its flushes commit them), or committed
+            run = Run.model_validate(payload["run"])
+            parents = tuple(payload["parents"])
+
+            def first(
+                snap: Snapshot | None, run: Run = run, parents: tuple[str, ...] = parents
+            ) -> Change | None:
+                return (
+                    None
+                    if snap is not None
+                    else Change({RUN_FILE: run.to_yaml()}, root_parents=parents)
+                )
+
+            message = layout.message(
+                f"start run {created_id[:12]} ({run.name})", [(layout.RUN, created_id)]
+            )
+            try:
+                with self._lock:
+                    self.store.update(RUNS + created_id, first, message)
+            except (RefBusy, OSError) as exc:
+                log.info("run %s: its first commit is left to its writer: %s", created_id, exc)
 
     # -- logging ------------------------------------------------------------
 
@@ -487,7 +532,6 @@ class GitBackend:
     def get_child_runs(self, run_id: str, run_view_type: str) -> list[Run]:
         from gitml.query.lookups import child_runs
 
-        self.flush()
         return child_runs(self.index, run_id, run_view_type)
 
     def set_lifecycle(self, run_id: str, stage: str) -> None:
@@ -736,7 +780,13 @@ class GitBackend:
         creating = batch.create
         root = tuple(creating["parents"]) if creating is not None else ()
 
-        def build(snap: Snapshot | None) -> Change:
+        # Nothing but the start, which a reader in another process committed already.
+        nothing_more = not (batch.params or batch.tags or batch.metrics or edit)
+        started = creating is not None and nothing_more
+
+        def build(snap: Snapshot | None) -> Change | None:
+            if snap is not None and started:
+                return None
             if snap is not None:
                 run = readers.run_at(snap, run_id)
             elif creating is not None:
@@ -761,24 +811,30 @@ class GitBackend:
             if edit is not None:
                 files.update(edit.apply(run, snap))
             files[RUN_FILE] = run.to_yaml()
-            return Change(files, root_parents=root)
+            return Change(files, root_parents=root, message=added if snap is not None else None)
 
         points = sum(len(v) for v in batch.metrics.values())
         parts = []
-        if creating is not None:
-            parts.append(f"start run {run_id[:12]} ({creating['run']['name']})")
         if edit is not None:
             parts.append(edit.describe)
         if points:
             parts.append(f"log {points} metric points")
         if batch.params or batch.tags:
             parts.append(f"log {len(batch.params)} params, {len(batch.tags)} tags")
-        subject = "; ".join(parts) or "update"
-        if edit is None and creating is None:
-            subject += f" to run {run_id[:12]}"
         trailers = [(layout.RUN, run_id), *((layout.JOURNAL, name) for name in segments)]
+        # A run whose start another process committed (_commit_journaled): this
+        # commit only adds to it, and says so.
+        adding = "; ".join(parts) or "update"
+        if edit is None:
+            adding += f" to run {run_id[:12]}"
+        added = layout.message(adding, trailers)
+        if creating is not None:
+            start = f"start run {run_id[:12]} ({creating['run']['name']})"
+            message = layout.message("; ".join([start, *parts]), trailers)
+        else:
+            message = added
         with self._lock:
-            self.store.update(ref, build, layout.message(subject, trailers))
+            self.store.update(ref, build, message)
         if rejected:
             raise Rejected(f"run {run_id}: a param cannot change: " + "; ".join(rejected))
 

@@ -13,8 +13,10 @@ committed and only deletes it.
 
 Records, one per line, fields separated by tabs:
 ``M key step timestamp value`` (metric), ``P key json`` (param),
-``T key json`` (tag), ``R run_id json`` (a run created by the fluent API and
-not committed yet: its record and the parents of its first commit). Keys
+``T key json`` (tag), ``R run_id json`` (a run created with ``commit=False``
+and not committed yet: its record and the parents of its first commit; always
+a segment's first line, so that other processes can find the run,
+``journaled_creates``). Keys
 cannot hold tabs or newlines (validation forbids them); values are JSON.
 A line that cannot be read (torn by a kill mid-write, or damaged) is skipped
 and reported; every other line is still recovered.
@@ -26,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -206,3 +209,28 @@ def orphans(root: Path) -> Iterator[Orphan]:
             os.close(fd)
             continue
         yield Orphan(path.name.split(".")[0], path.stem, path, fd)
+
+
+def journaled_creates(
+    root: Path, run_id: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(run id, its ``R`` record's payload) for each segment under ``root`` that
+    starts with one: runs created and not committed yet, as far as the segment
+    says (its writer may have committed it since). ``run_id``: that run's only.
+
+    The segments are read without their writers' locks: the ``R`` line is each
+    one's first write, whole or not there, and a segment committed meanwhile
+    is gone (skipped) or starts a run its ref already has.
+    """
+    if run_id is not None and not re.fullmatch("[0-9a-f]{32}", run_id):
+        return  # not a run id: no segment can be its, and it must not reach the glob
+    for path in sorted(root.glob(f"{run_id or '*'}.*.log")):
+        try:
+            with path.open("rb") as f:
+                first = f.readline()
+        except FileNotFoundError:
+            continue
+        if first.startswith(b"R\t"):
+            entries, _skipped = parse(first)  # a torn line is skipped, not an error
+            if entries.create is not None:
+                yield path.name.split(".")[0], entries.create

@@ -319,7 +319,7 @@ def test_experiments_rename_delete_and_restore(repo: Path) -> None:
 
 
 def test_validate_files(repo: Path, tmp_path: Path) -> None:
-    run = gitml.Client().create_run()
+    run = gitml.Client().create_run(commit=True)
     good = tmp_path / "good" / "run.yaml"
     good.parent.mkdir()
     good.write_text(git(repo, "show", f"{RUNS}{run.id}:run.yaml"))

@@ -45,7 +45,10 @@ def test_rebuild_and_status(repo: Path) -> None:
 
 def test_compact_gives_back_the_space_of_runs_gone_and_keeps_every_answer(repo: Path) -> None:
     client = gitml.Client()
-    ids = [client.create_run(run_name=f"r{i}", tags={"note": "x" * 2000}).id for i in range(60)]
+    ids = [
+        client.create_run(run_name=f"r{i}", tags={"note": "x" * 2000}, commit=True).id
+        for i in range(60)
+    ]
     kept = ids[:5]
     for run_id in ids[5:]:
         git(repo, "update-ref", "-d", RUNS + run_id)
@@ -112,7 +115,10 @@ def test_executable_rebuild_is_quiet_when_piped(repo: Path) -> None:
 
 def test_status_names_a_record_sqlite_cannot_hold(repo: Path) -> None:
     client = gitml.Client()
-    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    good, bad = (
+        client.create_run(run_name="good", commit=True).id,
+        client.create_run(run_name="bad", commit=True).id,
+    )
     text = git(repo, "show", f"{RUNS}{bad}:run.yaml").replace("tags: {}", 'tags:\n  t: "\\udc00"')
     commit_file_on_ref(repo, RUNS + bad, "run.yaml", text)
     listed = cli("runs", "list", "--json")

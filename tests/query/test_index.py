@@ -200,7 +200,7 @@ def test_parallel_rebuild_gives_the_same_index(repo: Path, monkeypatch: pytest.M
     from gitml.query import index as index_module
 
     client = gitml.Client()
-    ids = [client.create_run(run_name=f"r{i}").id for i in range(12)]
+    ids = [client.create_run(run_name=f"r{i}", commit=True).id for i in range(12)]
     client.log_batch(ids[3], params={"alpha": "0.5"})
     commit_file_on_ref(repo, RUNS + ids[5], "run.yaml", "not: a run\n")
     monkeypatch.setattr(index_module, "PARALLEL_FROM", 2)
@@ -249,7 +249,7 @@ def test_the_ref_log_is_started_anew_once_read_past_its_limit(
 ) -> None:
     monkeypatch.setattr(index_module, "COMPACT_LOG_BYTES", 500)
     client = gitml.Client()
-    ids = [client.create_run(run_name=f"r{i}").id for i in range(5)]
+    ids = [client.create_run(run_name=f"r{i}", commit=True).id for i in range(5)]
     log = client.store.ref_log
     assert log.stat().st_size > 500
     assert client.index.refresh() == 5
@@ -268,7 +268,7 @@ def test_the_ref_log_is_started_anew_once_longer_than_its_share_per_run(
     monkeypatch.setattr(index_module, "COMPACT_LOG_FROM", 500)
     monkeypatch.setattr(index_module, "LOG_BYTES_PER_RUN", 200)
     client = gitml.Client()
-    ids = [client.create_run(run_name=f"r{i}").id for i in range(5)]
+    ids = [client.create_run(run_name=f"r{i}", commit=True).id for i in range(5)]
     log = client.store.ref_log
     assert 500 < log.stat().st_size <= 200 * 5
     assert client.index.refresh() == 5
@@ -285,7 +285,7 @@ def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = gitml.Client()
-    ids = [client.create_run(run_name=f"r{i}").id for i in range(3)]
+    ids = [client.create_run(run_name=f"r{i}", commit=True).id for i in range(3)]
     parsed = {
         run_id: read_run(sha, client.get_run(run_id), client.get_run(run_id).to_plain())
         for run_id, sha in tips(repo).items()
@@ -402,7 +402,10 @@ def test_a_run_held_in_memory_is_indexed_as_a_refresh_would_or_refused_the_same_
 
 def test_a_start_time_beyond_64_bits_is_reported(repo: Path) -> None:
     client = gitml.Client()
-    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
+    good, bad = (
+        client.create_run(run_name="good", commit=True).id,
+        client.create_run(run_name="bad", commit=True).id,
+    )
     text = git(repo, "show", f"{RUNS}{bad}:run.yaml")
     start = next(ln for ln in text.splitlines() if ln.startswith("start_time: "))
     _edit_record(repo, bad, start, "start_time: 1" + "0" * 30)
@@ -414,8 +417,11 @@ def test_a_start_time_beyond_64_bits_is_reported(repo: Path) -> None:
 def test_deeply_nested_yaml_is_reported_not_a_crash(repo: Path) -> None:
     """PyYAML's C loader recurses without a limit: this killed the process with SIGSEGV."""
     client = gitml.Client()
-    good, bad = client.create_run(run_name="good").id, client.create_run(run_name="bad").id
-    other = client.create_run(run_name="other").id
+    good, bad = (
+        client.create_run(run_name="good", commit=True).id,
+        client.create_run(run_name="bad", commit=True).id,
+    )
+    other = client.create_run(run_name="other", commit=True).id
     commit_file_on_ref(repo, RUNS + bad, "run.yaml", "[" * 100_000)
     commit_file_on_ref(repo, RUNS + other, "run.yaml", "- " * 40_000 + "x\n")
     done = gitml_exe(repo, "runs", "list", "--json")

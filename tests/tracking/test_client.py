@@ -190,7 +190,7 @@ def test_get_unknown_experiment_is_not_found(repo: Path) -> None:
 def test_create_run_records_clean_source_and_parents_on_code(repo: Path) -> None:
     code = head(repo)
     client = gitml.Client()
-    run = client.create_run(run_name="baseline", tags={"team": "growth"})
+    run = client.create_run(run_name="baseline", tags={"team": "growth"}, commit=True)
     assert run.source.commit == code
     assert run.source.branch == "main"
     assert run.source.dirty is False
@@ -214,7 +214,7 @@ def test_create_run_records_clean_source_and_parents_on_code(repo: Path) -> None
 def test_run_commits_stack_on_the_first_one(repo: Path) -> None:
     code = head(repo)
     client = gitml.Client()
-    run = client.create_run()
+    run = client.create_run(commit=True)
     client.log_param(run.id, "lr", 0.1)
     client.set_terminated(run.id)
     log = first_parent_log(repo, RUNS + run.id)
@@ -225,10 +225,98 @@ def test_run_commits_stack_on_the_first_one(repo: Path) -> None:
     assert all(m.startswith("gitml: ") for m in messages)
 
 
+def test_a_short_run_is_one_commit_on_the_code(repo: Path) -> None:
+    """``create_run`` journals the run; its first flush commits it with what was
+    logged, so a run created, logged to and ended is one commit (MLflow's
+    client pattern), not two."""
+    code = head(repo)
+    client = gitml.Client()
+    run = client.create_run(run_name="short")
+    client.log_param(run.id, "lr", 0.1)
+    assert git(repo, "for-each-ref", RUNS) == ""  # journaled only, so far
+    client.set_terminated(run.id)
+    assert first_parent_log(repo, RUNS + run.id)[0][1] == [code]
+    subject = git(repo, "log", "-1", "--format=%s", RUNS + run.id)
+    assert subject == (
+        f"gitml: start run {run.id[:12]} (short); end run {run.id[:12]} as FINISHED; "
+        "log 1 params, 0 tags"
+    )
+    assert client.get_run(run.id).params == {"lr": "0.1"}
+    assert journal_files(repo) == []
+
+
+READER = """
+import json, sys
+import gitml
+
+run_id = sys.argv[1]
+client = gitml.Client()
+found = [r.id for r in client.search_runs(filter_string="attributes.run_name = 'shared'")]
+run = client.get_run(run_id)
+client.log_metric(run_id, "loss", 0.5, step=1, timestamp=7)
+client.set_tag(run_id, "seen", "yes")
+client.close()
+print(json.dumps({"found": found, "status": run.status, "params": run.params}))
+"""
+
+
+def test_a_run_just_created_is_seen_by_another_process_which_commits_its_start(
+    repo: Path,
+) -> None:
+    """As MLflow's store shows a run once ``create_run`` returns, so does every gitml
+    reader: one in another process commits the journaled start, and the writer's
+    own flush adds what it logged on top, losing nothing of either."""
+    write_config(repo, flush_interval=3600)  # no background flush during the test
+    client = gitml.Client()
+    run = client.create_run(run_name="shared")
+    code = run.source.snapshot or run.source.commit
+    client.log_param(run.id, "lr", 0.1)
+    child = subprocess.run(
+        [sys.executable, "-c", READER, run.id],
+        cwd=repo,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    # The run as it started: the param is still the writer's to commit.
+    assert json.loads(child.stdout) == {"found": [run.id], "status": "RUNNING", "params": {}}
+    client.log_param(run.id, "depth", 3)
+    client.set_terminated(run.id)
+    final = gitml.Client().get_run(run.id)
+    assert (final.status, final.params, final.tags) == (
+        "FINISHED",
+        {"lr": "0.1", "depth": "3"},
+        {"seen": "yes"},
+    )
+    assert final.metrics["loss"].value == 0.5
+    subjects = git(repo, "log", "--first-parent", "--format=%s", f"{code}..{RUNS}{run.id}")
+    assert subjects.splitlines() == [
+        f"gitml: end run {run.id[:12]} as FINISHED; log 2 params, 0 tags",
+        f"gitml: log 1 metric points; log 0 params, 1 tags to run {run.id[:12]}",
+        f"gitml: start run {run.id[:12]} (shared)",
+    ]
+    assert journal_files(repo) == []
+
+
+def test_a_start_another_reader_committed_is_not_committed_again(repo: Path) -> None:
+    creator, reader = gitml.Client(), gitml.Client()  # two writers, as two processes are
+    run = creator.create_run(run_name="read early")
+    assert [r.id for r in reader.search_runs()] == [run.id]
+    tip = git(repo, "rev-parse", RUNS + run.id)
+    assert git(repo, "log", "-1", "--format=%s", tip) == (
+        f"gitml: start run {run.id[:12]} (read early)"
+    )
+    creator.close()  # its journal held only the start: no second, empty commit
+    assert git(repo, "rev-parse", RUNS + run.id) == tip
+    assert journal_files(repo) == []
+
+
 def test_dirty_tree_snapshot_is_between_run_and_head(repo: Path) -> None:
     code = head(repo)
     (repo / "train.py").write_text("print('tuned')\n")
-    run = gitml.Client().create_run()
+    run = gitml.Client().create_run(commit=True)
     assert run.source.dirty is True
     assert run.source.commit == code
     snap = run.source.snapshot
@@ -307,7 +395,7 @@ def test_log_batch_keeps_explicit_steps_and_timestamps(repo: Path) -> None:
 
 def test_log_batch_is_validated_as_a_whole(repo: Path) -> None:
     client = gitml.Client()
-    run = client.create_run()
+    run = client.create_run(commit=True)
     tip = git(repo, "rev-parse", RUNS + run.id)
     with pytest.raises(gitml.InvalidInput):
         client.log_batch(
@@ -459,7 +547,7 @@ def test_metric_keys_with_slashes(repo: Path) -> None:
 def test_injected_clock_and_identity_reach_git(repo: Path) -> None:
     clock = FixedClock(1_700_000_000.0)
     client = gitml.Client(clock=clock, identity="Trainer Bot <bot@example.com>")
-    run = client.create_run()
+    run = client.create_run(commit=True)
     assert run.start_time == 1_700_000_000_000
     clock.advance(60)
     client.log_metric(run.id, "loss", 0.5)  # no timestamp: the clock's
@@ -529,7 +617,7 @@ def test_threads_logging_to_one_run_lose_nothing(repo: Path) -> None:
 def test_buffer_is_committed_in_the_background(repo: Path) -> None:
     write_config(repo, flush_interval=0.2)
     writer = gitml.Client()
-    run = writer.create_run()
+    run = writer.create_run(commit=True)
     tip = git(repo, "rev-parse", RUNS + run.id)
     writer.log_metric(run.id, "loss", 0.5, timestamp=1, step=0)
     assert git(repo, "rev-parse", RUNS + run.id) == tip  # buffered, not committed per call
@@ -599,8 +687,8 @@ def test_resolve_run_id_by_prefix(repo: Path) -> None:
 
 def test_malformed_run_record_is_reported_not_fatal(repo: Path) -> None:
     client = gitml.Client()
-    good = client.create_run(run_name="good")
-    bad = client.create_run(run_name="bad")
+    good = client.create_run(run_name="good", commit=True)
+    bad = client.create_run(run_name="bad", commit=True)
     ref = RUNS + bad.id
     record = yaml.safe_load(show(repo, ref, "run.yaml"))
     record["status"] = "EXPLODED"
@@ -619,8 +707,8 @@ def test_malformed_run_record_is_reported_not_fatal(repo: Path) -> None:
 
 def test_run_record_with_wrong_id_or_bad_yaml_is_reported(repo: Path) -> None:
     client = gitml.Client()
-    a = client.create_run()
-    b = client.create_run()
+    a = client.create_run(commit=True)
+    b = client.create_run(commit=True)
     record = yaml.safe_load(show(repo, RUNS + a.id, "run.yaml"))
     record["id"] = "1" * 32
     commit_file_on_ref(repo, RUNS + a.id, "run.yaml", yaml.safe_dump(record))
@@ -666,14 +754,14 @@ def test_tracking_uri_from_environment(
     bare = init_repo(tmp_path / "records.git", bare=True)
     monkeypatch.setenv("GITML_TRACKING_URI", str(bare))
     (repo / "train.py").write_text("print('dirty')\n")
-    run = gitml.Client().create_run()
+    run = gitml.Client().create_run(commit=True)
     _check_bare_tracking(bare, repo, run)
     snap = run.source.snapshot
     assert snap is not None
     assert git(bare, "rev-parse", f"{RUNS}{run.id}^") == snap
     assert show(bare, snap, "train.py") == "print('dirty')\n"
     # A second run copies nothing new but still reaches the code.
-    run2 = gitml.Client().create_run()
+    run2 = gitml.Client().create_run(commit=True)
     assert is_ancestor(bare, head(repo), RUNS + run2.id)
     fsck(bare)
 
@@ -696,7 +784,7 @@ def test_outside_a_repository_with_uri(tmp_path: Path, monkeypatch: pytest.Monke
     empty = tmp_path / "nowhere"
     empty.mkdir()
     monkeypatch.chdir(empty)
-    run = gitml.Client(tracking_uri=str(bare)).create_run()
+    run = gitml.Client(tracking_uri=str(bare)).create_run(commit=True)
     assert run.source.commit is None and run.source.dirty is False
     assert git(bare, "rev-list", "--count", RUNS + run.id) == "1"
     with pytest.raises(gitml.NotFound, match="no code commit"):
@@ -1127,9 +1215,8 @@ def kill_logger(repo: Path, n: int) -> str:
     assert [p.suffix for p in journal_files(repo) if p.is_file()] == [".log"]
     child.send_signal(signal.SIGKILL)
     assert procs.finish(child)[0] == -signal.SIGKILL
-    # Nothing was committed but the run's start.
-    record = yaml.safe_load(show(repo, RUNS + run_id, "run.yaml"))
-    assert record["params"] == {} and record["metrics"] == {}
+    # Nothing was committed, not even the run's start: only the journal knows it.
+    assert git(repo, "for-each-ref", RUNS) == ""
     return run_id
 
 
@@ -1380,7 +1467,9 @@ def expected_points(proc: int) -> list[tuple[int, float]]:
 @pytest.mark.slow
 def test_concurrent_writers_lose_nothing(repo: Path, tmp_path: Path) -> None:
     write_config(repo, flush_points=50, flush_interval=3600)
-    shared = gitml.Client().create_run(run_name="distributed").id
+    # Created here and journaled only: the children's first reads commit its start.
+    creator = gitml.Client()
+    shared = creator.create_run(run_name="distributed").id
     go = tmp_path / "go"
     children = [procs.spawn(WRITER, repo, shared, str(p), str(go)) for p in range(PROCS)]
     children += [procs.spawn(WRITER, repo, "-", str(p), str(go)) for p in range(PROCS)]
@@ -1389,6 +1478,7 @@ def test_concurrent_writers_lose_nothing(repo: Path, tmp_path: Path) -> None:
     for child in children:
         code, _, err = procs.finish(child, timeout=120)
         assert code == 0, err
+    creator.close()  # its journal holds the start, which the children committed
 
     # Every child committed its own journal: there is nothing left to recover.
     assert [p for p in journal_files(repo) if p.is_file()] == []

@@ -15,7 +15,7 @@ RUNS = "refs/gitml/runs/"
 
 def test_delete_tag_is_a_commit(repo: Path) -> None:
     client = gitml.Client()
-    run = client.create_run(tags={"team": "growth", "keep": "yes"})
+    run = client.create_run(tags={"team": "growth", "keep": "yes"}, commit=True)
     before = git(repo, "rev-parse", RUNS + run.id).strip()
     client.delete_tag(run.id, "team")
     assert client.get_run(run.id).tags == {"keep": "yes"}
@@ -76,7 +76,7 @@ def test_a_full_id_and_a_unique_prefix(repo: Path) -> None:
 
 def test_a_malformed_record_still_resolves(repo: Path) -> None:
     client = gitml.Client()
-    a = client.create_run()
+    a = client.create_run(commit=True)
     record = yaml.safe_load(git(repo, "show", f"{RUNS}{a.id}:run.yaml"))
     record["status"] = "EXPLODED"
     commit_file_on_ref(repo, RUNS + a.id, "run.yaml", yaml.safe_dump(record))

@@ -45,7 +45,7 @@ def steps(client: gitml.Client, run_id: str, key: str = "loss") -> list[int]:
 def test_a_flush_that_cannot_commit_keeps_the_journal_and_the_values(repo: Path) -> None:
     write_config(repo, flush_interval=3600, flush_points=1_000_000)
     client = gitml.Client()
-    run = client.create_run()
+    run = client.create_run(commit=True)
     for i in range(300):
         client.log_metric(run.id, "loss", 1 / (i + 1), step=i)
     lock = git_lock(repo, run.id)
@@ -64,7 +64,7 @@ import sys, time
 import gitml
 
 client = gitml.Client()
-run = client.create_run(run_name="killed")
+run = client.create_run(run_name="killed", commit=True)  # the points alone journaled
 print(run.id)
 for i in range(500):
     client.log_metric(run.id, "loss", 1 / (i + 1), step=i)

@@ -170,6 +170,28 @@ def test_a_segment_appends_and_discard_removes_it(tmp_path: Path) -> None:
     assert list(journal.orphans(root)) == []
 
 
+def test_journaled_creates_are_found_while_their_writer_holds_them(tmp_path: Path) -> None:
+    root = tmp_path / "journal"
+    created = journal.Segment.create(root, RUN_ID)
+    created.write(journal.create_record(RUN_ID, RUN, ["a" * 40]))
+    created.write(journal.param_record("lr", "0.1"))
+    other_id = "b" * 32
+    logging_only = journal.Segment.create(root, other_id)  # a run committed before
+    logging_only.write(journal.param_record("lr", "0.2"))
+    torn_id = "c" * 32
+    (root / f"{torn_id}.1-x.log").write_bytes(journal.create_record(torn_id, RUN, [])[:-9])
+    expected = (RUN_ID, {"run": RUN, "parents": ["a" * 40]})
+    assert list(journal.journaled_creates(root)) == [expected]
+    assert list(journal.journaled_creates(root, RUN_ID)) == [expected]
+    assert list(journal.journaled_creates(root, other_id)) == []
+    # Not a run id: nothing, and no pattern reaches the glob.
+    assert list(journal.journaled_creates(root, "*")) == []
+    assert list(journal.journaled_creates(root, "../" + RUN_ID)) == []
+    created.discard()  # committed: gone
+    assert list(journal.journaled_creates(root)) == []
+    logging_only.discard()
+
+
 def test_orphans_of_a_missing_folder() -> None:
     assert list(journal.orphans(Path("/nonexistent/gitml/journal"))) == []
 

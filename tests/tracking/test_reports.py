@@ -127,7 +127,7 @@ def test_compare_without_code(repo: Path, tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_compare_with_code_missing_from_the_repository(repo: Path) -> None:
     client = gitml.Client()
-    a, b = client.create_run(), client.create_run()
+    a, b = client.create_run(commit=True), client.create_run(commit=True)
     # As if b's record came from a remote whose code commit was never fetched.
     ref = f"refs/gitml/runs/{b.id}"
     record = yaml.safe_load(git(repo, "show", f"{ref}:run.yaml"))
