@@ -33,11 +33,12 @@ one term that leans on SQLite's order of types (NULL < numbers < text < blobs):
 a NaN sorts as ``''`` and a missing value as ``X''``.
 
 Shapes, for speed over 100,000 runs: ``=`` and ``IN`` on params and tags are
-``r.run_id IN (SELECT run_id ... WHERE key = ? AND value = ?)``, which SQLite
-can start from through the ``(key, value)`` index; every other comparison on
-metrics, params and tags is an ``EXISTS`` probe of the ``(run_id, key)``
-primary key, which costs at most one probe per run and stops with a LIMIT.
-Select ``r.run_id`` (not ``r.record``) in the sorted query when ordering on
+``r.n IN (SELECT run ... WHERE key = ? AND value = ?)``, which SQLite can
+start from through the ``(key, value)`` index; every other comparison on
+metrics, params and tags is an ``EXISTS`` probe of the ``(run, key)`` primary
+key, which costs at most one probe per run and stops with a LIMIT. (``n`` is
+a run's number in the index: the rows of params, tags and metrics name their
+run by it.) Select ``r.run_id`` alone in the sorted query when ordering on
 anything but the indexed default: SQLite's sorter carries every selected
 column of every matching run.
 """
@@ -164,7 +165,7 @@ def _comparison(comparison: Comparison, params: list[object]) -> str:
     if ident.kind in _TABLES and not _mirrored(ident):
         table = _TABLES[ident.kind]
         params.append(ident.key)
-        probe = f"SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = ?"
+        probe = f"SELECT 1 FROM {table} x WHERE x.run = r.n AND x.key = ?"
         if op == "IS NULL":
             return f"NOT EXISTS ({probe})"
         if op == "IS NOT NULL":
@@ -172,7 +173,7 @@ def _comparison(comparison: Comparison, params: list[object]) -> str:
         if ident.kind != "metric" and op in ("=", "IN"):
             # Likely selective: SQLite can start from the (key, value) index.
             condition = _condition("value", op, value, params)
-            return f"r.run_id IN (SELECT run_id FROM {table} WHERE key = ? AND {condition})"
+            return f"r.n IN (SELECT run FROM {table} WHERE key = ? AND {condition})"
         # Ranges, patterns, !=: a primary-key probe per run, which costs no more
         # than a scan and lets a LIMIT stop it early.
         condition = _condition("x.value", op, value, params)
@@ -221,7 +222,7 @@ def _column(ident: Identifier, params: list[object]) -> str:
     if _mirrored(ident):
         params.append(ident.key)
         return (
-            "COALESCE((SELECT t.value FROM tags t WHERE t.run_id = r.run_id AND t.key = ?), "
+            "COALESCE((SELECT t.value FROM tags t WHERE t.run = r.n AND t.key = ?), "
             f"{MIRRORED_TAGS[ident.key]})"
         )
     raise InvalidInput(f"cannot compile {ident.kind} {ident.key!r} as a column")
@@ -240,7 +241,7 @@ def compile_value(ident: Identifier) -> tuple[str, list[object]]:
         params.append(ident.key)
         value = "COALESCE(v.value, 'nan')" if ident.kind == "metric" else "v.value"
         table = _TABLES[ident.kind]
-        return f"(SELECT {value} FROM {table} v WHERE v.run_id = r.run_id AND v.key = ?)", params
+        return f"(SELECT {value} FROM {table} v WHERE v.run = r.n AND v.key = ?)", params
     return _column(ident, params), params
 
 
@@ -265,7 +266,7 @@ def compile_order(keys: Sequence[OrderKey]) -> tuple[str, list[object]]:
             params.append(ident.key)
             terms.append(
                 f"COALESCE((SELECT COALESCE({value}, '') FROM metrics m "
-                "WHERE m.run_id = r.run_id AND m.key = ?), X'') ASC"
+                "WHERE m.run = r.n AND m.key = ?), X'') ASC"
             )
             continue
         column, value_params = compile_value(ident)

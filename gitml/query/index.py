@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from gitml.format.records import Run
 
 RUNS_PREFIX = layout.RUNS.rstrip("/")  # the folder of run refs, as the store's listings take it
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
 # The ref log starts anew (and a full scan follows) once it is longer than
 # LOG_BYTES_PER_RUN for each run indexed, within these bounds: a scan of refs
@@ -65,7 +65,8 @@ T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
+    n INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
     commit_sha BLOB NOT NULL,
     experiment_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -80,24 +81,24 @@ CREATE TABLE IF NOT EXISTS runs (
     source_dirty INTEGER NOT NULL,
     entry_point TEXT,
     extra TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time DESC, run_id);
-CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment_id, start_time DESC, run_id);
+);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time DESC);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment_id, start_time DESC);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS params (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)
+    run INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS params_by_value ON params (key, value);
 CREATE TABLE IF NOT EXISTS tags (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)
+    run INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_by_value ON tags (key, value);
 CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL, is_nan INTEGER NOT NULL,
+    run INTEGER NOT NULL, key TEXT NOT NULL, value REAL, is_nan INTEGER NOT NULL,
     step INTEGER NOT NULL, timestamp INTEGER NOT NULL,
-    PRIMARY KEY (run_id, key)
+    PRIMARY KEY (run, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (key, value);
 CREATE TABLE IF NOT EXISTS loose (
@@ -596,12 +597,14 @@ def records(conn: sqlite3.Connection, ids: list[str]) -> dict[str, Run]:
             plain[row[0]] = _plain_run(row)
         for kind in ("params", "tags"):
             for run_id, key, value in conn.execute(
-                f"SELECT run_id, key, value FROM {kind} WHERE run_id IN ({marks})", batch
+                f"SELECT r.run_id, x.key, x.value FROM runs r JOIN {kind} x ON x.run = r.n "
+                f"WHERE r.run_id IN ({marks})",
+                batch,
             ):
                 plain[run_id][kind][key] = value
         for run_id, key, value, nan, step, timestamp in conn.execute(
-            "SELECT run_id, key, value, is_nan, step, timestamp FROM metrics "
-            f"WHERE run_id IN ({marks})",
+            "SELECT r.run_id, m.key, m.value, m.is_nan, m.step, m.timestamp "
+            f"FROM runs r JOIN metrics m ON m.run = r.n WHERE r.run_id IN ({marks})",
             batch,
         ):
             number = math.nan if nan else value
@@ -796,12 +799,29 @@ class _Rows:
         self.metrics += metrics
 
     def write(self, conn: sqlite3.Connection) -> None:
-        for table in ("runs", "params", "tags", "metrics", "broken"):
+        for table in ("params", "tags", "metrics"):
+            conn.executemany(
+                f"DELETE FROM {table} WHERE run = (SELECT n FROM runs WHERE run_id = ?)",
+                self.dropped,
+            )
+        for table in ("runs", "broken"):
             conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", self.dropped)
-        conn.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", self.runs)
-        conn.executemany("INSERT INTO params VALUES (?, ?, ?)", self.params)
-        conn.executemany("INSERT INTO tags VALUES (?, ?, ?)", self.tags)
-        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", self.metrics)
+        # Each run's number, given here rather than looked up for each of its rows.
+        (last,) = conn.execute("SELECT coalesce(max(n), 0) FROM runs").fetchone()
+        number = {row[0]: last + i for i, row in enumerate(self.runs, 1)}
+        conn.executemany(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(number[row[0]], *row) for row in self.runs],
+        )
+        for table, rows in (("params", self.params), ("tags", self.tags)):
+            conn.executemany(
+                f"INSERT INTO {table} VALUES (?, ?, ?)",
+                [(number[run_id], key, value) for run_id, key, value in rows],
+            )
+        conn.executemany(
+            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+            [(number[row[0]], *row[1:]) for row in self.metrics],
+        )
         conn.executemany("INSERT INTO broken VALUES (?, ?, ?)", self.broken)
         self.clear()
 

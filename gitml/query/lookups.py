@@ -212,10 +212,10 @@ def _rows(
         wanted = sorted({key for k, key in columns if k == kind})
         if not wanted:
             continue
-        value = "CASE WHEN is_nan THEN 'NaN' ELSE value END" if kind == "metrics" else "value"
+        value = "CASE WHEN x.is_nan THEN 'NaN' ELSE x.value END" if kind == "metrics" else "x.value"
         for run_id, key, found in conn.execute(
-            f"SELECT run_id, key, {value} FROM {kind} "
-            f"WHERE run_id IN ({marks}) AND key IN ({_marks(len(wanted))})",
+            f"SELECT r.run_id, x.key, {value} FROM runs r JOIN {kind} x ON x.run = r.n "
+            f"WHERE r.run_id IN ({marks}) AND x.key IN ({_marks(len(wanted))})",
             [*ids, *wanted],
         ):
             values[(run_id, kind, key)] = found
@@ -236,7 +236,7 @@ def _keys(conn: sqlite3.Connection, experiment_ids: list[str] | None) -> dict[st
             sql, args = f"SELECT DISTINCT key FROM {kind} ORDER BY key", []
         else:
             sql = (
-                f"SELECT DISTINCT key FROM {kind} WHERE run_id IN (SELECT run_id FROM runs "
+                f"SELECT DISTINCT key FROM {kind} WHERE run IN (SELECT n FROM runs "
                 f"WHERE experiment_id IN ({_marks(len(experiment_ids)) or 'NULL'})) ORDER BY key"
             )
             args = experiment_ids

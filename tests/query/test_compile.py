@@ -37,25 +37,7 @@ from gitml.query.grammar import (
     parse_filter,
     parse_order_by,
 )
-
-SCHEMA = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY, commit_sha TEXT, experiment_id TEXT, name TEXT, status TEXT,
-    lifecycle_stage TEXT, start_time INTEGER, end_time INTEGER, user TEXT, parent_run_id TEXT,
-    source_commit TEXT, source_branch TEXT, source_dirty INTEGER, entry_point TEXT, record TEXT
-);
-CREATE TABLE params (
-    run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)
-) WITHOUT ROWID;
-CREATE INDEX params_by_value ON params (key, value);
-CREATE TABLE tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key)) WITHOUT ROWID;
-CREATE INDEX tags_by_value ON tags (key, value);
-CREATE TABLE metrics (
-    run_id TEXT, key TEXT, value REAL, is_nan INTEGER, step INTEGER, timestamp INTEGER,
-    PRIMARY KEY (run_id, key)
-) WITHOUT ROWID;
-CREATE INDEX metrics_by_value ON metrics (key, value);
-"""
+from gitml.query.index import memory_index
 
 NAN = math.nan
 INF = math.inf
@@ -186,13 +168,13 @@ ALL = [run.run_id for run in RUNS]
 
 
 def make_index(runs: Sequence[FakeRun] = RUNS) -> sqlite3.Connection:
-    """An in-memory index with the query schema holding ``runs``."""
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
-    for run in runs:
+    """An in-memory index with the index's own schema holding ``runs``."""
+    conn = memory_index()
+    for n, run in enumerate(runs, 1):
         conn.execute(
-            "INSERT INTO runs VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, '{}')",
+            "INSERT INTO runs VALUES (?, ?, X'', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, NULL)",
             (
+                n,
                 run.run_id,
                 run.experiment_id,
                 run.name,
@@ -206,14 +188,14 @@ def make_index(runs: Sequence[FakeRun] = RUNS) -> sqlite3.Connection:
             ),
         )
         for key, value in run.params.items():
-            conn.execute("INSERT INTO params VALUES (?, ?, ?)", (run.run_id, key, value))
+            conn.execute("INSERT INTO params VALUES (?, ?, ?)", (n, key, value))
         for key, value in run.tags.items():
-            conn.execute("INSERT INTO tags VALUES (?, ?, ?)", (run.run_id, key, value))
+            conn.execute("INSERT INTO tags VALUES (?, ?, ?)", (n, key, value))
         for key, number in run.metrics.items():
             nan = math.isnan(number)
             conn.execute(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?, 0, 0)",
-                (run.run_id, key, None if nan else number, int(nan)),
+                (n, key, None if nan else number, int(nan)),
             )
     return conn
 

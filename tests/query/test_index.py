@@ -40,7 +40,9 @@ def test_first_refresh_indexes_everything_then_only_what_moved(repo: Path) -> No
     client.log_batch(runs[2], params={"alpha": "0.1"})
     assert index.refresh() == 1
     assert indexed(index) == tips(repo)
-    row = index.conn.execute("SELECT value FROM params WHERE run_id = ?", (runs[2],)).fetchone()
+    row = index.conn.execute(
+        "SELECT p.value FROM params p JOIN runs r ON p.run = r.n WHERE r.run_id = ?", (runs[2],)
+    ).fetchone()
     assert row == ("0.1",)
 
 
@@ -210,7 +212,9 @@ def test_parallel_rebuild_gives_the_same_index(repo: Path, monkeypatch: pytest.M
     assert indexed(client.index) == {k: v for k, v in tips(repo).items() if k != ids[5]}
     assert [e for e in client.index.broken() if ids[5] in e]
     assert steps[-1] == (12, 12)
-    row = client.index.conn.execute("SELECT value FROM params WHERE run_id = ?", (ids[3],))
+    row = client.index.conn.execute(
+        "SELECT p.value FROM params p JOIN runs r ON p.run = r.n WHERE r.run_id = ?", (ids[3],)
+    )
     assert row.fetchone() == ("0.5",)
 
 
@@ -294,7 +298,9 @@ def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
     index = QueryIndex(client.store, tmp_path / "fresh.sqlite")
     assert index.add_moved(parsed) == 3
     assert indexed(index) == tips(repo)
-    later = index.conn.execute("SELECT value FROM params WHERE run_id = ?", (ids[1],)).fetchall()
+    later = index.conn.execute(
+        "SELECT p.value FROM params p JOIN runs r ON p.run = r.n WHERE r.run_id = ?", (ids[1],)
+    ).fetchall()
     assert later == [("yes",)]  # indexed from where its ref is now, not the record given
     loose = {
         name: (inode, mtime) for name, inode, mtime in index.conn.execute("SELECT * FROM loose")
