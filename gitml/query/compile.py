@@ -77,7 +77,8 @@ MIRRORED_TAGS: dict[str, str] = {
     "mlflow.runName": "r.name",
     "mlflow.user": "r.user",
     "mlflow.parentRunId": "r.parent_run_id",
-    "mlflow.source.git.commit": "r.source_commit",
+    # The index keeps the commit's 20 bytes; hex(NULL) is '', which NULLIF undoes.
+    "mlflow.source.git.commit": "NULLIF(lower(hex(r.source_commit)), '')",
 }
 
 _NULLABLE_ATTRIBUTES = frozenset({"end_time"})

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from gitml.format.records import Run
 
 RUNS_PREFIX = layout.RUNS.rstrip("/")  # the folder of run refs, as the store's listings take it
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 FULL_SCAN_EVERY = 600.0  # seconds: the safety net for changes the mtimes cannot show
 # The ref log starts anew (and a full scan follows) once it is longer than
 # LOG_BYTES_PER_RUN for each run indexed, within these bounds: a scan of refs
@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS runs (
     end_time INTEGER,
     user TEXT NOT NULL,
     parent_run_id TEXT,
-    source_commit TEXT,
+    source_commit BLOB,
     source_branch TEXT,
     source_dirty INTEGER NOT NULL,
     entry_point TEXT,
@@ -547,7 +547,8 @@ class QueryIndex:
             conn.execute("COMMIT")
 
 
-# A commit's id as its hex text, from the 20 bytes a row keeps (half the text's size).
+# A commit's id as its hex text, from the 20 bytes a row keeps (half the text's size);
+# the source commit is kept so too.
 _SHA = "lower(hex(commit_sha))"
 # Run ids a query names at once: under SQLite's limit on parameters (32,766).
 _BATCH = 10_000
@@ -564,7 +565,12 @@ def _plain_run(row: tuple[Any, ...]) -> dict[str, Any]:
     (run_id, exp, name, status, stage, start, end, user, parent) = row[:9]
     commit, branch, dirty, entry_point, extra = row[9:]
     plain: dict[str, Any] = json.loads(extra) if extra is not None else {}
-    source = {"commit": commit, "branch": branch, "dirty": bool(dirty), "entry_point": entry_point}
+    source = {
+        "commit": None if commit is None else commit.hex(),
+        "branch": branch,
+        "dirty": bool(dirty),
+        "entry_point": entry_point,
+    }
     plain.update(
         id=run_id,
         experiment_id=exp,
@@ -725,7 +731,7 @@ def _run_rows(run: Run, sha: str, extra: str | None) -> RunRows:
         run.end_time,
         run.user,
         run.parent_run_id,
-        source.commit,
+        None if source.commit is None else bytes.fromhex(source.commit),
         source.branch,
         int(source.dirty),
         source.entry_point,

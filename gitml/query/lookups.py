@@ -113,7 +113,7 @@ def run_summaries(
     column, value = (
         ("parent_run_id", parent_run_id)
         if parent_run_id is not None
-        else ("source_commit", source_commit)
+        else ("source_commit", bytes.fromhex(source_commit or ""))  # kept as its 20 bytes
     )
     rows = index.read(
         lambda conn: conn.execute(

@@ -184,7 +184,7 @@ def make_index(runs: Sequence[FakeRun] = RUNS) -> sqlite3.Connection:
                 run.end_time,
                 run.user,
                 run.parent_run_id,
-                run.source_commit,
+                None if run.source_commit is None else bytes.fromhex(run.source_commit),
             ),
         )
         for key, value in run.params.items():
