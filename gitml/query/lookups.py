@@ -42,16 +42,12 @@ def child_runs(index: QueryIndex, run_id: str, run_view_type: str = "ACTIVE_ONLY
     view = _view(run_view_type)
 
     def read(conn: sqlite3.Connection) -> list[Run]:
-        ids = [
-            row[0]
-            for row in conn.execute(
-                f"SELECT r.run_id FROM runs r WHERE r.parent_run_id = ? AND {view} "
-                "ORDER BY r.start_time DESC, r.run_id",
-                (run_id,),
-            )
-        ]
-        found = records(conn, ids)
-        return [found[i] for i in ids]
+        numbers = conn.execute(
+            f"SELECT r.n FROM runs r WHERE r.parent_run_id = ? AND {view} "
+            "ORDER BY r.start_time DESC, r.run_id",
+            (run_id,),
+        ).fetchall()
+        return records(conn, [n for (n,) in numbers])
 
     return index.read(read)
 

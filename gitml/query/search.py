@@ -68,22 +68,17 @@ def search_runs(
         clauses.append(f"r.experiment_id IN ({','.join('?' * len(ids)) or 'NULL'})")
         params = [*params, *ids]
     offset = _offset(page_token)
-    # Sort ids only: SQLite's sorter carries every selected column of every
-    # match, and records are large; the page's records are read afterwards.
-    sql = (
-        f"SELECT r.run_id FROM runs r WHERE {' AND '.join(clauses)} "
-        f"ORDER BY {order} LIMIT ? OFFSET ?"
-    )
+    # Sort run numbers only: SQLite's sorter carries every selected column of
+    # every match; the page's records are made afterwards.
+    sql = f"SELECT r.n FROM runs r WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?"
 
-    def read(conn: sqlite3.Connection) -> tuple[list[str], dict[str, Run]]:
-        ids = [
+    def read(conn: sqlite3.Connection) -> tuple[list[Run], bool]:
+        numbers = [
             row[0] for row in conn.execute(sql, [*params, *order_params, max_results + 1, offset])
         ]
-        return ids, records(conn, ids[:max_results])
+        return records(conn, numbers[:max_results]), len(numbers) > max_results
 
-    ids, found = index.read(read)
-    runs = [found[run_id] for run_id in ids[:max_results]]
-    more = len(ids) > max_results
+    runs, more = index.read(read)
     return RunPage(runs, _token(offset + max_results) if more else None)
 
 

@@ -172,7 +172,7 @@ def make_index(runs: Sequence[FakeRun] = RUNS) -> sqlite3.Connection:
     conn = memory_index()
     for n, run in enumerate(runs, 1):
         conn.execute(
-            "INSERT INTO runs VALUES (?, ?, X'', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, NULL)",
+            "INSERT INTO runs VALUES (?,?,X'',?,?,?,?,?,?,?,?,?,NULL,0,NULL,NULL,NULL,NULL,NULL)",
             (
                 n,
                 run.run_id,
