@@ -594,7 +594,9 @@ def records(conn: sqlite3.Connection, numbers: Sequence[int]) -> list[Run]:
             f"SELECT r.n, {_RECORD_JSON}, r.extra FROM runs r WHERE r.n IN ({marks})", batch
         ):
             texts[n] = text if extra is None else _with_extra(text, extra)
-    return [Run.model_validate_json(texts[n]) for n in numbers]
+    # The validator itself: model_validate_json's wrapper costs 2 ms a thousand runs.
+    validate = Run.__pydantic_validator__.validate_json
+    return [validate(texts[n]) for n in numbers]
 
 
 def _with_extra(text: str, extra: str) -> str:
