@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gitml.errors import InvalidInput
-from gitml.format.records import Run
+from gitml.format.records import RUN_ID, Run
 from gitml.tracking import metrics, validation
 
 
@@ -222,7 +222,7 @@ def journaled_creates(
     one's first write, whole or not there, and a segment committed meanwhile
     is gone (skipped) or starts a run its ref already has.
     """
-    if run_id is not None and not re.fullmatch("[0-9a-f]{32}", run_id):
+    if run_id is not None and not re.fullmatch(RUN_ID, run_id):
         return  # not a run id: no segment can be its, and it must not reach the glob
     for path in sorted(root.glob(f"{run_id or '*'}.*.log")):
         try:
