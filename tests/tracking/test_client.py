@@ -19,6 +19,7 @@ from testing.cli import gitml_exe
 from testing.git import FixedClock, commit_file_on_ref, fsck, init_repo
 from testing.git import git as _git
 from testing.mlflow_ref import mlflow_answer
+from testing.mlflow_server import needs_mlflow
 from testing.procs import child_env, write_config
 
 RUNS = "refs/gitml/runs/"
@@ -298,6 +299,50 @@ def test_a_run_just_created_is_seen_by_another_process_which_commits_its_start(
         f"gitml: start run {run.id[:12]} (shared)",
     ]
     assert journal_files(repo) == []
+
+
+CREATE_THEN_READ = """
+import json, subprocess, sys
+
+if sys.argv[1] == "mlflow":
+    from mlflow import MlflowClient as Client
+else:
+    from gitml import Client
+client = Client()
+run = client.create_run("0", run_name="shared")
+# Another process reads the run while its creator still holds it, not ended.
+reader = '''
+import json, sys
+if sys.argv[1] == "mlflow":
+    from mlflow import MlflowClient as Client
+else:
+    from gitml import Client
+client, run_id = Client(), sys.argv[2]
+info = client.get_run(run_id).info
+print(json.dumps({
+    "found": [r.info.run_id for r in client.search_runs(["0"])] == [run_id],
+    "info": [info.run_name, info.status, info.lifecycle_stage, info.end_time, info.experiment_id],
+}))
+'''
+seen = subprocess.run(
+    [sys.executable, "-c", reader, sys.argv[1], run.info.run_id],
+    capture_output=True, text=True, check=True,
+).stdout
+client.set_terminated(run.info.run_id)
+print(seen.strip().splitlines()[-1])
+"""
+
+
+@needs_mlflow
+@pytest.mark.slow  # MLflow's import alone takes 10 s and more on a busy machine
+def test_a_run_just_created_is_seen_by_another_process_as_mlflow_shows_it(
+    repo: Path, tmp_path: Path
+) -> None:
+    theirs = mlflow_answer(CREATE_THEN_READ, tmp_path, "mlflow")
+    done = procs.run(CREATE_THEN_READ, repo, "gitml", env=child_env())
+    assert done.returncode == 0, done.stderr
+    ours = json.loads(done.stdout.strip().splitlines()[-1])
+    assert ours == theirs == {"found": True, "info": ["shared", "RUNNING", "active", None, "0"]}
 
 
 def test_a_start_another_reader_committed_is_not_committed_again(repo: Path) -> None:
