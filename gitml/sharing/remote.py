@@ -618,6 +618,19 @@ def _canonical(model: type[R], data: bytes | None) -> tuple[R, dict[str, Any]] |
     return (record, plain) if plain == document else None
 
 
+# A pull writes new run refs into ``packed-refs`` (Store.create_packed) from this
+# many in a batch, and from one per PACKED_BYTES_PER_REF bytes of the file it
+# rewrites: a loose ref file cost 0.35-0.5 ms here, rewriting the file 4 us a
+# line (90 bytes), so a batch smaller than that share would cost more packed.
+PACK_FROM = 64
+PACKED_BYTES_PER_REF = 8192
+
+
+def _packing_from(store: Store) -> int:
+    """How many new run refs a batch needs for ``Store.create_packed`` to pay."""
+    return max(PACK_FROM, store.packed_refs_stat()[1] // PACKED_BYTES_PER_REF)
+
+
 def _move_refs(
     store: Store, moves: dict[str, tuple[str | None, str]], message: str, report: PullReport
 ) -> None:
@@ -630,6 +643,11 @@ def _move_refs(
     that only the moved ones are left out. git writes the reflogs it keeps
     (the stage branches under ``refs/heads``), as ``git fetch`` would.
     """
+    created = [ref for ref, (old, _) in moves.items() if old is None and ref.startswith(RUNS)]
+    if len(created) >= _packing_from(store):
+        done = store.create_packed({ref: moves[ref][1] for ref in created})
+        report.updated.update(done)
+        moves = {ref: move for ref, move in moves.items() if ref not in done}
     if not moves:
         return
     zero = "0" * 40

@@ -17,6 +17,7 @@ from gitml.errors import NotARepository, NotFound, RefBusy
 from gitml.git.store import EXEC_MODE, BlobRef, Change, Snapshot, Store
 from testing import procs
 from testing.git import FixedClock, fsck, git, init_repo
+from testing.machines import refs_of
 
 BOT = "Gitml Bot <bot@example.com>"
 
@@ -740,6 +741,102 @@ def test_export_tree_of_a_blob_is_not_found(repo: Path, tmp_path: Path) -> None:
     blob = git(repo, "rev-parse", "HEAD:train.py").strip()
     with pytest.raises(NotFound):
         store.export_tree(blob, tmp_path / "x")
+
+
+# -- packed refs ------------------------------------------------------------------
+
+
+def test_refs_and_tip_read_packed_refs_and_a_loose_one_over_a_packed_one(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    a = store.update("refs/gitml/runs/a", put({"f": b"1"}), "a")
+    b = store.update("refs/gitml/runs/b", put({"f": b"2"}), "b")
+    git(repo, "pack-refs", "--all")
+    assert not (repo / ".git" / "refs" / "gitml" / "runs" / "a").exists()
+    assert store.refs("refs/gitml/runs") == {"refs/gitml/runs/a": a, "refs/gitml/runs/b": b}
+    assert store.packed_refs("refs/gitml/runs") == {"a": a, "b": b}
+    git(repo, "update-ref", "refs/gitml/runs/a", b)  # loose now, over the packed line
+    assert (repo / ".git" / "refs" / "gitml" / "runs" / "a").exists()
+    assert store.tip("refs/gitml/runs/a") == b
+    assert store.refs("refs/gitml/runs/") == {"refs/gitml/runs/a": b, "refs/gitml/runs/b": b}
+    git(repo, "update-ref", "-d", "refs/gitml/runs/b")  # rewrites packed-refs
+    assert store.tip("refs/gitml/runs/b") is None
+    assert store.refs("refs/gitml") == {"refs/gitml/runs/a": b}
+    assert store.tip("refs/gitml/runs") is None  # a folder of refs is no ref
+
+
+def test_create_packed_adds_refs_git_reads_and_keeps_what_the_file_held(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "tag", "-a", "-m", "annotated", "v1")  # packed with its peeled line
+    old = store.update("refs/gitml/runs/old", put({"f": b"0"}), "old")
+    git(repo, "pack-refs", "--all")
+    loose = store.update("refs/gitml/runs/loose", put({"f": b"1"}), "loose")
+    before = refs_of(repo, "refs/")
+    names = [f"refs/gitml/runs/{i:04x}" for i in range(300, 0, -7)]  # not in order
+    existing = {"refs/gitml/runs/old": head, "refs/gitml/runs/loose": head}
+    created = store.create_packed({**{name: head for name in names}, **existing})
+    assert created == {name: head for name in names}  # those that existed are left alone
+    assert refs_of(repo, "refs/") == {**before, **created}
+    assert not any(name.startswith("0") for name in os.listdir(repo / ".git/refs/gitml/runs"))
+    # git finds each one by its binary search of a file that says it is sorted.
+    assert git(repo, "rev-parse", *names).split() == [head] * len(names)
+    assert git(repo, "rev-parse", "v1^{}").strip() == head
+    data = (repo / ".git" / "packed-refs").read_bytes()
+    assert data.startswith(b"# pack-refs with: peeled fully-peeled sorted \n")
+    assert b"\n^" + head.encode() + b"\n" in data  # the tag's peeled line, kept
+    assert store.tip("refs/gitml/runs/old") == old and store.tip("refs/gitml/runs/loose") == loose
+    fsck(repo)
+    git(repo, "pack-refs", "--all")  # git rewrites the file it finds
+    assert refs_of(repo, "refs/") == {**before, **created}
+
+
+def test_create_packed_leaves_everything_while_packed_refs_is_locked(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    lock = repo / ".git" / "packed-refs.lock"
+    lock.write_bytes(b"git's\n")
+    before = refs_of(repo, "refs/")
+    assert store.create_packed({"refs/gitml/runs/a": head}) == {}
+    assert refs_of(repo, "refs/") == before and lock.read_bytes() == b"git's\n"
+    assert not (repo / ".git" / "packed-refs").exists()
+    lock.unlink()
+    assert store.create_packed({"refs/gitml/runs/a": head}) == {"refs/gitml/runs/a": head}
+    assert not lock.exists()
+
+
+def test_create_packed_leaves_a_ref_another_writer_holds_or_creates_meanwhile(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    other = store.update("refs/gitml/runs/other", put({"f": b"1"}), "other")
+    runs = repo / ".git" / "refs" / "gitml" / "runs"
+    (runs / "held.lock").write_text(other + "\n")  # a writer between its lock and its rename
+    listings = []
+    real = store._loose_names
+
+    def listing(folders: dict[str, str]) -> set[str]:
+        listings.append(1)
+        if len(listings) == 2:  # packed-refs is in place
+            # A writer that checks now finds the ref exists...
+            with pytest.raises(AssertionError, match="reference already exists"):
+                git(repo, "update-ref", "refs/gitml/runs/theirs", other, "0" * 40)
+            # ...and those that checked before write it all the same, or hold its lock.
+            git(repo, "update-ref", "refs/gitml/runs/theirs", other)
+            git(repo, "update-ref", "refs/gitml/runs/same", head)
+            (runs / "late.lock").write_text(other + "\n")
+        return real(folders)
+
+    monkeypatch.setattr(store, "_loose_names", listing)
+    names = ("mine", "held", "theirs", "same", "late")
+    wanted = {f"refs/gitml/runs/{name}": head for name in names}
+    created = store.create_packed(wanted)
+    assert created == {"refs/gitml/runs/mine": head, "refs/gitml/runs/same": head}
+    refs = refs_of(repo, "refs/")
+    assert refs["refs/gitml/runs/theirs"] == other  # their value, not hidden by ours
+    assert "refs/gitml/runs/held" not in refs
+    packed = store.packed_refs("refs/gitml/runs")
+    assert "held" not in packed and packed["mine"] == head
 
 
 def test_a_name_git_cannot_store_names_no_ref(repo: Path) -> None:

@@ -374,6 +374,41 @@ def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
         assert [r.id for r in found] == [ids[0]]
 
 
+def test_a_pull_of_many_new_runs_writes_them_into_packed_refs_as_git_clone_does(
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with on(a, monkeypatch) as client:
+        ids = sorted(log_run(client, f"r{i}") for i in range(5))
+    push(a)
+    monkeypatch.setattr(sharing, "PACK_FROM", 3)
+    report = pull(b)
+    assert not report.problems
+    assert set(report.updated) == {RUNS + i for i in ids} | {"refs/gitml/experiments/0"}
+    assert b.refs() == a.refs()
+    runs = b.path / ".git" / "refs" / "gitml" / "runs"
+    assert not runs.exists() or os.listdir(runs) == []  # no loose ref file
+    packed = (b.path / ".git" / "packed-refs").read_text()
+    assert all(f"{sha} {ref}\n" in packed for ref, sha in a.refs(RUNS).items())
+    s = store(b)
+    index = QueryIndex(s)
+    assert index.status()["runs"] == 5
+    index.close()
+    s.close()
+
+    # A packed run then moves as any other: pulled forward, and logged to here.
+    with on(a, monkeypatch) as client:
+        client.log_metric(ids[0], "acc", 0.9)
+    push(a)
+    assert pull(b).updated == {RUNS + ids[0]: a.refs(RUNS)[RUNS + ids[0]]}
+    with on(b, monkeypatch) as client_b:
+        client_b.log_metric(ids[1], "loss", 0.25)
+        client_b.flush()
+        assert [r.id for r in client_b.search_runs(filter_string="metrics.acc > 0.8")] == [ids[0]]
+        assert [r.id for r in client_b.search_runs(filter_string="metrics.loss < 1")] == [ids[1]]
+    assert sorted(os.listdir(runs)) == sorted(ids[:2])
+    fsck(b.path)
+
+
 _CHECK_SHARE = sharing._canonical_share
 
 
