@@ -235,6 +235,7 @@ class Store:
         self._cache: dict[str, ShaFile] = {}
         self._layouts: dict[str, tuple[list[bytes], list[int]]] = {}  # see _splice
         self._packed_cache: tuple[tuple[int, ...], dict[str, str]] | None = None
+        self._common = self._repo.commondir()  # gitdir as a string, for reads by the thousand
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, bare: bool = False) -> Store:
@@ -309,16 +310,20 @@ class Store:
             return None
         if ref.startswith(_SHARED_REFS):
             try:
-                with open(f"{self.gitdir}/{ref}", "rb") as f:
+                with open(f"{self._common}/{ref}", "rb") as f:
                     data = f.read().strip()
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                return self._packed().get(ref)
+                return self.packed_tip(ref)
             if len(data) == 40:
                 return data.decode()
         try:  # a symbolic ref (HEAD), or one that lives in a worktree's own folder
             return self._repo.refs[name].decode()
         except KeyError:
             return None
+
+    def packed_tip(self, ref: str) -> str | None:
+        """Where ``ref`` is in ``packed-refs`` (a loose file of that name takes precedence)."""
+        return self._packed().get(ref)
 
     def _packed(self) -> dict[str, str]:
         """Every packed ref to its sha, parsed again only once ``packed-refs`` is replaced.
@@ -327,13 +332,13 @@ class Store:
         10,000 refs, paid by every process once a pull or ``git gc`` packed
         the runs' refs; this takes 5 ms.
         """
+        path = f"{self._common}/packed-refs"
+        cached = self._packed_cache
         try:
-            with open(self.gitdir / "packed-refs", "rb") as f:
-                st = os.fstat(f.fileno())
-                key = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                cached = self._packed_cache
-                if cached is not None and cached[0] == key:
-                    return cached[1]
+            if cached is not None and cached[0] == _stat_key(os.stat(path)):
+                return cached[1]
+            with open(path, "rb") as f:
+                key = _stat_key(os.fstat(f.fileno()))  # of the file read, if replaced meanwhile
                 data = f.read()
         except FileNotFoundError:
             return {}
@@ -364,8 +369,8 @@ class Store:
         """``refs`` for ``base`` under ``_SHARED_REFS``: the packed ones, then the loose
         ones, which take precedence, as git reads them."""
         out = {ref: sha for ref, sha in self._packed().items() if ref.startswith(base)}
-        root = len(f"{self.gitdir}/")
-        for folder, _, files in os.walk(f"{self.gitdir}/{base.rstrip('/')}"):
+        root = len(f"{self._common}/")
+        for folder, _, files in os.walk(f"{self._common}/{base.rstrip('/')}"):
             for file in files:
                 ref = f"{folder[root:]}/{file}"
                 if file.endswith(".lock") or not check_ref_format(Ref(ref.encode())):
@@ -890,7 +895,7 @@ class Store:
         # A plain path string: building a Path for each of 10,000 refs cost more than
         # reading them (a refresh after a pull reads every pulled run's ref).
         try:
-            with open(f"{self._repo.commondir()}/{prefix.strip('/')}/{name}", "rb") as f:
+            with open(f"{self._common}/{prefix.strip('/')}/{name}", "rb") as f:
                 st = os.fstat(f.fileno())
                 data = f.read().strip()
         except (FileNotFoundError, IsADirectoryError):
@@ -1486,6 +1491,11 @@ def _packed_with(old: bytes, new: Mapping[str, str]) -> tuple[bytes, list[str]]:
     for ref in added:
         entries[ref.encode()] = [f"{new[ref]} {ref}\n".encode()]
     return header + b"".join(b"".join(entries[name]) for name in sorted(entries)), added
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    """What tells a replaced file from the one read before: a new inode, size or times."""
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _text(path: bytes | None) -> str:

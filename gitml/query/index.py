@@ -380,7 +380,7 @@ class QueryIndex:
             loose, stamp = self.store.read_loose_ref_stamped(RUNS_PREFIX, name)
             if stamps is not None and loose is not None and stamp is not None:
                 stamps[name] = stamp
-            tip = loose or self.store.tip(f"{RUNS_PREFIX}/{name}")
+            tip = loose or self.store.packed_tip(f"{RUNS_PREFIX}/{name}")
             known = parsed.get(name)
             if known is not None and known.commit == tip:
                 batch.add_read(known)
