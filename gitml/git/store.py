@@ -792,6 +792,12 @@ class Store:
         already names the same commit. Reflogs are not written: git keeps none for
         these refs (``_REFLOG_PREFIXES``). Logged like ``set_ref``.
         """
+        try:
+            storage = self._repo.get_config().get((b"extensions",), b"refstorage")
+        except KeyError:
+            storage = b"files"
+        if storage.lower() != b"files":
+            return {}  # reftable (git 2.45 and later) reads no packed-refs
         folders = {ref.rsplit("/", 1)[0]: ref for ref in refs}  # folder -> one ref in it
         path = self.gitdir / "packed-refs"
         lock = self.gitdir / "packed-refs.lock"

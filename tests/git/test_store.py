@@ -804,6 +804,15 @@ def test_create_packed_leaves_everything_while_packed_refs_is_locked(repo: Path)
     assert not lock.exists()
 
 
+def test_create_packed_writes_nothing_where_refs_are_not_stored_in_files(repo: Path) -> None:
+    # git 2.39 cannot make a reftable repository; one declared so must not get a
+    # packed-refs file that newer git would never read.
+    git(repo, "config", "extensions.refStorage", "reftable")
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    assert store.create_packed({"refs/gitml/runs/a": "0" * 39 + "1"}) == {}
+    assert not (repo / ".git" / "packed-refs").exists()
+
+
 def test_create_packed_leaves_a_ref_another_writer_holds_or_creates_meanwhile(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
