@@ -634,6 +634,40 @@ def test_code_version_in_the_middle_of_a_merge_conflict(repo: Path) -> None:
     assert git(repo, "rev-parse", f"{code.snapshot}^").strip() == _head(repo)
 
 
+def test_code_version_reads_a_branch_git_packed_and_a_linked_worktree_s_own_head(
+    repo: Path, tmp_path: Path
+) -> None:
+    git(repo, "pack-refs", "--all")  # as a clone keeps its branches
+    assert not (repo / ".git" / "refs" / "heads" / "main").exists()
+    code = Store(repo, clock=FixedClock(), identity=BOT).code_version(snapshot_message="s")
+    assert (code.commit, code.branch) == (_head(repo), "main")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
+    git(linked, "commit", "-q", "--allow-empty", "-m", "on feature")
+    code = Store(linked, clock=FixedClock(), identity=BOT).code_version(snapshot_message="s")
+    assert (code.commit, code.branch) == (_head(linked), "feature")
+
+
+def test_creating_a_ref_checks_packed_refs_under_its_lock(repo: Path) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    first = store.update("refs/gitml/runs/a", put({"f": b"1"}), "a")
+    assert first is not None
+    git(repo, "pack-refs", "--all")
+    # Packed only: a creation finds it there, and an update derives from it.
+    assert not store.set_ref("refs/gitml/runs/a", _head(repo), None, "again")
+    second = store.update("refs/gitml/runs/a", put({"f": b"2"}), "edit")
+    assert git(repo, "rev-parse", "refs/gitml/runs/a^").strip() == first
+    assert store.set_ref("refs/gitml/runs/b", second, None, "new")
+    assert refs_of(repo, "refs/gitml/") == {
+        "refs/gitml/runs/a": second,
+        "refs/gitml/runs/b": second,
+    }
+    (repo / ".git" / "refs" / "gitml" / "runs" / "c.lock").write_text("held\n")
+    with pytest.raises(RefBusy):
+        store.update("refs/gitml/runs/c", put({"f": b"3"}), "c", attempts=3)
+    assert "refs/gitml/runs/c" not in refs_of(repo, "refs/gitml/")
+
+
 def test_code_version_on_an_unborn_head(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "fresh", commit=False)
     store = Store(repo, identity=BOT)
