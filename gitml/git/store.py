@@ -573,7 +573,6 @@ class Store:
         ``RefBusy`` when other writers held or moved the ref for every one of
         ``attempts`` (about 5 s for 200): then nothing was committed.
         """
-        refname = Ref(ref.encode())
         for attempt in range(attempts):
             old = self.tip(ref)
             snap = self.snapshot(old) if old else None
@@ -590,20 +589,11 @@ class Store:
                 with deferred_signals(), self._claim(ref) as claimed:
                     if not claimed:
                         ok = False
-                    elif old is None:
-                        ok = self._add_if_new(
-                            ref,
-                            commit,
-                            committer=self.identity,
-                            timestamp=now,
-                            timezone=0,
-                            message=reflog,
-                        )
                     else:
-                        ok = self._repo.refs.set_if_equals(
-                            refname,
-                            _oid(old),
-                            _oid(commit),
+                        ok = self._swap(
+                            ref,
+                            old,
+                            commit,
                             committer=self.identity,
                             timestamp=now,
                             timezone=0,
@@ -651,10 +641,8 @@ class Store:
                         ok = old is not None and self._repo.refs.remove_if_equals(
                             name, _oid(old), **kwargs
                         )
-                    elif old is None:
-                        ok = self._add_if_new(ref, new, **kwargs)
                     else:
-                        ok = self._repo.refs.set_if_equals(name, _oid(old), _oid(new), **kwargs)
+                        ok = self._swap(ref, old, new, **kwargs)
             except FileLocked:
                 self._break_stale_lock(ref)
                 ok = None
@@ -669,23 +657,31 @@ class Store:
             "nothing was written, try again"
         )
 
-    def _add_if_new(self, ref: str, sha: str, *, message: bytes | None, **log: Any) -> bool:
-        """dulwich's ``add_if_new`` (under the ref's ``.lock``, False when it exists).
+    def _swap(self, ref: str, old: str | None, new: str, **log: Any) -> bool:
+        """dulwich's ``add_if_new`` (``old`` None) or ``set_if_equals``: under the ref's
+        ``.lock``, False when the ref is not at ``old``.
 
         For a ref that gets no reflog line, without dulwich's parse of all of
         ``packed-refs`` (0.19 s for 10,000 runs' refs, once a pull or
-        ``git gc`` packed them), which each process creating a run paid.
+        ``git gc`` packed them), which each process creating or logging to a
+        run paid.
         """
         name = Ref(ref.encode())
-        if message is not None or not ref.startswith("refs/gitml/") or not check_ref_format(name):
-            return bool(self._repo.refs.add_if_new(name, _oid(sha), message=message, **log))
+        if (
+            log["message"] is not None
+            or not ref.startswith(_GITML_REFS)
+            or not check_ref_format(name)
+        ):
+            if old is None:
+                return bool(self._repo.refs.add_if_new(name, _oid(new), **log))
+            return bool(self._repo.refs.set_if_equals(name, _oid(old), _oid(new), **log))
         path = f"{self._common}/{ref}"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with GitFile(path, "wb") as f:
-            if os.path.exists(path) or self.packed_tip(ref) is not None:
+            if self.tip(ref) != old:
                 f.abort()
                 return False
-            f.write(sha.encode() + b"\n")
+            f.write(new.encode() + b"\n")
         return True
 
     @contextlib.contextmanager
@@ -1485,9 +1481,11 @@ def _reflog_message(ref: str, message: str) -> bytes | None:
     return message.split("\n", 1)[0].encode()
 
 
+_GITML_REFS = "refs/gitml/"
+
 # Refs that live in the repository's common folder, never a worktree's own, and
 # that ``Store`` reads itself (``tip``, ``refs``) rather than through dulwich.
-_SHARED_REFS = ("refs/gitml/", "refs/heads/", "refs/remotes/", "refs/tags/")
+_SHARED_REFS = (_GITML_REFS, "refs/heads/", "refs/remotes/", "refs/tags/")
 
 # What git's own ``pack-refs`` declares: peeled tags carry their ``^`` line, the
 # others are not tags, and the lines are sorted by name (git then reads the
