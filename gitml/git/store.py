@@ -1498,12 +1498,13 @@ def _packed_with(old: bytes, new: Mapping[str, str]) -> tuple[bytes, list[str]]:
     that it does not hold added, sorted; and the refs added.
 
     Lines already there are kept as they are, each with its ``^`` line. The
-    header keeps the traits ``old`` declares, with ``sorted`` added: the lines
-    added are commits, whose peeled value is themselves, so ``fully-peeled``
-    stays true where it was.
+    header keeps the traits ``old`` declares (all three for a new file), with
+    ``sorted`` added: the lines added are commits, whose peeled value is
+    themselves, so ``fully-peeled`` stays true where it was.
     """
     lines = old.splitlines(keepends=True)
-    header = _PACKED_HEADER
+    # A file without a header (older git) declares nothing about peeling.
+    header = _PACKED_HEADER if not lines else b"# pack-refs with: sorted \n"
     if lines and lines[0].startswith(b"# pack-refs with:"):
         traits = lines.pop(0).split(b":", 1)[1].split()
         traits += [b"sorted"] if b"sorted" not in traits else []

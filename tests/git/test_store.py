@@ -824,6 +824,25 @@ def test_create_packed_adds_refs_git_reads_and_keeps_what_the_file_held(repo: Pa
     assert refs_of(repo, "refs/") == {**before, **created}
 
 
+def test_create_packed_claims_no_peeling_a_headerless_file_did_not(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "tag", "-a", "-m", "annotated", "v1")
+    tag = git(repo, "rev-parse", "v1").strip()
+    git(repo, "update-ref", "-d", "refs/tags/v1")
+    # As git before 1.6 wrote it: no header, so no ^ line for the annotated tag.
+    (repo / ".git" / "packed-refs").write_text(f"{tag} refs/tags/v1\n")
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    assert store.create_packed({"refs/gitml/runs/a": head}) == {"refs/gitml/runs/a": head}
+    data = (repo / ".git" / "packed-refs").read_text()
+    assert data == f"# pack-refs with: sorted \n{head} refs/gitml/runs/a\n{tag} refs/tags/v1\n"
+    assert git(repo, "rev-parse", "v1^{}").strip() == head  # git peels it itself
+    assert refs_of(repo, "refs/") == {
+        "refs/heads/main": head,
+        "refs/gitml/runs/a": head,
+        "refs/tags/v1": tag,
+    }
+
+
 def test_create_packed_leaves_everything_while_packed_refs_is_locked(repo: Path) -> None:
     store = Store(repo, clock=FixedClock(), identity=BOT)
     head = git(repo, "rev-parse", "HEAD").strip()
