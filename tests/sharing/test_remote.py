@@ -346,16 +346,26 @@ def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.Monkey
     assert "no remote 'upstream'" in result.stderr and "git remote add upstream" in result.stderr
 
 
+@pytest.mark.parametrize("packed", [False, True])
 def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
-    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch, packed: bool
 ) -> None:
     with on(a, monkeypatch) as client:
-        ids = [log_run(client, f"r{i}") for i in range(3)]
+        ids = sorted(log_run(client, f"r{i}") for i in range(3))
     push(a)
+    # From PACK_FROM new runs a pull writes them into packed-refs, as git clone does.
+    monkeypatch.setattr(sharing, "PACK_FROM", 3 if packed else 4)
     report = pull(b)
     assert set(report.updated) == {RUNS + i for i in ids} | {"refs/gitml/experiments/0"}
     assert not report.problems
-    assert b.refs(RUNS) == a.refs(RUNS)
+    assert b.refs() == a.refs()
+    runs = b.path / ".git" / "refs" / "gitml" / "runs"
+    assert sorted(runs.iterdir() if runs.exists() else []) == (
+        [] if packed else [runs / i for i in ids]
+    )  # loose ref files
+    packed_refs = b.path / ".git" / "packed-refs"
+    listed = packed_refs.read_text() if packed_refs.exists() else ""
+    assert all((f"{sha} {ref}\n" in listed) == packed for ref, sha in a.refs(RUNS).items())
     # Git keeps no reflog for refs/gitml/*, and neither does the pull.
     assert not (b.path / ".git" / "logs" / "refs" / "gitml").exists()
     # The pull filled the query index itself (status does not refresh it).
@@ -365,37 +375,7 @@ def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
     index.close()
     s.close()
 
-    with on(a, monkeypatch) as client:
-        client.log_metric(ids[0], "acc", 0.9)
-    push(a)
-    assert pull(b).updated == {RUNS + ids[0]: a.refs(RUNS)[RUNS + ids[0]]}
-    with on(b, monkeypatch) as client_b:
-        found = client_b.search_runs(filter_string="metrics.acc > 0.8")
-        assert [r.id for r in found] == [ids[0]]
-
-
-def test_a_pull_of_many_new_runs_writes_them_into_packed_refs_as_git_clone_does(
-    a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with on(a, monkeypatch) as client:
-        ids = sorted(log_run(client, f"r{i}") for i in range(5))
-    push(a)
-    monkeypatch.setattr(sharing, "PACK_FROM", 3)
-    report = pull(b)
-    assert not report.problems
-    assert set(report.updated) == {RUNS + i for i in ids} | {"refs/gitml/experiments/0"}
-    assert b.refs() == a.refs()
-    runs = b.path / ".git" / "refs" / "gitml" / "runs"
-    assert not runs.exists() or os.listdir(runs) == []  # no loose ref file
-    packed = (b.path / ".git" / "packed-refs").read_text()
-    assert all(f"{sha} {ref}\n" in packed for ref, sha in a.refs(RUNS).items())
-    s = store(b)
-    index = QueryIndex(s)
-    assert index.status()["runs"] == 5
-    index.close()
-    s.close()
-
-    # A packed run then moves as any other: pulled forward, and logged to here.
+    # Each run then moves as any other: pulled forward, and logged to here.
     with on(a, monkeypatch) as client:
         client.log_metric(ids[0], "acc", 0.9)
     push(a)
@@ -403,9 +383,10 @@ def test_a_pull_of_many_new_runs_writes_them_into_packed_refs_as_git_clone_does(
     with on(b, monkeypatch) as client_b:
         client_b.log_metric(ids[1], "loss", 0.25)
         client_b.flush()
-        assert [r.id for r in client_b.search_runs(filter_string="metrics.acc > 0.8")] == [ids[0]]
+        found = client_b.search_runs(filter_string="metrics.acc > 0.8")
+        assert [r.id for r in found] == [ids[0]]
         assert [r.id for r in client_b.search_runs(filter_string="metrics.loss < 1")] == [ids[1]]
-    assert sorted(os.listdir(runs)) == sorted(ids[:2])
+    assert sorted(os.listdir(runs)) == (ids[:2] if packed else ids)
     fsck(b.path)
 
 
