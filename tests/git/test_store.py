@@ -822,6 +822,11 @@ def test_create_packed_adds_refs_git_reads_and_keeps_what_the_file_held(repo: Pa
     fsck(repo)
     git(repo, "pack-refs", "--all")  # git rewrites the file it finds
     assert refs_of(repo, "refs/") == {**before, **created}
+    # A packed run is deleted as any other, the others left where they are.
+    assert store.set_ref(names[0], None, head, "delete")
+    del created[names[0]]
+    assert refs_of(repo, "refs/") == {**before, **created}
+    assert git(repo, "rev-parse", "v1^{}").strip() == head
 
 
 def test_create_packed_claims_no_peeling_a_headerless_file_did_not(repo: Path) -> None:
