@@ -191,6 +191,10 @@ def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> Non
         "a: 1",
         "a:\nb: 1\n",
         "a: &x 1\nb: '*x'\n",  # an anchor alone copies nothing
+        # Double-quoted, as gitml writes strings, but not as it writes them.
+        'a: "x" # c\n',
+        'a: "tab\there"\n',
+        'a: "5"\nb: ""\n',
     ],
 )
 def test_other_yaml_means_what_pyyaml_says(text: str) -> None:
