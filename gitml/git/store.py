@@ -776,18 +776,26 @@ class Store:
         Each folder's first line spans the whole transaction and the others start
         where it ended, so the query index sees one unbroken chain of its own updates.
         """
-        folders = {ref.rsplit("/", 1)[0]: ref for ref in changes}  # folder -> one ref in it
-        before = {folder: self._ref_dir_mtime(ref) for folder, ref in folders.items()}
+        before = self._folder_mtimes(changes)
         if not move():
             return False
-        after = {folder: self._ref_dir_mtime(ref) for folder, ref in folders.items()}
+        self._log_moved(changes, before)
+        return True
+
+    def _folder_mtimes(self, refs: Iterable[str]) -> dict[str, int]:
+        """The mtime of each folder that holds one of ``refs``."""
+        folders = {ref.rsplit("/", 1)[0]: ref for ref in refs}  # folder -> one ref in it
+        return {folder: self._ref_dir_mtime(ref) for folder, ref in folders.items()}
+
+    def _log_moved(self, changes: Mapping[str, str | None], before: dict[str, int]) -> None:
+        """Log ``changes``, moved together since each folder's mtime was ``before``."""
+        after = self._folder_mtimes(changes)
         lines = []
         for ref, new in changes.items():
             folder = ref.rsplit("/", 1)[0]
             lines.append(f"{new or '0' * 40} {ref} {before[folder]} {after[folder]}\n")
             before[folder] = after[folder]
         self._append_ref_log("".join(lines).encode())
-        return True
 
     def create_packed(self, refs: Mapping[str, str]) -> dict[str, str]:
         """Create the refs of ``refs`` (ref to sha) that do not exist, by one write of
@@ -813,7 +821,7 @@ class Store:
             storage = b"files"
         if storage.lower() != b"files":
             return {}  # reftable (git 2.45 and later) reads no packed-refs
-        folders = {ref.rsplit("/", 1)[0]: ref for ref in refs}  # folder -> one ref in it
+        folders = {ref.rsplit("/", 1)[0] for ref in refs}
         path = self.gitdir / "packed-refs"
         lock = self.gitdir / "packed-refs.lock"
         with deferred_signals(), self._claim("packed-refs") as claimed:
@@ -848,13 +856,8 @@ class Store:
             for r in added
             if r + ".lock" not in busy and (r not in busy or self.tip(r) == refs[r])
         }
-        # The folders did not change: each line starts and ends where the folder is.
-        mtimes = {folder: self._ref_dir_mtime(ref) for folder, ref in folders.items()}
-        lines = []
-        for r, sha in created.items():
-            mtime = mtimes[r.rsplit("/", 1)[0]]
-            lines.append(f"{sha} {r} {mtime} {mtime}\n")
-        self._append_ref_log("".join(lines).encode())
+        # The folders did not change: each line starts and ends where its folder is.
+        self._log_moved(created, self._folder_mtimes(created))
         return created
 
     def _loose_names(self, folders: Iterable[str]) -> set[str]:
