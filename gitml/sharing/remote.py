@@ -505,10 +505,33 @@ PARALLEL_FROM = 2_000
 Checked = dict[str, tuple["ArtifactManifest | None", "ReadRun"]]
 
 
-# A pull moves runs in batches, the first of this many, each next one twice
-# the size of the last: every ``git update-ref`` reads all the loose refs of
-# the folder it writes to, so 100 batches of 1,000 read 5 million ref files.
+# A pull moves runs in batches of this many, twice that, four times and so on,
+# then as many again halving down (``_batches``): a move rewrites all of
+# ``packed-refs`` (or ``git update-ref`` reads every loose ref of the folder),
+# so 100 batches of 1,000 cost 100 rewrites of a file growing to 100,000 refs.
 RUN_BATCH = 1_000
+
+
+def _batches(count: int) -> list[int]:
+    """The sizes of the batches a pull checks and moves ``count`` runs in.
+
+    Small at the start, so that the refs start moving early, and small at the
+    end: the last batch is indexed after every check is done, with nothing to
+    overlap (100,000 runs ending in one batch of 37,000: 2.4 s). On the way
+    down, each batch is indexed while the next, half its size, is checked,
+    which takes about as long on two cores.
+    """
+    rising: list[int] = []
+    falling: list[int] = []
+    size = RUN_BATCH
+    while count > 0:
+        for sizes in (rising, falling):
+            take = min(size, count)
+            if take:
+                sizes.append(take)
+                count -= take
+        size *= 2
+    return rising + falling[::-1]
 
 
 def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[str, str], Checked]]:
@@ -532,10 +555,10 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
         return
     import multiprocessing
 
-    batches, start, size = [], 0, RUN_BATCH
-    while start < len(items):
+    batches, start = [], 0
+    for size in _batches(len(items)):
         batches.append(items[start : start + size])
-        start, size = start + size, size * 2
+        start += size
     check = functools.partial(_canonical_share, store.root)
     with multiprocessing.get_context("fork").Pool(shares) as pool:
 
@@ -685,6 +708,10 @@ class _RunIndexing:
         from gitml.query.index import QueryIndex
 
         self.index = QueryIndex(store)
+        # Up to date before the first batch moves: then the log says all that the
+        # pull changes, and the refresh at the end needs no scan of every ref
+        # (10,000 runs: 0.1 s; 100,000: 1.1 s). It costs a few stat calls.
+        self.index.refresh()
         # Its thread starts with the first batch, after _checked_runs forked the
         # checking processes (it forks only while no other thread runs).
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="gitml-pull-index")

@@ -89,6 +89,39 @@ def test_deleted_and_packed_refs(repo: Path) -> None:
     assert ids[0] not in indexed(client.index)
 
 
+def test_runs_packed_by_gitml_are_followed_from_the_log_and_any_other_rewrite_is_scanned(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = gitml.Client()
+    ids = [client.create_run(run_name=f"r{i}").id for i in range(4)]
+    client.index.refresh()  # settles the client's writes
+    made = tips(repo)
+    for run_id in ids[1:]:
+        git(repo, "update-ref", "-d", RUNS + run_id)
+    git(repo, "pack-refs", "--all")  # no loose run refs: a rewrite touches no folder
+    client.index.refresh()
+    assert indexed(client.index) == {ids[0]: made[ids[0]]}
+    assert client.store.create_packed({RUNS + i: made[i] for i in ids[1:]}) == {
+        RUNS + i: made[i] for i in ids[1:]
+    }
+
+    def scan(*_: object) -> int:
+        raise AssertionError("scanned the refs")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(QueryIndex, "_scan", scan)
+        assert client.index.refresh() == 3  # the log says what the rewrite added
+    assert indexed(client.index) == made
+    # Another tool rewrites packed-refs (as a lock file renamed over it), leaving a run out.
+    packed = repo / ".git" / "packed-refs"
+    kept = [ln for ln in packed.read_text().splitlines(True) if ids[2] not in ln]
+    (repo / ".git" / "packed-refs.lock").write_text("".join(kept))
+    os.replace(repo / ".git" / "packed-refs.lock", packed)
+    assert client.index.refresh() == 1
+    assert indexed(client.index) == tips(repo)
+    assert ids[2] not in indexed(client.index)
+
+
 def test_foreign_update_between_logged_updates_is_seen(repo: Path) -> None:
     client = gitml.Client()
     a, b = client.create_run(run_name="a").id, client.create_run(run_name="b").id
