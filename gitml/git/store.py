@@ -11,7 +11,6 @@ from the index and files into new objects, as ``git stash create`` does.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import fcntl
 import hashlib
@@ -1527,8 +1526,8 @@ def _packed_with(old: bytes, new: Mapping[str, str]) -> tuple[bytes, list[str]]:
     ``sorted`` added: the lines added are commits, whose peeled value is
     themselves, so ``fully-peeled`` stays true where it was. A sorted file (as
     git writes it) gets the new lines spliced in, rather than every line parsed
-    and sorted again: a pull rewrites it once a batch (100,000 lines: 30 ms
-    against 0.3 s).
+    and sorted again: a pull rewrites it once a batch (100,000 lines: 0.19 s
+    against 0.33 s).
     """
     lines = old.splitlines(keepends=True)
     # A file without a header (older git) declares nothing about peeling.
@@ -1553,7 +1552,7 @@ def _packed_with(old: bytes, new: Mapping[str, str]) -> tuple[bytes, list[str]]:
         return header + b"".join(entries[name] for name in sorted(entries)), added
     parts, at = [header], bounds[0]
     for name, line in lines_added:
-        before = bounds[bisect.bisect_left(names, name)]
+        before = bounds[bisect_left(names, name)]
         parts += [*lines[at:before], line]
         at = before
     parts += lines[at:]

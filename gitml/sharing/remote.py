@@ -708,9 +708,10 @@ class _RunIndexing:
         from gitml.query.index import QueryIndex
 
         self.index = QueryIndex(store)
-        # Up to date before the first batch moves: then the log says all that the
-        # pull changes, and the refresh at the end needs no scan of every ref
-        # (10,000 runs: 0.1 s; 100,000: 1.1 s). It costs a few stat calls.
+        # Up to date before the first batch moves (a few stat calls, when it is):
+        # then the log says all the pull changes, packed-refs included, and the
+        # refresh at the end reads it rather than every ref. A pull of thousands
+        # of runs outgrows the log, whose restart takes one scan (10,000: 0.04 s).
         self.index.refresh()
         # Its thread starts with the first batch, after _checked_runs forked the
         # checking processes (it forks only while no other thread runs).

@@ -848,6 +848,28 @@ def test_create_packed_claims_no_peeling_a_headerless_file_did_not(repo: Path) -
     }
 
 
+def test_create_packed_sorts_a_file_that_is_not_sorted(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "tag", "-a", "-m", "annotated", "v1")
+    tag = git(repo, "rev-parse", "v1").strip()
+    git(repo, "update-ref", "-d", "refs/tags/v1")
+    # Peeled but not sorted (another tool wrote it), so git reads it whole.
+    (repo / ".git" / "packed-refs").write_text(
+        f"# pack-refs with: peeled \n{tag} refs/tags/v1\n^{head}\n{head} refs/gitml/runs/b\n"
+    )
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    wanted = {"refs/gitml/runs/c": head, "refs/gitml/runs/a": head, "refs/gitml/runs/b": tag}
+    assert store.create_packed(wanted) == {"refs/gitml/runs/c": head, "refs/gitml/runs/a": head}
+    assert (repo / ".git" / "packed-refs").read_text() == (
+        "# pack-refs with: peeled sorted \n"
+        f"{head} refs/gitml/runs/a\n{head} refs/gitml/runs/b\n{head} refs/gitml/runs/c\n"
+        f"{tag} refs/tags/v1\n^{head}\n"
+    )
+    names = ["refs/gitml/runs/a", "refs/gitml/runs/b", "refs/gitml/runs/c", "v1^{}"]
+    assert git(repo, "rev-parse", *names).split() == [head] * 4
+    fsck(repo)
+
+
 def test_create_packed_leaves_everything_while_packed_refs_is_locked(repo: Path) -> None:
     store = Store(repo, clock=FixedClock(), identity=BOT)
     head = git(repo, "rev-parse", "HEAD").strip()

@@ -625,3 +625,13 @@ def test_push_holds_back_a_ref_the_remote_is_ahead_of_and_pushes_the_rest(
         RUNS + mine: b.refs(RUNS)[RUNS + mine],
     }
     assert b.refs("refs/gitml-outgoing/") == {}
+
+
+@pytest.mark.parametrize("count", [1, 999, 2_500, 10_000, 12_345, 100_000])
+def test_a_pull_moves_runs_in_batches_small_at_both_ends(count: int) -> None:
+    sizes = sharing._batches(count)
+    assert sum(sizes) == count
+    assert sizes[0] == min(count, sharing.RUN_BATCH) and sizes[-1] <= sharing.RUN_BATCH
+    # Growing and shrinking by doubling: a few rewrites of packed-refs, however many runs.
+    assert max(sizes) <= max(count // 2, sharing.RUN_BATCH)
+    assert len(sizes) <= 2 * max(1, (count // sharing.RUN_BATCH).bit_length())
