@@ -330,6 +330,10 @@ class Store:
         """Where ``ref`` is in ``packed-refs`` (a loose file of that name takes precedence)."""
         return self._packed().get(ref)
 
+    def packed_tips(self) -> Mapping[str, str]:
+        """Every packed ref to its sha: ``packed_tip`` for many refs, with one ``stat``."""
+        return self._packed()
+
     def _packed(self) -> dict[str, str]:
         """Every packed ref to its sha, parsed again only once ``packed-refs`` is replaced.
 
@@ -853,7 +857,7 @@ class Store:
                     old = path.read_bytes()
                 except FileNotFoundError:
                     old = b""
-                busy = self._loose_names(folders)
+                busy = self.loose_names(folders)
                 new = {r: sha for r, sha in refs.items() if not {r, r + ".lock"} & busy}
                 data, added = _packed_with(old, new)
                 view = memoryview(data)
@@ -868,7 +872,7 @@ class Store:
             finally:
                 os.close(fd)
         # Those another writer holds or wrote since, unless at the same commit.
-        busy = self._loose_names(folders)
+        busy = self.loose_names(folders)
         created = {
             r: refs[r]
             for r in added
@@ -882,7 +886,7 @@ class Store:
         )
         return created
 
-    def _loose_names(self, folders: Iterable[str]) -> set[str]:
+    def loose_names(self, folders: Iterable[str]) -> set[str]:
         """Every ref and ``.lock`` file in ``folders`` (under the git dir), as ref names."""
         names: set[str] = set()
         for folder in folders:

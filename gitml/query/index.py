@@ -390,13 +390,24 @@ class QueryIndex:
         # The log says what moved; the ref says where it is now (a later update
         # may already be past the logged one).
         batch = _Rows()
+        # One listing of the folder rather than an open that fails for each packed run
+        # (a pull packs thousands), and one look at packed-refs: 4,000 pulled runs
+        # 0.17 -> 0.13 s. A ref written after the listing is logged after it, for the
+        # next refresh.
+        listed = self.store.loose_names([RUNS_PREFIX]) if changed else set()
+        packed = self.store.packed_tips() if changed else {}
         for name in changed:
             if name in current:  # a new run has no rows to delete (a pull brings thousands)
                 batch.drop(name)
-            loose, stamp = self.store.read_loose_ref_stamped(RUNS_PREFIX, name)
-            if stamps is not None and loose is not None and stamp is not None:
-                stamps[name] = stamp
-            tip = loose or self.store.packed_tip(f"{RUNS_PREFIX}/{name}")
+            ref = f"{RUNS_PREFIX}/{name}"
+            if ref in listed:
+                loose, stamp = self.store.read_loose_ref_stamped(RUNS_PREFIX, name)
+                if stamps is not None and loose is not None and stamp is not None:
+                    stamps[name] = stamp
+                # Gone since the listing: packed meanwhile (packed-refs read again).
+                tip = loose or self.store.packed_tip(ref)
+            else:
+                tip = packed.get(ref)
             known = parsed.get(name)
             if known is not None and known.commit == tip:
                 batch.add_read(known)

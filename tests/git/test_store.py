@@ -902,7 +902,7 @@ def test_create_packed_leaves_a_ref_another_writer_holds_or_creates_meanwhile(
     runs = repo / ".git" / "refs" / "gitml" / "runs"
     (runs / "held.lock").write_text(other + "\n")  # a writer between its lock and its rename
     listings = []
-    real = store._loose_names
+    real = store.loose_names
 
     def listing(folders: dict[str, str]) -> set[str]:
         listings.append(1)
@@ -916,7 +916,7 @@ def test_create_packed_leaves_a_ref_another_writer_holds_or_creates_meanwhile(
             (runs / "late.lock").write_text(other + "\n")
         return real(folders)
 
-    monkeypatch.setattr(store, "_loose_names", listing)
+    monkeypatch.setattr(store, "loose_names", listing)
     names = ("mine", "held", "theirs", "same", "late")
     wanted = {f"refs/gitml/runs/{name}": head for name in names}
     created = store.create_packed(wanted)

@@ -349,6 +349,32 @@ def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
     index.close()
 
 
+def test_runs_packed_while_a_pull_indexes_them_are_read_from_packed_refs(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = gitml.Client()
+    for i in range(3):
+        client.create_run(run_name=f"r{i}")
+    client.index.refresh()
+    parsed = {
+        run_id: read_run(sha, client.get_run(run_id), client.get_run(run_id).to_plain())
+        for run_id, sha in tips(repo).items()
+    }
+    real = client.store.packed_tips
+
+    def packed_then_pack() -> object:
+        seen = real()  # before git packs the loose refs listed a moment ago
+        git(repo, "pack-refs", "--all")
+        return seen
+
+    monkeypatch.setattr(client.store, "packed_tips", packed_then_pack)
+    index = QueryIndex(client.store, tmp_path / "fresh.sqlite")
+    assert index.add_moved(parsed) == 3
+    assert indexed(index) == tips(repo)
+    assert not list((repo / ".git" / "refs" / "gitml" / "runs").glob("*"))  # all packed
+    index.close()
+
+
 def test_a_long_run_of_digits_that_fits_is_indexed(repo: Path) -> None:
     """A 19-digit text sends the record to the field-by-field check, which passes it."""
     client = gitml.Client()
