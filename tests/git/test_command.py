@@ -76,6 +76,12 @@ def test_binary_input_and_output(tmp_path: Path) -> None:
     work = init_repo(tmp_path / "work")
     out = command.run_binary(["cat-file", "--batch"], cwd=work, stdin=b"HEAD:train.py\n")
     assert out.endswith(b"blob 18\nprint('training')\n\n")
+    # More than a pipe holds, both ways, and an answer far larger than the question.
+    many = b"HEAD:train.py\n" * 5_000
+    out = command.run_binary(["cat-file", "--batch", "--buffer"], cwd=work, stdin=many)
+    assert out == git(work, "cat-file", "--batch", stdin=many.decode()).encode()
+    with pytest.raises(GitFailed, match=r"^git cat-file failed: .*Not a valid object name HEAD~9"):
+        command.run_binary(["cat-file", "-p", "HEAD~9"], cwd=work, stdin=b"")
 
 
 def test_a_stopped_call_kills_every_process_git_started(
