@@ -89,6 +89,40 @@ def run(
     return done
 
 
+class Started:
+    """``git ARGS`` started by ``begin``, running while the caller does other work."""
+
+    def __init__(self, args: Sequence[str], process: subprocess.Popen[bytes]) -> None:
+        self.args = args
+        self.process = process
+
+    def wait(self) -> None:
+        """Wait for it to end; a failure is :class:`GitFailed`, as from ``run``."""
+        _, stderr = self.process.communicate()
+        if self.process.returncode != 0:
+            told = said(stderr.decode(errors="replace"), returncode=self.process.returncode)
+            raise GitFailed(f"git {self.args[0]}", told)
+
+    def stop(self) -> None:
+        """End it, whatever it was doing, and wait for it."""
+        self.process.kill()
+        self.process.communicate()
+
+
+def begin(args: Sequence[str], *, cwd: Path | str) -> Started:
+    """Start ``git ARGS`` (saying little on stdout), for ``Started.wait`` later."""
+    with _started(args):
+        process = subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    return Started(args, process)
+
+
 def run_binary(args: Sequence[str], *, cwd: Path | str, stdin: bytes) -> bytes:
     """``git ARGS`` fed and answering bytes (``cat-file --batch``); its stdout.
 

@@ -205,8 +205,11 @@ def _local_refs(store: Store) -> dict[str, str]:
 _FETCH = ("--refmap=", "--no-tags", "--no-write-fetch-head")
 
 
-def _fetch_objects(store: Store, remote: str, commits: Iterable[str]) -> None:
-    """Fetch the objects of ``commits`` (tips ``_ls_remote`` listed) and write no ref.
+def _fetch_objects(
+    store: Store, remote: str, commits: Iterable[str], early: command.Started | None = None
+) -> None:
+    """Fetch the objects of ``commits`` (tips ``_ls_remote`` listed) and write no ref;
+    ``early``: ``_begin_fetch``, started before the listing.
 
     Only commits missing here are fetched (a clone from a path on the same
     disk already holds every object). Naming commits rather than refs keeps
@@ -216,21 +219,34 @@ def _fetch_objects(store: Store, remote: str, commits: Iterable[str]) -> None:
     fetch by refspec), so from ``GLOB_FETCH_FROM`` missing commits gitml's
     refspecs are fetched with ``--dry-run``, which downloads the objects and
     moves no ref (7.6 s); a commit it left out (the remote moved on) is
-    then fetched by name.
+    then fetched by name. A first pull starts that fetch before it lists
+    the remote's refs (``early``), whatever it then finds missing.
     """
+    if early is not None:
+        early.wait()
     missing = _missing(store.root, sorted(set(commits)))
-    if len(missing) >= GLOB_FETCH_FROM:
-        # Forced, and stage branches not onto refs/heads: a dry run only reports
-        # what it would refuse (a diverged model, the checked-out branch), and
-        # such a report is a failure exit.
-        specs = (f"+{GITML}*:{GITML}*", f"+{STAGES}*:refs/remotes/{remote}/{STAGES}*")
-        _git(store, "fetch", *_FETCH, "--dry-run", "--quiet", remote, *specs)
+    if early is None and len(missing) >= GLOB_FETCH_FROM:
+        _git(store, *_glob_fetch(remote))
         missing = _missing(store.root, missing)
     if missing:
         _git(store, "fetch", *_FETCH, "--stdin", remote, stdin="".join(f"{c}\n" for c in missing))
 
 
 GLOB_FETCH_FROM = 1_000
+
+
+def _glob_fetch(remote: str) -> tuple[str, ...]:
+    """The arguments of a ``git fetch`` of all of gitml's refs that moves none."""
+    # Forced, and stage branches not onto refs/heads: a dry run only reports
+    # what it would refuse (a diverged model, the checked-out branch), and
+    # such a report is a failure exit.
+    specs = (f"+{GITML}*:{GITML}*", f"+{STAGES}*:refs/remotes/{remote}/{STAGES}*")
+    return ("fetch", *_FETCH, "--dry-run", "--quiet", remote, *specs)
+
+
+def _begin_fetch(store: Store, remote: str) -> command.Started:
+    """``_glob_fetch`` started, to run while the caller lists the remote's refs."""
+    return command.begin(_glob_fetch(remote), cwd=store.root)
 
 
 def _missing(root: Path, commits: list[str]) -> list[str]:
@@ -436,15 +452,26 @@ def pull(
     _check_remote(store, remote)
     report = PullReport(remote)
     local = _local_refs(store)
+    # A first pull (no runs here yet) brings what the remote has: its objects are
+    # fetched while the refs are listed (10,000 runs: the listing's 0.15 s saved).
+    early = None if any(ref.startswith(RUNS) for ref in local) else _begin_fetch(store, remote)
+    try:
+        listed = _ls_remote(store, remote)
+    except BaseException:
+        if early is not None:
+            early.stop()
+        raise
     new = {
         ref: theirs
-        for ref, theirs in _ls_remote(store, remote).items()
+        for ref, theirs in listed.items()
         # Proposals are reviewed where they live: the remote's pull requests.
         if local.get(ref) != theirs and not ref.startswith(PROPOSALS)
     }
     if not new:
+        if early is not None:
+            early.wait()
         return report
-    _fetch_objects(store, remote, new.values())
+    _fetch_objects(store, remote, new.values(), early)
     head = _checked_out(store)
     message = f"gitml pull {remote}"
 

@@ -346,6 +346,20 @@ def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.Monkey
     assert "no remote 'upstream'" in result.stderr and "git remote add upstream" in result.stderr
 
 
+def test_a_first_pull_from_a_remote_that_is_not_there_says_why_and_leaves_nothing(
+    a: Machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not a.refs("refs/gitml/runs/")  # a first pull: it fetches while it lists
+    a.git("remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    before = a.refs("refs/")
+    monkeypatch.chdir(a.path)
+    result = cli("pull", "origin", ok=False)
+    assert result.exit_code == 1
+    assert "git ls-remote failed" in result.stderr and "gone.git" in result.stderr
+    assert a.refs("refs/") == before
+    fsck(a.path)
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_pull_moves_runs_together_without_reflogs_and_indexes_them(
     a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch, packed: bool
@@ -573,14 +587,24 @@ def test_a_pull_fetches_only_missing_commits_and_many_by_refspec_without_moving_
     assert not b.refs("refs/remotes/origin/gitml/runs/")
     fsck(b.path)
 
-    # A clone from a path holds every object the remote has: nothing is fetched.
+    # A first pull fetches by gitml's refspecs while it lists the refs: from a clone
+    # made from a path, which holds every object the remote has, no pack comes.
     monkeypatch.delenv("GIT_TRACE")
-    clone = Machine("C", tmp_path / "clone", b.env)
-    subprocess.run(["git", "clone", "-q", str(remote), str(clone.path)], check=True, env=b.env)
-    trace.unlink()
-    monkeypatch.setenv("GIT_TRACE", str(trace))
-    assert pull(clone).updated == a.refs("refs/gitml/")
-    assert _fetches(trace) == []
+    for local in (True, False):
+        clone = Machine("C", tmp_path / f"clone-{local}", b.env)
+        how = [] if local else ["--no-local"]
+        subprocess.run(["git", "clone", "-q", *how, str(remote), clone.path], check=True, env=b.env)
+        trace.unlink()
+        monkeypatch.setenv("GIT_TRACE", str(trace))
+        assert pull(clone).updated == a.refs("refs/gitml/")
+        monkeypatch.delenv("GIT_TRACE")
+        [fetch] = _fetches(trace)
+        assert "--dry-run" in fetch and "+refs/gitml/*:refs/gitml/*" in fetch
+        received = {"index-pack", "unpack-objects"} & set(traced_commands(trace))
+        assert bool(received) != local
+        # The dry run moved no ref; the pull moved the records' own.
+        assert not clone.refs("refs/remotes/origin/gitml/runs/")
+        fsck(clone.path)
 
 
 def test_push_and_pull_tell_fast_forwards_without_a_git_process_per_ref(
