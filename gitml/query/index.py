@@ -30,7 +30,6 @@ import functools
 import json
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -667,7 +666,7 @@ def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
     # Walking the record for the field at fault costs ten times this dump; a
     # text that encodes and holds no 19-digit number needs no walk.
     text = _COMPACT.encode(plain)
-    if _LONG_NUMBER.search(text) or not _encodes(text):
+    if _may_be_unstorable(text):
         unstorable = _unstorable(plain, "")
         if unstorable is not None:
             return ReadRun(commit, run.id, Unstorable(*unstorable))
@@ -905,15 +904,21 @@ def _unstorable(value: Any, field: str) -> tuple[str, str] | None:
 
 
 # Any integer past 64 bits has 19 digits or more; a float's repr has at most 17.
-_LONG_NUMBER = re.compile(r"[0-9]{19}")
+# Looked for with every digit made "0" (a run of digits, a run of zeros), in the
+# UTF-8 bytes, where no other character has a byte in "0"-"9": 2 us a run, where
+# re.search(r"[0-9]{19}") took 15-20 us (it tries each digit run from each digit).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
 
 
-def _encodes(text: str) -> bool:
+def _may_be_unstorable(text: str) -> bool:
+    """Whether ``text`` (a record's JSON) may hold what SQLite cannot: an integer past
+    64 bits, or text that is not Unicode (a lone surrogate)."""
     try:
-        text.encode("utf-8")
+        data = text.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return True
+    return _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO)
 
 
 def _text(value: str) -> str:
