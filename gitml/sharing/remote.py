@@ -540,7 +540,10 @@ Checked = dict[str, tuple["ArtifactManifest | None", "ReadRun"]]
 # then as many again halving down (``_batches``): a move rewrites all of
 # ``packed-refs`` (or ``git update-ref`` reads every loose ref of the folder),
 # so 100 batches of 1,000 cost 100 rewrites of a file growing to 100,000 refs.
-RUN_BATCH = 1_000
+# The first and the last batch overlap nothing (the refs wait for the first check;
+# the last index waits for the last): 10,000 runs from 500 rather than 1,000 took
+# 3.67 s rather than 3.89 s (mean of six alternating pulls; 250: slower again).
+RUN_BATCH = 500
 
 
 def _batches(count: int) -> list[int]:
