@@ -47,7 +47,9 @@ def test_reconcile_benchmark_quick_runs(tmp_path: Path) -> None:
     assert number["fault: restart: answered after start-up %"] == 100
     latency = [number[f"promotion latency {p} s"] for p in ("p50", "p95", "max")]
     assert 0 < latency[0] <= latency[1] <= latency[2]
-    assert 0 <= number["swap: dip, worst swap %"] <= 100
+    # A swap's lowest bucket against the median bucket: above it (a negative dip) when
+    # other work on the machine (the suite's other workers) eased during the swap.
+    assert -100 <= number["swap: dip, worst swap %"] <= 100
     # The timings against their targets, with room for a machine busy with other work
     # (a 3 s load in the quick form is noisy): a reconciler that missed a cycle of its
     # 1 s loop, or fell to a fraction of the plain server's throughput, fails here.
