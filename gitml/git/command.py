@@ -100,8 +100,7 @@ class Started:
         """Wait for it to end; a failure is :class:`GitFailed`, as from ``run``."""
         _, stderr = self.process.communicate()
         if self.process.returncode != 0:
-            told = said(stderr.decode(errors="replace"), returncode=self.process.returncode)
-            raise GitFailed(f"git {self.args[0]}", told)
+            raise _failed(self.args, stderr, self.process.returncode)
 
     def stop(self) -> None:
         """End it, whatever it was doing, and wait for it."""
@@ -144,9 +143,13 @@ def run_binary(args: Sequence[str], *, cwd: Path | str, stdin: bytes) -> bytes:
         )
         if done.returncode != 0:
             errors.seek(0)
-            told = said(errors.read().decode(errors="replace"), returncode=done.returncode)
-            raise GitFailed(f"git {args[0]}", told)
+            raise _failed(args, errors.read(), done.returncode)
     return done.stdout
+
+
+def _failed(args: Sequence[str], stderr: bytes, returncode: int) -> GitFailed:
+    """The failure of ``git ARGS``, which wrote ``stderr`` (bytes) and exited ``returncode``."""
+    return GitFailed(f"git {args[0]}", said(stderr.decode(errors="replace"), returncode=returncode))
 
 
 def start(args: Sequence[str], *, cwd: Path | str) -> subprocess.Popen[bytes] | None:
