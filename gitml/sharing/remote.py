@@ -456,6 +456,8 @@ def pull(
     # fetched while the refs are listed (10,000 runs: the listing's 0.15 s saved).
     early = None if any(ref.startswith(RUNS) for ref in local) else _begin_fetch(store, remote)
     try:
+        if early is not None:
+            _import_checks()  # while git fetches
         listed = _ls_remote(store, remote)
     except BaseException:
         if early is not None:
@@ -594,6 +596,7 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
         batches.append(items[start : start + size])
         start += size
     check = functools.partial(_canonical_share, store.root)
+    _import_checks()  # once, here, rather than once in each process forked below
     with multiprocessing.get_context("fork").Pool(shares) as pool:
 
         def submit(batch: list[tuple[str, str]]) -> AsyncResult[list[Checked]]:
@@ -608,6 +611,12 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
             for part in parts:
                 checked.update(part)
             yield dict(batch), checked
+
+
+def _import_checks() -> None:
+    """Import what checking runs takes: pydantic and the record models, 75 ms."""
+    import gitml.format.records
+    import gitml.query.index  # noqa: F401
 
 
 def _shares(count: int) -> int:
