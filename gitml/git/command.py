@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from gitml.errors import GitmlError
 
@@ -92,34 +93,63 @@ def run(
 class Started:
     """``git ARGS`` started by ``begin``, running while the caller does other work."""
 
-    def __init__(self, args: Sequence[str], process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, args: Sequence[str], process: subprocess.Popen[bytes], output: IO[bytes] | None
+    ) -> None:
         self.args = args
         self.process = process
+        self.output = output
 
-    def wait(self) -> None:
-        """Wait for it to end; a failure is :class:`GitFailed`, as from ``run``."""
-        _, stderr = self.process.communicate()
-        if self.process.returncode != 0:
-            raise _failed(self.args, stderr, self.process.returncode)
+    def wait(self) -> str:
+        """Wait for it to end; what it wrote on stdout when begun with ``capture``
+        (else ""). A failure is :class:`GitFailed`, as from ``run``."""
+        try:
+            _, stderr = self.process.communicate()
+            if self.process.returncode != 0:
+                raise _failed(self.args, stderr, self.process.returncode)
+            if self.output is None:
+                return ""
+            self.output.seek(0)
+            return self.output.read().decode("utf-8", "surrogateescape")
+        finally:
+            self._close()
 
     def stop(self) -> None:
-        """End it, whatever it was doing, and wait for it."""
-        self.process.kill()
-        self.process.communicate()
+        """End it, whatever it was doing, and wait for it (nothing, once it ended)."""
+        if self.process.returncode is None:
+            self.process.kill()
+            self.process.communicate()
+        self._close()
+
+    def _close(self) -> None:
+        if self.output is not None:
+            self.output.close()
 
 
-def begin(args: Sequence[str], *, cwd: Path | str) -> Started:
-    """Start ``git ARGS`` (saying little on stdout), for ``Started.wait`` later."""
-    with _started(args):
-        process = subprocess.Popen(
-            ["git", *args],
-            cwd=cwd,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-    return Started(args, process)
+def begin(args: Sequence[str], *, cwd: Path | str, capture: bool = False) -> Started:
+    """Start ``git ARGS``, for ``Started.wait`` later; ``capture``: keep its stdout.
+
+    Its stdout goes to a temporary file, not a pipe: git writing more than a
+    pipe holds (64 KiB; ``ls-remote`` of 10,000 refs writes 800 KB) would wait
+    for the caller to read, and so not run while the caller works.
+    """
+    # Not a with block: the file outlives this call, and Started closes it.
+    output = tempfile.TemporaryFile() if capture else None  # noqa: SIM115
+    try:
+        with _started(args):
+            process = subprocess.Popen(
+                ["git", *args],
+                cwd=cwd,
+                env=environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if output is None else output,
+                stderr=subprocess.PIPE,
+            )
+    except BaseException:
+        if output is not None:
+            output.close()
+        raise
+    return Started(args, process, output)
 
 
 def run_binary(args: Sequence[str], *, cwd: Path | str, stdin: bytes) -> bytes:

@@ -180,13 +180,31 @@ def _is_ancestor(store: Store, older: str, newer: str) -> bool:
     return _git(store, "merge-base", "--is-ancestor", older, newer, ok=(0, 1)).returncode == 0
 
 
-def _ls_remote(store: Store, remote: str) -> dict[str, str]:
+def _begin_ls_remote(store: Store, remote: str) -> command.Started:
+    """``git ls-remote`` started, for ``_listed``: the local refs are listed meanwhile
+    (10,000 runs: 18 ms of a push or pull with nothing new, 0.15-0.2 s in all)."""
+    return command.begin(("ls-remote", "--refs", remote), cwd=store.root, capture=True)
+
+
+def _listed(listing: command.Started) -> dict[str, str]:
+    """The remote's refs that are gitml's, once ``listing`` (``_begin_ls_remote``) ends."""
     out: dict[str, str] = {}
-    for line in _git(store, "ls-remote", "--refs", remote).stdout.splitlines():
+    for line in listing.wait().splitlines():
         sha, _, ref = line.partition("\t")
         if ref.startswith((GITML, STAGES)):
             out[ref] = sha
     return out
+
+
+def _both_sides(store: Store, remote: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The remote's refs and the local ones, listed at once."""
+    listing = _begin_ls_remote(store, remote)
+    try:
+        local = _local_refs(store)
+    except BaseException:
+        listing.stop()
+        raise
+    return _listed(listing), local
 
 
 def _refs_under(store: Store, *prefixes: str) -> dict[str, str]:
@@ -208,7 +226,7 @@ _FETCH = ("--refmap=", "--no-tags", "--no-write-fetch-head")
 def _fetch_objects(
     store: Store, remote: str, commits: Iterable[str], early: command.Started | None = None
 ) -> None:
-    """Fetch the objects of ``commits`` (tips ``_ls_remote`` listed) and write no ref;
+    """Fetch the objects of ``commits`` (tips ``_listed`` gave) and write no ref;
     ``early``: ``_begin_fetch``, started before the listing.
 
     Only commits missing here are fetched (a clone from a path on the same
@@ -451,15 +469,18 @@ def pull(
     """
     _check_remote(store, remote)
     report = PullReport(remote)
-    local = _local_refs(store)
-    # A first pull (no runs here yet) brings what the remote has: its objects are
-    # fetched while the refs are listed (10,000 runs: the listing's 0.15 s saved).
-    early = None if any(ref.startswith(RUNS) for ref in local) else _begin_fetch(store, remote)
+    listing = _begin_ls_remote(store, remote)
+    early = None
     try:
-        if early is not None:
+        local = _local_refs(store)
+        # A first pull (no runs here yet) brings what the remote has: its objects
+        # are fetched while the refs are listed (10,000 runs: the listing's 0.15 s saved).
+        if not any(ref.startswith(RUNS) for ref in local):
+            early = _begin_fetch(store, remote)
             _import_checks()  # while git fetches
-        listed = _ls_remote(store, remote)
+        listed = _listed(listing)
     except BaseException:
+        listing.stop()
         if early is not None:
             early.stop()
         raise
@@ -985,8 +1006,7 @@ def push(
     report = PushReport(remote)
     uploaded: list[str] = []
     for _ in range(PUSH_ATTEMPTS):
-        theirs = _ls_remote(store, remote)
-        local = _local_refs(store)
+        theirs, local = _both_sides(store, remote)
         differ = [ref for ref, sha in local.items() if theirs.get(ref) != sha]
         if not differ:
             return report  # nothing to publish: no record read, no artifact store opened

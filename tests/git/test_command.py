@@ -123,3 +123,28 @@ def test_a_watched_call_that_finishes_answers_like_run(tmp_path: Path) -> None:
     )
     assert done.returncode == 0
     assert done.stdout.strip() == git(work, "hash-object", "--stdin", stdin="x\n").strip()
+
+
+def test_a_begun_call_writes_more_than_a_pipe_holds_without_being_read(tmp_path: Path) -> None:
+    work = init_repo(tmp_path / "work")
+    head = git(work, "rev-parse", "HEAD").strip()
+    git(
+        work,
+        "update-ref",
+        "--stdin",
+        stdin="".join(f"create refs/many/{n} {head}\n" for n in range(3000)),
+    )
+    listing = command.begin(["ls-remote", "--refs", str(work)], cwd=tmp_path, capture=True)
+    # It ends on its own: its 200 KB wait for nobody, where a pipe would hold 64 KiB.
+    wait_for(lambda: listing.process.poll() is not None, 30, "git ls-remote to end unread")
+    out = listing.wait()
+    assert len(out) > 65_536
+    assert out == git(tmp_path, "ls-remote", "--refs", str(work))
+    listing.stop()  # once it ended: nothing to do, and no error
+
+
+def test_a_begun_call_that_fails_says_why_and_what_it_captured_is_gone(tmp_path: Path) -> None:
+    listing = command.begin(["ls-remote", str(tmp_path / "gone.git")], cwd=tmp_path, capture=True)
+    with pytest.raises(GitFailed, match=r"^git ls-remote failed: .*gone\.git"):
+        listing.wait()
+    assert listing.output is not None and listing.output.closed
