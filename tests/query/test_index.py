@@ -463,6 +463,18 @@ def test_a_run_held_in_memory_is_indexed_as_a_refresh_would_or_refused_the_same_
     field, why = hold_run(conn, huge) or ("", "")
     assert field == "metrics.loss.step" and "64 bits" in why
     assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    # Text a model holds in memory may have lone surrogates (a file name's undecodable
+    # bytes, say), which no YAML record can: in a map, and in a list of the source.
+    for update, where in [
+        ({"params": {"k": "v\udcff"}}, "params.k"),
+        (
+            {"source": run.source.model_copy(update={"omitted": ["a", "b\udcff"]})},
+            "source.omitted[1]",
+        ),
+    ]:
+        field, why = hold_run(conn, run.model_copy(update=update)) or ("", "")
+        assert (field, "lone surrogate" in why) == (where, True)
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
 def test_a_start_time_beyond_64_bits_is_reported(repo: Path) -> None:
