@@ -186,10 +186,16 @@ def _begin_ls_remote(store: Store, remote: str) -> command.Started:
     return command.begin(("ls-remote", "--refs", remote), cwd=store.root, capture=True)
 
 
-def _listed(listing: command.Started) -> dict[str, str]:
+def _listed(store: Store, remote: str, listing: command.Started) -> dict[str, str]:
     """The remote's refs that are gitml's, once ``listing`` (``_begin_ls_remote``) ends."""
+    try:
+        text = listing.wait()
+    except GitFailed:
+        # Asked only now: ``git remote get-url`` first cost every push and pull 3 ms.
+        _check_remote(store, remote)
+        raise
     out: dict[str, str] = {}
-    for line in listing.wait().splitlines():
+    for line in text.splitlines():
         sha, _, ref = line.partition("\t")
         if ref.startswith((GITML, STAGES)):
             out[ref] = sha
@@ -204,7 +210,7 @@ def _both_sides(store: Store, remote: str) -> tuple[dict[str, str], dict[str, st
     except BaseException:
         listing.stop()
         raise
-    return _listed(listing), local
+    return _listed(store, remote, listing), local
 
 
 def _refs_under(store: Store, *prefixes: str) -> dict[str, str]:
@@ -467,7 +473,6 @@ def pull(
     ``.gitml.yaml`` in ``settings_root`` or ``store.root``, opened only when
     there is something to download).
     """
-    _check_remote(store, remote)
     report = PullReport(remote)
     listing = _begin_ls_remote(store, remote)
     early = None
@@ -478,7 +483,7 @@ def pull(
         if not any(ref.startswith(RUNS) for ref in local):
             early = _begin_fetch(store, remote)
             _import_checks()  # while git fetches
-        listed = _listed(listing)
+        listed = _listed(store, remote, listing)
     except BaseException:
         listing.stop()
         if early is not None:
@@ -1002,7 +1007,6 @@ def push(
     ``store.root`` (``artifact_store_holds``), opened only when there is
     something to push.
     """
-    _check_remote(store, remote)
     report = PushReport(remote)
     uploaded: list[str] = []
     for _ in range(PUSH_ATTEMPTS):

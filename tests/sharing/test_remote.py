@@ -339,11 +339,16 @@ def test_a_pulled_manifest_path_that_escapes_the_run_is_not_applied(
     assert b.refs()[RUNS + run_id] == before
 
 
-def test_unknown_remote_is_one_clear_line(a: Machine, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("verb", ["push", "pull"])
+def test_unknown_remote_is_one_clear_line(
+    a: Machine, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
     monkeypatch.chdir(a.path)
-    result = cli("push", "upstream", ok=False)
+    before = a.refs()
+    result = cli(verb, "upstream", ok=False)
     assert result.exit_code == 1
     assert "no remote 'upstream'" in result.stderr and "git remote add upstream" in result.stderr
+    assert a.refs() == before
 
 
 def test_a_first_pull_from_a_remote_that_is_not_there_says_why_and_leaves_nothing(
