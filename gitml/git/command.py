@@ -125,6 +125,14 @@ class Started:
         if self.output is not None:
             self.output.close()
 
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Stopped when the block fails; otherwise left running, for ``wait``."""
+        if kind is not None:
+            self.stop()
+
 
 def begin(args: Sequence[str], *, cwd: Path | str, capture: bool = False) -> Started:
     """Start ``git ARGS``, for ``Started.wait`` later; ``capture``: keep its stdout.

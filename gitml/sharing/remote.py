@@ -71,6 +71,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -204,13 +205,9 @@ def _listed(store: Store, remote: str, listing: command.Started) -> dict[str, st
 
 def _both_sides(store: Store, remote: str) -> tuple[dict[str, str], dict[str, str]]:
     """The remote's refs and the local ones, listed at once."""
-    listing = _begin_ls_remote(store, remote)
-    try:
+    with _begin_ls_remote(store, remote) as listing:
         local = _local_refs(store)
-    except BaseException:
-        listing.stop()
-        raise
-    return _listed(store, remote, listing), local
+        return _listed(store, remote, listing), local
 
 
 def _refs_under(store: Store, *prefixes: str) -> dict[str, str]:
@@ -474,21 +471,16 @@ def pull(
     there is something to download).
     """
     report = PullReport(remote)
-    listing = _begin_ls_remote(store, remote)
-    early = None
-    try:
+    with _begin_ls_remote(store, remote) as listing:
         local = _local_refs(store)
         # A first pull (no runs here yet) brings what the remote has: its objects
         # are fetched while the refs are listed (10,000 runs: the listing's 0.15 s saved).
-        if not any(ref.startswith(RUNS) for ref in local):
-            early = _begin_fetch(store, remote)
-            _import_checks()  # while git fetches
-        listed = _listed(store, remote, listing)
-    except BaseException:
-        listing.stop()
-        if early is not None:
-            early.stop()
-        raise
+        first = not any(ref.startswith(RUNS) for ref in local)
+        early = _begin_fetch(store, remote) if first else None
+        with early or contextlib.nullcontext():
+            if first:
+                _import_checks()  # while git fetches
+            listed = _listed(store, remote, listing)
     new = {
         ref: theirs
         for ref, theirs in listed.items()

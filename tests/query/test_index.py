@@ -376,7 +376,8 @@ def test_runs_packed_while_a_pull_indexes_them_are_read_from_packed_refs(
 
 
 def test_a_long_run_of_digits_that_fits_is_indexed(repo: Path) -> None:
-    """A 19-digit text sends the record to the field-by-field check, which passes it."""
+    """Numbers of 19 digits and more, written as text or within a float's range, are
+    values SQLite takes: only an integer past 64 bits is refused."""
     client = gitml.Client()
     run = client.create_run(run_name="digits").id
     client.log_batch(run, params={"seed": "1" * 30})
