@@ -55,21 +55,19 @@ def load(data: bytes | str) -> Any:
 
     Files gitml wrote itself are read by ``_read_canonical``, 20 times faster
     than PyYAML (whose Python constructor dominated indexing 100,000 runs),
-    and the result is kept only when dumping it gives back the very same
-    bytes: then PyYAML would have read exactly that too, since ``dump``'s
-    output is checked to read back unchanged. Anything else, hand-edited or
-    written by another tool, goes to PyYAML's safe loader, which raises
-    ``RefusedYaml`` for a key given twice in a mapping or for an alias.
+    which reads only what ``dump`` writes: PyYAML would read exactly that too,
+    since ``dump``'s output is checked to read back unchanged. Anything else,
+    hand-edited or written by another tool, goes to PyYAML's safe loader,
+    which raises ``RefusedYaml`` for a key given twice in a mapping or for an
+    alias.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
         fast = _read_canonical(raw.decode("utf-8"))
-        if fast is not None and dump(fast) == raw:
-            return fast
-    except (ValueError, IndexError, UnicodeDecodeError):
-        # Not gitml's canonical text, or text gitml refuses to write (a lone
-        # surrogate): PyYAML reads it, and the record's checks name the field.
-        pass
+    except UnicodeDecodeError:
+        fast = None  # PyYAML says why
+    if fast is not None:
+        return fast
     import yaml  # only here: importing PyYAML costs 20 ms at every start
 
     loader = _record_loader(c_parser=_nesting_bound(raw) < _C_NESTING)
@@ -135,9 +133,13 @@ def _refuse_duplicate(constructor: Any, node: Any) -> None:
         lines[key] = line
 
 
-# One line of what ``dump`` writes: indent, an optional "- ", a key (plain, or
-# double-quoted without a colon inside), then ": value" or ":" alone.
-_LINE = re.compile(r'^( *)(- )?("[^"\n:]*"|[^"\n:][^\n:]*):(?: (.+))?$', re.M)
+# What ``_line`` makes of a line: its indent, whether it opens a list item ("- "),
+# its key, and its value: a scalar, one of the markers below, or _OPENS for a
+# "key:" whose block follows.
+_OPENS, _EMPTY_MAP, _EMPTY_LIST = object(), object(), object()
+_NOT_CANONICAL = object()  # a value text ``dump`` never writes
+Line = tuple[int, bool, str, Any]
+_KEY_END = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SPECIAL: dict[str, Any] = {
     "null": None,
     "true": True,
@@ -145,80 +147,152 @@ _SPECIAL: dict[str, Any] = {
     ".nan": math.nan,
     ".inf": math.inf,
     "-.inf": -math.inf,
+    "{}": _EMPTY_MAP,
+    "[]": _EMPTY_LIST,
 }
+# Lines already read, each exactly as ``dump`` writes it: most lines of a store's
+# records repeat ("status: FINISHED", "  dirty: false"), and a hit costs a lookup.
+# At most _LINES_KEPT lines of at most _LINE_KEPT characters (a few MB).
+_LINES: dict[str, Line] = {}
+_LINES_KEPT = 1 << 16
+_LINE_KEPT = 200
 
 
 def _read_canonical(text: str) -> dict[str, Any] | None:
-    """Read what ``dump`` writes (and nothing more); None when it is something else.
+    """What ``dump`` would have written ``text`` from; None for any other text.
 
-    Its mistakes on other input cost nothing: ``load`` keeps the result only
-    when dumping it reproduces the input byte for byte.
+    Only ``dump``'s own output is read, so that ``load`` need not dump the
+    result again to prove it (that check cost as much as the reading): each
+    line must be what ``dump`` writes for its key and value (``_line``), each
+    block where ``dump`` puts it (a map two spaces in, a list's items at its
+    key's indent), and no key twice. Lists of anything but non-empty maps are
+    left to PyYAML, as is anything else.
     """
-    lines = _LINE.findall(text)
-    if len(lines) != text.count("\n"):
-        return None  # a line this reader does not know
+    lines = text.split("\n")
+    if lines.pop() or not lines:
+        return None  # no newline at the end, or nothing at all
     root: dict[str, Any] = {}
-    stack: list[tuple[int, dict[str, Any]]] = [(0, root)]
+    maps: list[tuple[int, dict[str, Any]]] = [(0, root)]  # open maps, by indent
+    lists: list[tuple[int, list[Any]]] = []  # open lists, by the indent of their "- "
     opened: tuple[int, dict[str, Any], str] | None = None  # "key:" awaiting its block
-    sequence: tuple[int, list[Any]] | None = None  # the list "- " items go to
-    for spaces, dash, key_text, value in lines:
-        indent = len(spaces)
-        if dash:
-            if opened is not None and indent == opened[0]:
-                sequence = (indent, [])
-                opened[1][opened[2]] = sequence[1]
-                opened = None
-            elif sequence is None or indent != sequence[0]:
+    for text_line in lines:
+        read = _LINES.get(text_line)
+        if read is None:
+            read = _line(text_line)
+            if read is None:
                 return None
-            item: dict[str, Any] = {}
-            sequence[1].append(item)
-            while stack[-1][0] > indent:
-                stack.pop()
-            indent += 2
-            stack.append((indent, item))
-        elif opened is not None:
-            if indent > opened[0]:
-                nested: dict[str, Any] = {}
-                opened[1][opened[2]] = nested
-                stack.append((indent, nested))
-            elif opened[2] not in opened[1]:
-                return None  # "key:" with nothing below it
+            if len(_LINES) < _LINES_KEPT and len(text_line) <= _LINE_KEPT:
+                _LINES[text_line] = read
+        indent, dash, key, value = read
+        if opened is not None:
+            at, parent, name = opened
+            if dash and indent == at:
+                lists.append((at, []))
+                parent[name] = lists[-1][1]
+            elif not dash and indent == at + 2:
+                maps.append((indent, {}))
+                parent[name] = maps[-1][1]
+            else:
+                return None  # "key:" with nothing below it, or below at another indent
             opened = None
-        while stack[-1][0] > indent:
-            stack.pop()
-        depth, mapping = stack[-1]
-        if depth != indent:
-            return None
-        key = json.loads(key_text) if key_text[0] == '"' else key_text
-        if value:
-            mapping[key] = _scalar_text(value)
+        if dash:
+            while lists and lists[-1][0] > indent:
+                lists.pop()
+            if not lists or lists[-1][0] != indent:
+                return None
+            while maps[-1][0] > indent:
+                maps.pop()
+            indent += 2
+            item: dict[str, Any] = {}
+            lists[-1][1].append(item)
+            maps.append((indent, item))
         else:
+            while lists and lists[-1][0] >= indent:
+                lists.pop()
+            while maps[-1][0] > indent:
+                maps.pop()
+        at, mapping = maps[-1]
+        if at != indent or key in mapping:
+            return None
+        if value is _OPENS:
             opened = (indent, mapping, key)
-    if opened is not None and opened[2] not in opened[1]:
+        elif value is _EMPTY_MAP:
+            mapping[key] = {}
+        elif value is _EMPTY_LIST:
+            mapping[key] = []
+        else:
+            mapping[key] = value
+    return None if opened is not None else root
+
+
+def _line(text: str) -> Line | None:
+    """One line as ``dump`` writes it, read; None when ``dump`` would write it otherwise."""
+    body = text.lstrip(" ")
+    indent = len(text) - len(body)
+    dash = body[:2] == "- "
+    if dash:
+        body = body[2:]
+    if body[:1] == '"':
+        quoted = _KEY_END.match(body)
+        if quoted is None:
+            return None
+        key_text = quoted.group()
+        rest = body[quoted.end() :]
+        try:
+            key = json.loads(key_text)
+        except ValueError:
+            return None
+    else:
+        key_text, colon, rest = body.partition(":")
+        key, rest = key_text, colon + rest
+    if rest == ":":
+        value: Any = _OPENS
+    elif rest[:2] == ": " and len(rest) > 2:
+        value = _scalar_text(rest[2:])
+        if value is _NOT_CANONICAL:
+            return None
+    else:
         return None
-    return root
+    try:
+        if _string(key) != key_text:
+            return None
+    except ValueError:  # a lone surrogate: dump refuses it
+        return None
+    return (indent, dash, key, value)
 
 
 def _scalar_text(text: str) -> Any:
+    """The scalar ``dump`` writes as ``text``, or _NOT_CANONICAL: ``dump`` never writes it."""
+    special = _SPECIAL.get(text, _NOT_CANONICAL)
+    if special is not _NOT_CANONICAL:
+        return special
     first = text[0]
+    value: Any
     if first == '"':
-        # Without an escape it is what is between the quotes (json.loads: 3 us); a
-        # quote inside, or none at the end, makes the dump differ and ``load`` refuse.
-        return text[1:-1] if "\\" not in text else json.loads(text)
-    if first.isdigit() or first == "-":
+        # Without an escape it is what is between the quotes (json.loads: 3 us).
+        value = text[1:-1] if "\\" not in text else _json_string(text)
+    elif first.isdigit() or first == "-":
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
-            pass
-        try:
-            return float(text)
-        except ValueError:
-            return text
-    if first == "{" and text == "{}":
-        return {}
-    if first == "[" and text == "[]":
-        return []
-    return _SPECIAL.get(text, text)
+            try:
+                value = float(text)
+            except ValueError:
+                value = text
+    else:
+        value = text
+    try:
+        return value if _scalar(value) == text else _NOT_CANONICAL
+    except ValueError:  # a lone surrogate
+        return _NOT_CANONICAL
+
+
+def _json_string(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _mapping(data: dict[str, Any], indent: int, lines: list[str]) -> None:

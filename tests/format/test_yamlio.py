@@ -161,6 +161,8 @@ def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> Non
         "empty": {},
         "none": None,
         "text": "two words: and a colon",
+        "a key: with a colon": 1,
+        'a "quoted" key': 2,
         "nested": {"deeper": {"k": "v"}, "flag": True},
         "artifacts": [{"path": "a b/c.txt", "size": 1}, {"path": "d", "size": 2}],
     }
@@ -174,6 +176,60 @@ def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> Non
     assert math.isnan(loaded.pop("nan"))
     data.pop("nan")
     assert loaded == data
+
+
+def _random_record(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    """Maps of maps, lists of maps and scalars, with keys and values chosen to be awkward."""
+    keys = ["a", "id", "x y", "1", "a: b", 'q"t', "é", "yes", "", "-", "k\\", "\t"]
+    scalars: list[Any] = [None, True, False, 0, -5, 10**20, 0.5, -0.0, 1e-05, math.inf]
+    scalars += ["", "s", "1e5", "null", "x\ny", '"q"', "\\", "\x85", "- x", ": y", "{}", "[]"]
+    record: dict[str, Any] = {}
+    for _ in range(rng.randint(1, 4)):
+        roll = rng.random()
+        if roll < 0.15 and depth < 3:
+            value: Any = _random_record(rng, depth + 1)
+        elif roll < 0.25 and depth < 3:
+            value = [_random_record(rng, depth + 1) for _ in range(rng.randint(1, 3))]
+        elif roll < 0.3:
+            value = rng.choice([{}, []])
+        else:
+            value = rng.choice(scalars)
+        record[rng.choice(keys)] = value
+    return record
+
+
+def _mutated(rng: random.Random, text: str) -> str:
+    """``text`` with a few pieces inserted, cut or lines swapped."""
+    pieces = ["\n", " ", "  ", "- ", ":", ": ", '"', "\\", "{}", "a", "1", ".0", "e+5", "\r", "\t"]
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(text) + 1)
+        roll = rng.random()
+        if roll < 0.4:
+            text = text[:at] + rng.choice(pieces) + text[at:]
+        elif roll < 0.7:
+            text = text[:at] + text[at + rng.randint(1, 3) :]
+        else:
+            lines = text.split("\n")
+            i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+            lines[i], lines[j] = lines[j], lines[i]
+            text = "\n".join(lines)
+    return text
+
+
+def test_the_fast_reader_reads_only_what_dump_writes() -> None:
+    """``load`` trusts the fast reader without dumping again: whatever it reads must
+    be what ``dump`` writes as exactly that text, and all of ``dump``'s text is read."""
+    rng = random.Random(11)
+    read = 0
+    for _ in range(1500):
+        text = yamlio.dump(_random_record(rng)).decode()
+        assert yamlio._read_canonical(text) is not None, text
+        for variant in [_mutated(rng, text) for _ in range(4)]:
+            fast = yamlio._read_canonical(variant)
+            if fast is not None:
+                read += 1
+                assert yamlio.dump(fast).decode() == variant
+    assert read > 100  # mutations that are still canonical (a swapped pair of lines, say)
 
 
 @pytest.mark.parametrize(
@@ -195,10 +251,26 @@ def test_records_gitml_wrote_skip_pyyaml(monkeypatch: pytest.MonkeyPatch) -> Non
         'a: "x" # c\n',
         'a: "tab\there"\n',
         'a: "5"\nb: ""\n',
+        # Blocks where gitml's writer would not put them, and keys twice.
+        "a:\n    b: 1\n",
+        "a:\n  - b: 1\n",
+        "a:\n- b: 1\n  c:\n  - d: 2\n- e: 3\nf: 4\n",
+        "a: 01\nb: 1.0e5\nc: -0\n",
+        "a: 1\r\n",
+        "\ufeffa: 1\n",
+        "",
     ],
 )
 def test_other_yaml_means_what_pyyaml_says(text: str) -> None:
     assert yamlio.load(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["a:\n- b: 1\n   c: 2\n", "a:\n- b: 1\nc: 2\n- d: 3\n"])
+def test_text_neither_reader_takes_is_pyyamls_error(text: str) -> None:
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load(text)
+    with pytest.raises(yaml.YAMLError):
+        yamlio.load(text)
 
 
 @pytest.mark.parametrize(
