@@ -228,9 +228,10 @@ _FETCH = ("--refmap=", "--no-tags", "--no-write-fetch-head")
 
 def _fetch_objects(
     store: Store, remote: str, commits: Iterable[str], early: command.Started | None = None
-) -> None:
+) -> set[str]:
     """Fetch the objects of ``commits`` (tips ``_listed`` gave) and write no ref;
-    ``early``: ``_begin_fetch``, started before the listing.
+    ``early``: ``_begin_fetch``, started before the listing. Returns those of
+    ``commits`` that are not commits (a tree, a tag): their records are refused.
 
     Only commits missing here are fetched (a clone from a path on the same
     disk already holds every object). Naming commits rather than refs keeps
@@ -245,12 +246,17 @@ def _fetch_objects(
     """
     if early is not None:
         early.wait()
-    missing = _missing(store.root, sorted(set(commits)))
+    wanted = sorted(set(commits))
+    kinds = _kinds(store.root, wanted)
+    missing = [c for c in wanted if c not in kinds]
     if early is None and len(missing) >= GLOB_FETCH_FROM:
         _git(store, *_glob_fetch(remote))
-        missing = _missing(store.root, missing)
+        kinds.update(_kinds(store.root, missing))
+        missing = [c for c in missing if c not in kinds]
     if missing:
         _git(store, "fetch", *_FETCH, "--stdin", remote, stdin="".join(f"{c}\n" for c in missing))
+        kinds.update(_kinds(store.root, missing))
+    return {c for c in wanted if kinds.get(c) != "commit"}
 
 
 GLOB_FETCH_FROM = 1_000
@@ -270,15 +276,23 @@ def _begin_fetch(store: Store, remote: str) -> command.Started:
     return command.begin(_glob_fetch(remote), cwd=store.root)
 
 
-def _missing(root: Path, commits: list[str]) -> list[str]:
-    """Those of ``commits`` this repository lacks, asked in one ``git cat-file``."""
-    if not commits:
-        return []
-    listing = "".join(f"{c}\n" for c in commits)
+def _kinds(root: Path, shas: list[str]) -> dict[str, str]:
+    """The type of each object of ``shas`` this repository holds ("commit", "tree"...),
+    asked in one ``git cat-file``; those it lacks are left out."""
+    if not shas:
+        return {}
+    listing = "".join(f"{sha}\n" for sha in shas)
     out = command.run(
-        ["cat-file", "--batch-check=%(objectname)", "--buffer"], cwd=root, stdin=listing
+        ["cat-file", "--batch-check=%(objectname) %(objecttype)", "--buffer"],
+        cwd=root,
+        stdin=listing,
     )
-    return [c for c, line in zip(commits, out.stdout.splitlines(), strict=True) if line != c]
+    kinds: dict[str, str] = {}
+    for sha, line in zip(shas, out.stdout.splitlines(), strict=True):
+        name, _, kind = line.partition(" ")
+        if name == sha and kind != "missing":
+            kinds[sha] = kind
+    return kinds
 
 
 # -- remote setup -----------------------------------------------------------------
@@ -491,7 +505,7 @@ def pull(
         if early is not None:
             early.wait()
         return report
-    _fetch_objects(store, remote, new.values(), early)
+    odd = _fetch_objects(store, remote, new.values(), early)
     head = _checked_out(store)
     message = f"gitml pull {remote}"
 
@@ -503,12 +517,20 @@ def pull(
     runs: Checked = {}
     with _RunIndexing(store) as indexing:
         for batch, checked in _checked_runs(
-            store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS)}
+            store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS) and sha not in odd}
         ):
             runs.update(checked)
             apply(batch, checked)  # while the next batches are checked
             indexing.moved(checked, report)  # while the next batches move
-        apply({ref: sha for ref, sha in new.items() if not ref.startswith((EXPERIMENTS, RUNS))}, {})
+        # The rest, and runs whose ref names no commit, which check_record refuses.
+        apply(
+            {
+                ref: sha
+                for ref, sha in new.items()
+                if not ref.startswith((EXPERIMENTS, RUNS)) or (ref.startswith(RUNS) and sha in odd)
+            },
+            {},
+        )
     _remember_declarations(store, report)
     manifests = {ref: manifest for ref, (manifest, _) in runs.items()}
     _download_artifacts(store, local, report, manifests, artifacts, settings_root)
@@ -659,7 +681,9 @@ def _cores(count: int) -> int:
 
 
 def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
-    """The canonical run records of ``items`` (ref, commit), checked in one process.
+    """The canonical run records of ``items`` (ref, commit), checked in one process;
+    each commit is one (``_fetch_objects`` says which are not: ``<tree>:run.yaml``
+    would be read too), so its files are named without ``^{commit}`` (5 us a run).
 
     The models write only records the schemas accept (a test holds them in
     agreement), so bytes the models give back unchanged need no schema check:
@@ -670,7 +694,7 @@ def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
     from gitml.format.records import ArtifactManifest, Run
     from gitml.query.index import read_run
 
-    names = [f"{commit}^{{commit}}:{file}" for _, commit in items for file in _RUN_FILES]
+    names = [f"{commit}:{file}" for _, commit in items for file in _RUN_FILES]
     blobs = _cat_files(root, names)
     out: Checked = {}
     for i, (ref, commit) in enumerate(items):

@@ -293,6 +293,37 @@ def test_fetched_malformed_record_is_reported_and_not_applied(
     assert result.exit_code == 1 and "status" in result.stderr
 
 
+def test_a_run_ref_that_names_no_commit_is_refused(
+    a: Machine, b: Machine, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tag or a tree holding a valid record is not a record's commit: git reads
+    ``<tag>:run.yaml`` and ``<tree>:run.yaml`` as it reads the commit's file."""
+    with on(a, monkeypatch) as client:
+        tagged, treed, good = (log_run(client, name) for name in ("tagged", "treed", "good"))
+    push(a)
+    tag = subprocess.run(
+        ["git", "mktag"],
+        input=f"object {a.refs()[RUNS + tagged]}\ntype commit\ntag t\n"
+        "tagger T <t@example.com> 0 +0000\n\nnot a record\n",
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = a.git("rev-parse", f"{RUNS}{treed}^{{tree}}").strip()
+    for ref, sha in ((RUNS + tagged, tag), (RUNS + treed, tree)):
+        subprocess.run(["git", "update-ref", ref, sha], cwd=remote, check=True)
+    report = pull(b)
+    assert sorted(report.problems) == sorted(
+        f"run {run_id} not applied: {RUNS}{run_id}:: field '(ref)': {sha[:12]} is not a commit"
+        for run_id, sha in ((tagged, tag), (treed, tree))
+    )
+    assert {ref: sha for ref, sha in report.updated.items() if ref.startswith(RUNS)} == {
+        RUNS + good: a.refs()[RUNS + good]
+    }
+    assert set(b.refs(RUNS)) == {RUNS + good}
+
+
 @pytest.mark.slow
 def test_a_fetched_billion_laughs_run_is_refused_at_once(
     a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
