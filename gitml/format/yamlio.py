@@ -33,6 +33,8 @@ _RESERVED = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "nul
 # line and paragraph separators, BOM, non-characters) or that it folds.
 _UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 # A lone surrogate has no UTF-8 form, and YAML readers refuse its "\udcXX" escape.
+# json.dumps builds an encoder each call when given options: 0.85 us against 0.2.
+_JSON_STRING = json.JSONEncoder(ensure_ascii=False).encode
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -272,13 +274,12 @@ def _scalar_text(text: str) -> Any:
         # Without an escape it is what is between the quotes (json.loads: 3 us).
         value = text[1:-1] if "\\" not in text else _json_string(text)
     elif first.isdigit() or first == "-":
+        # ``dump`` writes every float with a "." and no int with one: asking int()
+        # first cost a float its ValueError (0.7 us).
         try:
-            value = int(text)
+            value = float(text) if "." in text else int(text)
         except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                value = text
+            value = text
     else:
         value = text
     try:
@@ -369,5 +370,5 @@ def _string(value: str) -> str:
         return value
     if _SURROGATE.search(value):
         raise ValueError(f"cannot write {value!r} to a record: it is not valid Unicode text")
-    quoted = json.dumps(value, ensure_ascii=False)
+    quoted = _JSON_STRING(value)
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
