@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import subprocess
 import threading
@@ -637,7 +638,17 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
         start += size
     check = functools.partial(_canonical_share, store.root)
     _import_checks()  # once, here, rather than once in each process forked below
-    with multiprocessing.get_context("fork").Pool(shares) as pool:
+    # The checking processes make thousands of objects a batch and keep none but
+    # their results: the cyclic collector, which each time walked all they inherited
+    # (pydantic and the models), took a tenth of their time. Freezing what is
+    # inherited keeps it out of their collections and its pages shared; the
+    # collector is off in them and back to normal here once they are forked.
+    gc.freeze()
+    try:
+        pool = multiprocessing.get_context("fork").Pool(shares, initializer=gc.disable)
+    finally:
+        gc.unfreeze()
+    with pool:
 
         def submit(batch: list[tuple[str, str]]) -> AsyncResult[list[Checked]]:
             return pool.map_async(check, [batch[i::shares] for i in range(shares)])
