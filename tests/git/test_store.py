@@ -829,6 +829,28 @@ def test_create_packed_adds_refs_git_reads_and_keeps_what_the_file_held(repo: Pa
     assert git(repo, "rev-parse", "v1^{}").strip() == head
 
 
+def test_create_packed_keeps_what_it_wrote_as_parsed_until_git_rewrites_the_file(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(repo, clock=FixedClock(), identity=BOT)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "pack-refs", "--all")
+    created = store.create_packed({f"refs/gitml/runs/{i:02x}": head for i in range(5)})
+    fresh = Store(repo).packed_tips()  # parsed from the file
+    assert fresh.items() >= created.items()
+
+    def no_parse(*args: object) -> bytes:
+        raise AssertionError("packed-refs was read again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "read_bytes", no_parse)
+        patched.setattr("builtins.open", no_parse)
+        assert store.packed_tips() == fresh
+    git(repo, "update-ref", "-d", "refs/gitml/runs/00")  # git replaces the file
+    assert "refs/gitml/runs/00" not in store.packed_tips()
+    assert store.packed_tips() == Store(repo).packed_tips()
+
+
 def test_create_packed_claims_no_peeling_a_headerless_file_did_not(repo: Path) -> None:
     head = git(repo, "rev-parse", "HEAD").strip()
     git(repo, "tag", "-a", "-m", "annotated", "v1")
