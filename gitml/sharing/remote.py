@@ -616,12 +616,12 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
     whose files hold exactly what gitml writes, parsed (with their artifact manifest);
     the others are for ``check_record``.
 
-    Checking is Python work, about a quarter of a millisecond a run, and the
-    largest part of a first pull of many runs besides writing the refs (git's
-    work, as for ``git fetch``). From ``PARALLEL_FROM`` runs, forked processes,
-    one per core, check the next batch while the caller moves the refs of the
-    one given; only where forking is safe, in a process running no other
-    thread (the CLI; a server's pull checks every run itself, in one batch).
+    Checking is Python work, about 0.1 ms a run, and the largest part of a
+    first pull of many runs besides fetching (git's work, as for ``git fetch``).
+    From ``PARALLEL_FROM`` runs, forked processes, one per core, check the next
+    batch while the caller moves the refs of the one given; only where forking
+    is safe, in a process running no other thread (the CLI; a server's pull
+    checks every run itself, in one batch).
     """
     items = sorted(wanted.items())
     if not items:
@@ -640,28 +640,32 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
     _import_checks()  # once, here, rather than once in each process forked below
     # The checking processes make thousands of objects a batch and keep none but
     # their results: the cyclic collector, which each time walked all they inherited
-    # (pydantic and the models), took a tenth of their time. Freezing what is
-    # inherited keeps it out of their collections and its pages shared; the
-    # collector is off in them and back to normal here once they are forked.
+    # (pydantic and the models), took a tenth of their time. It is off before they
+    # fork, so in them too, and what they inherit is frozen out of it (its pages
+    # stay shared). Here it waits for the end: what comes back is kept, and each
+    # collection walked it all.
+    collecting = gc.isenabled()
+    gc.disable()
     gc.freeze()
     try:
-        pool = multiprocessing.get_context("fork").Pool(shares, initializer=gc.disable)
+        with multiprocessing.get_context("fork").Pool(shares) as pool:
+
+            def submit(batch: list[tuple[str, str]]) -> AsyncResult[list[Checked]]:
+                return pool.map_async(check, [batch[i::shares] for i in range(shares)])
+
+            pending = submit(batches[0])
+            for i, batch in enumerate(batches):
+                parts = pending.get()
+                if i + 1 < len(batches):
+                    pending = submit(batches[i + 1])
+                checked: Checked = {}
+                for part in parts:
+                    checked.update(part)
+                yield dict(batch), checked
     finally:
         gc.unfreeze()
-    with pool:
-
-        def submit(batch: list[tuple[str, str]]) -> AsyncResult[list[Checked]]:
-            return pool.map_async(check, [batch[i::shares] for i in range(shares)])
-
-        pending = submit(batches[0])
-        for i, batch in enumerate(batches):
-            parts = pending.get()
-            if i + 1 < len(batches):
-                pending = submit(batches[i + 1])
-            checked: Checked = {}
-            for part in parts:
-                checked.update(part)
-            yield dict(batch), checked
+        if collecting:
+            gc.enable()
 
 
 def _import_checks() -> None:
