@@ -661,16 +661,17 @@ class Unstorable(NamedTuple):
     why: str
 
 
-def read_run(commit: str, run: Run, plain: dict[str, Any]) -> ReadRun:
-    """``run`` at ``commit`` as the index's rows, or why SQLite cannot hold it: then
-    ``plain`` (its ``to_plain()``) is walked for the field at fault."""
-    rows = _run_rows(run, commit, plain)
+def read_run(commit: str, plain: dict[str, Any]) -> ReadRun:
+    """The run record ``plain`` (a ``Run``'s ``to_plain()``) at ``commit`` as the index's
+    rows, or why SQLite cannot hold it: the field at fault."""
+    rows = _run_rows(plain, commit)
+    run_id = plain["id"]
     if _storable(rows):
-        return ReadRun(commit, run.id, rows)
+        return ReadRun(commit, run_id, rows)
     # Every value of the rows is, or is in the JSON of, a value of the record.
     found = _unstorable(plain, "")
-    assert found is not None, f"run {run.id}: SQLite refuses a value the record does not hold"
-    return ReadRun(commit, run.id, Unstorable(*found))
+    assert found is not None, f"run {run_id}: SQLite refuses a value the record does not hold"
+    return ReadRun(commit, run_id, Unstorable(*found))
 
 
 def _extra(plain: dict[str, Any]) -> str | None:
@@ -732,46 +733,57 @@ def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
     return of(Run), of(Source)
 
 
-def _run_rows(run: Run, sha: str, plain: dict[str, Any]) -> RunRows:
-    """The rows of ``run`` at commit ``sha`` (``plain``: its ``to_plain()``)."""
-    source = run.source
+def _run_rows(plain: dict[str, Any], sha: str) -> RunRows:
+    """The rows of the run record ``plain`` (a ``Run``'s ``to_plain()``) at commit ``sha``."""
+    run_id, source, params, tags, metrics = (
+        plain["id"],
+        plain["source"],
+        plain["params"],
+        plain["tags"],
+        plain["metrics"],
+    )
+    commit = source["commit"]
     row = (
-        run.id,
+        run_id,
         bytes.fromhex(sha),
-        run.experiment_id,
-        run.name,
-        run.status,
-        run.lifecycle_stage,
-        run.start_time,
-        run.end_time,
-        run.user,
-        run.parent_run_id,
-        None if source.commit is None else bytes.fromhex(source.commit),
-        source.branch,
-        int(source.dirty),
-        source.entry_point,
+        plain["experiment_id"],
+        plain["name"],
+        plain["status"],
+        plain["lifecycle_stage"],
+        plain["start_time"],
+        plain["end_time"],
+        plain["user"],
+        plain["parent_run_id"],
+        None if commit is None else bytes.fromhex(commit),
+        source["branch"],
+        int(source["dirty"]),
+        source["entry_point"],
         _extra(plain),
         # Params, tags and the metrics' latest values again, as the JSON a record is
         # made of (``records``), each None for none: joining the rows of params and
         # tags for each run costs SQLite half the time of making a thousand records.
-        _COMPACT.encode(plain["params"]) if run.params else None,
-        _COMPACT.encode(plain["tags"]) if run.tags else None,
-        _COMPACT.encode(plain["metrics"]) if run.metrics else None,
+        _COMPACT.encode(params) if params else None,
+        _COMPACT.encode(tags) if tags else None,
+        _COMPACT.encode(metrics) if metrics else None,
     )
-    metrics = [
+    metric_rows = [
         # SQLite has no NaN (it would store NULL anyway): NULL plus a flag.
         (
-            run.id,
+            run_id,
             k,
-            None if math.isnan(m.value) else m.value,
-            int(math.isnan(m.value)),
-            m.step,
-            m.timestamp,
+            None if math.isnan(m["value"]) else m["value"],
+            int(math.isnan(m["value"])),
+            m["step"],
+            m["timestamp"],
         )
-        for k, m in run.metrics.items()
+        for k, m in metrics.items()
     ]
-    params = [(run.id, k, v) for k, v in run.params.items()]
-    return row, params, [(run.id, k, v) for k, v in run.tags.items()], metrics
+    return (
+        row,
+        [(run_id, k, v) for k, v in params.items()],
+        [(run_id, k, v) for k, v in tags.items()],
+        metric_rows,
+    )
 
 
 class _Rows:
@@ -807,7 +819,7 @@ class _Rows:
             self.count += 1
             self.broken.append((run_id, bytes.fromhex(sha), _text(str(exc))))
             return
-        self.add_read(read_run(sha, run, run.to_plain()))
+        self.add_read(read_run(sha, run.to_plain()))
 
     def add_read(self, read: ReadRun) -> None:
         """The rows of a run record read and validated, or of why SQLite cannot hold it."""
@@ -866,7 +878,7 @@ def hold_run(conn: sqlite3.Connection, run: Run) -> tuple[str, str] | None:
     instead when the index could not hold it, as for a refresh."""
     for table in ("runs", "params", "tags", "metrics"):
         conn.execute(f"DELETE FROM {table}")
-    read = read_run("", run, run.to_plain())
+    read = read_run("", run.to_plain())
     if isinstance(read.rows, Unstorable):
         return read.rows.field, read.rows.why
     rows = _Rows()

@@ -721,7 +721,7 @@ def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
             if manifest is None:
                 continue
         # Written for the index here, in the checking processes, not after the moves.
-        out[ref] = (None if manifest is None else manifest[0], read_run(commit, *run))
+        out[ref] = (None if manifest is None else manifest[0], read_run(commit, run[1]))
     return out
 
 

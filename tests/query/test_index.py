@@ -324,7 +324,7 @@ def test_runs_a_pull_moved_are_indexed_from_its_records_and_each_ref_read_once(
     client = gitml.Client()
     ids = [client.create_run(run_name=f"r{i}", commit=True).id for i in range(3)]
     parsed = {
-        run_id: read_run(sha, client.get_run(run_id), client.get_run(run_id).to_plain())
+        run_id: read_run(sha, client.get_run(run_id).to_plain())
         for run_id, sha in tips(repo).items()
     }
     client.log_batch(ids[1], params={"later": "yes"})  # another writer, after the pull read it
@@ -357,7 +357,7 @@ def test_runs_packed_while_a_pull_indexes_them_are_read_from_packed_refs(
         client.create_run(run_name=f"r{i}")
     client.index.refresh()
     parsed = {
-        run_id: read_run(sha, client.get_run(run_id), client.get_run(run_id).to_plain())
+        run_id: read_run(sha, client.get_run(run_id).to_plain())
         for run_id, sha in tips(repo).items()
     }
     real = client.store.packed_tips
