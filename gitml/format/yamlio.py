@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Final
 
 # Plain scalars: a letter or underscore first, then a conservative alphabet,
 # and never one of YAML 1.1's boolean or null words.
@@ -140,6 +140,7 @@ def _refuse_duplicate(constructor: Any, node: Any) -> None:
 # "key:" whose block follows.
 _OPENS, _EMPTY_MAP, _EMPTY_LIST = object(), object(), object()
 _NOT_CANONICAL = object()  # a value text ``dump`` never writes
+NOT_SCALAR: Final = _NOT_CANONICAL
 Line = tuple[int, bool, str, Any]
 _KEY_END = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SPECIAL: dict[str, Any] = {
@@ -261,6 +262,13 @@ def _line(text: str) -> Line | None:
     except ValueError:  # a lone surrogate: dump refuses it
         return None
     return (indent, dash, key, value)
+
+
+def scalar(text: str) -> Any:
+    """The string, number, boolean or None that ``dump`` writes as ``text``; ``NOT_SCALAR``
+    when it writes none so (readers of one record's layout check each value with it)."""
+    value = _scalar_text(text) if text else _NOT_CANONICAL
+    return _NOT_CANONICAL if value is _EMPTY_MAP or value is _EMPTY_LIST else value
 
 
 def _scalar_text(text: str) -> Any:

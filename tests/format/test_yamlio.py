@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gitml.format import yamlio
+from testing.records import mutated
 
 TRICKY_STRINGS = [
     "",
@@ -198,24 +199,6 @@ def _random_record(rng: random.Random, depth: int = 0) -> dict[str, Any]:
     return record
 
 
-def _mutated(rng: random.Random, text: str) -> str:
-    """``text`` with a few pieces inserted, cut or lines swapped."""
-    pieces = ["\n", " ", "  ", "- ", ":", ": ", '"', "\\", "{}", "a", "1", ".0", "e+5", "\r", "\t"]
-    for _ in range(rng.randint(1, 3)):
-        at = rng.randrange(len(text) + 1)
-        roll = rng.random()
-        if roll < 0.4:
-            text = text[:at] + rng.choice(pieces) + text[at:]
-        elif roll < 0.7:
-            text = text[:at] + text[at + rng.randint(1, 3) :]
-        else:
-            lines = text.split("\n")
-            i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
-            lines[i], lines[j] = lines[j], lines[i]
-            text = "\n".join(lines)
-    return text
-
-
 def test_the_fast_reader_reads_only_what_dump_writes() -> None:
     """``load`` trusts the fast reader without dumping again: whatever it reads must
     be what ``dump`` writes as exactly that text, and all of ``dump``'s text is read."""
@@ -224,7 +207,7 @@ def test_the_fast_reader_reads_only_what_dump_writes() -> None:
     for _ in range(1500):
         text = yamlio.dump(_random_record(rng)).decode()
         assert yamlio._read_canonical(text) is not None, text
-        for variant in [_mutated(rng, text) for _ in range(4)]:
+        for variant in [mutated(rng, text) for _ in range(4)]:
             fast = yamlio._read_canonical(variant)
             if fast is not None:
                 read += 1
