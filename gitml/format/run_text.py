@@ -69,9 +69,13 @@ _TOKEN_KEPT = 200
 _NOT = yamlio.NOT_SCALAR
 
 
-def canonical_run(text: str) -> dict[str, Any] | None:
-    """``Run.to_plain()`` of the record ``text`` holds when ``text`` is exactly what
+def canonical_run(data: bytes) -> dict[str, Any] | None:
+    """``Run.to_plain()`` of the record ``data`` holds when ``data`` is exactly what
     gitml writes for a valid run; None when this cannot tell (the model decides then)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
     layout = _LAYOUT.fullmatch(text)
     if layout is None:
         return None

@@ -734,10 +734,7 @@ def _plain_run(data: bytes | None) -> dict[str, Any] | None:
 
     if data is None:
         return None
-    try:
-        plain = canonical_run(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return None  # check_record says why
+    plain = canonical_run(data)
     if plain is not None:
         return plain
     run = _canonical(Run, data)
