@@ -515,12 +515,12 @@ def pull(
 
     # Experiments before the runs they hold, runs before the versions and stages naming them.
     apply({ref: sha for ref, sha in new.items() if ref.startswith(EXPERIMENTS)}, {})
-    runs: Checked = {}
+    manifests: dict[str, ArtifactManifest | None] = {}  # of the runs checked here
     with _RunIndexing(store) as indexing:
         for batch, checked in _checked_runs(
             store, {ref: sha for ref, sha in new.items() if ref.startswith(RUNS) and sha not in odd}
         ):
-            runs.update(checked)
+            manifests.update((ref, manifest) for ref, (manifest, _) in checked.items())
             apply(batch, checked)  # while the next batches are checked
             indexing.moved(checked, report)  # while the next batches move
         # The rest, and runs whose ref names no commit, which check_record refuses.
@@ -533,7 +533,6 @@ def pull(
             {},
         )
     _remember_declarations(store, report)
-    manifests = {ref: manifest for ref, (manifest, _) in runs.items()}
     _download_artifacts(store, local, report, manifests, artifacts, settings_root)
     return report
 
@@ -574,6 +573,9 @@ def _pull_moves(
 # Below this many runs a pull checks them in its own process alone: starting a
 # worker and sending its records back cost more than the share it would take.
 PARALLEL_FROM = 2_000
+
+# How much lower the checking processes' priority is than the pulling process's.
+CHECKING_NICE = 5
 
 # Ref to (the run's artifact manifest, the run as the query index takes it).
 Checked = dict[str, tuple["ArtifactManifest | None", "ReadRun"]]
@@ -648,7 +650,9 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
     gc.disable()
     gc.freeze()
     try:
-        with multiprocessing.get_context("fork").Pool(shares) as pool:
+        # Niced, so that moving and indexing what they checked keeps pace: the last
+        # batches' indexing otherwise lagged behind, with nothing left to overlap.
+        with multiprocessing.get_context("fork").Pool(shares, os.nice, (CHECKING_NICE,)) as pool:
 
             def submit(batch: list[tuple[str, str]]) -> AsyncResult[list[Checked]]:
                 return pool.map_async(check, [batch[i::shares] for i in range(shares)])

@@ -446,9 +446,9 @@ _CHECK_SHARE = sharing._canonical_share
 
 def _check_share_noting_pid(root: Path, items: list[tuple[str, str]]) -> sharing.Checked:
     """``_canonical_share``, leaving a file named after the process that ran it, which
-    says whether the cyclic collector ran there (a module-level function: the pool's
-    workers find it by name)."""
-    (Path(os.environ["PIDS"]) / str(os.getpid())).write_text(str(gc.isenabled()))
+    says whether the cyclic collector ran there and at what niceness (a module-level
+    function: the pool's workers find it by name)."""
+    (Path(os.environ["PIDS"]) / str(os.getpid())).write_text(f"{gc.isenabled()} {os.nice(0)}")
     return _CHECK_SHARE(root, items)
 
 
@@ -489,7 +489,9 @@ def test_a_large_pull_checks_runs_in_worker_processes_and_moves_them_in_batches(
     else:  # batches of 3 and then (of up to 6) 4, checked by forked workers, moved apart
         assert checkers and os.getpid() not in checkers
         assert traced_commands(trace).count("update-ref") == 3
-        assert {p.read_text() for p in pids.iterdir()} == {"False"}  # no collector there
+        # No collector there, and a lower priority than the process moving their refs.
+        nice = min(os.nice(0) + sharing.CHECKING_NICE, 19)
+        assert {p.read_text() for p in pids.iterdir()} == {f"False {nice}"}
     # Here it is as it was, and nothing is left frozen out of it.
     assert gc.isenabled() and gc.get_freeze_count() == 0
     s = store(b)
