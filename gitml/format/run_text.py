@@ -19,6 +19,7 @@ gives what the model gives, or None.
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any
 
@@ -60,6 +61,7 @@ _RUN_ID = re.compile('"([0-9][0-9a-f]{31})"|([a-f][0-9a-f]{31})')
 _HEX40 = re.compile('"([0-9][0-9a-f]{39})"|([a-f][0-9a-f]{39})')
 _EXPERIMENT_ID = re.compile("[0-9A-Za-z_-]{1,64}")
 _LIFECYCLE = ("active", "deleted")
+_CHECKED = operator.itemgetter("experiment_id", "name", "status", "user", "source")
 _STATUSES = frozenset(RUN_STATUSES)
 
 # Tokens already read: statuses, users, param values repeat across a store's runs.
@@ -120,13 +122,7 @@ def canonical_run(data: bytes) -> dict[str, Any] | None:
         "tags": _texts(tags_text),
         "metrics": _metrics(metrics_text),
     }
-    experiment_id, name, status, user = (
-        fields["experiment_id"],
-        fields["name"],
-        fields["status"],
-        fields["user"],
-    )
-    source = fields["source"]
+    experiment_id, name, status, user, source = _CHECKED(fields)
     ok = (
         fields["id"] is not _NOT
         and type(experiment_id) is str
