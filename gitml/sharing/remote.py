@@ -707,7 +707,7 @@ def _canonical_share(root: Path, items: list[tuple[str, str]]) -> Checked:
 
     The models write only records the schemas accept (a test holds them in
     agreement), so bytes the models give back unchanged need no schema check:
-    checking a run against the JSON Schema measured 2 ms, this 0.3 ms.
+    checking a run against the JSON Schema measured 2 ms, this 13-59 us.
     """
     if not items:
         return {}
