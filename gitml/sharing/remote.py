@@ -647,8 +647,10 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
     # stay shared). Here it waits for the end: what comes back is kept, and each
     # collection walked it all.
     collecting = gc.isenabled()
+    freezing = gc.get_freeze_count() == 0  # a caller's own freeze is left as it is
     gc.disable()
-    gc.freeze()
+    if freezing:
+        gc.freeze()
     try:
         # Niced, so that moving and indexing what they checked keeps pace: the last
         # batches' indexing otherwise lagged behind, with nothing left to overlap.
@@ -667,7 +669,8 @@ def _checked_runs(store: Store, wanted: dict[str, str]) -> Iterator[tuple[dict[s
                     checked.update(part)
                 yield dict(batch), checked
     finally:
-        gc.unfreeze()
+        if freezing:
+            gc.unfreeze()
         if collecting:
             gc.enable()
 
