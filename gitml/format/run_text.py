@@ -63,11 +63,6 @@ _EXPERIMENT_ID = re.compile("[0-9A-Za-z_-]{1,64}")
 _LIFECYCLE = ("active", "deleted")
 _CHECKED = operator.itemgetter("experiment_id", "name", "status", "user", "source")
 _STATUSES = frozenset(RUN_STATUSES)
-
-# Tokens already read: statuses, users, param values repeat across a store's runs.
-_TOKENS: dict[str, Any] = {}
-_TOKENS_KEPT = 1 << 16
-_TOKEN_KEPT = 200
 _NOT = yamlio.NOT_SCALAR
 
 
@@ -102,20 +97,20 @@ def canonical_run(data: bytes) -> dict[str, Any] | None:
     ) = layout.groups()
     fields = {
         "id": _hex(_RUN_ID, run_id),
-        "experiment_id": _value(experiment_id),
-        "name": _value(name),
-        "status": _value(status),
-        "lifecycle_stage": _value(stage),
+        "experiment_id": yamlio.scalar(experiment_id),
+        "name": yamlio.scalar(name),
+        "status": yamlio.scalar(status),
+        "lifecycle_stage": yamlio.scalar(stage),
         "start_time": _count(start),
         "end_time": None if end == "null" else _count(end),
-        "user": _value(user),
+        "user": yamlio.scalar(user),
         "parent_run_id": None if parent == "null" else _hex(_RUN_ID, parent),
         "source": {
             "commit": None if commit == "null" else _hex(_HEX40, commit),
             "snapshot": None if snapshot == "null" else _hex(_HEX40, snapshot),
-            "branch": _value(branch),
-            "dirty": _value(dirty),
-            "entry_point": _value(entry_point),
+            "branch": yamlio.scalar(branch),
+            "dirty": yamlio.scalar(dirty),
+            "entry_point": yamlio.scalar(entry_point),
             "omitted": [],
         },
         "params": _texts(params_text),
@@ -148,16 +143,6 @@ def canonical_run(data: bytes) -> dict[str, Any] | None:
     return fields if ok else None
 
 
-def _value(token: str) -> Any:
-    """What ``dump`` writes as ``token``, or ``_NOT``."""
-    value = _TOKENS.get(token, _NOT)
-    if value is _NOT:
-        value = yamlio.scalar(token)
-        if value is not _NOT and len(_TOKENS) < _TOKENS_KEPT and len(token) <= _TOKEN_KEPT:
-            _TOKENS[token] = value
-    return value
-
-
 def _hex(pattern: re.Pattern[str], token: str) -> Any:
     """The id or commit ``token`` writes, or ``_NOT``."""
     found = pattern.fullmatch(token)
@@ -181,21 +166,19 @@ def _float(token: str) -> Any:
             value = None
         if value is not None and repr(value) == token:
             return value
-    value = _value(token)
+    value = yamlio.scalar(token)
     return value if type(value) is float else _NOT
 
 
 def _texts(block: str) -> dict[str, str] | None:
     """A map of strings to strings, its keys in order, as ``dump`` writes it."""
-    if block == " {}\n":
-        return {}
-    entries = _ENTRY.findall(block)
-    if len(entries) != block.count("\n") - 1:
-        return None  # a line that is no entry
+    entries = _entries(block, _ENTRY, 1)
+    if entries is None:
+        return None
     out: dict[str, str] = {}
     last = None
     for key_token, value_token in entries:
-        key, value = _value(key_token), _value(value_token)
+        key, value = yamlio.scalar(key_token), yamlio.scalar(value_token)
         if type(key) is not str or type(value) is not str or (last is not None and key <= last):
             return None
         out[key] = value
@@ -205,15 +188,13 @@ def _texts(block: str) -> dict[str, str] | None:
 
 def _metrics(block: str) -> dict[str, dict[str, Any]] | None:
     """The metrics' map, its keys in order, each a float value, a step and a timestamp."""
-    if block == " {}\n":
-        return {}
-    entries = _METRIC.findall(block)
-    if 4 * len(entries) != block.count("\n") - 1:
+    entries = _entries(block, _METRIC, 4)
+    if entries is None:
         return None
     out: dict[str, dict[str, Any]] = {}
     last = None
     for key_token, value_token, step_token, time_token in entries:
-        key = _value(key_token)
+        key = yamlio.scalar(key_token)
         value, step, timestamp = _float(value_token), _count(step_token), _count(time_token)
         if (
             type(key) is not str
@@ -224,3 +205,12 @@ def _metrics(block: str) -> dict[str, dict[str, Any]] | None:
         out[key] = {"value": value, "step": step, "timestamp": timestamp}
         last = key
     return out
+
+
+def _entries(block: str, entry: re.Pattern[str], lines: int) -> list[Any] | None:
+    """The groups of each of a map's entries (``entry``, ``lines`` lines each): [] for
+    "{}", None when a line is no entry."""
+    if block == " {}\n":
+        return []
+    entries = entry.findall(block)
+    return entries if lines * len(entries) == block.count("\n") - 1 else None

@@ -33,9 +33,9 @@ _RESERVED = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "nul
 # line and paragraph separators, BOM, non-characters) or that it folds.
 _UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 # A lone surrogate has no UTF-8 form, and YAML readers refuse its "\udcXX" escape.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # json.dumps builds an encoder each call when given options: 0.85 us against 0.2.
 _JSON_STRING = json.JSONEncoder(ensure_ascii=False).encode
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dump(data: Any) -> bytes:
@@ -139,8 +139,7 @@ def _refuse_duplicate(constructor: Any, node: Any) -> None:
 # its key, and its value: a scalar, one of the markers below, or _OPENS for a
 # "key:" whose block follows.
 _OPENS, _EMPTY_MAP, _EMPTY_LIST = object(), object(), object()
-_NOT_CANONICAL = object()  # a value text ``dump`` never writes
-NOT_SCALAR: Final = _NOT_CANONICAL
+NOT_SCALAR: Final = object()  # a value text ``dump`` never writes
 Line = tuple[int, bool, str, Any]
 _KEY_END = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SPECIAL: dict[str, Any] = {
@@ -252,7 +251,7 @@ def _line(text: str) -> Line | None:
         value: Any = _OPENS
     elif rest[:2] == ": " and len(rest) > 2:
         value = _scalar_text(rest[2:])
-        if value is _NOT_CANONICAL:
+        if value is NOT_SCALAR:
             return None
     else:
         return None
@@ -266,15 +265,27 @@ def _line(text: str) -> Line | None:
 
 def scalar(text: str) -> Any:
     """The string, number, boolean or None that ``dump`` writes as ``text``; ``NOT_SCALAR``
-    when it writes none so (readers of one record's layout check each value with it)."""
-    value = _scalar_text(text) if text else _NOT_CANONICAL
-    return _NOT_CANONICAL if value is _EMPTY_MAP or value is _EMPTY_LIST else value
+    when it writes none so (readers of one record's layout check each value with it).
+
+    Texts already read are kept, as lines are: statuses, users and param values
+    repeat across a store's records."""
+    value = _SCALARS.get(text, NOT_SCALAR)
+    if value is NOT_SCALAR and text:
+        value = _scalar_text(text)
+        if value is _EMPTY_MAP or value is _EMPTY_LIST:
+            return NOT_SCALAR
+        if value is not NOT_SCALAR and len(_SCALARS) < _LINES_KEPT and len(text) <= _LINE_KEPT:
+            _SCALARS[text] = value
+    return value
+
+
+_SCALARS: dict[str, Any] = {}
 
 
 def _scalar_text(text: str) -> Any:
-    """The scalar ``dump`` writes as ``text``, or _NOT_CANONICAL: ``dump`` never writes it."""
-    special = _SPECIAL.get(text, _NOT_CANONICAL)
-    if special is not _NOT_CANONICAL:
+    """The scalar ``dump`` writes as ``text``, or NOT_SCALAR: ``dump`` never writes it."""
+    special = _SPECIAL.get(text, NOT_SCALAR)
+    if special is not NOT_SCALAR:
         return special
     first = text[0]
     value: Any
@@ -291,9 +302,9 @@ def _scalar_text(text: str) -> Any:
     else:
         value = text
     try:
-        return value if _scalar(value) == text else _NOT_CANONICAL
+        return value if _scalar(value) == text else NOT_SCALAR
     except ValueError:  # a lone surrogate
-        return _NOT_CANONICAL
+        return NOT_SCALAR
 
 
 def _json_string(text: str) -> str | None:
