@@ -891,6 +891,10 @@ def hold_run(conn: sqlite3.Connection, run: Run) -> tuple[str, str] | None:
     return None
 
 
+# What an SQLite INTEGER holds: from _INT64_MIN up to, not including, _INT64_END.
+_INT64_MIN, _INT64_END = -(2**63), 2**63
+
+
 def _unstorable(value: Any, field: str) -> tuple[str, str] | None:
     """The first value in a record SQLite cannot hold, as (field, why), or None.
 
@@ -901,7 +905,7 @@ def _unstorable(value: Any, field: str) -> tuple[str, str] | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        if -(2**63) <= value < 2**63:
+        if _INT64_MIN <= value < _INT64_END:
             return None
         return field, "the number does not fit in 64 bits, so it cannot be indexed"
     if isinstance(value, str):
@@ -934,7 +938,7 @@ def _storable(rows: RunRows) -> bool:
         kind = type(value)
         if kind is str:
             texts.append(value)
-        elif kind is int and not -(2**63) <= value < 2**63:
+        elif kind is int and not _INT64_MIN <= value < _INT64_END:
             return False
     try:
         "".join(texts).encode("utf-8")
